@@ -1,0 +1,48 @@
+"""The ``kit`` command line: one typer app; each command group lives in ``kit/commands``.
+
+Errors the user can fix (``KitError``) print as one line and exit with status 2; anything else
+is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from .errors import KitError
+
+app = typer.Typer(
+    name="kit",
+    help="Audio dataset distillation and on-device keyword spotting.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines ``register(app)``; the order here is the order in --help.
+COMMAND_MODULES = ("data", "distill", "train", "inspect", "export", "classify")
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"kit.commands.{_name}")
+    except ModuleNotFoundError as exc:  # a command group still being written must not break the rest
+        if exc.name != f"kit.commands.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``kit`` console script."""
+    err = Console(stderr=True)
+    try:
+        app(args=argv, standalone_mode=True)
+    except KitError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
