@@ -21,6 +21,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"kit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Audio dataset distillation and on-device keyword spotting."""
+
+
 # Each module defines ``register(app)``; the order here is the order in --help.
 COMMAND_MODULES = ("data", "distill", "train", "inspect", "export", "classify")
 

@@ -49,7 +49,7 @@ def _canonical(obj) -> bytes:
 
 def _npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(buf, np.asarray(array, order="C"), allow_pickle=False)
     return buf.getvalue()
 
 

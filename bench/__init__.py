@@ -1,0 +1,1 @@
+"""Benchmarks: accuracy, time and memory figures written to ``bench/results`` (not timed tests)."""

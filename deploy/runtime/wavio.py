@@ -1,0 +1,123 @@
+"""WAV reading for the device: stdlib ``wave`` plus a small RIFF parser, numpy only.
+
+Why not soundfile: libsndfile is not on every device image, and a KWS device only ever reads
+WAV. ``wave`` decodes integer PCM (8/16/24/32-bit); for what it refuses in Python 3.11,
+IEEE-float (format tag 3) and WAVE_FORMAT_EXTENSIBLE (0xFFFE) files, the RIFF chunks are read
+here directly. Samples are scaled exactly as libsndfile does (int / 2**(bits-1), 8-bit is
+unsigned around 128), so training (soundfile) and the device see identical waveforms. Every
+problem is a one-line ``KitError`` naming the file.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from .errors import KitError
+
+WAVE_FORMAT_PCM = 0x0001
+WAVE_FORMAT_IEEE_FLOAT = 0x0003
+WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Decode a WAV file to float32 mono in [-1, 1] (channels averaged) and its sample rate."""
+    path = Path(path)
+    if not path.is_file():
+        raise KitError(f"{path}: no such audio file")
+    if path.stat().st_size == 0:
+        raise KitError(f"{path}: empty file (0 bytes)")
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise KitError(f"{path}: not a WAV file (no RIFF/WAVE header); the edge runtime reads .wav only")
+    try:
+        with wave.open(str(path), "rb") as reader:
+            channels, width, rate = reader.getnchannels(), reader.getsampwidth(), reader.getframerate()
+            data = reader.readframes(reader.getnframes())
+        samples = _decode_pcm(path, data, width, channels)
+    except wave.Error as exc:
+        if "unknown format" not in str(exc):
+            raise KitError(f"{path}: corrupt WAV file ({exc})") from None
+        samples, rate = _read_riff(path)
+    except (EOFError, struct.error) as exc:
+        raise KitError(f"{path}: corrupt or truncated WAV file ({type(exc).__name__})") from None
+    return _finish(path, samples, rate)
+
+
+def _finish(path: Path, samples: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
+    if rate <= 0:
+        raise KitError(f"{path}: WAV header gives an invalid sample rate ({rate})")
+    if samples.size == 0:
+        raise KitError(f"{path}: WAV file has no audio samples")
+    y = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    finite = np.isfinite(y)
+    if not finite.any():
+        raise KitError(f"{path}: every sample is NaN or infinite")
+    if not finite.all():
+        y = np.where(finite, y, 0.0)
+    return np.ascontiguousarray(y, dtype=np.float32), int(rate)
+
+
+def _decode_pcm(path: Path, data: bytes, width: int, channels: int) -> np.ndarray:
+    """Little-endian integer PCM bytes -> float (frames, channels)."""
+    if channels < 1:
+        raise KitError(f"{path}: WAV header gives {channels} channels")
+    frame_bytes = width * channels
+    data = data[: len(data) - len(data) % frame_bytes]  # a truncated last frame is dropped
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if width == 1:
+        x = (raw.astype(np.float32) - 128.0) / 128.0
+    elif width == 2:
+        x = raw.view("<i2").astype(np.float32) / 32768.0
+    elif width == 3:
+        b = raw.reshape(-1, 3).astype(np.int32)
+        ints = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        ints = np.where(ints >= 1 << 23, ints - (1 << 24), ints)
+        x = ints.astype(np.float32) / float(1 << 23)
+    elif width == 4:
+        x = (raw.view("<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
+    else:
+        raise KitError(f"{path}: unsupported WAV sample width ({8 * width}-bit PCM)")
+    return x.reshape(-1, channels)
+
+
+def _decode_float(path: Path, data: bytes, width: int, channels: int) -> np.ndarray:
+    if width not in (4, 8):
+        raise KitError(f"{path}: unsupported WAV float width ({8 * width}-bit)")
+    frame_bytes = width * channels
+    data = data[: len(data) - len(data) % frame_bytes]
+    x = np.frombuffer(data, dtype="<f4" if width == 4 else "<f8").astype(np.float32)
+    return x.reshape(-1, channels)
+
+
+def _read_riff(path: Path) -> tuple[np.ndarray, int]:
+    """Walk the RIFF chunks for ``fmt `` and ``data`` (float and extensible files)."""
+    blob = path.read_bytes()
+    offset, fmt, data = 12, None, None
+    while offset + 8 <= len(blob):
+        chunk_id, size = blob[offset : offset + 4], struct.unpack_from("<I", blob, offset + 4)[0]
+        body = blob[offset + 8 : offset + 8 + size]
+        if chunk_id == b"fmt ":
+            fmt = body
+        elif chunk_id == b"data":
+            data = body  # may be shorter than ``size`` in a truncated file
+            break
+        offset += 8 + size + (size & 1)
+    if fmt is None or len(fmt) < 16:
+        raise KitError(f"{path}: corrupt WAV file (no valid 'fmt ' chunk)")
+    if data is None:
+        raise KitError(f"{path}: corrupt WAV file (no 'data' chunk)")
+    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", fmt)
+    if tag == WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 26:
+        tag = struct.unpack_from("<H", fmt, 24)[0]  # first two bytes of the sub-format GUID
+    if channels < 1:
+        raise KitError(f"{path}: WAV header gives {channels} channels")
+    if tag == WAVE_FORMAT_PCM:
+        return _decode_pcm(path, data, (bits + 7) // 8, channels), rate
+    if tag == WAVE_FORMAT_IEEE_FLOAT:
+        return _decode_float(path, data, (bits + 7) // 8, channels), rate
+    raise KitError(f"{path}: unsupported WAV encoding (format tag {tag:#06x}); use PCM 8/16/24/32-bit or 32/64-bit float")

@@ -1,0 +1,43 @@
+"""The ConvNet of the dataset-distillation literature (Zhao et al., DC/DSA/DM; also KIP/RFAD evals).
+
+Why this network: coreset and distillation results are only comparable when they are evaluated
+on the same architecture, and this is the one the papers report. Blocks are
+conv3x3 -> norm -> ReLU -> avg-pool 2, repeated ``depth`` times, then flatten and a linear head.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .base import KitModel, make_norm, pool_kernel
+
+
+class ConvNet(KitModel):
+    """DC-style ConvNet. kwargs: ``width`` (128), ``depth`` (3), ``norm`` (instance|batch|none)."""
+
+    arch = "convnet"
+
+    def __init__(
+        self,
+        in_shape: tuple[int, int, int],
+        n_classes: int,
+        *,
+        width: int = 128,
+        depth: int = 3,
+        norm: str = "instance",
+    ) -> None:
+        super().__init__(in_shape, n_classes, {"width": int(width), "depth": int(depth), "norm": norm})
+        if width < 1 or depth < 1:
+            raise ValueError(f"convnet width and depth must be positive (got width={width}, depth={depth})")
+        channels, height, frames = self.in_shape
+        layers: list[nn.Module] = []
+        for _ in range(depth):
+            layers += [nn.Conv2d(channels, width, 3, padding=1), make_norm(norm, width), nn.ReLU(inplace=True)]
+            kernel = pool_kernel(height, frames)
+            if kernel != (1, 1):
+                layers.append(nn.AvgPool2d(kernel, stride=kernel))
+            height, frames = height // kernel[0], frames // kernel[1]
+            channels = width
+        layers.append(nn.Flatten())
+        self.body = nn.Sequential(*layers)
+        self.embedding_dim = width * height * frames
+        self.head = nn.Linear(self.embedding_dim, n_classes)
