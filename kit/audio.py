@@ -16,6 +16,7 @@ import soundfile as sf
 
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import resample as runtime_resample
+from deploy.runtime.wavio import mono_finite
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -92,13 +93,7 @@ def load_audio(
         raise KitError(f"{path}: unreadable or corrupt audio file ({_reason(exc)})") from None
     if data.size == 0:
         raise KitError(f"{path}: empty audio (0 samples)")
-    y = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    finite = np.isfinite(y)
-    if not finite.any():
-        raise KitError(f"{path}: every sample is NaN or infinite")
-    if not finite.all():
-        y = np.where(finite, y, 0.0).astype(np.float32)
-    return resample(y, rate, int(sample_rate))
+    return resample(mono_finite(path, data), rate, int(sample_rate))
 
 
 def _reason(exc: BaseException) -> str:

@@ -38,7 +38,7 @@ def _root(
 
 
 # Each module defines ``register(app)``; the order here is the order in --help.
-COMMAND_MODULES = ("data", "distill", "train", "inspect", "export", "classify")
+COMMAND_MODULES = ("demo", "data", "distill", "train", "inspect", "export", "classify")
 
 for _name in COMMAND_MODULES:
     try:

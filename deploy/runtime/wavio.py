@@ -53,13 +53,22 @@ def _finish(path: Path, samples: np.ndarray, rate: int) -> tuple[np.ndarray, int
         raise KitError(f"{path}: WAV header gives an invalid sample rate ({rate})")
     if samples.size == 0:
         raise KitError(f"{path}: WAV file has no audio samples")
+    return mono_finite(path, samples), int(rate)
+
+
+def mono_finite(path: Path, samples: np.ndarray) -> np.ndarray:
+    """Average (frames, channels) to mono float32 and zero isolated NaN/inf samples.
+
+    Shared by the device reader and training's soundfile reader so both treat odd files alike;
+    a file with no finite sample at all is refused, since it would poison every statistic.
+    """
     y = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     finite = np.isfinite(y)
     if not finite.any():
         raise KitError(f"{path}: every sample is NaN or infinite")
     if not finite.all():
         y = np.where(finite, y, 0.0)
-    return np.ascontiguousarray(y, dtype=np.float32), int(rate)
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 def _decode_pcm(path: Path, data: bytes, width: int, channels: int) -> np.ndarray:

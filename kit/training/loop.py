@@ -28,9 +28,11 @@ from .targets import classification_loss, prepare_targets
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     """Temporarily ``torch.set_num_threads`` (a process-wide setting) and restore it afterwards."""
-    if not threads:
+    if threads is None:
         yield
         return
+    if int(threads) < 1:
+        raise KitError(f"threads must be >= 1, got {threads}")
     previous = torch.get_num_threads()
     torch.set_num_threads(int(threads))
     try:

@@ -1,0 +1,140 @@
+"""``kit distill DATASET --method M --ipc N --out FILE``: distil or select a coreset.
+
+Why this command does so little itself: loading (``kit.features.load_feature_set``) and the
+methods (``distill.make_distiller``) are library code shared with the benchmarks; the command
+only maps options to parameters, records *everything* needed to reproduce the run (the coreset's
+``params``/``source``/``extra`` and a ``<FILE>.config.json`` beside it) and writes atomically.
+Only the training split is used to distil; the test split is never touched.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.errors import KitError
+
+# option flag -> distiller parameter, for the options that only some methods take
+_METHOD_OPTIONS = {
+    "--steps": "steps",
+    "--time-budget": "time_budget_s",
+    "--lr": "lr",
+    "--loss": "loss",
+    "--n-models": "n_models",
+    "--width": "width",
+    "--batch-size": "batch_size",
+    "--learn-labels": "learn_labels",
+    "--val-fraction": "val_fraction",
+    "--device": "device",
+    "--embedding": "embedding",
+}
+
+
+def distill_command(
+    dataset: str = typer.Argument(..., help="Dataset name (fsdd, speech_commands, esc10, esc50), folder or CSV."),
+    method: str = typer.Option("rfad", "--method", "-m", help="rfad, random, herding or kcenter."),
+    ipc: int = typer.Option(1, "--ipc", help="Samples per class in the coreset."),
+    out: Path = typer.Option(..., "--out", "-o", help="Coreset file to write (a kit artifact)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of selection / initialisation / random networks."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="rfad: optimisation steps (default depends on --ipc)."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="rfad: stop after this many seconds (default 280)."),
+    resume: bool = typer.Option(False, "--resume", help="rfad: continue from the checkpoint (<OUT>.ckpt or --checkpoint)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="rfad: checkpoint file (default <OUT>.ckpt)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where datasets live (default $KIT_DATA_DIR or the cache)."),
+    split: str = typer.Option("official", "--split", help="fsdd: official or speaker."),
+    task: str = typer.Option("kws10", "--task", help="speech_commands: kws10 or kws12."),
+    test_fold: int = typer.Option(5, "--test-fold", help="esc10/esc50/CSV: fold held out for testing."),
+    feature: Optional[str] = typer.Option(None, "--feature", help="mfcc, fd_mfcc, log_mel or lpcc (default: the dataset's)."),
+    device: Optional[str] = typer.Option(None, "--device", help="rfad: auto, cpu, cuda (default auto)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="rfad: Adam learning rate on the coreset (default depends on --ipc)."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="rfad: platt or mse."),
+    n_models: Optional[int] = typer.Option(None, "--n-models", help="rfad: random networks per step (M)."),
+    width: Optional[int] = typer.Option(None, "--width", help="rfad: random network width."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="rfad: real samples per step."),
+    learn_labels: Optional[bool] = typer.Option(None, "--learn-labels/--fixed-labels", help="rfad: learn the coreset labels."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="rfad: training share held out to keep the best coreset."),
+    embedding: Optional[str] = typer.Option(None, "--embedding", help="herding/kcenter: convnet or flat."),
+    limit_per_class: Optional[int] = typer.Option(None, "--limit-per-class", help="Use at most this many clips per class (quick runs)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's choice, all cores)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Distil (rfad) or select (random, herding, kcenter) IPC feature maps per class into a coreset."""
+    from distill.registry import METHODS, make_distiller
+    from kit.pipeline import distill_coreset, jsonable, load_training_set
+
+    if method not in METHODS:
+        raise KitError(f"--method: unknown method '{method}' (choose from {', '.join(METHODS)})")
+    if ipc < 1:
+        raise KitError(f"--ipc must be >= 1, got {ipc}")
+    given = {
+        "--steps": steps, "--time-budget": time_budget, "--lr": lr, "--loss": loss, "--n-models": n_models,
+        "--width": width, "--batch-size": batch_size, "--learn-labels": learn_labels,
+        "--val-fraction": val_fraction, "--device": device, "--embedding": embedding,
+    }
+    valid = set(METHODS[method].param_names())
+    params: dict[str, Any] = {}
+    for flag, value in given.items():
+        if value is None:
+            continue
+        name = _METHOD_OPTIONS[flag]
+        if name not in valid:
+            raise KitError(f"{flag} does not apply to --method {method}")
+        params[name] = value
+    if method == "rfad":
+        params["checkpoint_path"] = str(checkpoint or out.with_name(out.name + ".ckpt"))
+        params["resume"] = resume
+        params["progress"] = progress
+    elif resume or checkpoint is not None:
+        raise KitError(f"--resume/--checkpoint apply to --method rfad only, not {method}")
+    make_distiller(method, ipc, seed=seed, **params)  # validates the parameters before any data is loaded
+    if threads is not None:
+        if threads < 1:
+            raise KitError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+
+    console = Console(stderr=True)
+    fs, loader = load_training_set(dataset, data_dir, split=split, task=task, test_fold=test_fold, feature=feature,
+                                   limit_per_class=limit_per_class, progress=progress)
+    coreset, distiller, summary = distill_coreset(fs, loader, method, ipc, seed=seed, **params)
+    wall, resolved, source = summary["fit_time_s"], coreset.params, coreset.source
+    coreset.save(out)
+    import torch
+
+    run_config = {
+        "command": "distill",
+        "argv": sys.argv[1:],
+        "dataset": dataset,
+        "method": method,
+        "ipc": ipc,
+        "seed": seed,
+        "out": str(out),
+        "params": jsonable(resolved),
+        "loader": loader,
+        "feature_config": fs.config.to_dict(),
+        "source": source,
+        "history": jsonable(distiller.history_),
+        "summary": summary,
+        "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                        "threads": torch.get_num_threads(), "platform": platform.platform()},
+    }
+    atomic_write_text(out.with_name(out.name + ".config.json"), json.dumps(run_config, indent=1, sort_keys=True, default=str))
+    extra = ""
+    if summary.get("steps") is not None:
+        extra = f", {summary['steps']} steps ({summary['stop_reason']}), best step {summary['best_step']}"
+    console.print(
+        f"wrote {out}: {method}, {len(coreset.features)} samples ({ipc} per class, {len(fs.classes)} classes) "
+        f"in {wall:.1f} s{extra}",
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("distill")(distill_command)
