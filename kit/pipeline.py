@@ -48,6 +48,7 @@ def load_training_set(
     test_fold: int = 5,
     feature: str | None = None,
     limit_per_class: int | None = None,
+    skip_bad: bool = False,
     progress: bool = True,
 ) -> tuple[FeatureSet, dict[str, Any]]:
     """The feature set and a record of exactly how it was loaded (the loader options)."""
@@ -58,11 +59,11 @@ def load_training_set(
     config = ds.feature_config.with_(kind=feature) if feature is not None else None
     fs = load_feature_set(
         ds, data_dir, config=config, split=split, task=task, test_fold=test_fold,
-        progress=progress, limit_per_class=limit_per_class,
+        progress=progress, limit_per_class=limit_per_class, skip_bad=skip_bad,
     )
     loader = {
         "dataset": dataset, "data_dir": None if data_dir is None else str(data_dir), "split": split,
-        "task": task, "test_fold": test_fold, "feature": fs.config.kind, "limit_per_class": limit_per_class,
+        "task": task, "test_fold": test_fold, "feature": fs.config.kind, "limit_per_class": limit_per_class, "skip_bad": skip_bad,
         "data_fingerprint": ds.fingerprint(),
     }
     return fs, loader

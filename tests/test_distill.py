@@ -39,7 +39,9 @@ def fsdd(data_dir):
 @pytest.fixture(scope="module")
 def rfad_run(fsdd):
     """One short RFAD run at 1 sample per class, shared by the loss and the quality tests."""
-    return RFAD(ipc=1, seed=0, steps=60, time_budget_s=None, batch_size=256, eval_every=20, device="cpu").fit(
+    # lr 3e-2 (3x the default) converges in fewer steps: about 60 % test accuracy after 60 steps
+    # here, against about 36 % for random clips (measured over 2 distillation and 4 selection seeds)
+    return RFAD(ipc=1, seed=0, steps=60, lr=3e-2, time_budget_s=None, batch_size=128, eval_every=20, device="cpu").fit(
         fsdd.x_train, fsdd.y_train, n_classes=len(fsdd.classes)
     )
 
@@ -157,7 +159,7 @@ def test_rfad_beats_random_selection(rfad_run, fsdd):
         sel = RandomSelector(ipc=1, seed=seed).fit(fsdd.x_train, fsdd.y_train)
         randoms.append(train_eval_seeds(sel.features_, sel.labels_, fsdd.x_test, fsdd.y_test, k, config,
                                         seeds=(seed,), progress=False)["mean"])
-    assert distilled > np.mean(randoms) + 0.08, (distilled, randoms)
+    assert distilled > np.mean(randoms) + 0.10, (distilled, randoms)
 
 
 def _small(fsdd, per_class=12):
@@ -189,6 +191,11 @@ def test_rfad_time_budget_and_checkpoint_identity(fsdd, tmp_path):
     run = RFAD(ipc=1, steps=None, time_budget_s=0.5, batch_size=16, n_models=1, width=8, device="cpu",
                checkpoint_path=str(ckpt)).fit(x, y)
     assert run.stop_reason_ == "time_budget" and run.steps_done_ >= 1 and ckpt.exists()
+    # a run stopped by its budget resumes with a fresh budget and keeps counting steps
+    more = RFAD(ipc=1, steps=run.steps_done_ + 3, time_budget_s=60.0, batch_size=16, n_models=1,
+                width=8, device="cpu", checkpoint_path=str(ckpt), resume=True).fit(x, y)
+    assert more.resumed_from_ == run.steps_done_ and more.steps_done_ == run.steps_done_ + 3
+    assert [h["step"] for h in more.history_ if h["step"] > 0] == list(range(1, run.steps_done_ + 4))
     with pytest.raises(KitError, match="checkpoint was made with width=8"):
         RFAD(ipc=1, steps=5, batch_size=16, n_models=1, width=16, device="cpu", checkpoint_path=str(ckpt), resume=True).fit(x, y)
 
@@ -221,8 +228,8 @@ def test_cli_distill_writes_a_loadable_coreset(data_dir, tmp_path, method, extra
         assert (tmp_path / "rfad.coreset.ckpt").exists() and coreset.params["steps"] == 4
         again = CliRunner().invoke(app, ["distill", "fsdd", "--method", "rfad", "--ipc", "2", "--out", str(out),
                                          "--data-dir", str(data_dir), "--limit-per-class", "8", "--seed", "1",
-                                         "--no-progress", "--resume", *extra[:-4], "--steps", "6",
-                                         "--batch-size", "32", "--n-models", "2"])
+                                         "--no-progress", "--resume", "--steps", "6", "--batch-size", "32",
+                                         "--n-models", "2"])
         assert again.exit_code == 0, (again.output, again.exception)
         assert Coreset.load(out).extra["history"]["resumed_from"] == 4
         assert Coreset.load(out).extra["history"]["steps"] == 6

@@ -62,6 +62,7 @@ def distill_command(
     embedding: Optional[str] = typer.Option(None, "--embedding", help="herding/kcenter: convnet or flat."),
     limit_per_class: Optional[int] = typer.Option(None, "--limit-per-class", help="Use at most this many clips per class (quick runs)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's choice, all cores)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable/corrupt/empty clips and report how many."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Distil (rfad) or select (random, herding, kcenter) IPC feature maps per class into a coreset."""
@@ -102,7 +103,7 @@ def distill_command(
 
     console = Console(stderr=True)
     fs, loader = load_training_set(dataset, data_dir, split=split, task=task, test_fold=test_fold, feature=feature,
-                                   limit_per_class=limit_per_class, progress=progress)
+                                   limit_per_class=limit_per_class, skip_bad=skip_bad, progress=progress)
     coreset, distiller, summary = distill_coreset(fs, loader, method, ipc, seed=seed, **params)
     wall, resolved, source = summary["fit_time_s"], coreset.params, coreset.source
     coreset.save(out)
