@@ -76,8 +76,9 @@ def markdown_table(cells: dict[str, dict], machine: dict) -> str:
     for split in sorted({c["split"] for c in cells.values()}):
         ipcs = sorted({c["ipc"] for c in cells.values() if c["split"] == split and c["ipc"] is not None})
         lines.append(f"\n## split: {split}\n")
-        lines.append("| method | " + " | ".join(f"{i}/class" for i in ipcs) + " | distill s (per ipc) | peak RSS MB |")
-        lines.append("|---|" + "---|" * len(ipcs) + "---|---|")
+        headers = [f"{i}/class" for i in ipcs] or ["accuracy"]
+        lines.append("| method | " + " | ".join(headers) + " | distill s (per ipc) | peak RSS MB |")
+        lines.append("|---|" + "---|" * len(headers) + "---|---|")
         for method in (*METHODS, "full"):
             row = [c for c in cells.values() if c["split"] == split and c["method"] == method]
             if not row:
@@ -85,7 +86,7 @@ def markdown_table(cells: dict[str, dict], machine: dict) -> str:
             if method == "full":
                 c = row[0]
                 lines.append(f"| full training data ({c.get('n_train')}) | " + " | ".join(
-                    [f"{c['accuracy_mean']:.1f} ± {c['accuracy_std']:.1f}"] + [""] * (len(ipcs) - 1)) + " | – | – |")
+                    [f"{c['accuracy_mean']:.1f} ± {c['accuracy_std']:.1f}"] + [""] * (len(headers) - 1)) + " | – | – |")
                 continue
             by_ipc = {c["ipc"]: c for c in row}
             accs = [f"{by_ipc[i]['accuracy_mean']:.1f} ± {by_ipc[i]['accuracy_std']:.1f}" if i in by_ipc else "–" for i in ipcs]
@@ -114,6 +115,9 @@ def plot(cells: dict[str, dict], path: Path) -> None:
         if full:
             ax.axhline(full[0]["accuracy_mean"], color="k", ls="--", lw=1, label="full data")
         ax.set_xscale("log")
+        ticks = sorted({c["ipc"] for c in cells.values() if c["split"] == split and c["ipc"] is not None})
+        if ticks:
+            ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel("samples per class")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"FSDD, {split} split")
@@ -143,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "fsdd.json")
     parser.add_argument("--force", action="store_true", help="re-run cells already in the results file")
     parser.add_argument("--quick", action="store_true", help="1 and 10 per class, one seed, 60-s RFAD")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the table and plot from the JSON")
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell spec (JSON) and print JSON
     args = parser.parse_args(argv)
 
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     cells: dict[str, dict] = results.get("cells", {})
     results["machine"] = machine_info()
     specs = []
-    for split in args.splits.split(","):
+    for split in ([] if args.report_only else args.splits.split(",")):
         grid = [(m, int(i)) for i in args.ipcs.split(",") for m in args.methods.split(",")]
         if not args.no_full:
             grid.append(("full", None))

@@ -18,13 +18,23 @@ One step:
 5. Adam step on the coreset features (and, with ``learn_labels``, on the coreset labels Y_S).
 
 Guarding against drift: KRR with random features plateaus below a ConvNet, so pushing the
-coreset far from real data can make it *worse* for the network actually trained on it (measured
-at 50/class: 96.4 % after distillation vs 98.0 % for the random real samples it started from).
-A small stratified validation slice of the training data is held out (never used in steps), the
-coreset's KRR accuracy on it is measured every ``eval_every`` steps with fixed random networks,
-and with ``keep_best`` the best-scoring coreset (including the real-sample initialisation) is
-returned. Learning rate and number of steps default per ``ipc`` from measurements (see
-``IPC_DEFAULTS``).
+coreset far from real data can make it *worse* for the network actually trained on it (an earlier
+throw-away implementation measured 96.4 % at 50/class after distillation vs 98.0 % for random
+real samples). A small stratified validation slice of the training data (``val_fraction``) is
+held out (never used in steps), the coreset's KRR accuracy on it is measured every
+``eval_every`` steps with fixed random networks, and with ``keep_best`` the best-scoring coreset
+(the real-sample initialisation included) is returned. In the measured FSDD runs the validation
+accuracy rose almost monotonically (best step = last step at 50/class, 175 of 300 at 10/class),
+so the guard is cheap insurance rather than the source of the gains.
+
+Defaults (``IPC_DEFAULTS``, measured on FSDD, official split, 2 shared CPU cores, 1 thread; DC
+ConvNet width 128 trained 300 epochs on the coreset, 3 seeds): Platt loss, M = 4 networks of
+width 32, real batch 256, fixed labels, Adam lr 1e-2 at every ipc; 400 steps at 1/class (72.2 %
+vs 37.1 % for random clips, ~175 s), 300 at 10/class (97.9 % vs 96.0 %, ~190 s), 150 capped by the
+280-s budget at 50/class (139 steps done, 99.3 % vs random, ~290 s). Measured alternatives at
+1/class with the same 180-s budget: MSE loss 63.2 %, learned labels 59.3 % (higher KRR
+validation accuracy, worse ConvNet), M = 8 69.2 %, width 64 69.4 %, lr 3e-2 74.3 +- 4.5 %
+(within noise of lr 1e-2 at 72.2 +- 2.3 %).
 
 Runs are resumable: with ``checkpoint_path`` the full state (coreset, labels, temperature, Adam
 moments, generator state, step, elapsed time, history, best coreset) is written atomically every
