@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # One entry point for a fresh clone: it makes its own virtual environment, installs the pinned
-# packages (and the system library PortAudio when missing), then runs what you asked for.
+# packages (and the system packages it needs when missing: PortAudio, for tests sshd and rsync), then runs what you asked for.
 #
 #   ./run.sh demo [kit demo options]   distil FSDD to 10 per class, train a ConvNet, compare with random
 #   ./run.sh test [pytest options]     the test suite (reads ../shared/data or $KIT_DATA_DIR)
-#   ./run.sh bench [bench options]     the FSDD benchmark (writes bench/results/)
+#   ./run.sh bench [bench options]     the distillation benchmark (writes bench/results/)
 #   ./run.sh kit ARGS...               any kit command inside the environment
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,22 +15,34 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
 say() { printf '\033[1m[run.sh]\033[0m %s\n' "$*" >&2; }
 
-ensure_portaudio() {
-  # sounddevice needs the PortAudio shared library (Debian: libportaudio2) for `kit live`.
-  if ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2'; then return 0; fi
+missing_system_packages() {
+  # PortAudio (libportaudio2) for microphone input in `kit live`; for the test suite also
+  # openssh-server + rsync (the `kit deploy --to user@host:PATH` test starts a local sshd).
+  ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || echo libportaudio2
+  if [ "${1:-}" = test ]; then
+    [ -x /usr/sbin/sshd ] || echo openssh-server
+    command -v rsync >/dev/null 2>&1 || echo rsync
+  fi
+}
+
+ensure_system_packages() {
+  local packages
+  packages=$(missing_system_packages "${1:-}" | tr '\n' ' ')
+  [ -n "${packages// /}" ] || return 0
   if ! command -v apt-get >/dev/null 2>&1; then
-    say "PortAudio not found and no apt-get: install PortAudio yourself for microphone input"; return 0
+    say "missing system packages ($packages) and no apt-get: install them yourself"; return 0
   fi
   local sudo=""
   if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
-      say "PortAudio missing and no root: run 'sudo apt-get install libportaudio2' for microphone input"; return 0
+      say "missing system packages and no root: run 'sudo apt-get install $packages'"; return 0
     fi
   fi
-  say "installing libportaudio2 (PortAudio) with apt-get"
+  say "installing $packages with apt-get"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq >/dev/null 2>&1 || true
-  $sudo apt-get install -y -qq --no-install-recommends libportaudio2 >/dev/null
+  # shellcheck disable=SC2086
+  $sudo apt-get install -y -qq --no-install-recommends $packages >/dev/null
 }
 
 ensure_venv() {
@@ -53,8 +65,8 @@ ensure_venv() {
 cmd="${1:-help}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
-  demo)  ensure_portaudio; ensure_venv; exec "$VENV/bin/kit" demo "$@" ;;
-  test)  ensure_portaudio; ensure_venv; exec "$VENV/bin/python" -m pytest "$@" ;;
+  demo)  ensure_system_packages; ensure_venv; exec "$VENV/bin/kit" demo "$@" ;;
+  test)  ensure_system_packages test; ensure_venv; exec "$VENV/bin/python" -m pytest "$@" ;;
   bench) ensure_venv; exec "$VENV/bin/python" -m bench "$@" ;;
   kit)   ensure_venv; exec "$VENV/bin/kit" "$@" ;;
   *) sed -n '2,9p' "$0"; exit 1 ;;

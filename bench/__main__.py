@@ -1,6 +1,6 @@
-"""``python -m bench``: the FSDD coreset benchmark (see bench/fsdd.py)."""
+"""``python -m bench``: the distillation benchmark (see bench/distill.py)."""
 import sys
 
-from bench.fsdd import main
+from bench.distill import main
 
 sys.exit(main())

@@ -34,42 +34,28 @@ def restore_generator(gen: torch.Generator, state: np.ndarray) -> None:
     gen.set_state(torch.from_numpy(np.ascontiguousarray(state, dtype=np.uint8)))
 
 
-def adam_state_arrays(opt: torch.optim.Optimizer, names: list[str]) -> dict[str, np.ndarray]:
-    """Adam's per-parameter moments and step counts, keyed ``adam/<name>/<field>``.
-
-    ``names`` names the optimiser's parameters in ``param_groups`` order.
-    """
-    params = [p for group in opt.param_groups for p in group["params"]]
-    if len(params) != len(names):
-        raise ValueError("one name per optimised parameter")
-    out: dict[str, np.ndarray] = {}
-    for name, p in zip(names, params):
-        state = opt.state.get(p)
-        if not state:
-            continue
-        for key, value in state.items():
-            out[f"adam/{name}/{key}"] = to_numpy(value) if torch.is_tensor(value) else np.asarray(value)
-    return out
+def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Any torch optimiser's ``state_dict`` as arrays ``<prefix>/<param>/<field>`` plus JSON meta."""
+    sd = opt.state_dict()
+    arrays: dict[str, np.ndarray] = {}
+    shapes: dict[str, list[int]] = {}
+    for pid, fields in sd["state"].items():
+        for key, value in fields.items():
+            array = to_numpy(value) if torch.is_tensor(value) else np.asarray(value)
+            name = f"{prefix}/{pid}/{key}"
+            arrays[name], shapes[name] = array, list(array.shape)
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return arrays, {"param_groups": groups, "shapes": shapes}
 
 
-def restore_adam_state(opt: torch.optim.Optimizer, names: list[str], arrays: dict[str, np.ndarray]) -> None:
-    """Inverse of ``adam_state_arrays``: put moments and step counts back on the parameters."""
-    params = [p for group in opt.param_groups for p in group["params"]]
-    for name, p in zip(names, params):
-        prefix = f"adam/{name}/"
-        state = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-        if not state:
-            continue
-        restored: dict[str, Any] = {}
-        for key, value in state.items():
-            tensor = torch.from_numpy(np.array(value))
-            # the container stores 0-d arrays as 1-d (np.ascontiguousarray), so restore shapes;
-            # moments live beside the parameter, Adam keeps its step counter on the CPU
-            if key == "step":
-                restored[key] = tensor.reshape(())
-            else:
-                restored[key] = tensor.reshape(p.shape).to(device=p.device, dtype=p.dtype)
-        opt.state[p] = restored
+def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Inverse of ``optimizer_state`` (moments are cast to the parameters' device by torch)."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, shape in meta["shapes"].items():
+        _, pid, key = name.rsplit("/", 2)
+        state.setdefault(int(pid), {})[key] = torch.from_numpy(np.array(arrays[name]).reshape(shape))
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def save_checkpoint(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:

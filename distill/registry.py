@@ -11,6 +11,9 @@ from typing import Any
 from deploy.runtime.errors import KitError
 
 from .base import Distiller
+from .dm import DM
+from .gradient_matching import DC, DSA
+from .mtt import MTT
 from .rfad import RFAD
 from .selection import HerdingSelector, KCenterSelector, RandomSelector
 
@@ -19,6 +22,10 @@ METHODS: dict[str, type[Distiller]] = {
     "herding": HerdingSelector,
     "kcenter": KCenterSelector,
     "rfad": RFAD,
+    "dc": DC,
+    "dsa": DSA,
+    "dm": DM,
+    "mtt": MTT,
 }
 
 

@@ -43,11 +43,6 @@ moments, generator state, step, elapsed time, history, best coreset) is written 
 """
 from __future__ import annotations
 
-import hashlib
-import math
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,19 +50,11 @@ import torch
 import torch.nn.functional as F
 
 from deploy.runtime.errors import KitError
-from kit.training.config import resolve_device
-from kit.training.loop import torch_threads
 
-from .base import Distiller, class_major_labels
-from .checkpoint import (
-    adam_state_arrays,
-    generator_state,
-    load_checkpoint,
-    restore_adam_state,
-    restore_generator,
-    save_checkpoint,
-    to_numpy,
-)
+from .base import class_major_labels
+from .checkpoint import to_numpy
+from .distributed import ProcessGroup
+from .iterative import IterativeDistiller, RealData, data_fingerprint  # noqa: F401  (re-exported)
 from .random_features import RandomConvNets
 
 LOSSES = ("platt", "mse")
@@ -88,15 +75,6 @@ def ipc_defaults(ipc: int) -> dict[str, Any]:
         if ipc <= row["max_ipc"]:
             return {k: v for k, v in row.items() if k != "max_ipc"}
     return {}
-
-
-def data_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
-    """Short hash of the training data, so a checkpoint is never resumed on other data."""
-    h = hashlib.sha256()
-    h.update(str(x.shape).encode())
-    h.update(np.ascontiguousarray(x).tobytes())
-    h.update(np.ascontiguousarray(y).tobytes())
-    return h.hexdigest()[:16]
 
 
 def stratified_holdout(y: np.ndarray, fraction: float, keep: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +127,7 @@ def soft_labels(learned: np.ndarray, loss: str, temperature: float) -> np.ndarra
     return probs.astype(np.float32)
 
 
-class RFAD(Distiller):
+class RFAD(IterativeDistiller):
     """Random Feature Approximation distillation (see the module docstring)."""
 
     method = "rfad"
@@ -181,8 +159,7 @@ class RFAD(Distiller):
         threads: int | None = None,
     ) -> None:
         super().__init__(ipc=ipc, seed=seed)
-        self.steps = steps
-        self.time_budget_s = time_budget_s
+        self._init_common(steps, time_budget_s, device, checkpoint_path, checkpoint_every, resume, progress, threads)
         self.lr = lr
         self.n_models = n_models
         self.width = width
@@ -196,12 +173,6 @@ class RFAD(Distiller):
         self.eval_every = eval_every
         self.eval_models = eval_models
         self.keep_best = keep_best
-        self.device = device
-        self.checkpoint_path = checkpoint_path
-        self.checkpoint_every = checkpoint_every
-        self.resume = resume
-        self.progress = progress
-        self.threads = threads
 
     # Parameters -------------------------------------------------------------------------------
     def resolved_params(self) -> dict[str, Any]:
@@ -215,199 +186,133 @@ class RFAD(Distiller):
     def _check_params(self) -> None:
         if self.loss not in LOSSES:
             raise KitError(f"rfad: unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")
-        for name in ("n_models", "width", "depth", "batch_size", "eval_every", "eval_models", "checkpoint_every"):
+        for name in ("n_models", "width", "depth", "batch_size", "eval_every", "eval_models"):
             if int(getattr(self, name)) < 1:
                 raise KitError(f"rfad: {name} must be >= 1, got {getattr(self, name)}")
-        if self.steps is not None and int(self.steps) < 0:
-            raise KitError(f"rfad: steps must be >= 0, got {self.steps}")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise KitError(f"rfad: time budget must be positive, got {self.time_budget_s}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise KitError(f"rfad: val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.reg <= 0:
             raise KitError(f"rfad: reg must be positive, got {self.reg}")
 
-    def _identity(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, Any]:
-        """What a checkpoint must share with a run to be resumable by it."""
-        keys = ("ipc", "seed", "n_models", "width", "depth", "batch_size", "loss", "reg", "learn_labels", "val_fraction", "eval_models")
-        identity = {k: getattr(self, k) for k in keys}
-        identity.update(method=self.method, n_classes=n_classes, data=data_fingerprint(x, y))
-        return identity
+    def _identity_keys(self) -> tuple[str, ...]:
+        return ("ipc", "seed", "n_models", "width", "depth", "batch_size", "loss", "reg", "learn_labels",
+                "val_fraction", "eval_models")
 
-    # Fitting ----------------------------------------------------------------------------------
-    def _fit(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> None:
-        self._check_params()
-        with torch_threads(self.threads):
-            self._run(x, y, n_classes)
-
-    def _run(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> None:
-        params = self.resolved_params()
-        steps, lr = int(params["steps"]) if params["steps"] is not None else None, float(params["lr"])
-        if steps is None and self.time_budget_s is None:
-            raise KitError("rfad: give steps or a time budget (otherwise it would never stop)")
-        dev = resolve_device(self.device)
+    # The steps --------------------------------------------------------------------------------
+    def _setup(self, x: np.ndarray, y: np.ndarray, n_classes: int, device: torch.device, group: ProcessGroup) -> None:
+        lr = float(self.resolved_params()["lr"])
         ipc, k = int(self.ipc), n_classes
-        nets = RandomConvNets(tuple(x.shape[1:]), self.n_models, self.width, self.depth)
-        identity = self._identity(x, y, n_classes)
-
+        self._k, self._group = k, group
+        self._nets = RandomConvNets(tuple(x.shape[1:]), self.n_models, self.width, self.depth)
         split_rng = np.random.default_rng(self.seed)
         pool_idx, val_idx = stratified_holdout(y, self.val_fraction, ipc, split_rng)
         init_idx = np.concatenate(
             [split_rng.choice(pool_idx[y[pool_idx] == c], size=ipc, replace=False) for c in range(k)]
         )
-        x_pool = torch.from_numpy(x[pool_idx]).to(dev)
-        y_pool = torch.from_numpy(y[pool_idx]).to(dev)
-        hard = torch.from_numpy(class_major_labels(ipc, k)).to(dev)
-
-        support = torch.from_numpy(x[init_idx]).to(dev).requires_grad_(True)
-        labels = centred_one_hot(hard, k).float().requires_grad_(bool(self.learn_labels))
-        log_temp = torch.zeros((), device=dev, requires_grad=True)
-        groups = [{"params": [support], "lr": lr}, {"params": [log_temp], "lr": TEMPERATURE_LR}]
-        names = ["support", "log_temp"]
-        if self.learn_labels:
-            groups.append({"params": [labels], "lr": float(self.label_lr)})
-            names.append("labels")
-        opt = torch.optim.Adam(groups)
-        gen = torch.Generator().manual_seed(int(self.seed))
-
-        # fixed validation networks: the same every evaluation, so scores are comparable
-        validator = None
-        if len(val_idx):
-            validator = _KrrValidator(
-                nets, int(self.eval_models), int(self.seed), torch.from_numpy(x[val_idx]).to(dev),
-                torch.from_numpy(y[val_idx]).to(dev), k, float(self.reg),
-            )
-
-        step, elapsed, history = 0, 0.0, []
-        best: dict[str, Any] = {"acc": -1.0, "step": 0, "support": None, "labels": None, "temperature": 1.0}
-        ckpt = Path(self.checkpoint_path) if self.checkpoint_path else None
-        self.resumed_from_ = None
-        if self.resume and ckpt is not None and ckpt.exists():
-            arrays, meta = load_checkpoint(ckpt, expect=identity)
-            with torch.no_grad():
-                support.copy_(torch.from_numpy(arrays["support"]).reshape(support.shape))
-                labels.copy_(torch.from_numpy(arrays["labels"]).reshape(labels.shape))
-                log_temp.copy_(torch.from_numpy(arrays["log_temp"]).reshape(()))
-            restore_adam_state(opt, names, arrays)
-            restore_generator(gen, arrays["generator"])
-            step, elapsed, history = int(meta["step"]), float(meta["elapsed"]), list(meta["history"])
-            best = {"acc": float(meta["best_acc"]), "step": int(meta["best_step"]),
-                    "support": arrays.get("best_support"), "labels": arrays.get("best_labels"),
-                    "temperature": float(meta.get("best_temperature", 1.0))}
-            self.resumed_from_ = step
-        elif self.resume and ckpt is not None:
-            print(f"rfad: no checkpoint at {ckpt}; starting a fresh run", file=sys.stderr)
-
-        def snapshot_best(at_step: int) -> float | None:
-            if validator is None:
-                return None
-            acc = validator.accuracy(support.detach(), labels.detach())
-            if acc > best["acc"]:
-                best.update(acc=acc, step=at_step, support=to_numpy(support), labels=to_numpy(labels),
-                            temperature=float(log_temp.detach().exp()))
-            return acc
-
-        def save(reason: str) -> None:
-            if ckpt is None:
-                return
-            arrays = {
-                "support": to_numpy(support), "labels": to_numpy(labels), "log_temp": to_numpy(log_temp),
-                "generator": generator_state(gen), **adam_state_arrays(opt, names),
-            }
-            if best["support"] is not None:
-                arrays["best_support"], arrays["best_labels"] = best["support"], best["labels"]
-            meta = {"identity": identity, "step": step, "elapsed": elapsed, "history": history, "reason": reason,
-                    "best_acc": best["acc"], "best_step": best["step"], "best_temperature": best["temperature"],
-                    "params": params}
-            save_checkpoint(ckpt, arrays, meta)
-
-        if step == 0 and validator is not None:
-            acc0 = snapshot_best(0)
-            history.append({"step": 0, "loss": None, "elapsed": 0.0, "val_acc": acc0})
-
-        # the budget limits this invocation (a resumed run gets a fresh one); ``elapsed`` in the
-        # history stays cumulative over all invocations
-        session_start = time.perf_counter()
-
-        def done() -> bool:
-            if steps is not None and step >= steps:
-                return True
-            return self.time_budget_s is not None and time.perf_counter() - session_start >= float(self.time_budget_s)
-
-        reason = "steps"
-        bar = _Progress(self.progress, steps, step)
-        try:
-            with bar:
-                while not done():
-                    t0 = time.perf_counter()
-                    batch = torch.randperm(len(pool_idx), generator=gen)[: int(self.batch_size)].to(dev)
-                    weights = nets.draw(gen, dev)
-                    with torch.no_grad():
-                        phi_t = nets.features(x_pool[batch], weights)
-                    phi_s = nets.features(support, weights)
-                    pred = krr_predict(phi_s, phi_t, labels, float(self.reg))
-                    y_t = y_pool[batch]
-                    if self.loss == "mse":
-                        loss = (pred - centred_one_hot(y_t, k)).pow(2).sum(dim=1).mean()
-                    else:
-                        loss = F.cross_entropy(pred * log_temp.double().exp(), y_t)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    step += 1
-                    elapsed += time.perf_counter() - t0
-                    entry: dict[str, Any] = {"step": step, "loss": float(loss.detach()), "elapsed": round(elapsed, 3),
-                                             "temperature": float(log_temp.detach().exp())}
-                    if validator is not None and (step % int(self.eval_every) == 0 or done()):
-                        t1 = time.perf_counter()
-                        entry["val_acc"] = snapshot_best(step)
-                        elapsed += time.perf_counter() - t1
-                    history.append(entry)
-                    bar.update(step, entry)
-                    if ckpt is not None and step % int(self.checkpoint_every) == 0 and not done():
-                        save("periodic")
-            if steps is None or step < steps:
-                reason = "time_budget"
-        except KeyboardInterrupt:
-            save("interrupted")
-            raise
-        save(reason)
-
-        self.stop_reason_ = reason
-        self.steps_done_ = step
-        self.elapsed_s_ = elapsed
-        self.temperature_ = float(log_temp.detach().exp())
-        use_best = bool(self.keep_best) and best["support"] is not None
-        self.best_step_ = best["step"] if use_best else step
-        self.best_val_acc_ = best["acc"] if best["support"] is not None else None
         self.init_indices_ = init_idx.astype(np.int64)
         self.val_indices_ = val_idx.astype(np.int64)
+        self._real = RealData(x[pool_idx], y[pool_idx], k, group, device)
+        hard = torch.from_numpy(class_major_labels(ipc, k)).to(device)
+        support = torch.from_numpy(x[init_idx]).to(device).requires_grad_(True)
+        labels = centred_one_hot(hard, k).float().requires_grad_(bool(self.learn_labels))
+        log_temp = torch.zeros((), device=device, requires_grad=True)
+        groups = [{"params": [support], "lr": lr}, {"params": [log_temp], "lr": TEMPERATURE_LR}]
+        if self.learn_labels:
+            groups.append({"params": [labels], "lr": float(self.label_lr)})
+        self.tensors.update(support=support, labels=labels, log_temp=log_temp)
+        self.optimizers["adam"] = torch.optim.Adam(groups)
+        self.generators["batches"] = torch.Generator().manual_seed(int(self.seed))
+        self._learned = [support, log_temp] + ([labels] if self.learn_labels else [])
+
+        # fixed validation networks: the same every evaluation, so scores are comparable
+        self._validator = None
+        if len(val_idx):
+            self._validator = _KrrValidator(
+                self._nets, int(self.eval_models), int(self.seed), torch.from_numpy(x[val_idx]).to(device),
+                torch.from_numpy(y[val_idx]).to(device), k, float(self.reg),
+            )
+        self._best: dict[str, Any] = {"acc": -1.0, "step": 0, "support": None, "labels": None, "temperature": 1.0}
+        self.init_val_acc_ = self._snapshot_best(0)
+
+    def _step(self, step: int) -> dict[str, Any]:
+        support, labels, log_temp = self.tensors["support"], self.tensors["labels"], self.tensors["log_temp"]
+        gen = self.generators["batches"]
+        batch = self._real.batch(gen, int(self.batch_size))
+        weights = self._nets.draw(gen, support.device)
+        x_t, y_t = self._real.take(batch)
+        with torch.no_grad():
+            phi_t = self._nets.features(x_t, weights)
+        phi_s = self._nets.features(support, weights)
+        pred = krr_predict(phi_s, phi_t, labels, float(self.reg))
+        # a sum over this rank's real samples divided by the *global* batch: summed over ranks
+        # it is the mean over the whole batch, so the summed gradients are the 1-process ones
+        if self.loss == "mse":
+            loss = (pred - centred_one_hot(y_t, self._k)).pow(2).sum() / len(batch)
+        else:
+            loss = F.cross_entropy(pred * log_temp.double().exp(), y_t, reduction="sum") / len(batch)
+        opt = self.optimizers["adam"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self._group.all_reduce_grads(self._learned)
+        opt.step()
+        total = self._group.all_reduce_sum(loss.detach().clone())
+        return {"loss": float(total), "temperature": float(log_temp.detach().exp())}
+
+    def _after_step(self, step: int, entry: dict[str, Any], last: bool) -> None:
+        if self._validator is not None and (step % int(self.eval_every) == 0 or last):
+            entry["val_acc"] = self._snapshot_best(step)
+
+    def _snapshot_best(self, at_step: int) -> float | None:
+        if self._validator is None:
+            return None
+        support, labels = self.tensors["support"].detach(), self.tensors["labels"].detach()
+        acc = self._validator.accuracy(support, labels)
+        if acc > self._best["acc"]:
+            self._best.update(acc=acc, step=at_step, support=to_numpy(support), labels=to_numpy(labels),
+                              temperature=float(self.tensors["log_temp"].detach().exp()))
+        return acc
+
+    def _extra_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {}
+        if self._best["support"] is not None:
+            arrays = {"best_support": self._best["support"], "best_labels": self._best["labels"]}
+        meta = {"best_acc": self._best["acc"], "best_step": self._best["step"], "best_temperature": self._best["temperature"]}
+        return arrays, meta
+
+    def _restore_extra_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        self._best = {"acc": float(meta["best_acc"]), "step": int(meta["best_step"]),
+                      "support": arrays.get("best_support"), "labels": arrays.get("best_labels"),
+                      "temperature": float(meta.get("best_temperature", 1.0))}
+
+    def _finish(self) -> None:
+        support, labels = self.tensors["support"], self.tensors["labels"]
+        self.temperature_ = float(self.tensors["log_temp"].detach().exp())
+        best = self._best
+        use_best = bool(self.keep_best) and best["support"] is not None
+        self.best_step_ = best["step"] if use_best else self.steps_done_
+        self.best_val_acc_ = best["acc"] if best["support"] is not None else None
         final_support = best["support"] if use_best else to_numpy(support)
         final_labels = best["labels"] if use_best else to_numpy(labels)
-        self.features_ = np.ascontiguousarray(final_support, dtype=np.float32)
+        self.features_ = np.ascontiguousarray(np.asarray(final_support).reshape(support.shape), dtype=np.float32)
         if self.learn_labels:
             temperature = best["temperature"] if use_best else self.temperature_
-            self.labels_ = soft_labels(np.asarray(final_labels, dtype=np.float64), self.loss, temperature)
+            learned = np.asarray(final_labels, dtype=np.float64).reshape(labels.shape)
+            self.labels_ = soft_labels(learned, self.loss, temperature)
         else:
-            self.labels_ = class_major_labels(ipc, k)
-        self.history_ = history
+            self.labels_ = class_major_labels(int(self.ipc), self._k)
 
     def summary(self) -> dict[str, Any]:
         """A short record of the run for the coreset's ``extra`` (the full history is large)."""
-        losses = [h["loss"] for h in self.history_ if h.get("loss") is not None]
-        return {
-            "steps": getattr(self, "steps_done_", None),
-            "stop_reason": getattr(self, "stop_reason_", None),
-            "elapsed_s": round(getattr(self, "elapsed_s_", 0.0), 2),
-            "first_loss": losses[0] if losses else None,
-            "final_loss": losses[-1] if losses else None,
-            "min_loss": min(losses) if losses else None,
-            "temperature": getattr(self, "temperature_", None),
-            "best_step": getattr(self, "best_step_", None),
-            "best_val_acc": getattr(self, "best_val_acc_", None),
-            "resumed_from": getattr(self, "resumed_from_", None),
-            "val_curve": [[h["step"], h["val_acc"]] for h in self.history_ if h.get("val_acc") is not None],
-        }
+        out = super().summary()
+        out.update(
+            temperature=getattr(self, "temperature_", None),
+            best_step=getattr(self, "best_step_", None),
+            best_val_acc=getattr(self, "best_val_acc_", None),
+            init_val_acc=getattr(self, "init_val_acc_", None),
+            val_curve=([[0, self.init_val_acc_]] if getattr(self, "init_val_acc_", None) is not None else [])
+            + [[h["step"], h["val_acc"]] for h in self.history_ if h.get("val_acc") is not None],
+        )
+        return out
 
 
 class _KrrValidator:
@@ -429,35 +334,3 @@ class _KrrValidator:
         phi_s = torch.cat([self.nets.features(support[i : i + self.chunk], self.weights) for i in range(0, len(support), self.chunk)])
         pred = krr_predict(phi_s, self.phi_val, labels, self.reg)
         return float((pred.argmax(dim=1) == self.y_val).double().mean())
-
-
-class _Progress:
-    """A rich progress bar showing the loss, or nothing (tests, logs) when disabled."""
-
-    def __init__(self, enabled: bool, total: int | None, start: int) -> None:
-        self.enabled, self.total, self.start = enabled, total, start
-        self._progress = None
-
-    def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("rfad"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                TextColumn("val {task.fields[val]}"), TimeElapsedColumn(), transient=False,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task("rfad", total=self.total, completed=self.start, loss="-", val="-")
-        return self
-
-    def update(self, step: int, entry: dict[str, Any]) -> None:
-        if self._progress is None:
-            return
-        fields = {"loss": f"{entry['loss']:.4f}"}
-        if entry.get("val_acc") is not None:
-            fields["val"] = f"{100 * entry['val_acc']:.1f}%"
-        self._progress.update(self._task, completed=step, **fields)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)

@@ -38,7 +38,10 @@ def _root(
 
 
 # Each module defines ``register(app)``; the order here is the order in --help.
-COMMAND_MODULES = ("demo", "data", "distill", "train", "inspect", "export", "classify")
+COMMAND_MODULES = (
+    "demo", "data", "distill", "train", "models", "inspect", "export", "bundle", "classify",
+    "live", "finetune", "deploy", "al", "render", "report",
+)
 
 for _name in COMMAND_MODULES:
     try:

@@ -78,7 +78,7 @@ def distill_coreset(
     """
     from distill import make_distiller
     from distill.base import validate_training_set
-    from distill.rfad import data_fingerprint
+    from distill.iterative import data_fingerprint
 
     distiller = make_distiller(method, ipc, seed=seed, **params)
     validate_training_set(fs.x_train, fs.y_train, len(fs.classes), ipc, class_names=fs.classes)

@@ -247,3 +247,20 @@ def test_cli_errors(data_dir, tmp_path):
     assert "--ipc 9 is larger than class '0'" in str(result.exception) and not out.exists()
     result = CliRunner().invoke(app, ["distill", "fsdd", "--method", "random", "--lr", "0.1", "--out", str(out)])
     assert isinstance(result.exception, KitError) and "--lr does not apply" in str(result.exception)
+
+
+def test_cli_param_option(data_dir, tmp_path):
+    from kit.cli import app
+
+    out = tmp_path / "p.coreset"
+    result = CliRunner().invoke(app, ["distill", "fsdd", "--method", "rfad", "--ipc", "1", "--out", str(out),
+                                      "--data-dir", str(data_dir), "--limit-per-class", "6", "--no-progress",
+                                      "--steps", "2", "-p", "n_models=1", "-p", "width=8", "-p", "keep_best=false",
+                                      "-p", "loss=mse"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    params = Coreset.load(out).params
+    assert params["n_models"] == 1 and params["width"] == 8 and params["keep_best"] is False and params["loss"] == "mse"
+    bad = CliRunner().invoke(app, ["distill", "fsdd", "--method", "rfad", "--out", str(out), "-p", "colour=red"])
+    assert isinstance(bad.exception, KitError) and "has no parameter 'colour'" in str(bad.exception)
+    bad = CliRunner().invoke(app, ["distill", "fsdd", "--method", "rfad", "--out", str(out), "-p", "width"])
+    assert isinstance(bad.exception, KitError) and "expected KEY=VALUE" in str(bad.exception)

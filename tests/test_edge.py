@@ -231,9 +231,12 @@ def test_kit_classify_errors_are_one_line(models, tmp_path: Path, data_dir: Path
     text = tmp_path / "clip.txt"
     text.write_text("hello")
     ogg = next((data_dir / "esc10").rglob("*.ogg"))
+    garbage_onnx = tmp_path / "garbage.onnx"
+    garbage_onnx.write_bytes(_fsdd_clips(data_dir, 1)[0].read_bytes())
     cases = [(models["onnx"], corrupt, "corrupt"), (models["onnx"], empty, "no audio samples"),
              (models["onnx"], text, "not a WAV file"), (models["onnx"], ogg, "not a WAV file"),
-             (_fsdd_clips(data_dir, 1)[0], _fsdd_clips(data_dir, 1)[0], "not a valid ONNX model")]
+             (_fsdd_clips(data_dir, 1)[0], _fsdd_clips(data_dir, 1)[0], "cannot tell the model format"),
+             (garbage_onnx, _fsdd_clips(data_dir, 1)[0], "not a valid ONNX model")]
     for model_path, clip, needle in cases:
         with pytest.raises(SystemExit) as exc:
             main(["classify", str(model_path), str(clip)])

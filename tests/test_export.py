@@ -101,10 +101,10 @@ def test_kit_export_cli(trained, tmp_path: Path, capsys) -> None:
     assert out.is_file() and "wrote" in result.output
     assert json.loads(_session(out).get_modelmeta().custom_metadata_map["kit.arch_kwargs"])["widths"] == [16, 32, 32, 32]
     with pytest.raises(SystemExit) as exc:
-        main(["export", str(trained["cnn4"]), "--format", "tflite", "--out", str(tmp_path / "x.tflite")])
+        main(["export", str(trained["cnn4"]), "--format", "coreml", "--out", str(tmp_path / "x.mlmodel")])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert "tflite" in err and "\n" not in err
+    assert "coreml" in err and "\n" not in err
     with pytest.raises(SystemExit):
         main(["export", str(tmp_path / "nope.kit"), "--out", str(tmp_path / "x.onnx")])
     assert "nope.kit" in capsys.readouterr().err

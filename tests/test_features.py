@@ -187,7 +187,9 @@ def test_feature_set_normalises_with_training_statistics_only(data_dir):
     assert fs.source["dataset"]["name"] == "fsdd" and fs.source["dataset_path"] == "fsdd" and fs.source["n_skipped"] == 0
 
 
-def test_full_fsdd_extracts_then_hits_the_cache(data_dir):
+def test_full_fsdd_extracts_then_hits_the_cache(data_dir, tmp_path, monkeypatch):
+    # a cache of its own: earlier tests in the session may already have cached full FSDD
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))
     CACHE_STATS.reset()
     fs = load_feature_set("fsdd", data_dir, progress=False)
     assert fs.x_train.shape == (2700, 3, 13, 64) and fs.x_test.shape == (300, 3, 13, 64)

@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,7 +113,7 @@ def read_manifest(path: str | os.PathLike) -> dict:
             manifest = json.loads(zf.read(MANIFEST))
     except KeyError:
         raise KitError(f"{path}: not a kit artifact (no {MANIFEST})") from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
         raise KitError(f"{path}: not a readable kit artifact (truncated or corrupted: {exc})") from None
     _check_header(path, manifest)
     return manifest
@@ -157,7 +158,7 @@ def read_artifact(path: str | os.PathLike, kind: str | tuple[str, ...] | None = 
                     blobs[name[len("blobs/") :]] = data
                 else:
                     raise KitError(f"{path}: unexpected member {name}")
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zipfile.LargeZipFile) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, zipfile.LargeZipFile) as exc:
         raise KitError(f"{path}: not a readable kit artifact (truncated or corrupted: {exc})") from None
     return Artifact(
         kind=manifest["kind"],

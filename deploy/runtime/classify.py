@@ -3,7 +3,7 @@
 Why one class for the whole path: the device-side steps (resample to the model's rate, crop/pad,
 ``extract_features``, normalise, run, softmax) must happen in exactly this order with exactly the
 training front-end; bundling them keeps applications from re-implementing any of it.
-The model can be an ``.onnx`` path or any object with ``predict(x)`` and a ``metadata``
+The model can be an ``.onnx`` or ``.tflite`` path or any object with ``predict(x)`` and a ``metadata``
 (``ModelMetadata``), e.g. a PyTorch-backed predictor on the training machine.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import KitError
 from .features import extract_features, resample
-from .inference import OnnxModel
+from .models import open_model
 from .wavio import read_wav
 
 
@@ -32,7 +32,7 @@ class KeywordClassifier:
     """Top-k keywords for a waveform or a WAV file, with the model's own front-end."""
 
     def __init__(self, model: str | os.PathLike | Any, threads: int = 1) -> None:
-        self.model = OnnxModel(model, threads=threads) if isinstance(model, (str, os.PathLike)) else model
+        self.model = open_model(model, threads=threads) if isinstance(model, (str, os.PathLike)) else model
         meta = self.model.metadata
         name = getattr(self.model, "path", "model")
         if not meta.classes or meta.feature_config is None:

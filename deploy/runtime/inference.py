@@ -85,17 +85,24 @@ class OnnxModel:
     contention with the audio thread).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = 1) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise KitError(f"{self.path}: no such model file")
+    def __init__(self, path: str | os.PathLike | bytes, threads: int = 1) -> None:
+        if isinstance(path, (bytes, bytearray, memoryview)):  # e.g. a model file held in a bundle
+            self.path: Path | str = "<onnx bytes>"
+            source: str | bytes = bytes(path)
+            if not source:
+                raise KitError(f"{self.path}: empty model, not an ONNX file")
+        else:
+            self.path = Path(path)
+            if not self.path.is_file():
+                raise KitError(f"{self.path}: no such model file")
+            source = str(self.path)
         ort = _onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             reason = " ".join(str(exc).split())[:160]
             raise KitError(f"{self.path}: not a valid ONNX model ({reason})") from None
@@ -105,6 +112,14 @@ class OnnxModel:
         self.input_name = inputs[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, self.path)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None:
+        """(C, F, T) the model expects: from the kit metadata, else from the graph's static dims."""
+        if self.metadata.in_shape is not None:
+            return self.metadata.in_shape
+        dims = self.session.get_inputs()[0].shape[1:]
+        return tuple(dims) if len(dims) == 3 and all(isinstance(d, int) for d in dims) else None  # type: ignore[return-value]
 
     def _batch(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)

@@ -24,13 +24,13 @@ def _load_model(path: Path):  # -> predictor with .predict and .metadata
         from kit.models import TorchPredictor
 
         return TorchPredictor(path)
-    from deploy.runtime.inference import OnnxModel
+    from deploy.runtime.models import open_model
 
-    return OnnxModel(path)
+    return open_model(path)
 
 
 def classify_command(
-    model_path: Path = typer.Argument(..., metavar="MODEL", help="Exported .onnx model or a .kit model."),
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="Exported .onnx or .tflite model, or a .kit model."),
     clip: Path = typer.Argument(..., metavar="CLIP", help="A WAV recording (any rate; channels are averaged)."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many labels to print."),
 ) -> None:

@@ -38,36 +38,41 @@ _METHOD_OPTIONS = {
 
 def distill_command(
     dataset: str = typer.Argument(..., help="Dataset name (fsdd, speech_commands, esc10, esc50), folder or CSV."),
-    method: str = typer.Option("rfad", "--method", "-m", help="rfad, random, herding or kcenter."),
+    method: str = typer.Option("rfad", "--method", "-m", help="rfad, mtt, dc, dsa, dm, random, herding or kcenter."),
     ipc: int = typer.Option(1, "--ipc", help="Samples per class in the coreset."),
     out: Path = typer.Option(..., "--out", "-o", help="Coreset file to write (a kit artifact)."),
     seed: int = typer.Option(0, "--seed", help="Seed of selection / initialisation / random networks."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="rfad: optimisation steps (default depends on --ipc)."),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="rfad: stop after this many seconds (default 280)."),
-    resume: bool = typer.Option(False, "--resume", help="rfad: continue from the checkpoint (<OUT>.ckpt or --checkpoint)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="rfad: checkpoint file (default <OUT>.ckpt)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Iterative methods: optimisation steps (default depends on the method and --ipc)."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Iterative methods: stop after this many seconds (default 280)."),
+    resume: bool = typer.Option(False, "--resume", help="Iterative methods: continue from the checkpoint (<OUT>.ckpt or --checkpoint)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Iterative methods: checkpoint file (default <OUT>.ckpt)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where datasets live (default $KIT_DATA_DIR or the cache)."),
     split: str = typer.Option("official", "--split", help="fsdd: official or speaker."),
     task: str = typer.Option("kws10", "--task", help="speech_commands: kws10 or kws12."),
     test_fold: int = typer.Option(5, "--test-fold", help="esc10/esc50/CSV: fold held out for testing."),
     feature: Optional[str] = typer.Option(None, "--feature", help="mfcc, fd_mfcc, log_mel or lpcc (default: the dataset's)."),
-    device: Optional[str] = typer.Option(None, "--device", help="rfad: auto, cpu, cuda (default auto)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="rfad: Adam learning rate on the coreset (default depends on --ipc)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Iterative methods: auto, cpu, cuda (default auto)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Iterative methods: learning rate on the coreset (default depends on the method and --ipc)."),
     loss: Optional[str] = typer.Option(None, "--loss", help="rfad: platt or mse."),
     n_models: Optional[int] = typer.Option(None, "--n-models", help="rfad: random networks per step (M)."),
     width: Optional[int] = typer.Option(None, "--width", help="rfad: random network width."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="rfad: real samples per step."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="rfad/dc/dsa/dm: real samples per step (per class for dc/dsa/dm)."),
     learn_labels: Optional[bool] = typer.Option(None, "--learn-labels/--fixed-labels", help="rfad: learn the coreset labels."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="rfad: training share held out to keep the best coreset."),
     embedding: Optional[str] = typer.Option(None, "--embedding", help="herding/kcenter: convnet or flat."),
     limit_per_class: Optional[int] = typer.Option(None, "--limit-per-class", help="Use at most this many clips per class (quick runs)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's choice, all cores)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable/corrupt/empty clips and report how many."),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Any method parameter as KEY=VALUE (repeatable), e.g. -p syn_steps=20."),
+    nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes on this machine (torch.distributed; gloo on CPU, NCCL on GPUs)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Distil (rfad) or select (random, herding, kcenter) IPC feature maps per class into a coreset."""
+    """Distil (rfad, mtt, dc, dsa, dm) or select (random, herding, kcenter) IPC feature maps per class.
+
+    Under ``torchrun`` (or with ``--nproc N``) every process holds a shard of the real data and the
+    coreset gradients are combined across processes; rank 0 writes the outputs.
+    """
     from distill.registry import METHODS, make_distiller
-    from kit.pipeline import distill_coreset, jsonable, load_training_set
 
     if method not in METHODS:
         raise KitError(f"--method: unknown method '{method}' (choose from {', '.join(METHODS)})")
@@ -87,35 +92,88 @@ def distill_command(
         if name not in valid:
             raise KitError(f"{flag} does not apply to --method {method}")
         params[name] = value
-    if method == "rfad":
+    params.update(parse_params(param or [], method, valid))
+    if "checkpoint_path" in valid:
         params["checkpoint_path"] = str(checkpoint or out.with_name(out.name + ".ckpt"))
         params["resume"] = resume
         params["progress"] = progress
     elif resume or checkpoint is not None:
-        raise KitError(f"--resume/--checkpoint apply to --method rfad only, not {method}")
+        raise KitError(f"--resume/--checkpoint apply to iterative methods only, not {method}")
     make_distiller(method, ipc, seed=seed, **params)  # validates the parameters before any data is loaded
-    if threads is not None:
-        if threads < 1:
-            raise KitError(f"--threads must be >= 1, got {threads}")
-        import torch
+    if threads is not None and threads < 1:
+        raise KitError(f"--threads must be >= 1, got {threads}")
+    if nproc < 1:
+        raise KitError(f"--nproc must be >= 1, got {nproc}")
+    job = {
+        "dataset": dataset, "method": method, "ipc": ipc, "out": str(out), "seed": seed, "params": params,
+        "data_dir": None if data_dir is None else str(data_dir), "split": split, "task": task, "test_fold": test_fold,
+        "feature": feature, "limit_per_class": limit_per_class, "skip_bad": skip_bad, "progress": progress,
+        "threads": threads, "argv": sys.argv[1:],
+    }
+    if nproc > 1:
+        if "checkpoint_path" not in valid:
+            raise KitError(f"--nproc applies to iterative methods only, not {method}")
+        from kit.distributed_launch import launch
 
-        torch.set_num_threads(threads)
+        launch(run_distill_job, job, nproc)
+        return
+    run_distill_job(job)
 
-    console = Console(stderr=True)
-    fs, loader = load_training_set(dataset, data_dir, split=split, task=task, test_fold=test_fold, feature=feature,
-                                   limit_per_class=limit_per_class, skip_bad=skip_bad, progress=progress)
-    coreset, distiller, summary = distill_coreset(fs, loader, method, ipc, seed=seed, **params)
-    wall, resolved, source = summary["fit_time_s"], coreset.params, coreset.source
-    coreset.save(out)
+
+def parse_params(items: list[str], method: str, valid: set[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> typed parameters (JSON values, else plain strings)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise KitError(f"--param: expected KEY=VALUE, got '{item}'")
+        if key not in valid:
+            raise KitError(f"--param {key}: --method {method} has no parameter '{key}' (valid: {', '.join(sorted(valid))})")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = {"true": True, "false": False, "none": None}.get(text.lower(), text)
+    return out
+
+
+def run_distill_job(job: dict[str, Any]) -> None:
+    """Load, distil and write; run once per process (rank 0 writes, the others only compute)."""
     import torch
 
+    from distill.distributed import init_from_environment
+    from kit.pipeline import distill_coreset, jsonable, load_training_set
+
+    if job["threads"] is not None:
+        torch.set_num_threads(int(job["threads"]))
+    group = init_from_environment(job["params"].get("device", "auto"))
+    console = Console(stderr=True)
+    out = Path(job["out"])
+    # rank 0 fills the feature cache first, so the other ranks read it instead of extracting too
+    if not group.is_main:
+        group.barrier()
+    fs, loader = load_training_set(
+        job["dataset"], job["data_dir"], split=job["split"], task=job["task"], test_fold=job["test_fold"],
+        feature=job["feature"], limit_per_class=job["limit_per_class"], skip_bad=job["skip_bad"],
+        progress=job["progress"] and group.is_main,
+    )
+    if group.is_main:
+        group.barrier()
+    params = dict(job["params"])
+    if not group.is_main and "progress" in params:
+        params["progress"] = False
+    coreset, distiller, summary = distill_coreset(fs, loader, job["method"], job["ipc"], seed=job["seed"], **params)
+    if not group.is_main:
+        return
+    wall, resolved, source = summary["fit_time_s"], coreset.params, coreset.source
+    coreset.save(out)
     run_config = {
         "command": "distill",
-        "argv": sys.argv[1:],
-        "dataset": dataset,
-        "method": method,
-        "ipc": ipc,
-        "seed": seed,
+        "argv": job["argv"],
+        "dataset": job["dataset"],
+        "method": job["method"],
+        "ipc": job["ipc"],
+        "seed": job["seed"],
         "out": str(out),
         "params": jsonable(resolved),
         "loader": loader,
@@ -123,15 +181,20 @@ def distill_command(
         "source": source,
         "history": jsonable(distiller.history_),
         "summary": summary,
+        "world_size": group.world,
         "environment": {"python": platform.python_version(), "torch": torch.__version__,
                         "threads": torch.get_num_threads(), "platform": platform.platform()},
     }
     atomic_write_text(out.with_name(out.name + ".config.json"), json.dumps(run_config, indent=1, sort_keys=True, default=str))
     extra = ""
     if summary.get("steps") is not None:
-        extra = f", {summary['steps']} steps ({summary['stop_reason']}), best step {summary['best_step']}"
+        extra = f", {summary['steps']} steps ({summary['stop_reason']})"
+        if summary.get("best_step") is not None:
+            extra += f", best step {summary['best_step']}"
+    if group.distributed:
+        extra += f", {group.world} processes"
     console.print(
-        f"wrote {out}: {method}, {len(coreset.features)} samples ({ipc} per class, {len(fs.classes)} classes) "
+        f"wrote {out}: {job['method']}, {len(coreset.features)} samples ({job['ipc']} per class, {len(fs.classes)} classes) "
         f"in {wall:.1f} s{extra}",
         highlight=False,
     )

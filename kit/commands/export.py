@@ -1,32 +1,98 @@
-"""``kit export MODEL --format onnx --out FILE``: a trained model for the edge runtime."""
+"""``kit export MODEL --format onnx|tflite [--int8 --calibration CORESET.kit] [--out FILE]``.
+
+Why ``--int8`` demands ``--calibration``: static int8 quantisation fixes every activation range
+from example inputs. Ranges taken from random or made-up features would silently ruin accuracy
+on real audio, and a model file does not carry its training data, so the coreset (normalised
+features of the same front-end) must be named explicitly. A coreset normalised with other
+statistics than the model is re-normalised into the model's input space first.
+
+After writing, the command prints the file size in bytes and the operator histogram
+(``deploy.model_report``), what decides whether a target runtime can run the file.
+"""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from deploy.runtime.errors import KitError
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "tflite")
+
+
+def calibration_features(coreset_path: Path, model_meta: dict) -> np.ndarray:
+    """The coreset's features in the model's input space (N, C, F, T) float32."""
+    from deploy.runtime.coreset import Coreset, Normalizer
+    from deploy.runtime.features import FeatureConfig
+
+    coreset = Coreset.load(coreset_path)
+    config = model_meta.get("feature_config")
+    if config is not None:
+        config = config if isinstance(config, FeatureConfig) else FeatureConfig.from_dict(config)
+        if config.fingerprint() != coreset.feature_config.fingerprint():
+            raise KitError(f"{coreset_path}: the coreset's front-end ({coreset.feature_config.kind}) differs from the model's; calibrate with features of the model's front-end")
+    x = coreset.features
+    norm = model_meta.get("normalizer")
+    if norm is not None:
+        target = norm if isinstance(norm, Normalizer) else Normalizer(np.asarray(norm["mean"]), np.asarray(norm["std"]))
+        same = np.allclose(target.mean, coreset.normalizer.mean) and np.allclose(target.std, coreset.normalizer.std)
+        if not same:
+            x = target.transform(coreset.normalizer.inverse(x))
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _default_out(model_path: Path, fmt: str, int8: bool) -> Path:
+    return model_path.with_suffix(f"{'.int8' if int8 else ''}.{fmt}")
 
 
 def export_command(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Model file (.kit) written by kit train."),
-    fmt: str = typer.Option("onnx", "--format", "-f", help="Export format: onnx."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: MODEL with the format's suffix)."),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="Export format: onnx or tflite."),
+    int8: bool = typer.Option(False, "--int8", help="Static int8 quantisation (needs --calibration)."),
+    calibration: Path | None = typer.Option(None, "--calibration", "-c", metavar="CORESET.kit",
+                                            help="Coreset whose features calibrate the int8 ranges."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: MODEL[.int8].onnx|.tflite)."),
     opset: int = typer.Option(18, "--opset", help="ONNX opset (>= 17)."),
 ) -> None:
-    """Export a trained model (fp32) with its classes, feature config and normaliser embedded."""
+    """Export a trained model (fp32 or int8) with its classes, feature config and normaliser embedded."""
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise KitError(f"--format: '{fmt}' is not supported (choose from {', '.join(FORMATS)})")
     if not model_path.is_file():
         raise KitError(f"{model_path}: no such model file")
-    from deploy.export_onnx import export_onnx
+    if int8 and calibration is None:
+        raise KitError("--int8 needs --calibration CORESET.kit (the coreset's features set the int8 ranges)")
+    if calibration is not None and not calibration.is_file():
+        raise KitError(f"{calibration}: no such coreset file")
+    from deploy.model_report import model_report
+    from kit.models import load_model
 
-    target = out or model_path.with_suffix(".onnx")
-    path = export_onnx(model_path, target, opset=opset)
-    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, opset {opset}, checked against PyTorch in onnxruntime)")
+    model, meta = load_model(model_path)
+    x_cal = calibration_features(calibration, meta) if calibration is not None else None
+    target = out or _default_out(model_path, fmt, int8)
+    if fmt == "tflite":
+        from deploy.export_tflite import export_tflite
+
+        path = export_tflite(model, target, int8=int8, calibration=x_cal, meta=meta)
+        how = "full-integer int8, checked in the TFLite interpreter" if int8 else "fp32, checked against PyTorch in the TFLite interpreter"
+    else:
+        from deploy.export_onnx import export_onnx
+
+        if int8:
+            from deploy.quantize_onnx import quantize_onnx
+
+            with tempfile.TemporaryDirectory(prefix="kit-export-") as tmp:
+                fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", meta, opset=opset)
+                path = quantize_onnx(fp32, target, x_cal)
+            how = f"int8 QDQ, opset {opset}, checked against fp32 in onnxruntime"
+        else:
+            path = export_onnx(model, target, meta, opset=opset)
+            how = f"fp32, opset {opset}, checked against PyTorch in onnxruntime"
+    report = model_report(path)
+    print(f"wrote {path} ({report.size_bytes} bytes, {how})")
+    print(f"ops ({report.n_ops}): {report.ops_line()}")
 
 
 def register(app: typer.Typer) -> None:

@@ -35,6 +35,15 @@ def _coreset_rows(artifact: Artifact) -> list[tuple[str, str]]:
     ]
 
 
+def _bundle_rows(artifact: Artifact, path: Path) -> list[tuple[str, str]]:
+    """A bundle is verified as the device would load it (head, models, front-end, replay)."""
+    from deploy.runtime.bundle import BUNDLE_SCHEMA, Bundle, describe
+
+    bundle = Bundle.from_artifact(artifact, path)
+    return [("bundle schema", f"{artifact.meta.get('bundle_schema')} (this kit reads <= {BUNDLE_SCHEMA})"),
+            *describe(bundle, path)]
+
+
 def _generic_rows(artifact: Artifact) -> list[tuple[str, str]]:
     rows = []
     for key, value in sorted(artifact.meta.items()):
@@ -49,6 +58,12 @@ def inspect_command(
 ) -> None:
     """Verify a kit artifact (format version, checksums) and show its contents."""
     artifact = read_artifact(path)
+    if artifact.kind == "bundle":
+        rows = _bundle_rows(artifact, path)  # verifies the bundle before anything is shown
+    elif artifact.kind == "coreset":
+        rows = _coreset_rows(artifact)
+    else:
+        rows = _generic_rows(artifact)
     if as_json:
         print(json.dumps({"kind": artifact.kind, "created": artifact.created, "meta": artifact.meta}, indent=1, sort_keys=True))
         return
@@ -57,7 +72,6 @@ def inspect_command(
     table.add_column(overflow="fold")
     table.add_row("format version", str(artifact.format_version))
     table.add_row("created", artifact.created)
-    rows = _coreset_rows(artifact) if artifact.kind == "coreset" else _generic_rows(artifact)
     for key, value in rows:
         table.add_row(key, value)
     for name, array in sorted(artifact.arrays.items()):

@@ -77,8 +77,10 @@ def available_cores() -> int:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
+    """forkserver where available: plain fork after torch, JAX (pulled in by the TFLite exporter)
+    or onnxruntime have started threads can deadlock the children; spawn elsewhere."""
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def _chunks(items: list[_Item], jobs: int) -> list[list[_Item]]:

@@ -1,0 +1,284 @@
+"""The distillation benchmark: datasets x methods x samples per class, ConvNet accuracy, plus full data.
+
+Datasets (``--datasets``): ``fsdd`` (official split), ``fsdd-speaker`` (speakers nicolas + theo
+held out), ``kws10`` (Speech Commands, 10 keywords, split by speaker), ``esc10`` (fold 5 as test).
+Methods: random, herding, k-center selection; DC, DSA, DM, MTT, RFAD distillation; full training
+data. Samples per class 1 / 10 / 50 (ESC-10: 1 / 5 / 10). Each cell records ConvNet test accuracy
+(mean ± std over training seeds), distillation wall time and the peak memory of its process.
+
+Why cells run in their own processes: peak memory per distillation is a figure we report, and
+only a fresh process gives a clean ``ru_maxrss``; it also lets two cells share the two cores.
+Results are merged into one JSON file after every cell (atomically), so an interrupted run
+resumes where it stopped and later runs add cells instead of starting over.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Benchmarks read the real recordings beside the repository unless KIT_DATA_DIR says otherwise.
+DEFAULT_DATA_DIR = os.environ.get("KIT_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+METHODS = ("random", "herding", "kcenter", "dc", "dsa", "dm", "mtt", "rfad")
+#: optimisation-based methods: they take a time budget, a thread count and a progress flag
+ITERATIVE = ("dc", "dsa", "dm", "mtt", "rfad")
+#: benchmark name -> loader options and the samples-per-class grid
+DATASETS: dict[str, dict[str, Any]] = {
+    "fsdd": {"dataset": "fsdd", "split": "official", "ipcs": (1, 10, 50), "title": "FSDD, official split"},
+    "fsdd-speaker": {"dataset": "fsdd", "split": "speaker", "ipcs": (1, 10, 50), "title": "FSDD, speaker split"},
+    "kws10": {"dataset": "speech_commands", "task": "kws10", "ipcs": (1, 10, 50),
+              "title": "Speech Commands kws10, speaker split"},
+    "esc10": {"dataset": "esc10", "test_fold": 5, "ipcs": (1, 5, 10), "title": "ESC-10, fold 5 test"},
+}
+QUICK_IPC = {"fsdd": 10, "fsdd-speaker": 10, "kws10": 10, "esc10": 5}
+
+
+def cell_key(dataset: str, method: str, ipc: int | None) -> str:
+    return f"{dataset}/{method}/{'full' if ipc is None else ipc}"
+
+
+def load_cell_data(spec: dict[str, Any]):
+    from kit.pipeline import load_training_set
+
+    d = DATASETS[spec["dataset"]]
+    return load_training_set(d["dataset"], spec.get("data_dir"), split=d.get("split", "official"),
+                             task=d.get("task", "kws10"), test_fold=d.get("test_fold", 5), progress=False)
+
+
+def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
+    """One cell in this process: distil (or take all training data), then train and score over seeds."""
+    from kit.pipeline import distill_coreset, peak_rss_mb, score_coreset
+
+    fs, loader = load_cell_data(spec)
+    train_options = {"max_samples": spec["max_samples"], "threads": 1}
+    result: dict[str, Any] = {"dataset": spec["dataset"], "method": spec["method"], "ipc": spec["ipc"]}
+    if spec["method"] == "full":
+        x, y = fs.x_train, fs.y_train
+        train_options["max_samples"] = spec["full_max_samples"]
+        result.update(distill_s=0.0, peak_rss_mb=round(peak_rss_mb(), 1), n_train=int(len(x)))
+    else:
+        params: dict[str, Any] = {}
+        if spec["method"] in ITERATIVE:
+            params = {"threads": 1, "progress": False, **spec.get("params", {}).get(spec["method"], {})}
+            if spec.get("time_budget_s"):
+                params["time_budget_s"] = spec["time_budget_s"]
+        coreset, _, summary = distill_coreset(fs, loader, spec["method"], spec["ipc"], seed=spec["seed"], **params)
+        x, y = coreset.features, coreset.labels
+        result.update(distill_s=summary["fit_time_s"], peak_rss_mb=summary["peak_rss_mb"], params=coreset.params,
+                      distill_summary={k: v for k, v in summary.items() if k != "train_indices"})
+    scores = score_coreset(x, y, fs, seeds=tuple(spec["seeds"]), **train_options)
+    result.update(
+        accuracy_mean=round(100 * scores["mean"], 2),
+        accuracy_std=round(100 * scores["std"], 2),
+        accuracies=[round(100 * a, 2) for a in scores["accuracies"]],
+        train_s=scores["train_time_s"],
+        train_config=scores.get("config"),
+        n_test=int(len(fs.y_test)),
+    )
+    return result
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from deploy.runtime.artifact import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, default=str))
+
+
+def markdown_table(cells: dict[str, dict], machine: dict) -> str:
+    """Accuracy table (method × ipc per dataset) plus distillation cost."""
+    lines = [f"# Distillation benchmark\n\nMachine: {machine.get('cpu')}, {machine.get('cores')} cores, "
+             f"{machine.get('memory_gb')} GB, torch {machine.get('torch')}. ConvNet (width 128, instance norm) test "
+             "accuracy in %, mean ± std over training seeds; distill time and peak RSS of the distilling process. "
+             "Each cell's own settings (time budget, training samples, seeds) are in the JSON file.\n"]
+    for dataset in [d for d in DATASETS if any(c["dataset"] == d for c in cells.values())]:
+        ipcs = sorted({c["ipc"] for c in cells.values() if c["dataset"] == dataset and c["ipc"] is not None})
+        lines.append(f"\n## {DATASETS[dataset]['title']}\n")
+        headers = [f"{i}/class" for i in ipcs] or ["accuracy"]
+        lines.append("| method | " + " | ".join(headers) + " | distill s (per ipc) | peak RSS MB |")
+        lines.append("|---|" + "---|" * len(headers) + "---|---|")
+        for method in (*METHODS, "full"):
+            row = [c for c in cells.values() if c["dataset"] == dataset and c["method"] == method]
+            if not row:
+                continue
+            if method == "full":
+                c = row[0]
+                lines.append(f"| full training data ({c.get('n_train')}) | " + " | ".join(
+                    [f"{c['accuracy_mean']:.1f} ± {c['accuracy_std']:.1f}"] + [""] * (len(headers) - 1)) + " | – | – |")
+                continue
+            by_ipc = {c["ipc"]: c for c in row}
+            best = {i: max((c["accuracy_mean"] for c in cells.values() if c["dataset"] == dataset and c["ipc"] == i),
+                           default=None) for i in ipcs}
+            accs = []
+            for i in ipcs:
+                if i not in by_ipc:
+                    accs.append("–")
+                    continue
+                text = f"{by_ipc[i]['accuracy_mean']:.1f} ± {by_ipc[i]['accuracy_std']:.1f}"
+                accs.append(f"**{text}**" if by_ipc[i]["accuracy_mean"] == best[i] else text)
+            times = " / ".join(f"{by_ipc[i]['distill_s']:.0f}" if i in by_ipc else "–" for i in ipcs)
+            known = [by_ipc[i]["peak_rss_mb"] for i in by_ipc if by_ipc[i].get("peak_rss_mb") is not None]
+            rss = f"{max(known):.0f}" if known else "–"
+            lines.append(f"| {method} | " + " | ".join(accs) + f" | {times} | {rss} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(cells: dict[str, dict], path: Path) -> None:
+    """Accuracy vs samples per class, one line per method, error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = [d for d in DATASETS if any(c["dataset"] == d for c in cells.values())]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for method in METHODS:
+            row = sorted((c for c in cells.values() if c["dataset"] == dataset and c["method"] == method),
+                         key=lambda c: c["ipc"])
+            if row:
+                ax.errorbar([c["ipc"] for c in row], [c["accuracy_mean"] for c in row],
+                            yerr=[c["accuracy_std"] for c in row], marker="o", capsize=3, label=method)
+        full = [c for c in cells.values() if c["dataset"] == dataset and c["method"] == "full"]
+        if full:
+            ax.axhline(full[0]["accuracy_mean"], color="k", ls="--", lw=1, label="full data")
+        ax.set_xscale("log")
+        ticks = sorted({c["ipc"] for c in cells.values() if c["dataset"] == dataset and c["ipc"] is not None})
+        if ticks:
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.set_xlabel("samples per class")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(DATASETS[dataset]["title"])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    plt.close(fig)
+
+
+def build_specs(args: argparse.Namespace, cells: dict[str, dict]) -> list[dict[str, Any]]:
+    """The cells still to run for the requested grid (cells already in the results are skipped)."""
+    specs = []
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"error: unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)})")
+    for dataset in [d for d in args.datasets.split(",") if d]:
+        if dataset not in DATASETS:
+            raise SystemExit(f"error: unknown dataset '{dataset}' (choose from {', '.join(DATASETS)})")
+        if args.quick:
+            ipcs = [QUICK_IPC[dataset]]
+        elif args.ipcs:
+            ipcs = [int(i) for i in args.ipcs.split(",")]
+        else:
+            ipcs = list(DATASETS[dataset]["ipcs"])
+        grid: list[tuple[str, int | None]] = [(m, i) for i in ipcs for m in methods]
+        if not args.no_full:
+            grid.append(("full", None))
+        for method, ipc in grid:
+            key = cell_key(dataset, method, ipc)
+            if key in cells and not args.force:
+                continue
+            specs.append({"key": key, "dataset": dataset, "method": method, "ipc": ipc, "seed": args.distill_seed,
+                          "seeds": [int(s) for s in args.seeds.split(",")], "max_samples": args.max_samples,
+                          "full_max_samples": args.full_max_samples, "time_budget_s": args.time_budget,
+                          "params": json.loads(args.params) if args.params else {}, "data_dir": args.data_dir})
+    # long cells first so the workers finish together
+    specs.sort(key=lambda s: (s["method"] != "full", s["method"] not in ITERATIVE, -(s["ipc"] or 0)))
+    return specs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="fsdd,kws10,esc10", help=f"comma list of {', '.join(DATASETS)}")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--ipcs", default=None, help="samples per class (default: the dataset's grid)")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds per cell")
+    parser.add_argument("--distill-seed", type=int, default=0)
+    parser.add_argument("--no-full", action="store_true", help="skip the full-training-data cells")
+    parser.add_argument("--max-samples", type=int, default=16000, help="training budget (samples seen) per model")
+    parser.add_argument("--full-max-samples", type=int, default=60000, help="training budget for full data")
+    parser.add_argument("--time-budget", type=float, default=None, help="time budget per distillation (s); "
+                        "default: each method's own (about 280 s)")
+    parser.add_argument("--params", default=None, help='per-method parameters as JSON, e.g. \'{"mtt": {"syn_steps": 20}}\'')
+    parser.add_argument("--jobs", type=int, default=2, help="cells run at once (each uses one thread)")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/distill.json, "
+                        "or distill-quick.json with --quick)")
+    parser.add_argument("--force", action="store_true", help="re-run cells already in the results file")
+    parser.add_argument("--quick", action="store_true", help="one size per dataset (10/class, ESC-10 5/class), "
+                        "one seed, 40-s distillation budget, 6000 training samples: about 20 minutes on 2 cores")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the table and plot from the JSON")
+    parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell spec (JSON) and print JSON
+    args = parser.parse_args(argv)
+
+    if args.cell:
+        print("CELL-RESULT " + json.dumps(run_cell(json.loads(args.cell)), default=str), flush=True)
+        return 0
+
+    if args.quick:
+        args.seeds, args.time_budget = "0", args.time_budget or 40.0
+        args.max_samples, args.full_max_samples = 6000, 12000
+    out: Path = args.out or RESULTS_DIR / ("distill-quick.json" if args.quick else "distill.json")
+    from bench.machine import machine_info
+
+    console = Console(stderr=True)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    cells: dict[str, dict] = results.get("cells", {})
+    results["machine"] = machine_info()
+    specs = [] if args.report_only else build_specs(args, cells)
+    console.print(f"{len(specs)} cells to run ({len(cells)} already in {out})")
+
+    def launch(spec: dict) -> dict:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        started = time.time()
+        proc = subprocess.run([sys.executable, "-m", "bench", "--cell", json.dumps(spec)], capture_output=True,
+                              text=True, env=env)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("CELL-RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            raise RuntimeError(f"cell {spec['key']} failed:\n{proc.stderr[-3000:]}")
+        result = json.loads(line[len("CELL-RESULT "):])
+        result["wall_s"] = round(time.time() - started, 1)
+        result["settings"] = {k: spec[k] for k in ("seeds", "max_samples", "full_max_samples", "time_budget_s", "params", "seed")}
+        return result
+
+    failures = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("distillation benchmark", total=len(specs))
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = {pool.submit(launch, spec): spec for spec in specs}
+            for future in as_completed(futures):
+                spec = futures[future]
+                try:
+                    result = future.result()
+                except RuntimeError as exc:
+                    failures += 1
+                    console.print(f"[red]{exc}[/]")
+                else:
+                    cells[spec["key"]] = result
+                    results["cells"] = cells
+                    results["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    _write_json(out, results)
+                    progress.console.print(f"{spec['key']}: {result['accuracy_mean']:.1f} ± {result['accuracy_std']:.1f} % "
+                                           f"(distill {result['distill_s']:.0f} s, {result['peak_rss_mb']:.0f} MB)")
+                progress.advance(task)
+    if cells:
+        from deploy.runtime.artifact import atomic_write_text
+
+        atomic_write_text(out.with_suffix(".md"), markdown_table(cells, results["machine"]))
+        plot(cells, out.with_suffix(".png"))
+        console.print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
+    return 1 if failures else 0

@@ -1,0 +1,490 @@
+"""On-device fine-tuning benchmark: add a new keyword from 5 or 10 clips, personalise to a voice.
+
+``python -m bench.finetune`` writes ``bench/results/finetune.json``, ``.md`` and ``.png``.
+
+Protocol (Speech Commands, speaker-held-out):
+
+1. Base task: kws12 with the benchmarked new words removed from ``_unknown_`` (the base model
+   never hears them, not even as "unknown"); ConvNet width 64 trained with ``kit.training`` on one
+   torch thread; a 10-per-class herding (or random) coreset as the bundle's replay memory; an fp32
+   ONNX bundle built by ``deploy.bundle_builder``. One base model per seed.
+2. Add-keyword: for each seed and new word, ``shots`` clips of a seeded set of speakers are
+   given to ``deploy.runtime.finetune.add_keyword`` (the device code path: WAV -> front-end ->
+   frozen ONNX backbone -> numpy head); the word's clips of all *other* speakers test it.
+   Old-class accuracy is measured on the base task's test split (held-out speakers), predicting
+   over all classes, before and after, with and without replay. The fine-tune's wall time is
+   measured on one core (onnxruntime and BLAS pinned to one thread).
+3. Ablations on the same clips (same code, one option changed): unweighted classes instead of
+   balanced, no time-shift augmentation, and an MLP head (evaluated in memory; a bundle stores
+   a linear head).
+4. Personalisation: each test-split speaker with >= 30 keyword clips gives ``per_class`` clips
+   per keyword to ``personalize``; accuracy on that speaker's remaining clips before/after, and
+   on every other test speaker's clips (to check nothing else suffers).
+
+Base models, coresets and bundles are cached under ``--work`` (keyed by their settings), so a
+re-run with other fine-tune options does not retrain.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULT_DATA_DIR = os.environ.get("KIT_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_finetune"
+
+
+# Base model, coreset and bundle per seed ---------------------------------------------------------
+def _key(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def build_base(fs, dataset_source: dict, config: dict, seed: int, work: Path, console: Console) -> dict:
+    """Train (or reuse) the base model for ``seed``, distil its coreset and build the bundle."""
+    import torch
+
+    from deploy.bundle_builder import build_bundle
+    from kit.models import save_model
+    from kit.pipeline import distill_coreset
+    from kit.training import TrainConfig, evaluate, train_model
+
+    folder = work / f"{_key({**config, 'seed': seed})}"
+    folder.mkdir(parents=True, exist_ok=True)
+    bundle_path, info_path = folder / "bundle.kit", folder / "base.json"
+    if bundle_path.exists() and info_path.exists():
+        console.print(f"seed {seed}: reusing {bundle_path}")
+        return {**json.loads(info_path.read_text()), "bundle": str(bundle_path)}
+    torch.set_num_threads(1)
+    train_config = TrainConfig(arch="convnet", arch_kwargs={"width": config["width"]}, max_samples=config["max_samples"],
+                               batch_size=config["batch_size"], seed=seed, threads=1)
+    started = time.time()
+    model = train_model(fs.x_train, fs.y_train, len(fs.classes), train_config, progress=True)
+    train_s = time.time() - started
+    base_accuracy = evaluate(model, fs.x_test, fs.y_test)["accuracy"]
+    model_path = save_model(folder / "model.kit", model, {
+        "classes": fs.classes, "feature_config": fs.config, "normalizer": fs.normalizer, "source": fs.source,
+        "train_config": train_config.to_dict(), "seed": seed, "metrics": {"test_accuracy": base_accuracy}})
+    coreset, _, summary = distill_coreset(fs, dataset_source, config["coreset"], config["ipc"], seed=seed)
+    coreset_path = coreset.save(folder / "coreset.kit")
+    build_bundle(model_path, coreset_path, bundle_path, formats=("onnx",))
+    info = {"seed": seed, "base_test_accuracy": base_accuracy, "train_s": round(train_s, 1),
+            "train_stats": model.train_stats, "coreset_fit_s": summary.get("fit_time_s")}
+    info_path.write_text(json.dumps(info, indent=1, default=str))
+    console.print(f"seed {seed}: base model {100 * base_accuracy:.1f} % on the test split (trained in {train_s:.0f} s)")
+    return {**info, "bundle": str(bundle_path)}
+
+
+# Evaluation helpers ------------------------------------------------------------------------------
+def file_features(classifier, paths: list[Path]) -> np.ndarray:
+    from deploy.runtime.wavio import read_wav
+
+    return np.stack([classifier.features(*read_wav(p)) for p in paths])
+
+
+def predict(bundle, x: np.ndarray, head=None) -> np.ndarray:
+    """Class predictions of a bundle's head (or of an in-memory head on the bundle's embeddings)."""
+    from deploy.runtime.bundle import BundleClassifier
+
+    classifier = BundleClassifier(bundle)
+    if head is None:
+        return classifier.logits(x).argmax(axis=1)
+    return head.predict(classifier.embed(x))
+
+
+def one_core():
+    """BLAS pinned to one thread (onnxruntime gets ``threads=1`` from the runtime itself)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args, console: Console, progress) -> list[dict]:
+    """Every (word, shots, variant) fine-tune for one base seed."""
+    from bench.finetune_data import split_by_speaker
+    from deploy.runtime import finetune
+    from deploy.runtime.bundle import Bundle, BundleClassifier
+
+    bundle = Bundle.load(base["bundle"])
+    seed = base["seed"]
+    old_before = float(np.mean(predict(bundle, test["x"]) == test["y"]))
+    classifier = BundleClassifier(bundle)
+    rows = []
+    variants = {
+        "replay": {},
+        "no_replay": {"replay": False},
+        "unweighted": {"class_weight": "none"},
+        "no_shift": {"shifts": ()},
+        "l2_new=0.01": {"l2_new": 0.01},
+        "l2_new=0.1": {"l2_new": 0.1},
+        "mlp": {"head": "mlp"},
+    }
+    for word, paths in words.items():
+        for shots in args.shots:
+            train, held = split_by_speaker(paths, shots, seed)
+            x_held = file_features(classifier, held)
+            for variant, options in variants.items():
+                row = {"seed": seed, "word": word, "shots": shots, "variant": variant, "n_test_new": len(held),
+                       "train_speakers": sorted({p.name.split("_")[1] for p in train}), "old_before": old_before}
+                if variant in ("replay", "no_replay"):
+                    with one_core():
+                        started = time.perf_counter()
+                        new = finetune.add_keyword(bundle, word, train, seed=seed, **options)
+                        row["finetune_s"] = time.perf_counter() - started
+                    k = len(new.classes) - 1
+                    row["new_accuracy"] = float(np.mean(predict(new, x_held) == k))
+                    old_pred = predict(new, test["x"])
+                    row["history"] = new.history[-1]
+                else:
+                    x_new = file_features(classifier, train)
+                    k = len(bundle.classes)
+                    params = {"replay": True, "head": "softmax", "seed": seed, "l2": finetune.DEFAULT_L2,
+                              "l2_new": finetune.DEFAULT_L2_NEW, "shifts": finetune.DEFAULT_SHIFTS,
+                              "class_weight": "balanced"}
+                    params.update(options)
+                    started = time.perf_counter()
+                    with one_core():
+                        head, _ = finetune.fit_head(bundle, classifier, x_new, np.full(len(x_new), k), k + 1, **params)
+                    row["head_fit_s"] = time.perf_counter() - started
+                    row["new_accuracy"] = float(np.mean(predict(bundle, x_held, head) == k))
+                    old_pred = predict(bundle, test["x"], head)
+                row["old_after"] = float(np.mean(old_pred == test["y"]))
+                row["old_drop"] = row["old_before"] - row["old_after"]
+                # where the drop comes from: old test clips now taken for the new word, per class
+                taken = old_pred == k
+                row["old_taken_by_new"] = float(np.mean(taken))
+                row["old_taken_by_new_per_class"] = {bundle.classes[c]: int(np.sum(taken & (test["y"] == c)))
+                                                     for c in range(len(bundle.classes)) if np.any(taken & (test["y"] == c))}
+                rows.append(row)
+                progress.advance(progress.task_ids[0])
+    return rows
+
+
+def personalize_runs(base: dict, speakers: list[str], ds, test: dict, args, progress) -> list[dict]:
+    """Per held-out speaker: adapt on ``per_class`` clips per keyword, test on the rest and on others."""
+    from bench.finetune_data import personal_split
+    from deploy.runtime import finetune
+    from deploy.runtime.bundle import Bundle, BundleClassifier
+
+    bundle = Bundle.load(base["bundle"])
+    classifier = BundleClassifier(bundle)
+    rows = []
+    for speaker in speakers:
+        adapt, held = personal_split(ds, speaker, args.per_class, base["seed"])
+        x_held = file_features(classifier, held)
+        y_held = np.array([bundle.classes.index(p.parent.name) for p in held])
+        others = test["groups"] != speaker
+        for variant, options in {"replay": {}, "no_replay": {"replay": False}}.items():
+            with one_core():
+                started = time.perf_counter()
+                tuned = finetune.personalize(bundle, adapt, seed=base["seed"], **options)
+                seconds = time.perf_counter() - started
+            rows.append({
+                "seed": base["seed"], "speaker": speaker, "variant": variant, "n_adapt": len(adapt), "n_test": len(held),
+                "speaker_before": float(np.mean(predict(bundle, x_held) == y_held)),
+                "speaker_after": float(np.mean(predict(tuned, x_held) == y_held)),
+                "others_before": float(np.mean(predict(bundle, test["x"][others]) == test["y"][others])),
+                "others_after": float(np.mean(predict(tuned, test["x"][others]) == test["y"][others])),
+                "finetune_s": seconds,
+            })
+            progress.advance(progress.task_ids[0])
+    return rows
+
+
+def timing_large_replay(base: dict, fs, words: dict[str, list[Path]], per_class: int, repeats: int = 3) -> dict:
+    """Wall time of ``add_keyword`` (10 clips) with a replay memory of ``per_class`` real samples
+    per class (the top of the 10-50/class range a bundle may carry), on one core."""
+    import dataclasses
+
+    from bench.finetune_data import split_by_speaker
+    from deploy.runtime import finetune
+    from deploy.runtime.bundle import Bundle
+
+    bundle = Bundle.load(base["bundle"])
+    rng = np.random.default_rng(base["seed"])
+    pick = np.concatenate([rng.choice(np.flatnonzero(fs.y_train == c), per_class, replace=False)
+                           for c in range(len(fs.classes))])
+    big = dataclasses.replace(bundle, replay_features=fs.x_train[pick], replay_labels=fs.y_train[pick])
+    word, paths = next(iter(words.items()))
+    clips, _ = split_by_speaker(paths, 10, base["seed"])
+    seconds = []
+    for _ in range(repeats):
+        with one_core():
+            started = time.perf_counter()
+            finetune.add_keyword(big, word, clips, seed=base["seed"])
+            seconds.append(time.perf_counter() - started)
+    return {"replay_per_class": per_class, "n_replay": int(len(pick)), "n_classes": len(fs.classes), "clips": len(clips),
+            "seconds": [round(t, 3) for t in seconds], "seconds_max": round(max(seconds), 3)}
+
+
+# Summaries ---------------------------------------------------------------------------------------
+def _ms(values: list[float], scale: float = 100.0) -> dict:
+    a = np.asarray(values, dtype=np.float64) * scale
+    return {"mean": round(float(a.mean()), 2), "std": round(float(a.std()), 2), "n": int(len(a))}
+
+
+def summarise(add_rows: list[dict], personal_rows: list[dict]) -> dict:
+    summary: dict[str, Any] = {"add_keyword": {}, "per_word": {}, "personalize": {}}
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in add_rows:
+        groups[(row["shots"], row["variant"])].append(row)
+        summary["per_word"].setdefault(f"{row['word']}/{row['shots']}/{row['variant']}", []).append(row["new_accuracy"])
+    for (shots, variant), rows in sorted(groups.items()):
+        entry = {
+            "new_accuracy": _ms([r["new_accuracy"] for r in rows]),
+            "old_before": _ms([r["old_before"] for r in rows]),
+            "old_after": _ms([r["old_after"] for r in rows]),
+            "old_drop_points": _ms([r["old_drop"] for r in rows]),
+            "old_taken_by_new": _ms([r["old_taken_by_new"] for r in rows]),
+        }
+        if "finetune_s" in rows[0]:
+            entry["finetune_s"] = _ms([r["finetune_s"] for r in rows], 1.0)
+            entry["finetune_s_max"] = round(max(r["finetune_s"] for r in rows), 3)
+        summary["add_keyword"][f"{shots}/{variant}"] = entry
+    summary["per_word"] = {k: _ms(v) for k, v in summary["per_word"].items()}
+    by_variant: dict[str, list[dict]] = defaultdict(list)
+    for row in personal_rows:
+        by_variant[row["variant"]].append(row)
+    for variant, rows in by_variant.items():
+        summary["personalize"][variant] = {
+            "speaker_before": _ms([r["speaker_before"] for r in rows]),
+            "speaker_after": _ms([r["speaker_after"] for r in rows]),
+            "speaker_gain_points": _ms([r["speaker_after"] - r["speaker_before"] for r in rows]),
+            "others_before": _ms([r["others_before"] for r in rows]),
+            "others_after": _ms([r["others_after"] for r in rows]),
+            "finetune_s": _ms([r["finetune_s"] for r in rows], 1.0),
+        }
+    return summary
+
+
+def _pm(entry: dict) -> str:
+    return f"{entry['mean']:.1f} ± {entry['std']:.1f}"
+
+
+VARIANT_ORDER = ["replay", "no_replay", "unweighted", "no_shift", "l2_new=0.01", "l2_new=0.1", "mlp"]
+
+
+def _variant_rank(variant: str) -> int:
+    return VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER)
+
+
+def markdown(results: dict) -> str:
+    config, summary, machine = results["config"], results["summary"], results["machine"]
+    bases = results["base_models"]
+    lines = [
+        "# On-device fine-tuning benchmark (Speech Commands, held-out speakers)\n",
+        f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gb')} GB, numpy "
+        f"{machine.get('numpy')}, onnxruntime {machine.get('onnxruntime')}; load average at start "
+        f"{', '.join(f'{v:.1f}' for v in machine.get('loadavg') or [])} (shared machine). "
+        f"Command: `{results['command']}`.\n",
+        f"Base task: {', '.join(results['base_classes'])} ({config['base_task']}); ConvNet width {config['width']}, "
+        f"{config['max_samples']} samples, batch {config['batch_size']}, one torch thread; base test accuracy "
+        + ", ".join(f"{100 * b['base_test_accuracy']:.1f} %" for b in bases)
+        + f" (seeds {', '.join(str(b['seed']) for b in bases)}). Replay: {config['coreset']} coreset, {config['ipc']}/class, "
+        f"stored int8 in the bundle. New words: {', '.join(config['words'])}; each seed picks the fine-tune speakers, "
+        "the word's clips of every other speaker test it.\n",
+        "Fine-tune defaults: softmax head warm-started from the bundle head, old rows pulled towards it "
+        f"(l2 = {config['l2']}), new row weight decay {config['l2_new']}, balanced class weights, circular time "
+        f"shifts {config['shifts']} frames on the new clips (copies weigh as much as the originals together). "
+        "Accuracies in %, mean ± std over seeds × words; old-class accuracy predicts over all classes "
+        "(a clip taken for the new word counts as an error).\n",
+        "## Add a keyword\n",
+        "| clips | variant | new-word accuracy | old classes before | old classes after | old drop (points) | old clips taken for the new word | fine-tune wall s (mean / max) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, entry in sorted(summary["add_keyword"].items(),
+                             key=lambda kv: (int(kv[0].split("/")[0]), _variant_rank(kv[0].split("/")[1]))):
+        shots, variant = key.split("/")
+        wall = f"{entry['finetune_s']['mean']:.2f} / {entry['finetune_s_max']:.2f}" if "finetune_s" in entry else "–"
+        lines.append(f"| {shots} | {variant} | {_pm(entry['new_accuracy'])} | {_pm(entry['old_before'])} | "
+                     f"{_pm(entry['old_after'])} | {_pm(entry['old_drop_points'])} | {_pm(entry['old_taken_by_new'])} | {wall} |")
+    lines += ["", "Variants: `replay` = the default; `no_replay` = `--no-replay`; `unweighted` = no class balancing (with 5 "
+              "clips it coincides with balanced: 5 clips plus their down-weighted shifted copies weigh exactly as much "
+              "as the 10 replay samples of an old class); `no_shift` = no time-shift augmentation; `l2_new=…` = another weight decay on the new row; `mlp` = "
+              "one-hidden-layer MLP head (64 units, not storable in a bundle) instead of softmax regression. Only `replay` and `no_replay` went through `add_keyword` end to end (wall time = WAV reading, "
+              "front-end, embedding of replay + clips, head fit); the ablations reuse `fit_head` on the same clips.\n",
+              "## New-word accuracy per word (replay)\n", "| word | clips | accuracy |", "|---|---|---|"]
+    taken: dict[str, int] = defaultdict(int)
+    for row in results["add_keyword_runs"]:
+        if row["variant"] == "replay":
+            for name, n in row.get("old_taken_by_new_per_class", {}).items():
+                taken[name] += n
+    notes = ["", "Where the old-class drop comes from (replay, all runs): old test clips predicted as the new word, "
+             "per true class: " + ", ".join(f"{k} {v}" for k, v in sorted(taken.items(), key=lambda kv: -kv[1])) + ".",
+             "", "How the defaults were chosen: time shifts, the L2 anchor and the new row's weight decay were explored "
+             "on seed 0 of this very set-up and then swept over all three seeds (`l2_new` rows above), so the "
+             "figures for the default are tuned, not held-out, with respect to those two settings; the benchmark "
+             "is small (5-24 test clips per word and seed), hence the large std.", ""]
+    for key, entry in sorted(summary["per_word"].items(), key=lambda kv: (kv[0].split("/")[0], int(kv[0].split("/")[1]))):
+        word, shots, variant = key.split("/")
+        if variant == "replay":
+            lines.append(f"| {word} | {shots} | {_pm(entry)} |")
+    lines += notes
+    timing = results.get("timing_large_replay")
+    if timing:
+        lines += [f"Wall time with a larger replay memory ({timing['replay_per_class']}/class = {timing['n_replay']} samples, "
+                  f"{timing['n_classes']} classes, {timing['clips']} new clips, one core): "
+                  + ", ".join(f"{t:.2f}" for t in timing["seconds"]) + " s.", ""]
+    lines += ["", f"## Personalisation ({config['per_class']} clips per keyword of one held-out speaker)\n",
+              "| variant | speaker before | speaker after | gain (points) | other speakers before | other speakers after | wall s |",
+              "|---|---|---|---|---|---|---|"]
+    for variant, entry in summary["personalize"].items():
+        lines.append(f"| {variant} | {_pm(entry['speaker_before'])} | {_pm(entry['speaker_after'])} | "
+                     f"{_pm(entry['speaker_gain_points'])} | {_pm(entry['others_before'])} | {_pm(entry['others_after'])} | "
+                     f"{entry['finetune_s']['mean']:.2f} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+DROP_AXIS_MAX = 15.0
+
+
+def plot(results: dict, path: Path) -> None:
+    """New-word accuracy and old-class drop per variant and number of clips."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = results["summary"]["add_keyword"]
+    variants = sorted({k.split("/")[1] for k in summary}, key=_variant_rank)
+    shots = sorted({int(k.split("/")[0]) for k in summary})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / len(shots)
+    for j, n in enumerate(shots):
+        xs = np.arange(len(variants)) + j * width
+        for ax, metric in zip(axes, ("new_accuracy", "old_drop_points")):
+            means = [summary[f"{n}/{v}"][metric]["mean"] for v in variants]
+            stds = [summary[f"{n}/{v}"][metric]["std"] for v in variants]
+            ax.bar(xs, means, width, yerr=stds, capsize=3, label=f"{n} clips")
+            if metric == "old_drop_points":  # no-replay forgets everything: clip the axis, print the value
+                for x, m in zip(xs, means):
+                    if m > DROP_AXIS_MAX:
+                        ax.text(x, DROP_AXIS_MAX * 0.97, f"{m:.0f}", ha="center", va="top", fontsize=8, rotation=90)
+    axes[0].axhline(80, color="k", ls="--", lw=1, label="target 80 %")
+    axes[1].axhline(3, color="k", ls="--", lw=1, label="target ≤ 3 points")
+    axes[1].set_ylim(0, DROP_AXIS_MAX)
+    for ax, title in zip(axes, ("new-word accuracy (%)", "old-class accuracy drop (points)")):
+        ax.set_xticks(np.arange(len(variants)) + (len(shots) - 1) * width / 2, variants, rotation=30, ha="right")
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Adding a keyword on the device (Speech Commands, held-out speakers)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    plt.close(fig)
+
+
+# Main --------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.finetune", description=__doc__.splitlines()[0])
+    parser.add_argument("--words", default="eight,six,happy", help="new words (from _unknown_), kept out of the base task")
+    parser.add_argument("--shots", default="5,10", help="clips of the new word given to the fine-tune")
+    parser.add_argument("--seeds", default="0,1,2", help="one base model, coreset and speaker draw per seed")
+    parser.add_argument("--coreset", default="herding", choices=("herding", "random", "kcenter"))
+    parser.add_argument("--ipc", type=int, default=10, help="coreset (replay) samples per class")
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--max-samples", type=int, default=48000, help="base model training budget (samples seen)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--per-class", type=int, default=2, help="personalisation clips per keyword")
+    parser.add_argument("--min-speaker-clips", type=int, default=30, help="speakers with at least this many test clips are personalised")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache of base models and bundles")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "finetune.json")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the .md and .png from the JSON")
+    args = parser.parse_args(argv)
+    if args.report_only:
+        from deploy.runtime.artifact import atomic_write_text
+
+        results = json.loads(args.out.read_text())
+        atomic_write_text(args.out.with_suffix(".md"), markdown(results))
+        plot(results, args.out.with_suffix(".png"))
+        return 0
+    args.shots = [int(s) for s in args.shots.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    words_list = [w.strip() for w in args.words.split(",") if w.strip()]
+
+    from bench.finetune_data import base_dataset, personal_speakers, word_clips
+    from bench.machine import machine_info
+    from deploy.runtime import finetune
+    from deploy.runtime.artifact import atomic_write_text
+    from kit.features import extract_clips, load_feature_set
+
+    console = Console(stderr=True)
+    started = time.time()
+    machine = machine_info()
+    machine["loadavg"] = list(os.getloadavg())
+    import onnxruntime
+
+    machine["onnxruntime"] = onnxruntime.__version__
+    ds = base_dataset(args.data_dir, words_list)
+    fs = load_feature_set(ds, args.data_dir, progress=True)
+    loader = {"dataset": "speech_commands", "data_dir": args.data_dir, "split": "official", "task": "kws12",
+              "test_fold": 5, "feature": fs.config.kind, "limit_per_class": None, "skip_bad": False,
+              "data_fingerprint": ds.fingerprint(), "excluded_words": words_list}
+    config = {
+        "base_task": f"kws12 without {', '.join(words_list)} in _unknown_", "words": words_list, "shots": args.shots,
+        "seeds": seeds, "coreset": args.coreset, "ipc": args.ipc, "width": args.width, "max_samples": args.max_samples,
+        "batch_size": args.batch_size, "per_class": args.per_class, "min_speaker_clips": args.min_speaker_clips,
+        "l2": finetune.DEFAULT_L2, "l2_new": finetune.DEFAULT_L2_NEW, "shifts": list(finetune.DEFAULT_SHIFTS),
+        "data_fingerprint": ds.fingerprint(), "feature_config": fs.config.to_dict(),
+    }
+    base_config = {k: config[k] for k in ("base_task", "coreset", "ipc", "width", "max_samples", "batch_size")}
+    base_config["data"] = ds.fingerprint()["sha256"] if "sha256" in ds.fingerprint() else json.dumps(ds.fingerprint(), sort_keys=True)
+
+    # test split of the base task with speaker ids, normalised like the training data
+    test_clips = ds.clips_in("test")
+    raw, kept = extract_clips(test_clips, fs.config, progress=False)
+    test = {"x": fs.normalizer.transform(raw), "y": np.array([ds.classes.index(test_clips[i].label) for i in kept]),
+            "groups": np.array([test_clips[i].group for i in kept])}
+    words = {w: word_clips(args.data_dir, w) for w in words_list}
+    speakers = personal_speakers(ds, args.min_speaker_clips)
+
+    bases = [build_base(fs, loader, base_config, seed, args.work, console) for seed in seeds]
+    total = len(seeds) * (len(words) * len(args.shots) * 7 + 2 * len(speakers))
+    add_rows: list[dict] = []
+    personal_rows: list[dict] = []
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        progress.add_task("fine-tunes", total=total)
+        for base in bases:
+            add_rows += add_keyword_runs(base, words, test, args, console, progress)
+            personal_rows += personalize_runs(base, speakers, ds, test, args, progress)
+    timing = timing_large_replay(bases[0], fs, words, per_class=50)
+    results = {
+        "command": " ".join(["python -m bench.finetune", *(argv if argv is not None else sys.argv[1:])]),
+        "config": config,
+        "machine": machine,
+        "base_classes": list(ds.classes),
+        "base_models": [{k: v for k, v in b.items() if k != "bundle"} for b in bases],
+        "personal_speakers": speakers,
+        "summary": summarise(add_rows, personal_rows),
+        "timing_large_replay": timing,
+        "add_keyword_runs": add_rows,
+        "personalize_runs": personal_rows,
+        "wall_s": round(time.time() - started, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic_write_text(args.out, json.dumps(results, indent=1, sort_keys=True, default=str))
+    atomic_write_text(args.out.with_suffix(".md"), markdown(results))
+    plot(results, args.out.with_suffix(".png"))
+    console.print(markdown(results))
+    console.print(f"wrote {args.out}, {args.out.with_suffix('.md')}, {args.out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,299 @@
+"""Export a trained kit model to TFLite: fp32, or full-integer int8 calibrated on the coreset.
+
+Why this route (measured here, litert-torch 0.10, ai-edge-quantizer 0.10, ai-edge-litert 2.3):
+
+* fp32: ``litert_torch.convert`` lowers the PyTorch graph straight to TFLite, no TensorFlow. The
+  graph has one input ``features`` (1, C, F, T) float32 and two signature outputs ``logits`` and
+  ``embedding`` (``KitModel.forward_with_embedding``); their order in the subgraph is recorded in
+  the metadata (``kit.outputs``) for runtimes without signatures. The batch is fixed at 1: the
+  converter cannot trace the instance-norm ConvNet with a dynamic batch (a symbolic ``view``
+  inside ``group_norm``), and a keyword spotter runs one window at a time anyway.
+* int8: litert-torch's own PT2E quantizer only annotates conv / linear / add-like patterns, so the
+  decomposed instance norm (MEAN, SUB, MUL, RSQRT) would stay float. ai-edge-quantizer's static
+  ``static_wi8_ai8`` recipe quantises every op of the converted fp32 model (weights int8
+  per-channel symmetric, activations int8 per-tensor asymmetric) and also turns the input and
+  output tensors into int8: the result has no float tensor at all. Its default calibration keeps a
+  moving average (factor 0.95) of per-sample min/max, which depends on sample order: on a coreset
+  sorted by class the last classes dominate. Global min/max over the calibration set was measured
+  better on the 300 real FSDD test clips (ConvNet width 32, 100-clip random coreset):
+  top-1 agreement with fp32 99.0 % vs 97.7 %, accuracy drop 1.0 vs 2.3 points.
+
+Every export is run in the TFLite interpreter before the file is written (atomically): fp32 must
+match PyTorch within ``verify_atol``; int8 must be integer-only and agree with the PyTorch model on
+the calibration clips at least ``min_agreement`` of the time. The kit metadata (the same ``kit.*``
+properties the ONNX export stores, plus output order and quantisation parameters) is embedded as a
+TFLite ``Model.metadata`` entry named ``kit_metadata`` (JSON), read back by
+``deploy.runtime.tflite_model.TfliteModel``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from deploy.export_onnx import onnx_metadata
+from deploy.runtime.artifact import atomic_write_bytes
+from deploy.runtime.errors import KitError
+from deploy.runtime.tflite_metadata import KIT_METADATA_NAME
+
+INPUT_NAME = "features"
+OUTPUT_NAMES = ("logits", "embedding")
+SIGNATURE = "serving_default"
+INTEGER_TYPES = {"INT8", "INT32"}  # what a full-integer TFLite graph may hold (int32: biases, shapes)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the converters: Python warnings and logs, and the C++ logs written to fd 1 and 2."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    loggers = [logging.getLogger(name) for name in ("", "absl", "torch", "jax", "litert_torch")]
+    levels = [logger.level for logger in loggers]
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        failed = False
+        try:
+            yield
+        except KitError:
+            raise
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+            if failed:  # a converter crash: show what it logged, it is the only clue
+                sink.seek(0)
+                tail = sink.read()[-3000:].decode("utf-8", "replace")
+                if tail.strip():
+                    print(f"[converter output before the error]\n{tail}", file=sys.stderr)
+
+
+def _with_embedding(model: Any) -> Any:
+    """Wrap ``model`` so the graph has the two named outputs (dict keys become signature names)."""
+    import torch
+
+    class WithEmbedding(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+            logits, embedding = self.inner.forward_with_embedding(features)
+            return {"logits": logits, "embedding": embedding}
+
+    return WithEmbedding(model).eval()
+
+
+def convert_fp32(model: Any) -> bytes:
+    """The fp32 TFLite flatbuffer of ``model`` (batch 1), without kit metadata."""
+    import torch
+
+    sample = torch.zeros((1, *model.in_shape), dtype=torch.float32)
+    with _quiet(), torch.no_grad():
+        import litert_torch  # its import prints C++ and torchao notices: keep it inside _quiet
+
+        litert_torch.config.show_progress = False
+        edge = litert_torch.convert(_with_embedding(model), sample_kwargs={INPUT_NAME: sample})
+        return bytes(edge.model_content())  # the flatbuffer is built lazily, here
+
+
+def quantize_int8(fp32: bytes, calibration: np.ndarray) -> bytes:
+    """Full-integer int8 flatbuffer: ai-edge-quantizer ``static_wi8_ai8``, global min/max calibration."""
+    samples = [{INPUT_NAME: np.ascontiguousarray(x[None], dtype=np.float32)} for x in calibration]
+    with _quiet():
+        from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
+        from ai_edge_quantizer.utils import qsv_utils
+
+        plan = recipe.static_wi8_ai8()
+        manager = recipe_manager.RecipeManager()
+        manager.load_quantization_recipe(plan)
+        calib = calibrator.Calibrator(fp32, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+        calib.calibrate({SIGNATURE: samples}, manager)
+        result = quantizer.Quantizer(bytearray(fp32), plan).quantize(calib.get_model_qsvs(), enable_progress_report=False)
+    return bytes(result.quantized_model)
+
+
+def attach_metadata(data: bytes, props: dict[str, str]) -> bytes:
+    """``data`` with a ``kit_metadata`` Model.metadata entry holding ``props`` as JSON (replacing any)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    payload = np.frombuffer(json.dumps(props, sort_keys=True).encode(), dtype=np.uint8)
+    existing = [m for m in (model.metadata or []) if m.name in (KIT_METADATA_NAME, KIT_METADATA_NAME.encode())]
+    if existing:  # overwrite in place: no orphaned buffer left behind
+        model.buffers[existing[0].buffer].data = payload
+    else:
+        buffer = schema.BufferT()
+        buffer.data = payload
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = KIT_METADATA_NAME, len(model.buffers) - 1
+        model.metadata = list(model.metadata or []) + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _interpreter(data: bytes) -> Any:
+    from ai_edge_litert.interpreter import Interpreter
+
+    with _quiet():  # ai-edge-litert announces its XNNPACK delegate on stderr
+        interpreter = Interpreter(model_content=data, num_threads=1)
+        interpreter.allocate_tensors()
+    return interpreter
+
+
+def output_order(data: bytes) -> list[str]:
+    """Signature output names in the order of the subgraph's output tensors."""
+    interpreter = _interpreter(data)
+    by_index = {d["index"]: n for n, d in interpreter.get_signature_runner(SIGNATURE).get_output_details().items()}
+    return [by_index[d["index"]] for d in interpreter.get_output_details()]
+
+
+def quantization_params(data: bytes) -> dict[str, Any]:
+    """Scale / zero point of the int8 input and outputs, by signature name."""
+    runner = _interpreter(data).get_signature_runner(SIGNATURE)
+
+    def params(detail: dict[str, Any]) -> dict[str, Any]:
+        scale, zero_point = detail["quantization"]
+        return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
+
+    return {
+        "inputs": {n: params(d) for n, d in runner.get_input_details().items()},
+        "outputs": {n: params(d) for n, d in runner.get_output_details().items()},
+    }
+
+
+def _torch_outputs(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        logits, embedding = model.forward_with_embedding(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    return logits.numpy(), embedding.numpy()
+
+
+def _check_calibration(calibration: Any, in_shape: tuple[int, ...]) -> np.ndarray:
+    if calibration is None:
+        raise KitError("int8 export needs calibration features (N, C, F, T), normalised like the training data (e.g. the coreset)")
+    x = np.asarray(calibration, dtype=np.float32)
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(in_shape) or len(x) == 0:
+        raise KitError(f"calibration features have shape {x.shape}; the model needs (N, {', '.join(map(str, in_shape))}) with N >= 1")
+    if not np.isfinite(x).all():
+        raise KitError("calibration features contain NaN or infinite values")
+    return x
+
+
+def export_tflite(
+    model: str | os.PathLike | Any,
+    out: str | os.PathLike,
+    *,
+    int8: bool = False,
+    calibration: np.ndarray | None = None,
+    meta: dict[str, Any] | None = None,
+    verify_atol: float = 1e-4,
+    min_agreement: float = 0.9,
+) -> Path:
+    """Export a model artifact path (``.kit``) or a ``KitModel`` to ``out`` (.tflite).
+
+    ``int8=True`` gives a full-integer model (int8 weights, activations, input and outputs)
+    calibrated on ``calibration`` (normalised features (N, C, F, T), typically the coreset).
+    ``meta`` (classes, feature_config, normalizer, ...) is read from the artifact when a path is
+    given. The fp32 graph must match PyTorch within ``verify_atol`` (max |diff| of logits and
+    embeddings on random inputs and the calibration clips); an int8 graph must contain no float
+    tensor and agree with PyTorch's top-1 on at least ``min_agreement`` of the calibration clips.
+    Nothing is written unless these hold.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        if not Path(model).is_file():
+            raise KitError(f"{model}: no such model file")
+        from kit.models import load_model
+
+        net, stored = load_model(model)
+        meta = {**stored, **(meta or {})}
+    else:
+        net, meta = model, dict(meta or {})
+    net = net.cpu().eval()
+    in_shape = tuple(net.in_shape)
+    x_cal = _check_calibration(calibration, in_shape) if int8 or calibration is not None else None
+    fp32 = convert_fp32(net)
+    props = onnx_metadata(net, meta)
+    props["kit.format"] = "tflite"
+    props["kit.batch"] = "1"
+    if not int8:
+        data = fp32
+        props["kit.quantization"] = json.dumps({"type": "float32"})
+    else:
+        data = quantize_int8(fp32, x_cal)
+        props["kit.quantization"] = json.dumps({
+            "type": "int8",
+            "scheme": "full-integer: int8 weights (per-channel, symmetric), int8 activations (per-tensor, asymmetric), int8 input/outputs",
+            "tool": "ai-edge-quantizer static_wi8_ai8, global min/max calibration",
+            "calibration_samples": int(len(x_cal)),
+            **quantization_params(data),
+        }, sort_keys=True)
+    props["kit.outputs"] = json.dumps(output_order(data))
+    data = attach_metadata(data, props)
+    report = _verify(data, net, int8, x_cal, verify_atol, min_agreement, out)
+    if int8:  # record what the check measured (re-attach: the metadata is part of the file)
+        quant = json.loads(props["kit.quantization"])
+        quant["calibration_top1_agreement"] = report["agreement"]
+        props["kit.quantization"] = json.dumps(quant, sort_keys=True)
+        data = attach_metadata(data, props)
+    atomic_write_bytes(out, data)
+    return Path(out)
+
+
+def _verify(
+    data: bytes, net: Any, int8: bool, x_cal: np.ndarray | None, atol: float, min_agreement: float, out: Any
+) -> dict[str, float]:
+    """Run the exported bytes in the runtime class the device uses; refuse a bad export."""
+    from deploy.model_report import tflite_report
+    from deploy.runtime.tflite_model import TfliteModel
+
+    with _quiet():
+        runtime = TfliteModel(data)
+    if runtime.output_names[:2] != list(OUTPUT_NAMES):
+        raise RuntimeError(f"TFLite export has outputs {runtime.output_names}, expected {list(OUTPUT_NAMES)}; not writing {out}")
+    if not int8:
+        x = np.random.default_rng(0).standard_normal((4, *net.in_shape)).astype(np.float32)
+        if x_cal is not None:
+            x = np.concatenate([x, x_cal[:16]])
+        got = runtime.run(x)
+        ref_logits, ref_embedding = _torch_outputs(net, x)
+        diff = float(max(np.abs(got["logits"] - ref_logits).max(), np.abs(got["embedding"] - ref_embedding).max()))
+        if not diff <= atol:
+            raise RuntimeError(f"TFLite export differs from PyTorch by {diff:.3g} (> {atol}); not writing {out}")
+        return {"max_abs_diff": diff}
+    report = tflite_report(data)
+    not_integer = sorted(set(report.tensor_types) - INTEGER_TYPES)
+    if not_integer or not runtime.quantized:
+        raise RuntimeError(f"int8 TFLite export still holds {not_integer or 'a float input'} tensors; not writing {out}")
+    assert x_cal is not None
+    got = runtime.predict(x_cal).argmax(1)
+    ref = _torch_outputs(net, x_cal)[0].argmax(1)
+    agreement = float((got == ref).mean())
+    if agreement < min_agreement:
+        raise KitError(
+            f"{out}: the int8 model agrees with fp32 on only {agreement:.1%} of the {len(x_cal)} calibration clips "
+            f"(< {min_agreement:.0%}); not written (calibrate on more clips, or export fp32)"
+        )
+    return {"agreement": agreement}

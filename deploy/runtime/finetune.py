@@ -1,0 +1,418 @@
+"""On-device fine-tuning: add a keyword from a few clips, or adapt to one voice, without forgetting.
+
+Why only the head and why replay: the device has no torch, and a few clips cannot retrain a
+convolutional backbone anyway. The frozen backbone (ONNX/TFLite) maps clips to embeddings and
+the linear head (``logits = embedding @ W.T + b``) is refitted on
+
+* the new clips (the user's recordings), and
+* the bundle's replay memory (the coreset: a few normalised feature maps per old class, passed
+  through the same backbone), which stands in for the training data the device never had.
+
+The head starts from the bundle's head and is pulled towards it (L2-SP, see ``head.py``);
+without replay (``replay=False``) nothing tells the head what the old classes look like, which
+``bench/finetune.py`` measures as the cost of skipping it.
+
+The new keyword's clips are also added to the replay memory by default (``remember``), so a
+later fine-tune still has examples of it; personalisation clips are not (their effect lives in
+the head, which later fine-tunes are anchored to), keeping the memory at its original size.
+
+Labels for personalisation come from each clip's parent folder name, or else from a
+``<class>_`` file-name prefix (``yes_003.wav``); a clip whose label is not one of the bundle's
+classes is a one-line ``KitError`` naming it.
+
+``main(argv)`` is the device sub-command ``python -m <runtime> finetune``. It updates the bundle
+in place by default (what a deployed listener reads), keeping the previous version as
+``BUNDLE.bak`` so one ``mv`` undoes it; ``--out`` writes a new file and leaves BUNDLE untouched.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import atomic_write_bytes
+from .bundle import Bundle, BundleClassifier
+from .errors import KitError
+from .head import HEADS, make_head
+from .wavio import read_wav
+
+#: A clip shorter than this cannot hold a spoken word (Speech Commands words last 0.4-1 s).
+MIN_CLIP_S = 0.1
+#: Peak amplitude below which a clip is taken for digital silence (-80 dBFS).
+SILENT_PEAK = 1e-4
+#: L2 pull of the old classes' rows towards the current head, and of new rows towards zero;
+#: chosen by measurement in bench/finetune.py (see bench/results/finetune.md).
+DEFAULT_L2 = 1.0
+DEFAULT_L2_NEW = 3e-2
+#: Circular time shifts (frames) applied to the new clips (see ``time_shifts``).
+DEFAULT_SHIFTS = (-16, -8, 0, 8, 16)
+BACKUP_SUFFIX = ".bak"
+#: A new keyword's clips kept as replay: as many as the largest old class holds, and at least this
+#: many (they are the only examples of the word a later fine-tune will have; ~2.5 KiB each as int8).
+REMEMBER_AT_LEAST = 10
+
+
+# Clips -------------------------------------------------------------------------------------------
+def expand_clips(clips: Sequence[str | os.PathLike]) -> list[Path]:
+    """Clip paths as given, with each directory replaced by the ``.wav`` files under it (sorted)."""
+    out: list[Path] = []
+    for item in clips:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".wav")
+            if not found:
+                raise KitError(f"{path}: folder holds no .wav clips")
+            out.extend(found)
+        else:
+            out.append(path)
+    if not out:
+        raise KitError("no clips given: pass at least one WAV file (or a folder of them)")
+    return out
+
+
+def clip_features(classifier: BundleClassifier, path: Path, *, require_sound: bool = True) -> np.ndarray:
+    """Normalised features (C, F, T) of one WAV file through the bundle's own front-end.
+
+    Too short, silent or unreadable clips are one-line ``KitError``s naming the file: a bad clip
+    in a handful would silently teach the head noise.
+    """
+    y, rate = read_wav(path)  # names the file in its own errors (missing, empty, corrupt)
+    if len(y) < MIN_CLIP_S * rate:
+        raise KitError(f"{path}: clip is too short ({len(y) / rate:.3f} s; at least {MIN_CLIP_S} s needed)")
+    if require_sound and float(np.max(np.abs(y))) < SILENT_PEAK:
+        raise KitError(f"{path}: clip is silent (peak amplitude {float(np.max(np.abs(y))):.1e})")
+    try:
+        return classifier.features(y, rate)
+    except KitError as exc:
+        raise KitError(f"{path}: {exc}") from None
+
+
+def label_of(path: Path, classes: Sequence[str]) -> str:
+    """The class of a personalisation clip: its parent folder's name, else a ``<class>_`` prefix.
+
+    The prefix must end at an underscore, so a class ``on`` never claims ``one_2.wav``; where
+    several classes match, the longest wins (``_silence__1.wav`` is ``_silence_``).
+    """
+    if path.parent.name in classes:
+        return path.parent.name
+    prefixes = [c for c in classes if path.name.startswith(c + "_")]
+    if prefixes:
+        return max(prefixes, key=len)
+    guess = path.name.split("_", 1)[0] if "_" in path.name else None
+    found = f"folder '{path.parent.name}'" + (f" and prefix '{guess}'" if guess else "")
+    raise KitError(
+        f"{path}: cannot tell its class ({found} name no class of the bundle); put it in a folder named after "
+        f"the class or name it <class>_*.wav (classes: {', '.join(classes)})"
+    )
+
+
+# Training ----------------------------------------------------------------------------------------
+def one_blas_thread() -> contextlib.AbstractContextManager:
+    """Pin numpy's BLAS to one thread while fine-tuning, when ``threadpoolctl`` is installed.
+
+    Why: the head's matrices are small (~200 x 512), and on a machine whose cores are busy
+    (a listener running, other processes) OpenBLAS's worker threads spin-wait for cores: the same
+    fit was measured 18x slower with the default threads than with one (8.4 s vs 0.47 s). Without
+    threadpoolctl nothing is pinned (set ``OPENBLAS_NUM_THREADS=1`` before starting Python).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def time_shifts(x: np.ndarray, shifts: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The clips plus copies circularly shifted in time by each non-zero shift (frames), and a
+    sample weight per row: 1 for an original, ``1 / n_shifts`` for a copy.
+
+    Why: a handful of clips shows the word at a handful of positions in the window, and the
+    backbone's embedding keeps coarse time position, so a head fitted on them alone learns
+    "eight, 0.3 s in" rather than "eight" (Speech Commands words sit anywhere in their second).
+    Circular shifts are the augmentation the backbone was trained with
+    (``kit/training/augment.py``). The copies together weigh as much as the originals, so the
+    positions actually recorded stay best fitted: with equal weights per copy, FSDD digits
+    (always centred by the front-end) lost accuracy. bench/finetune.py measures both effects.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    moved = [int(s) for s in shifts if int(s) != 0]
+    weights = np.ones(len(x) * (1 + len(moved)))
+    if not moved:
+        return x, weights
+    weights[len(x):] = 1.0 / len(moved)
+    return np.concatenate([x, *(np.roll(x, s, axis=-1) for s in moved)]), weights
+
+
+def _replay(bundle: Bundle, replay: bool) -> tuple[np.ndarray, np.ndarray]:
+    if not replay:
+        return np.zeros((0, *bundle.feature_config.shape), np.float32), np.zeros(0, np.int64)
+    x = np.asarray(bundle.replay_features, dtype=np.float32)
+    y = np.asarray(bundle.replay_labels, dtype=np.int64)
+    if len(x) == 0:
+        raise KitError("bundle has no replay memory (coreset); fine-tune with --no-replay, accepting that old classes may be forgotten")
+    return x, y
+
+
+def learnt_on_device(bundle: Bundle) -> list[int]:
+    """Indices of the classes a fine-tune added (from the bundle's history)."""
+    names = {entry.get("keyword") for entry in bundle.history if entry.get("op") == "add_keyword"}
+    return [i for i, name in enumerate(bundle.classes) if name in names]
+
+
+def fit_head(
+    bundle: Bundle,
+    classifier: BundleClassifier,
+    x_new: np.ndarray,
+    y_new: np.ndarray,
+    n_classes: int,
+    *,
+    replay: bool,
+    head: str,
+    seed: int,
+    l2: float,
+    l2_new: float,
+    shifts: Sequence[int],
+    class_weight: str = "balanced",
+):
+    """Embed the (time-shifted) new clips and the replay memory, fit the head warm-started from the
+    bundle's; returns (fitted head, info dict for the history entry).
+
+    Replay samples of classes that an earlier fine-tune added are the user's own clips of that
+    word; they get the same time shifts as new clips, so a second fine-tune trains that class on
+    what the first one did instead of on fewer, unshifted examples.
+    """
+    if head not in HEADS:
+        raise KitError(f"--head: unknown head '{head}' (choose from {', '.join(HEADS)})")
+    x_old, y_old = _replay(bundle, replay)
+    user = np.isin(y_old, learnt_on_device(bundle))
+    x_src = np.concatenate([x_new, x_old[user]])
+    y_src = np.concatenate([y_new, y_old[user]])
+    x_old, y_old = x_old[~user], y_old[~user]
+    x_aug, w_aug = time_shifts(x_src, shifts)
+    y_aug = np.tile(y_src, len(x_aug) // len(x_src))
+    z_old = classifier.embed(x_old) if len(x_old) else np.zeros((0, bundle.embedding_dim), np.float32)
+    z_aug = classifier.embed(x_aug)
+    params: dict = {"class_weight": class_weight, "n_classes": n_classes, "seed": seed,
+                    "warm_start": (np.asarray(bundle.head_weight), np.asarray(bundle.head_bias))}
+    if head == "softmax":  # the MLP keeps its own weight decay: l2 / l2_new are pulls towards the old head
+        params.update(l2=l2, l2_new=l2_new)
+    weights = np.concatenate([np.ones(len(z_old)), w_aug])
+    with one_blas_thread():
+        model = make_head(head, **params).fit(np.concatenate([z_old, z_aug]), np.concatenate([y_old, y_aug]), sample_weight=weights)
+    z_replay = np.concatenate([z_old, z_aug[len(x_new): len(x_src)]])
+    y_replay = np.concatenate([y_old, y_src[len(x_new):]])
+    info = {
+        "replay": bool(replay),
+        "n_replay": int(len(z_replay)),
+        "shifts": [int(s) for s in shifts],
+        "train_accuracy_clips": float(np.mean(model.predict(z_aug[: len(x_new)]) == y_new)),
+        "train_accuracy_replay": float(np.mean(model.predict(z_replay) == y_replay)) if len(z_replay) else None,
+    }
+    return model, info
+
+
+def _storable(head: str) -> None:
+    """Only a linear head fits the bundle's ``logits = embedding @ W.T + b``; refuse others up front."""
+    if head not in HEADS:
+        raise KitError(f"--head: unknown head '{head}' (choose from {', '.join(HEADS)})")
+    if head != "softmax":
+        raise KitError(
+            f"--head {head}: the bundle stores a linear head (logits = embedding @ W.T + b), which a {head} head "
+            "cannot be written as; use --head softmax (bench/finetune.py compares the two)"
+        )
+
+
+def _entry(op: str, started: float, model, clips: Sequence[Path], classifier: BundleClassifier, **extra) -> dict:
+    return {
+        "op": op,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "clips": [p.name for p in clips],
+        "n_clips": len(clips),
+        "model": classifier.model_name,
+        "head": model.get_params(),
+        "n_iter": int(model.n_iter_),
+        "converged": bool(model.converged_),
+        **extra,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def add_keyword(
+    bundle: Bundle,
+    name: str,
+    clips: Sequence[str | os.PathLike],
+    *,
+    replay: bool = True,
+    remember: bool = True,
+    head: str = "softmax",
+    seed: int = 0,
+    l2: float = DEFAULT_L2,
+    l2_new: float = DEFAULT_L2_NEW,
+    shifts: Sequence[int] = DEFAULT_SHIFTS,
+    model_name: str | None = None,
+    threads: int = 1,
+) -> Bundle:
+    """A new bundle that also recognises ``name``, learnt from ``clips`` (WAV paths or folders).
+
+    ``replay`` trains on the bundle's replay memory too (without it every clip looks like the
+    new word to the head: old classes are forgotten); ``remember`` appends the new clips'
+    features to the replay memory, at most as many as the largest old class holds.
+    """
+    started = time.perf_counter()
+    _storable(head)
+    name = str(name).strip()
+    if not name:
+        raise KitError("--add-keyword: the keyword name is empty")
+    if name in bundle.classes:
+        raise KitError(f"--add-keyword: '{name}' is already a class of this bundle; use --personalize to adapt it")
+    paths = expand_clips(clips)
+    classifier = BundleClassifier(bundle, model_name, threads=threads)
+    x_new = np.stack([clip_features(classifier, p) for p in paths])
+    k = len(bundle.classes)
+    y_new = np.full(len(x_new), k, np.int64)
+    model, info = fit_head(bundle, classifier, x_new, y_new, k + 1, replay=replay, head=head, seed=seed,
+                           l2=l2, l2_new=l2_new, shifts=shifts)
+    weight, bias = model.coef_, model.intercept_
+    replay_x = replay_y = None
+    added = 0
+    if remember:
+        stored_y = np.asarray(bundle.replay_labels, dtype=np.int64)
+        cap = max(int(np.bincount(stored_y).max()) if len(stored_y) else 0, REMEMBER_AT_LEAST)
+        added = min(cap, len(x_new))
+        replay_x = np.concatenate([np.asarray(bundle.replay_features, np.float32), x_new[:added]])
+        replay_y = np.concatenate([stored_y, y_new[:added]])
+    entry = _entry("add_keyword", started, model, paths, classifier, keyword=name, seed=seed, remembered=added, **info)
+    return bundle.with_head([*bundle.classes, name], weight, bias, entry, replay_features=replay_x, replay_labels=replay_y)
+
+
+def personalize(
+    bundle: Bundle,
+    clips: Sequence[str | os.PathLike],
+    *,
+    replay: bool = True,
+    remember: bool = False,
+    head: str = "softmax",
+    seed: int = 0,
+    l2: float = DEFAULT_L2,
+    l2_new: float = DEFAULT_L2_NEW,
+    shifts: Sequence[int] = DEFAULT_SHIFTS,
+    model_name: str | None = None,
+    threads: int = 1,
+) -> Bundle:
+    """A new bundle whose head is adapted to labelled clips of the user's voice (existing classes only).
+
+    Labels come from each clip's folder or ``<class>_`` file-name prefix (see ``label_of``).
+    ``remember`` appends the clips to the replay memory (off by default: see the module docstring).
+    """
+    started = time.perf_counter()
+    _storable(head)
+    paths = expand_clips(clips)
+    classes = list(bundle.classes)
+    labels = [label_of(p, classes) for p in paths]
+    ignore = set(getattr(bundle.detector, "ignore", ()) or ())
+    classifier = BundleClassifier(bundle, model_name, threads=threads)
+    x_new = np.stack([clip_features(classifier, p, require_sound=label not in ignore) for p, label in zip(paths, labels)])
+    y_new = np.array([classes.index(label) for label in labels], dtype=np.int64)
+    model, info = fit_head(bundle, classifier, x_new, y_new, len(classes), replay=replay, head=head, seed=seed,
+                           l2=l2, l2_new=l2_new, shifts=shifts)
+    weight, bias = model.coef_, model.intercept_
+    replay_x = replay_y = None
+    if remember:
+        replay_x = np.concatenate([np.asarray(bundle.replay_features, np.float32), x_new])
+        replay_y = np.concatenate([np.asarray(bundle.replay_labels, np.int64), y_new])
+    entry = _entry("personalize", started, model, paths, classifier, labels=sorted(set(labels)), seed=seed,
+                   remembered=len(x_new) if remember else 0, **info)
+    return bundle.with_head(classes, weight, bias, entry, replay_features=replay_x, replay_labels=replay_y)
+
+
+# Saving ------------------------------------------------------------------------------------------
+def save_updated(new: Bundle, source: Path, out: Path | None) -> tuple[Path, Path | None]:
+    """Write ``new`` to ``out``, or over ``source`` keeping the previous file as ``source.bak``.
+
+    Returns (written path, backup path or None). Both writes are atomic: an interrupted
+    fine-tune leaves the old or the new bundle, never half of one; the backup is written first,
+    so the old bundle always survives somewhere.
+    """
+    source = Path(source)
+    if out is not None and Path(out).resolve() != source.resolve():
+        return new.save(out), None
+    backup = source.with_name(source.name + BACKUP_SUFFIX)
+    atomic_write_bytes(backup, source.read_bytes())
+    return new.save(source), backup
+
+
+# Command line ------------------------------------------------------------------------------------
+def build_parser(prog: str = "finetune") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Retrain a bundle's classifier head on the device: add a keyword from a few clips, "
+                    "or personalise to a voice, replaying the bundle's coreset so old classes are kept.",
+    )
+    parser.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle file (.kit)")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--add-keyword", nargs="+", metavar=("NAME", "CLIPS"),
+                      help="new keyword name followed by its WAV clips (files or folders; 5-10 clips suffice)")
+    mode.add_argument("--personalize", nargs="+", metavar="CLIPS",
+                      help="labelled WAV clips of existing classes (label = parent folder or <class>_ prefix)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the updated bundle here and leave BUNDLE untouched (default: update BUNDLE "
+                             "in place, keeping the previous version as BUNDLE.bak)")
+    parser.add_argument("--no-replay", action="store_true", help="do not replay the coreset (old classes are forgotten)")
+    parser.add_argument("--head", choices=sorted(HEADS), default="softmax",
+                        help="head to train (default softmax; mlp cannot be stored in a bundle and is refused)")
+    parser.add_argument("--seed", type=int, default=0, help="seed (recorded in the bundle history)")
+    parser.add_argument("--l2", type=float, default=DEFAULT_L2,
+                        help=f"pull of the old classes towards the current head (default {DEFAULT_L2})")
+    parser.add_argument("--l2-new", type=float, default=DEFAULT_L2_NEW, help=f"weight decay of a new class (default {DEFAULT_L2_NEW})")
+    parser.add_argument("--no-shift", action="store_true", help="do not augment the clips with time shifts")
+    parser.add_argument("--remember", action=argparse.BooleanOptionalAction, default=None,
+                        help="add the clips to the replay memory (default: yes for --add-keyword, no for --personalize)")
+    parser.add_argument("--model", default=None, help="model file in the bundle that embeds the clips (default: the bundle's default)")
+    parser.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> tuple[Bundle, Bundle, Path, Path | None]:
+    """Load, fine-tune and save as ``args`` say; returns (old bundle, new bundle, written path, backup)."""
+    bundle = Bundle.load(args.bundle)
+    if args.threads < 1:
+        raise KitError(f"--threads must be at least 1, got {args.threads}")
+    common = {"replay": not args.no_replay, "head": args.head, "seed": args.seed, "l2": args.l2, "l2_new": args.l2_new,
+              "shifts": () if args.no_shift else DEFAULT_SHIFTS, "model_name": args.model, "threads": args.threads}
+    if args.remember is not None:
+        common["remember"] = args.remember
+    if args.add_keyword is not None:
+        if len(args.add_keyword) < 2:
+            raise KitError("--add-keyword needs the keyword name followed by at least one clip")
+        new = add_keyword(bundle, args.add_keyword[0], args.add_keyword[1:], **common)
+    else:
+        new = personalize(bundle, args.personalize, **common)
+    path, backup = save_updated(new, args.bundle, args.out)
+    return bundle, new, path, backup
+
+
+def describe(old: Bundle, new: Bundle, path: Path, backup: Path | None = None) -> str:
+    """The few lines printed after a fine-tune."""
+    entry = new.history[-1] if new.history else {}
+    added = [c for c in new.classes if c not in old.classes]
+    what = f"added '{added[0]}'" if added else "personalised"
+    replay = f"replaying {entry.get('n_replay', 0)} coreset samples" if entry.get("replay") else "without replay"
+    acc = entry.get("train_accuracy_clips")
+    lines = [f"{what} from {entry.get('n_clips', '?')} clips, {replay}, in {entry.get('seconds', float('nan')):.2f} s"
+             + (f"; {100 * acc:.0f} % of the clips are now recognised" if acc is not None else "")]
+    lines.append(f"classes ({len(new.classes)}): {', '.join(new.classes)}")
+    lines.append(f"wrote {path}" + (f" (previous version kept as {backup})" if backup is not None else ""))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``finetune BUNDLE (--add-keyword NAME CLIPS... | --personalize CLIPS...) [options]``."""
+    args = build_parser().parse_args(argv)
+    old, new, path, backup = run(args)
+    print(describe(old, new, path, backup))
+    return 0

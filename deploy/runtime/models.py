@@ -1,0 +1,71 @@
+"""``open_model``: one entry point for every model file the device may be given.
+
+Why one function: applications (the classifier, the live listener, bundles) should not care
+whether a model is ONNX or TFLite, fp32 or int8; both runtime classes share one interface
+(``predict``, ``embed``, ``run``, ``input_shape``, ``metadata``) and take float32 features.
+The format comes from the file suffix, or, for bytes and unknown suffixes, from ``fmt`` or the
+TFLite flatbuffer identifier.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import KitError
+from .tflite_metadata import is_tflite
+
+FORMATS = ("onnx", "tflite")
+SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
+
+
+class RuntimeModel(Protocol):
+    """What ``OnnxModel`` and ``TfliteModel`` both provide."""
+
+    metadata: Any
+
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None: ...
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+    def embed(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def model_format(source: str | os.PathLike | bytes, fmt: str | None = None) -> str:
+    """"onnx" or "tflite" for ``source``: ``fmt`` if given, else the suffix, else the file's magic."""
+    if fmt is not None:
+        fmt = fmt.lower().lstrip(".")
+        if fmt not in FORMATS:
+            raise KitError(f"unknown model format '{fmt}' (choose from {', '.join(FORMATS)})")
+        return fmt
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if is_tflite(bytes(source[:8])):
+            return "tflite"
+        raise KitError("model bytes: pass fmt='onnx' or fmt='tflite' (the format cannot be told from bytes alone)")
+    path = Path(source)
+    if path.suffix.lower() in SUFFIXES:
+        return SUFFIXES[path.suffix.lower()]
+    if path.is_file():
+        with open(path, "rb") as handle:
+            if is_tflite(handle.read(8)):
+                return "tflite"
+    raise KitError(f"{path}: cannot tell the model format from the suffix '{path.suffix}' (use .onnx or .tflite)")
+
+
+def open_model(source: str | os.PathLike | bytes, fmt: str | None = None, threads: int = 1) -> RuntimeModel:
+    """An ``OnnxModel`` or ``TfliteModel`` for a path or the file's bytes."""
+    if not isinstance(source, (bytes, bytearray, memoryview)) and not Path(source).is_file():
+        raise KitError(f"{source}: no such model file")
+    kind = model_format(source, fmt)
+    if kind == "tflite":
+        from .tflite_model import TfliteModel
+
+        return TfliteModel(source, threads=threads)
+    from .inference import OnnxModel
+
+    return OnnxModel(source, threads=threads)

@@ -1,0 +1,300 @@
+"""MTT: dataset distillation by matching training trajectories (Cazenavette et al., CVPR 2022).
+
+The method of the DDFAD paper this kit reproduces. Why it works: a coreset is good when training
+on it moves a network the way training on the real data does. MTT makes that literal. Experts
+(ConvNets trained on the real data, ``distill/experts.py``) leave parameter trajectories
+theta*_0, theta*_1, ... (one snapshot per epoch). One distillation step:
+
+1. sample an expert and a start epoch t <= ``max_start_epoch``; the student starts at theta*_t;
+2. unroll ``syn_steps`` plain SGD steps of the student on minibatches of the (augmented)
+   synthetic set with a *learnable* step size alpha = exp(log_alpha), keeping the graph
+   (the forward is ``torch.func.functional_call`` of the kit's own ConvNet on a flat parameter
+   vector, so the student is exactly the expert architecture);
+3. loss = ||theta_student - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2 with M =
+   ``expert_epochs``: how far the student lands from where the expert got after M epochs,
+   relative to how far the expert went (a value below 1 means the coreset beats standing still);
+4. back-propagate through the whole unroll into the synthetic features (SGD with momentum as in
+   the paper, or Adam), the log step size (its own Adam) and, with ``learn_labels``, soft labels.
+
+Memory grows linearly with ``syn_steps`` x synthetic batch (every unrolled step keeps its
+activations for the backward pass); see the measured figures below.
+
+Distributed runs: a step reads no real data (only the expert buffer), so every rank computes the
+same step from the same generators and the coreset is identical to a one-process run without any
+communication; the expensive expert buffer is what ranks share out (experts ``e % world``).
+
+Measured defaults (FSDD official split, 2 shared CPU cores, 1 torch thread; evaluation = the
+benchmark's ConvNet width 128 trained on the coreset, ``score_coreset(..., max_samples=16000)``,
+3 seeds): see ``IPC_DEFAULTS`` and the figures filled in below.
+
+MEASUREMENTS_PLACEHOLDER
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from deploy.runtime.errors import KitError
+from kit.models import build_model
+from kit.training.augment import augment_batch
+from kit.training.targets import classification_loss
+
+from .base import class_major_labels
+from .distributed import ProcessGroup
+from .experts import ExpertBuffer, ExpertConfig, describe, ensure_expert_buffer, key_hash
+from .iterative import IterativeDistiller
+
+OPTIMIZERS = ("sgd", "adam")
+#: momentum of the SGD optimiser on the synthetic features (MTT's value)
+SYN_MOMENTUM = 0.5
+
+#: Defaults by samples-per-class, filled from measurements on FSDD (module docstring): the first
+#: row whose ``max_ipc`` >= ipc applies to every parameter left at None.
+#: ``lr`` is Adam's learning rate on the features, ``sgd_lr`` the one for ``optimizer="sgd"``
+#: (feature gradients are ~1e-4 at 1/class and ~1.5e-5 at 10/class, hence the large values).
+IPC_DEFAULTS: tuple[dict[str, Any], ...] = (
+    {"max_ipc": 1, "steps": 400, "lr": 1e-2, "sgd_lr": 100.0, "syn_steps": 20, "batch_size": None, "max_start_epoch": 4},
+    {"max_ipc": 10, "steps": 300, "lr": 1e-2, "sgd_lr": 1000.0, "syn_steps": 20, "batch_size": 30, "max_start_epoch": 8},
+    {"max_ipc": 10**9, "steps": 200, "lr": 1e-2, "sgd_lr": 1000.0, "syn_steps": 20, "batch_size": 50, "max_start_epoch": 8},
+)
+
+
+def ipc_defaults(ipc: int) -> dict[str, Any]:
+    for row in IPC_DEFAULTS:
+        if ipc <= row["max_ipc"]:
+            return {k: v for k, v in row.items() if k != "max_ipc"}
+    return {}
+
+
+class MTT(IterativeDistiller):
+    """Matching Training Trajectories (see the module docstring).
+
+    ``batch_size`` is the synthetic minibatch of each unrolled step (None: the whole coreset),
+    ``width``/``depth`` the expert = student ConvNet, ``buffer`` the expert buffer folder (None:
+    the kit cache, keyed by data and settings), ``feature_config`` the features' configuration
+    (recorded in and checked against the buffer when given).
+    """
+
+    method = "mtt"
+
+    def __init__(
+        self,
+        ipc: int = 1,
+        seed: int = 0,
+        steps: int | None = None,
+        time_budget_s: float | None = 280.0,
+        lr: float | None = None,
+        optimizer: str = "adam",
+        syn_steps: int | None = None,
+        batch_size: int | None = None,
+        expert_epochs: int = 2,
+        max_start_epoch: int | None = None,
+        syn_lr_init: float | None = None,
+        lr_lr: float = 1e-2,
+        augment: bool = True,
+        learn_labels: bool = False,
+        label_lr: float = 1e-2,
+        n_experts: int = 10,
+        buffer_epochs: int = 12,
+        width: int = 32,
+        depth: int = 3,
+        expert_lr: float = 0.01,
+        expert_batch_size: int = 64,
+        buffer: str | None = None,
+        buffer_dtype: str = "float32",
+        feature_config: Any = None,
+        device: str = "auto",
+        checkpoint_path: str | None = None,
+        checkpoint_every: int = 25,
+        resume: bool = False,
+        progress: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(ipc=ipc, seed=seed)
+        self._init_common(steps, time_budget_s, device, checkpoint_path, checkpoint_every, resume, progress, threads)
+        self.lr = lr
+        self.optimizer = optimizer
+        self.syn_steps = syn_steps
+        self.batch_size = batch_size
+        self.expert_epochs = expert_epochs
+        self.max_start_epoch = max_start_epoch
+        self.syn_lr_init = syn_lr_init
+        self.lr_lr = lr_lr
+        self.augment = augment
+        self.learn_labels = learn_labels
+        self.label_lr = label_lr
+        self.n_experts = n_experts
+        self.buffer_epochs = buffer_epochs
+        self.width = width
+        self.depth = depth
+        self.expert_lr = expert_lr
+        self.expert_batch_size = expert_batch_size
+        self.buffer = buffer
+        self.buffer_dtype = buffer_dtype
+        # stored JSON-ready: the parameters travel into the coreset artifact
+        self.feature_config = feature_config.to_dict() if hasattr(feature_config, "to_dict") else feature_config
+
+    # parameters ---------------------------------------------------------------------------------
+    def _default_steps(self) -> int | None:
+        return ipc_defaults(int(self.ipc)).get("steps")
+
+    def resolved_params(self) -> dict[str, Any]:
+        params = super().resolved_params()
+        defaults = ipc_defaults(int(self.ipc))
+        sgd_lr = defaults.pop("sgd_lr")
+        if params.get("lr") is None and self.optimizer == "sgd":
+            params["lr"] = sgd_lr
+        for key, value in defaults.items():
+            if params.get(key) is None:
+                params[key] = value
+        if params.get("syn_lr_init") is None:
+            params["syn_lr_init"] = float(self.expert_lr)
+        return params
+
+    def expert_config(self) -> ExpertConfig:
+        return ExpertConfig(width=int(self.width), depth=int(self.depth), epochs=int(self.buffer_epochs),
+                            lr=float(self.expert_lr), batch_size=int(self.expert_batch_size), dtype=str(self.buffer_dtype))
+
+    def _check_params(self) -> None:
+        p = self.resolved_params()
+        if self.optimizer not in OPTIMIZERS:
+            raise KitError(f"mtt: unknown optimizer '{self.optimizer}' (choose from {', '.join(OPTIMIZERS)})")
+        for name in ("syn_steps", "expert_epochs", "n_experts", "buffer_epochs"):
+            if int(p[name]) < 1:
+                raise KitError(f"mtt: {name} must be >= 1, got {p[name]}")
+        if p["batch_size"] is not None and int(p["batch_size"]) < 1:
+            raise KitError(f"mtt: batch_size must be >= 1, got {p['batch_size']}")
+        if int(p["max_start_epoch"]) < 0:
+            raise KitError(f"mtt: max_start_epoch must be >= 0, got {p['max_start_epoch']}")
+        if int(p["max_start_epoch"]) + int(p["expert_epochs"]) > int(p["buffer_epochs"]):
+            raise KitError(
+                f"mtt: max_start_epoch {p['max_start_epoch']} + expert_epochs {p['expert_epochs']} exceeds the "
+                f"{p['buffer_epochs']} epochs of the expert buffer (raise buffer_epochs or lower them)"
+            )
+        for name in ("lr", "lr_lr", "label_lr", "syn_lr_init"):
+            if float(p[name]) <= 0:
+                raise KitError(f"mtt: {name} must be positive, got {p[name]}")
+        self.expert_config().check()
+
+    def _identity_keys(self) -> tuple[str, ...]:
+        # the buffer's location and the feature config (checked by the buffer itself) do not change
+        # the optimisation; the buffer's content hash is added in ``_identity``
+        return tuple(k for k in super()._identity_keys() if k not in ("buffer", "feature_config"))
+
+    def _identity(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, Any]:
+        identity = super()._identity(x, y, n_classes)
+        identity["expert_buffer"] = key_hash(self.buffer_.key)
+        return identity
+
+    # setup --------------------------------------------------------------------------------------
+    def _setup(self, x: np.ndarray, y: np.ndarray, n_classes: int, device: torch.device, group: ProcessGroup) -> None:
+        p = self.resolved_params()
+        ipc, k = int(self.ipc), n_classes
+        self.buffer_: ExpertBuffer = ensure_expert_buffer(
+            x, y, n_classes, self.expert_config(), int(self.n_experts), path=self.buffer,
+            feature_config=self.feature_config, device=device, group=group, progress=bool(self.progress),
+        )
+        self.syn_steps_ = int(p["syn_steps"])
+        self.m_ = int(p["expert_epochs"])
+        self.max_start_ = int(p["max_start_epoch"])
+        n_syn = ipc * k
+        self.batch_ = n_syn if p["batch_size"] is None else min(int(p["batch_size"]), n_syn)
+
+        # the student: the expert architecture, called functionally on a flat parameter vector
+        self.net_ = build_model("convnet", tuple(x.shape[1:]), k, **self.expert_config().arch_kwargs()).to(device)
+        names = [name for name, _ in self.net_.named_parameters()]
+        if names != [name for name, _ in self.buffer_.spec]:
+            raise KitError(f"{self.buffer_.path}: expert parameters {names[:2]}... do not match the student network")
+        self.shapes_ = [tuple(shape) for _, shape in self.buffer_.spec]
+        self.names_ = names
+        self.sizes_ = [int(np.prod(s)) for s in self.shapes_]
+
+        # initialise from real samples of each class (MTT's "real" init)
+        rng = np.random.default_rng(int(self.seed))
+        init = np.concatenate([rng.choice(np.flatnonzero(y == c), size=ipc, replace=False) for c in range(k)])
+        self.init_indices_ = init
+        self.device_ = device
+        features = torch.from_numpy(np.ascontiguousarray(x[init])).to(device).requires_grad_(True)
+        log_lr = torch.tensor(math.log(float(p["syn_lr_init"])), device=device, requires_grad=True)
+        self.tensors.update(features=features, log_syn_lr=log_lr)
+        lr = float(p["lr"])
+        if self.optimizer == "sgd":
+            self.optimizers["features"] = torch.optim.SGD([features], lr=lr, momentum=SYN_MOMENTUM)
+        else:
+            self.optimizers["features"] = torch.optim.Adam([features], lr=lr)
+        self.optimizers["syn_lr"] = torch.optim.Adam([log_lr], lr=float(self.lr_lr))
+        self.hard_ = torch.from_numpy(class_major_labels(ipc, k)).to(device)
+        if self.learn_labels:
+            # logits whose softmax puts ~90 % on the true class: learnable but informative at start
+            logits = F.one_hot(self.hard_, k).float() * math.log(9.0 * (k - 1))
+            logits.requires_grad_(True)
+            self.tensors["label_logits"] = logits
+            self.optimizers["labels"] = torch.optim.Adam([logits], lr=float(self.label_lr))
+        self.generators.update(sample=torch.Generator().manual_seed(int(self.seed)),
+                               augment=torch.Generator().manual_seed(1_000_003 + int(self.seed)))
+
+    # one step -----------------------------------------------------------------------------------
+    def _forward(self, flat: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        params = {n: t.view(s) for n, t, s in zip(self.names_, flat.split(self.sizes_), self.shapes_)}
+        return functional_call(self.net_, params, (xb,))
+
+    def _targets(self) -> torch.Tensor:
+        if self.learn_labels:
+            return torch.softmax(self.tensors["label_logits"], dim=1)
+        return self.hard_
+
+    def _step(self, step: int) -> dict[str, Any]:
+        gen = self.generators["sample"]
+        expert = int(torch.randint(self.buffer_.n_experts, (1,), generator=gen))
+        start = int(torch.randint(self.max_start_ + 1, (1,), generator=gen))
+        trajectory = self.buffer_.trajectories[expert]
+        theta_start, theta_target = trajectory[start], trajectory[start + self.m_]
+        features = self.tensors["features"]
+        syn_lr = self.tensors["log_syn_lr"].exp()
+        targets = self._targets()
+
+        student = theta_start.clone().requires_grad_(True)
+        n, chunks = len(features), []
+        for _ in range(self.syn_steps_):
+            if not chunks:  # successive random permutations of the coreset, as MTT draws minibatches
+                chunks = list(torch.randperm(n, generator=gen).split(self.batch_))
+            idx = chunks.pop(0).to(self.device_)
+            xb = features[idx]
+            if self.augment:
+                xb = augment_batch(xb, self.generators["augment"])
+            ce = classification_loss(self._forward(student, xb), targets[idx])
+            (grad,) = torch.autograd.grad(ce, student, create_graph=True)
+            student = student - syn_lr * grad
+        loss = (student - theta_target).pow(2).sum() / (theta_start - theta_target).pow(2).sum()
+
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        value = float(loss.detach())
+        if math.isfinite(value):
+            loss.backward()
+            for opt in self.optimizers.values():
+                opt.step()
+        # a non-finite loss (a step size that blew up) is skipped rather than poisoning the coreset
+        return {"loss": value if math.isfinite(value) else None, "syn_lr": float(syn_lr.detach()),
+                "expert": expert, "start_epoch": start}
+
+    # result -------------------------------------------------------------------------------------
+    def _finish(self) -> None:
+        self.features_ = self.tensors["features"].detach().cpu().numpy().astype(np.float32)
+        if self.learn_labels:
+            self.labels_ = self._targets().detach().cpu().numpy().astype(np.float32)
+        else:
+            self.labels_ = self.hard_.cpu().numpy().astype(np.int64)
+        self.syn_lr_ = float(self.tensors["log_syn_lr"].detach().exp())
+
+    def summary(self) -> dict[str, Any]:
+        out = super().summary()
+        out.update(best_step=out.get("steps"), syn_lr=round(getattr(self, "syn_lr_", float("nan")), 6))
+        if hasattr(self, "buffer_"):
+            out["expert_buffer"] = describe(self.buffer_)
+        return out

@@ -1,0 +1,46 @@
+"""The distillation benchmark harness: one real cell, the resumable grid, the table and the plot.
+
+The full grid takes hours (its figures live in bench/results/); this keeps the code that produces
+them from rotting: a real FSDD cell runs through the same path, and the report is rebuilt from it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from bench.distill import DATASETS, QUICK_IPC, build_specs, cell_key, markdown_table, plot, run_cell
+
+
+def test_a_real_cell_and_its_report(data_dir: Path, tmp_path: Path) -> None:
+    spec = {"key": cell_key("fsdd", "herding", 1), "dataset": "fsdd", "method": "herding", "ipc": 1, "seed": 0,
+            "seeds": [0, 1], "max_samples": 300, "full_max_samples": 300, "time_budget_s": None, "params": {},
+            "data_dir": str(data_dir)}
+    cell = run_cell(spec)
+    assert cell["dataset"] == "fsdd" and cell["ipc"] == 1 and len(cell["accuracies"]) == 2
+    assert 0 <= cell["accuracy_mean"] <= 100 and cell["n_test"] == 300 and cell["peak_rss_mb"] > 0
+    cells = {spec["key"]: cell, cell_key("fsdd", "random", 1): {**cell, "method": "random", "accuracy_mean": -1.0}}
+    table = markdown_table(cells, {"cpu": "test", "cores": 2})
+    assert "## FSDD, official split" in table
+    herding_row = next(line for line in table.splitlines() if line.startswith("| herding"))
+    assert f"**{cell['accuracy_mean']:.1f}" in herding_row  # the best method at that size is bold
+    png = tmp_path / "r.png"
+    plot(cells, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_grid_skips_finished_cells_and_quick_mode(tmp_path: Path) -> None:
+    args = argparse.Namespace(methods="random,rfad", datasets="fsdd,esc10", quick=False, ipcs=None, no_full=False,
+                              force=False, distill_seed=0, seeds="0,1,2", max_samples=100, full_max_samples=100,
+                              time_budget=None, params=json.dumps({"rfad": {"n_models": 2}}), data_dir=str(tmp_path))
+    specs = build_specs(args, {cell_key("fsdd", "random", 1): {}})
+    keys = {s["key"] for s in specs}
+    assert cell_key("fsdd", "random", 1) not in keys and cell_key("fsdd", "rfad", 50) in keys
+    assert cell_key("esc10", "rfad", 5) in keys and cell_key("esc10", "rfad", 50) not in keys
+    assert cell_key("esc10", "full", None) in keys
+    assert len(specs) == 2 * 2 * 3 + 2 - 1
+    assert all(s["params"] == {"rfad": {"n_models": 2}} for s in specs)
+    args.quick = True
+    quick = build_specs(args, {})
+    assert {s["ipc"] for s in quick if s["dataset"] == "esc10"} == {QUICK_IPC["esc10"], None}
+    assert set(QUICK_IPC) == set(DATASETS)
