@@ -58,9 +58,9 @@ SYN_MOMENTUM = 0.5
 #: ``lr`` is Adam's learning rate on the features, ``sgd_lr`` the one for ``optimizer="sgd"``
 #: (feature gradients are ~1e-4 at 1/class and ~1.5e-5 at 10/class, hence the large values).
 IPC_DEFAULTS: tuple[dict[str, Any], ...] = (
-    {"max_ipc": 1, "steps": 400, "lr": 1e-2, "sgd_lr": 100.0, "syn_steps": 20, "batch_size": None, "max_start_epoch": 4},
-    {"max_ipc": 10, "steps": 300, "lr": 1e-2, "sgd_lr": 1000.0, "syn_steps": 20, "batch_size": 30, "max_start_epoch": 8},
-    {"max_ipc": 10**9, "steps": 200, "lr": 1e-2, "sgd_lr": 1000.0, "syn_steps": 20, "batch_size": 50, "max_start_epoch": 8},
+    {"max_ipc": 1, "steps": 400, "lr": 3e-2, "sgd_lr": 100.0, "syn_steps": 20, "batch_size": None, "max_start_epoch": 4},
+    {"max_ipc": 10, "steps": 250, "lr": 3e-3, "sgd_lr": 100.0, "syn_steps": 20, "batch_size": 50, "max_start_epoch": 10},
+    {"max_ipc": 10**9, "steps": 150, "lr": 3e-3, "sgd_lr": 100.0, "syn_steps": 20, "batch_size": 50, "max_start_epoch": 10},
 )
 
 
