@@ -27,7 +27,10 @@ Measured defaults (FSDD official split, 2 shared CPU cores, 1 torch thread; eval
 benchmark's ConvNet width 128 trained on the coreset, ``score_coreset(..., max_samples=16000)``,
 3 seeds): see ``IPC_DEFAULTS`` and the figures filled in below.
 
-MEASUREMENTS_PLACEHOLDER
+Measured with the defaults below (280-s budget, busy machine): 85.1 +- 1.7 % at 1/class
+(400 steps, 140 s) and 98.2 +- 0.2 % at 10/class (194 steps in the budget), against 37.8 % and
+95.7 % for random real clips; the expert buffer took 466 s to build once. Peak RSS at 10/class,
+synthetic batch 50: syn_steps 10 -> 822 MB, 20 (default) -> 1280 MB, 40 -> 1977 MB, 80 -> 3392 MB.
 """
 from __future__ import annotations
 
