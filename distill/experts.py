@@ -288,7 +288,6 @@ def train_expert(
         done, seconds, resumed = int(art.meta["epochs_done"]), float(art.meta["train_seconds"]), True
 
     n, batch = len(x), int(config.batch_size)
-    loss_sum = correct = 0.0
     trained = 0
     for epoch in range(done, int(config.epochs)):
         started = time.perf_counter()

@@ -16,21 +16,68 @@ theta*_0, theta*_1, ... (one snapshot per epoch). One distillation step:
 4. back-propagate through the whole unroll into the synthetic features (SGD with momentum as in
    the paper, or Adam), the log step size (its own Adam) and, with ``learn_labels``, soft labels.
 
-Memory grows linearly with ``syn_steps`` x synthetic batch (every unrolled step keeps its
-activations for the backward pass); see the measured figures below.
-
 Distributed runs: a step reads no real data (only the expert buffer), so every rank computes the
 same step from the same generators and the coreset is identical to a one-process run without any
 communication; the expensive expert buffer is what ranks share out (experts ``e % world``).
 
-Measured defaults (FSDD official split, 2 shared CPU cores, 1 torch thread; evaluation = the
-benchmark's ConvNet width 128 trained on the coreset, ``score_coreset(..., max_samples=16000)``,
-3 seeds): see ``IPC_DEFAULTS`` and the figures filled in below.
+Expert buffer (``distill/experts.py``): by default 10 experts, width-32 instance-norm ConvNets,
+12 epochs of SGD (lr 0.01, batch 64, no momentum) with the evaluation's augmentation, stored under
+``<kit cache>/mtt-experts/<key hash>`` and reused by every later run on the same data and
+settings (every ipc and seed); ``buffer=PATH`` puts it elsewhere. Why width 32 and not the
+evaluation's 128: an unroll costs ~11x less (1 thread, busy cores: 10 clips x 20 unrolled steps
+0.52 s vs 5.96 s forward + backward) and experts train ~10x faster (width 128 ran at ~100 clips/s
+on the busy cores, width 32 at 1000-1500), so the buffer takes ~2 minutes instead of ~20; the
+coresets transfer to the width-128 evaluation network (figures below).
 
-Measured with the defaults below (280-s budget, busy machine): 85.1 +- 1.7 % at 1/class
-(400 steps, 140 s) and 98.2 +- 0.2 % at 10/class (194 steps in the budget), against 37.8 % and
-95.7 % for random real clips; the expert buffer took 466 s to build once. Peak RSS at 10/class,
-synthetic batch 50: syn_steps 10 -> 822 MB, 20 (default) -> 1280 MB, 40 -> 1977 MB, 80 -> 3392 MB.
+Measured on FSDD, official split (2700 training clips, fd_mfcc (3, 13, 64)), 2 shared CPU cores,
+1 torch thread, distillation seed 0 unless noted; accuracy = the benchmark's evaluation
+(``kit.pipeline.load_training_set`` + ``distill_coreset`` + ``score_coreset(..., max_samples=16000)``,
+ConvNet width 128, mean +- std over training seeds 0, 1, 2):
+
+=========  ===============  =============  ============  ========  ========  ============
+per class  MTT (defaults)   steps, time    peak RSS      random    RFAD      herding
+=========  ===============  =============  ============  ========  ========  ============
+1          87.8 +- 1.4 %    800, 260 s     563 MB        37.8 %    73.2 %    62.7 %
+10         98.2 +- 0.2 %    194, 280 s *   1308 MB       95.7 %    97.2 %    97.4 %
+=========  ===============  =============  ============  ========  ========  ============
+
+(* stopped by the 280-s budget.) Distillation seed 1: 86.3 +- 1.5 % at 1/class (400 steps),
+98.3 +- 0.3 % at 10/class (230 steps). The real clips MTT starts from score 96.6 +- 0.7 % at
+10/class (seed 0), so MTT adds about 1.6 points there; at 1/class it is ~50 points above random
+clips and ~15 above RFAD.
+Expert buffer: 109 s to build on a quiet machine (484 s with the cores ~5x oversubscribed),
+10.7 MB on disk (float32); a rebuild is bit-identical. Buffer time is not part of the figures above
+(the buffer is built once and cached; the step loop's time budget starts after it).
+
+Tuning runs (280-s budgets while the machine was 3-5x oversubscribed, so fewer steps; ipc 1 with
+2 evaluation seeds): at 1/class Adam lr 1e-2, 150 steps 76.7 %; Adam 3e-2, 150 steps 82.0 %; SGD
+momentum 0.5 (MTT's optimiser) lr 100, 150 steps 80.0 %; syn_steps 10 with Adam 3e-2, 594 steps
+84.5 %; syn_steps 20, 300 steps 85.8 %; and, on a quiet machine with 3 seeds, 400 steps 85.1 +- 1.7 %
+against 87.8 % for the default 800. At 10/class (3 evaluation seeds
+unless noted) a large feature learning rate hurts even though the MTT loss falls faster: Adam
+3e-2: 95.5 % (2 seeds), 1e-2 with batch 30 / max start 8: 96.8 % (2 seeds), 3e-3 with batch 30 /
+max start 8: 97.3 +- 0.5 %, batch 30 / max start 10: 96.7 %, 1e-2 with batch 50 / max start 10:
+97.1 +- 0.4 %, 3e-3 with batch 50 / max start 10: 98.2 +- 0.2 %. Adam is the default because it is
+scale-free: SGD's learning rate has to follow the feature-gradient scale, which shrinks ~8x from
+1 to 10 clips per class. Rows above 10/class (50/class) reuse the 10/class settings, unmeasured.
+
+Memory grows linearly with ``syn_steps`` x synthetic batch: every unrolled step keeps its
+activations and its parameter vector for the backward pass. Peak RSS of a whole process (~390 MB
+of it is the data, torch and the buffer before the first step), width-32 student:
+
+=============================  =======  =======  =======  =======
+syn_steps                      10       20       40       80
+=============================  =======  =======  =======  =======
+1/class (batch 10)             459 MB   548 MB   688 MB   962 MB
+10/class (batch 50)            822 MB   1280 MB  1977 MB  3392 MB
+=============================  =======  =======  =======  =======
+
+i.e. about 7 MB per unrolled step per 10 synthetic clips; the defaults stay near 1.3 GB, far
+inside a 24-GB machine. The unroll time per step grows the same way (1 thread, quiet machine:
+~0.33 s per step at 1/class and ~1.2 s at 10/class with the defaults).
+
+Runs are resumable exactly (``checkpoint_path`` + ``resume``, via ``IterativeDistiller``): the
+coreset, the log step size, soft labels, the optimisers' state and both generators are saved.
 """
 from __future__ import annotations
 
@@ -61,7 +108,7 @@ SYN_MOMENTUM = 0.5
 #: ``lr`` is Adam's learning rate on the features, ``sgd_lr`` the one for ``optimizer="sgd"``
 #: (feature gradients are ~1e-4 at 1/class and ~1.5e-5 at 10/class, hence the large values).
 IPC_DEFAULTS: tuple[dict[str, Any], ...] = (
-    {"max_ipc": 1, "steps": 400, "lr": 3e-2, "sgd_lr": 100.0, "syn_steps": 20, "batch_size": None, "max_start_epoch": 4},
+    {"max_ipc": 1, "steps": 800, "lr": 3e-2, "sgd_lr": 100.0, "syn_steps": 20, "batch_size": None, "max_start_epoch": 4},
     {"max_ipc": 10, "steps": 250, "lr": 3e-3, "sgd_lr": 100.0, "syn_steps": 20, "batch_size": 50, "max_start_epoch": 10},
     {"max_ipc": 10**9, "steps": 150, "lr": 3e-3, "sgd_lr": 100.0, "syn_steps": 20, "batch_size": 50, "max_start_epoch": 10},
 )
