@@ -9,8 +9,9 @@ stand-in for matching them in the feature space of a trained network).
 
 One step:
 
-1. draw a fresh kit ConvNet body (instance norm, width ``width``, depth ``depth``, random init)
-   from the ``net`` generator; its ``embed`` (flattened penultimate map) is the feature space;
+1. draw a fresh kit ConvNet body (instance norm, width ``width``, depth ``depth``, random init;
+   or another registered ``arch`` with ``arch_kwargs``) from the ``net`` generator; its ``embed``
+   (the penultimate representation) is the feature space;
 2. for every class c: draw ``batch_size`` real samples of c and one augmentation
    (:class:`distill.augment.SiameseAugment`), applied identically to those real samples and to
    the synthetic samples of c;
@@ -65,7 +66,7 @@ from deploy.runtime.errors import KitError
 from .augment import OPS, SiameseAugment, parse_ops
 from .base import class_major_labels
 from .distributed import ProcessGroup
-from .gradient_matching import fresh_network
+from .gradient_matching import check_network, fresh_network
 from .iterative import IterativeDistiller, RealData
 
 
@@ -83,7 +84,10 @@ def ipc_defaults(ipc: int) -> dict[str, Any]:
 
 
 class DM(IterativeDistiller):
-    """Distribution matching. ``batch_size`` = real samples per class per step."""
+    """Distribution matching. ``batch_size`` = real samples per class per step; ``arch`` /
+    ``arch_kwargs`` the random embedding networks (default the instance-norm ConvNet of
+    ``width``/``depth``; any registered architecture, instance norm unless ``arch_kwargs`` sets
+    ``norm``: see ``distill.gradient_matching.network_kwargs`` for why)."""
 
     method = "dm"
 
@@ -98,6 +102,8 @@ class DM(IterativeDistiller):
         batch_size: int = 32,
         width: int = 64,
         depth: int = 3,
+        arch: str = "convnet",
+        arch_kwargs: dict[str, Any] | None = None,
         augment: str = ",".join(OPS),
         augment_mode: str = "single",
         device: str = "auto",
@@ -113,6 +119,8 @@ class DM(IterativeDistiller):
         self.batch_size = batch_size
         self.width = width
         self.depth = depth
+        self.arch = arch
+        self.arch_kwargs = arch_kwargs
         self.augment = augment
         self.augment_mode = augment_mode
         self._init_common(steps, time_budget_s, device, checkpoint_path, checkpoint_every, resume, progress, threads)
@@ -139,6 +147,7 @@ class DM(IterativeDistiller):
             raise KitError(f"dm: lr must be positive, got {lr}")
         if not 0.0 <= float(self.momentum) < 1.0:
             raise KitError(f"dm: momentum must be in [0, 1), got {self.momentum}")
+        check_network("dm", self.arch, self.arch_kwargs, int(self.width), int(self.depth))
         self._augmenter()
 
     def _augmenter(self) -> SiameseAugment:
@@ -186,7 +195,8 @@ class DM(IterativeDistiller):
         return stats[:, :dim] / stats[:, dim:].clamp_min(1.0)
 
     def _step(self, step: int) -> dict[str, Any]:
-        net = fresh_network(self._shape, self._k, int(self.width), int(self.depth), self.generators["net"], self._device)
+        net = fresh_network(self._shape, self._k, int(self.width), int(self.depth), self.generators["net"], self._device,
+                            self.arch, self.arch_kwargs)
         for p in net.parameters():
             p.requires_grad_(False)
         draws = [self._aug.sample(self._shape, self.generators["aug"]) for _ in range(self._k)]

@@ -83,9 +83,15 @@ class ExpertConfig:
     weight_decay: float = 0.0
     augment: bool = True
     dtype: str = "float32"
+    #: further constructor arguments of ``arch`` as sorted (name, value) pairs (hashable, frozen)
+    extra_kwargs: tuple[tuple[str, Any], ...] = ()
 
     def arch_kwargs(self) -> dict[str, Any]:
-        return {"width": int(self.width), "depth": int(self.depth), "norm": str(self.norm)}
+        """The expert's constructor arguments. ``width``/``depth`` are the ConvNet's; any other
+        architecture gets ``norm`` plus ``extra_kwargs`` (so the default ConvNet key, and with it
+        the default buffer folder, is exactly what it was before other architectures existed)."""
+        base = {"width": int(self.width), "depth": int(self.depth)} if self.arch == "convnet" else {}
+        return {**base, "norm": str(self.norm), **dict(self.extra_kwargs)}
 
     def check(self) -> None:
         """One-line errors for settings no expert could be trained with."""
@@ -100,6 +106,10 @@ class ExpertConfig:
             raise KitError(f"mtt: expert_weight_decay must be >= 0, got {self.weight_decay}")
         if self.dtype not in STORAGE_DTYPES:
             raise KitError(f"mtt: buffer_dtype must be one of {', '.join(STORAGE_DTYPES)}, got '{self.dtype}'")
+        try:
+            build_model(self.arch, (1, 2, 2), 2, **self.arch_kwargs())
+        except KitError as exc:
+            raise KitError(f"mtt: {exc}") from None
 
     def architecture(self) -> dict[str, Any]:
         return {"arch": self.arch, **self.arch_kwargs()}

@@ -125,7 +125,9 @@ class MTT(IterativeDistiller):
     """Matching Training Trajectories (see the module docstring).
 
     ``batch_size`` is the synthetic minibatch of each unrolled step (None: the whole coreset),
-    ``width``/``depth`` the expert = student ConvNet, ``buffer`` the expert buffer folder (None:
+    ``width``/``depth`` the expert = student ConvNet, ``arch``/``arch_kwargs`` another registered
+    expert = student architecture (instance norm unless ``arch_kwargs`` sets ``norm``; part of the
+    buffer key), ``buffer`` the expert buffer folder (None:
     the kit cache, keyed by data and settings), ``feature_config`` the features' configuration
     (recorded in and checked against the buffer when given).
     """
@@ -153,6 +155,8 @@ class MTT(IterativeDistiller):
         buffer_epochs: int = 12,
         width: int = 32,
         depth: int = 3,
+        arch: str = "convnet",
+        arch_kwargs: dict[str, Any] | None = None,
         expert_lr: float = 0.01,
         expert_batch_size: int = 64,
         buffer: str | None = None,
@@ -182,6 +186,8 @@ class MTT(IterativeDistiller):
         self.buffer_epochs = buffer_epochs
         self.width = width
         self.depth = depth
+        self.arch = arch
+        self.arch_kwargs = arch_kwargs
         self.expert_lr = expert_lr
         self.expert_batch_size = expert_batch_size
         self.buffer = buffer
@@ -207,8 +213,19 @@ class MTT(IterativeDistiller):
         return params
 
     def expert_config(self) -> ExpertConfig:
-        return ExpertConfig(width=int(self.width), depth=int(self.depth), epochs=int(self.buffer_epochs),
-                            lr=float(self.expert_lr), batch_size=int(self.expert_batch_size), dtype=str(self.buffer_dtype))
+        """The experts' (= the student's) architecture and training; ``arch_kwargs`` may set ``norm``
+        (instance by default: see ``distill.gradient_matching.network_kwargs``) and, for the
+        ConvNet, override ``width``/``depth``."""
+        if self.arch_kwargs is not None and not isinstance(self.arch_kwargs, dict):
+            raise KitError(f"mtt: arch_kwargs must be a dict (JSON object), got {type(self.arch_kwargs).__name__}")
+        extra = dict(self.arch_kwargs or {})
+        norm = str(extra.pop("norm", "instance"))
+        width, depth = int(self.width), int(self.depth)
+        if self.arch == "convnet":
+            width, depth = int(extra.pop("width", width)), int(extra.pop("depth", depth))
+        return ExpertConfig(arch=str(self.arch), width=width, depth=depth, norm=norm, epochs=int(self.buffer_epochs),
+                            lr=float(self.expert_lr), batch_size=int(self.expert_batch_size), dtype=str(self.buffer_dtype),
+                            extra_kwargs=tuple(sorted(extra.items())))
 
     def _check_params(self) -> None:
         p = self.resolved_params()
@@ -256,7 +273,8 @@ class MTT(IterativeDistiller):
         self.batch_ = n_syn if p["batch_size"] is None else min(int(p["batch_size"]), n_syn)
 
         # the student: the expert architecture, called functionally on a flat parameter vector
-        self.net_ = build_model("convnet", tuple(x.shape[1:]), k, **self.expert_config().arch_kwargs()).to(device)
+        config = self.expert_config()
+        self.net_ = build_model(config.arch, tuple(x.shape[1:]), k, **config.arch_kwargs()).to(device)
         names = [name for name, _ in self.net_.named_parameters()]
         if names != [name for name, _ in self.buffer_.spec]:
             raise KitError(f"{self.buffer_.path}: expert parameters {names[:2]}... do not match the student network")

@@ -40,7 +40,7 @@ def _root(
 # Each module defines ``register(app)``; the order here is the order in --help.
 COMMAND_MODULES = (
     "demo", "data", "distill", "train", "models", "inspect", "export", "bundle", "classify",
-    "live", "finetune", "deploy", "al", "render", "report",
+    "live", "finetune", "deploy", "xarch", "al", "ablate", "render", "noise", "cl", "nas", "report",
 )
 
 for _name in COMMAND_MODULES:

@@ -62,6 +62,7 @@ def test_score_detections_counts_every_case_exactly() -> None:
     assert (score.keywords, score.correct, score.false_rejects, score.false_accepts) == (4, 2, 2, 5)
     assert score.fa_by_kind == {"keyword (same word, repeat)": 1, "keyword (other word)": 1, "noise": 2, "fsdd": 1}
     assert score.missed == [1, 2]  # "no" and "up"
+    assert (score.substitutions, score.substituted) == (1, 1)  # "go" fired during "no"
     assert score.frr == pytest.approx(0.5)
     assert score.fa_per_hour == pytest.approx(10.0)
 
@@ -87,6 +88,17 @@ def test_pooled_row_and_operating_point() -> None:
     assert operating_point(rows)["threshold"] == 0.8  # equal FRR: the quieter one
     assert operating_point(rows, max_fa_per_hour=0.5)["threshold"] == 0.9
     assert operating_point(rows[:1]) is None
+    for row_, quiet in zip(rows, (3.0, 0.2, 0.5, 0.0)):
+        row_["fa_per_hour_without_substitutions"] = quiet
+    assert operating_point(rows, fa_key="fa_per_hour_without_substitutions")["threshold"] == 0.7  # lowest FRR, then quieter
+
+
+def test_pooled_row_counts_confusions_both_ways() -> None:
+    events = [_event("keyword", "yes", 10.0, 11.0), _event("keyword", "no", 20.0, 21.0), _event("unknown", "bed", 30.0, 31.0)]
+    detections = [Detection("go", 0.8, 20.5), Detection("up", 0.8, 30.5)]  # a confusion, a trigger on a negative
+    row = pooled_row(0.5, {"keywords": score_detections(detections, events, 3600.0)})
+    assert (row["false_accepts"], row["frr"], row["fa_per_hour"]) == (2, 1.0, 2.0)
+    assert row["substituted_rate"] == 0.5 and row["fa_per_hour_without_substitutions"] == 1.0
 
 
 # Stream construction on generated sounds ---------------------------------------------------------
@@ -261,3 +273,32 @@ def test_latency_device_process_streams_with_runtime_only(real_material: Materia
     assert result["rtf_wall"] == pytest.approx(result["processing_wall_s"] / 10.0, rel=1e-2)
     assert result["per_hop"]["n"] == 91 and 0 < result["per_hop"]["median_ms"] <= result["per_hop"]["p90_ms"]
     assert 10 < result["peak_rss_mb"] < result["ru_maxrss_mb"] + 1  # VmHWM: this process only
+
+
+# Stream training material (training splits only) -----------------------------------------------
+def test_stream_training_material_comes_from_training_splits_only(data_dir: Path) -> None:
+    """The hard negatives must never include a clip the streams use: FSDD test takes 0-4 or ESC-10 fold 5."""
+    from bench.stream_training import StreamTrainingSpec, hard_negative_clips, hard_negatives
+
+    spec = StreamTrainingSpec(fsdd_negatives=40, esc_cuts_per_clip=1)
+    digits, sounds = hard_negative_clips(data_dir, spec, np.random.default_rng(0))
+    assert len(digits) == 40 and len({c.path for c in digits}) == 40
+    assert all(int(c.path.stem.rsplit("_", 1)[1]) >= 5 for c in digits)  # official training takes
+    assert sounds and all(not c.path.name.startswith("5-") for c in sounds)  # not the test fold
+    waves = hard_negatives(data_dir, 16000, StreamTrainingSpec(fsdd_negatives=3, esc_cuts_per_clip=2),
+                           np.random.default_rng(1))
+    esc_cuts = waves[3:]
+    assert len(esc_cuts) == 2 * len(sounds)
+    assert all(len(w) == 16000 and np.sqrt(np.mean(w ** 2)) > 0 for w in esc_cuts)
+
+
+def test_quiet_silence_windows_hit_their_levels() -> None:
+    from bench.stream_training import StreamTrainingSpec, quiet_silence
+
+    rng = np.random.default_rng(0)
+    noise = [rng.standard_normal(3 * RATE).astype(np.float32) * 0.3, rng.standard_normal(RATE // 2).astype(np.float32)]
+    spec = StreamTrainingSpec(silence_windows=50, silence_dbfs=(-60.0, -40.0))
+    windows = quiet_silence(noise, RATE, spec, np.random.default_rng(2))
+    levels = [20 * np.log10(np.sqrt(np.mean(np.square(w, dtype=np.float64)))) for w in windows]
+    assert len(windows) == 50 and all(len(w) == RATE for w in windows)
+    assert min(levels) >= -60.01 and max(levels) <= -39.99 and np.ptp(levels) > 10  # spread over the range

@@ -6,13 +6,21 @@ conv3x3 -> norm -> ReLU -> avg-pool 2, repeated ``depth`` times, then flatten an
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .base import KitModel, make_norm, pool_kernel
 
 
 class ConvNet(KitModel):
-    """DC-style ConvNet. kwargs: ``width`` (128), ``depth`` (3), ``norm`` (instance|batch|none)."""
+    """DC-style ConvNet. kwargs: ``width`` (128), ``depth`` (3), ``norm`` (instance|batch|none),
+    ``dropout`` (0.0).
+
+    ``dropout`` sits between the embedding and the head (as in CNN4) so active learning can draw
+    MC-dropout samples (BALD) from the same network family it evaluates. It is recorded in
+    ``arch_kwargs`` only when non-zero: models and artifacts built without it stay byte-identical
+    to those written before the option existed.
+    """
 
     arch = "convnet"
 
@@ -24,10 +32,16 @@ class ConvNet(KitModel):
         width: int = 128,
         depth: int = 3,
         norm: str = "instance",
+        dropout: float = 0.0,
     ) -> None:
-        super().__init__(in_shape, n_classes, {"width": int(width), "depth": int(depth), "norm": norm})
+        kwargs: dict[str, object] = {"width": int(width), "depth": int(depth), "norm": norm}
+        if dropout:
+            kwargs["dropout"] = float(dropout)
+        super().__init__(in_shape, n_classes, kwargs)
         if width < 1 or depth < 1:
             raise ValueError(f"convnet width and depth must be positive (got width={width}, depth={depth})")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"convnet dropout must be in [0, 1), got {dropout}")
         channels, height, frames = self.in_shape
         layers: list[nn.Module] = []
         for _ in range(depth):
@@ -40,4 +54,12 @@ class ConvNet(KitModel):
         layers.append(nn.Flatten())
         self.body = nn.Sequential(*layers)
         self.embedding_dim = width * height * frames
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Linear(self.embedding_dim, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(x)))
+
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.embed(x)
+        return self.head(self.dropout(z)), z

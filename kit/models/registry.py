@@ -14,6 +14,10 @@ from deploy.runtime.errors import KitError
 from .base import KitModel
 from .cnn4 import CNN4
 from .convnet import ConvNet
+from .dscnn import DSCNN
+from .resnet import ResNet18
+from .vgg import VGG11
+from .convnet_space import ConvNetNAS
 
 _ARCHS: dict[str, type[KitModel]] = {}
 M = TypeVar("M", bound=type[KitModel])
@@ -63,3 +67,7 @@ def rebuild_model(spec: dict[str, Any]) -> KitModel:
 
 register_arch("convnet")(ConvNet)
 register_arch("cnn4")(CNN4)
+register_arch("resnet18")(ResNet18)
+register_arch("vgg11")(VGG11)
+register_arch("dscnn")(DSCNN)
+register_arch("convnet-nas")(ConvNetNAS)
