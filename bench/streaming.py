@@ -544,11 +544,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     hours = max((r["hours"] for m in result["models"] for r in m["rows"]), default=1.0)
     floor = 0.5 / hours  # where "0 false accepts" is drawn on the log axis
     fig, ax = plt.subplots(figsize=(7.5, 5.0))
-    for m in result["models"]:
+    colours = plt.get_cmap("tab20")  # up to 20 curves without repeating a colour
+    for index, m in enumerate(result["models"]):
         xs = [max(r["fa_per_hour"], floor) for r in m["rows"]]
         ys = [100 * r["frr"] for r in m["rows"]]
         style = "-" if m["training"].startswith("full") else "--"
-        ax.plot(xs, ys, style, marker="o", markersize=3, label=m["name"])
+        ax.plot(xs, ys, style, marker="o", markersize=3, label=m["name"], color=colours(index % 20))
         if m["operating_point"]:
             op = m["operating_point"]
             ax.plot([max(op["fa_per_hour"], floor)], [100 * op["frr"]], "k*", markersize=9)
@@ -559,7 +560,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel(f"false accepts per hour (log; {hours:.2f} h of audio, 0 drawn at {floor:.2f})")
     ax.set_ylabel("false-reject rate (%)")
-    ax.set_title("Keyword spotting on held-out streams (kws12 ConvNets; * = operating point)")
+    ax.set_title("Keyword spotting on held-out streams (kws12 models; * = operating point)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
