@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.active_learning", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=DATASET_CHOICES, default="fsdd")
     parser.add_argument("--methods", default="random,entropy,variation-ratios,bald")
-    parser.add_argument("--budgets", default="20,30,40,60", help="% of the training pool")
+    parser.add_argument("--budgets", default="20,30,40,60", help="percent of the training pool (comma list)")
     parser.add_argument("--tiny", default="1,10,50", help="samples per class ('none' for none)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--seed", type=int, default=0)

@@ -26,6 +26,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+# the evaluation batch rule (coresets over FULL_BATCH_UP_TO clips train in minibatches), shared with kit/experiments
+from kit.training.config import FULL_BATCH_UP_TO, LARGE_SET_BATCH as LARGE_CORESET_BATCH
+from kit.training.config import coreset_batch as eval_batch
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Benchmarks read the real recordings beside the repository unless KIT_DATA_DIR says otherwise.
 DEFAULT_DATA_DIR = os.environ.get("KIT_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -41,17 +45,6 @@ DATASETS: dict[str, dict[str, Any]] = {
     "esc10": {"dataset": "esc10", "test_fold": 5, "ipcs": (1, 5, 10), "title": "ESC-10, fold 5 test"},
 }
 QUICK_IPC = {"fsdd": 10, "fsdd-speaker": 10, "kws10": 10, "esc10": 5}
-#: Coresets of more clips than this train in minibatches of ``LARGE_CORESET_BATCH``; smaller ones in
-#: one batch of the whole coreset (the kit's default cap of 256). Why: with the 16 000-sample budget a
-#: 500-clip coreset at batch 256 got only 63 optimiser steps; herding 50/class on kws10 scored
-#: 61.1 % that way and 70.4 % at batch 64 (250 steps, seed 0, same budget and time).
-FULL_BATCH_UP_TO = 256
-LARGE_CORESET_BATCH = 64
-
-
-def eval_batch(n_clips: int, large_batch: int = LARGE_CORESET_BATCH) -> int:
-    """Training batch of the evaluation network for a coreset of ``n_clips`` clips."""
-    return min(n_clips, FULL_BATCH_UP_TO) if n_clips <= FULL_BATCH_UP_TO else large_batch
 
 
 def cell_key(dataset: str, method: str, ipc: int | None) -> str:

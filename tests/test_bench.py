@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.distill import DATASETS, QUICK_IPC, build_specs, cell_key, eval_batch, markdown_table, plot, run_cell
 
 
@@ -61,3 +63,18 @@ def test_large_coresets_train_in_minibatches_and_old_cells_are_marked() -> None:
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "61.1 ± 0.3†" in rows["herding"] and "†" not in rows["random"] and "†" not in rows["kcenter"]
     assert "before the batch rule" in table
+
+
+BENCH_MODULES = ("distill", "streaming", "latency", "finetune", "quantization", "tflite_runtime_compat", "cross_arch",
+                 "active_learning", "feature_ablation", "render", "noise_robustness", "continual", "nas_proxy")
+
+
+@pytest.mark.parametrize("name", BENCH_MODULES)
+def test_every_benchmark_explains_its_options(name: str, capsys: pytest.CaptureFixture) -> None:
+    """``python -m bench.<name> --help`` must work (argparse formats every help string: a stray '%' breaks it)."""
+    import importlib
+
+    module = importlib.import_module(f"bench.{name}")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0 and "usage:" in capsys.readouterr().out

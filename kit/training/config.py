@@ -86,6 +86,19 @@ class TrainConfig:
         return replace(self, **changes)
 
 
+#: Evaluation protocol for coresets and labelled subsets: up to this many clips train in one batch,
+#: larger ones in minibatches of ``LARGE_SET_BATCH``. Why: with the benchmarks' 16 000-sample budget a
+#: 500-clip set at batch 256 got only 63 optimiser steps; herding 50/class on Speech Commands kws10
+#: scored 61.1 % that way and 71.7 % at batch 64 (250 steps, same budget and time; 3 seeds).
+FULL_BATCH_UP_TO = 256
+LARGE_SET_BATCH = 64
+
+
+def coreset_batch(n_clips: int, large_batch: int = LARGE_SET_BATCH) -> int:
+    """Training batch of the evaluation network for a set of ``n_clips`` clips (see above)."""
+    return min(n_clips, FULL_BATCH_UP_TO) if n_clips <= FULL_BATCH_UP_TO else large_batch
+
+
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu; an explicit unavailable device is a user error."""
     if device == "auto":
