@@ -27,13 +27,15 @@ def peak_rss_mb() -> float:
 
 
 def jsonable(value: Any) -> Any:
-    """Paths and tuples inside parameter dicts, made JSON-ready."""
+    """Paths, tuples, numpy scalars and arrays inside parameter dicts or results, made JSON-ready."""
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     return value

@@ -25,27 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from deploy.runtime.artifact import atomic_write_text
 from deploy.runtime.errors import KitError
+from kit.pipeline import jsonable as to_jsonable
 
 RESULTS_FORMAT = 1
-
-
-def to_jsonable(value: Any) -> Any:
-    """numpy scalars/arrays, paths and tuples as plain JSON values (recursively)."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def _write_json(path: Path, payload: Any) -> None:
