@@ -50,7 +50,8 @@ def export_run(run: Any, name: str, results_dir: Path, extra: dict[str, Any] | N
 
     machine = machine_info()
     machine["load_average"] = [round(v, 2) for v in os.getloadavg()]
-    command = " ".join(shlex.quote(a) for a in [sys.executable.rsplit("/", 1)[-1], "-m", f"bench.{name}", *sys.argv[1:]])
+    module = f"bench.{Path(sys.argv[0]).stem}" if sys.argv and sys.argv[0].endswith(".py") else f"bench.{name}"
+    command = " ".join(shlex.quote(a) for a in [sys.executable.rsplit("/", 1)[-1], "-m", module, *sys.argv[1:]])
     results_dir.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "command": command, "machine": machine, "run_dir": str(run.path),
                "config": json.loads((run.path / "config.json").read_text())["config"],
