@@ -26,9 +26,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-# the evaluation batch rule (coresets over FULL_BATCH_UP_TO clips train in minibatches), shared with kit/experiments
-from kit.training.config import FULL_BATCH_UP_TO, LARGE_SET_BATCH as LARGE_CORESET_BATCH
-from kit.training.config import coreset_batch as eval_batch
+# the training batch rule (``TrainConfig(batch_size=None)``): coresets over FULL_BATCH_UP_TO clips train in minibatches
+from kit.training.config import FULL_BATCH_UP_TO, LARGE_SET_BATCH
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Benchmarks read the real recordings beside the repository unless KIT_DATA_DIR says otherwise.
@@ -45,6 +44,8 @@ DATASETS: dict[str, dict[str, Any]] = {
     "esc10": {"dataset": "esc10", "test_fold": 5, "ipcs": (1, 5, 10), "title": "ESC-10, fold 5 test"},
 }
 QUICK_IPC = {"fsdd": 10, "fsdd-speaker": 10, "kws10": 10, "esc10": 5}
+#: the full-training-data rows keep the batch they were measured with (234 steps of 256 in 60 000 samples)
+FULL_DATA_BATCH = 256
 
 
 def cell_key(dataset: str, method: str, ipc: int | None) -> str:
@@ -69,6 +70,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["method"] == "full":
         x, y = fs.x_train, fs.y_train
         train_options["max_samples"] = spec["full_max_samples"]
+        train_options["batch_size"] = FULL_DATA_BATCH
         result.update(distill_s=0.0, peak_rss_mb=round(peak_rss_mb(), 1), n_train=int(len(x)))
     else:
         params: dict[str, Any] = {}
@@ -81,7 +83,6 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         result.update(distill_s=summary["fit_time_s"], peak_rss_mb=summary["peak_rss_mb"], params=coreset.params,
                       distill_summary={k: v for k, v in summary.items() if k != "train_indices"})
     if spec["method"] != "full":
-        train_options["batch_size"] = eval_batch(len(x), spec.get("large_batch", LARGE_CORESET_BATCH))
         result["n_coreset"] = int(len(x))
     scores = score_coreset(x, y, fs, seeds=tuple(spec["seeds"]), **train_options)
     result.update(
@@ -102,9 +103,10 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _old_batch(cell: dict) -> bool:
-    """A cell of more than FULL_BATCH_UP_TO clips measured before the batch rule (at batch 256)."""
+    """A cell of more than FULL_BATCH_UP_TO clips trained at the old fixed batch of 256 (63 steps)."""
     n = cell.get("n_coreset") or (cell["ipc"] or 0) * 10  # every benchmark dataset has 10 classes
-    return n > FULL_BATCH_UP_TO and "large_batch" not in cell.get("settings", {})
+    recorded = (cell.get("train_config") or {}).get("batch_size")
+    return n > FULL_BATCH_UP_TO and recorded is not None and recorded > LARGE_SET_BATCH
 
 
 def markdown_table(cells: dict[str, dict], machine: dict) -> str:
@@ -143,9 +145,9 @@ def markdown_table(cells: dict[str, dict], machine: dict) -> str:
             rss = f"{max(known):.0f}" if known else "–"
             lines.append(f"| {method} | " + " | ".join(accs) + f" | {times} | {rss} |")
     if any(_old_batch(c) for c in cells.values() if c["method"] != "full"):
-        lines.append(f"\n† measured before the batch rule (`eval_batch`): trained at batch 256, i.e. 63 optimiser steps "
+        lines.append(f"\n† measured before the batch rule (`TrainConfig(batch_size=None)`): trained at batch 256, i.e. 63 optimiser steps "
                      f"on the 16 000-sample budget; coresets of more than {FULL_BATCH_UP_TO} clips now train at batch "
-                     f"{LARGE_CORESET_BATCH}. Re-run with `--force` to replace.")
+                     f"{LARGE_SET_BATCH}. Re-run with `--force` to replace.")
     return "\n".join(lines) + "\n"
 
 
@@ -178,11 +180,9 @@ def plot(cells: dict[str, dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    plt.close(fig)
+    from kit.report.plots import save_figure
+
+    save_figure(fig, path, dpi=110)
 
 
 def build_specs(args: argparse.Namespace, cells: dict[str, dict]) -> list[dict[str, Any]]:
@@ -211,7 +211,6 @@ def build_specs(args: argparse.Namespace, cells: dict[str, dict]) -> list[dict[s
             specs.append({"key": key, "dataset": dataset, "method": method, "ipc": ipc, "seed": args.distill_seed,
                           "seeds": [int(s) for s in args.seeds.split(",")], "max_samples": args.max_samples,
                           "full_max_samples": args.full_max_samples, "time_budget_s": args.time_budget,
-                          "large_batch": args.large_batch,
                           "params": json.loads(args.params) if args.params else {}, "data_dir": args.data_dir})
     # long cells first so the workers finish together
     specs.sort(key=lambda s: (s["method"] != "full", s["method"] not in ITERATIVE, -(s["ipc"] or 0)))
@@ -228,8 +227,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-full", action="store_true", help="skip the full-training-data cells")
     parser.add_argument("--max-samples", type=int, default=16000, help="training budget (samples seen) per model")
     parser.add_argument("--full-max-samples", type=int, default=60000, help="training budget for full data")
-    parser.add_argument("--large-batch", type=int, default=LARGE_CORESET_BATCH,
-                        help=f"training batch for coresets of more than {FULL_BATCH_UP_TO} clips (smaller ones: one batch)")
     parser.add_argument("--time-budget", type=float, default=None, help="time budget per distillation (s); "
                         "default: each method's own (about 280 s)")
     parser.add_argument("--params", default=None, help='per-method parameters as JSON, e.g. \'{"mtt": {"syn_steps": 20}}\'')
@@ -271,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(f"cell {spec['key']} failed:\n{proc.stderr[-3000:]}")
         result = json.loads(line[len("CELL-RESULT "):])
         result["wall_s"] = round(time.time() - started, 1)
-        result["settings"] = {k: spec[k] for k in ("seeds", "max_samples", "full_max_samples", "time_budget_s", "params", "seed", "large_batch")}
+        result["settings"] = {k: spec[k] for k in ("seeds", "max_samples", "full_max_samples", "time_budget_s", "params", "seed")}
         return result
 
     failures = 0

@@ -381,11 +381,9 @@ def plot(results: dict, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("Adding a keyword on the device (Speech Commands, held-out speakers)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    plt.close(fig)
+    from kit.report.plots import save_figure
+
+    save_figure(fig, path, dpi=110)
 
 
 # Main --------------------------------------------------------------------------------------------

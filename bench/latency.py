@@ -395,10 +395,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax2.legend(fontsize=7)
     fig.suptitle("Keyword spotter latency on one CPU thread (shared 2-core machine)", fontsize=10)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=130)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    from kit.report.plots import save_figure
+
+    save_figure(fig, path, dpi=130)
 
 
 # Command line --------------------------------------------------------------------------------------

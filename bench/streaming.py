@@ -564,13 +564,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    from deploy.runtime.artifact import atomic_write_bytes
-    import io
+    from kit.report.plots import save_figure
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=130)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path, dpi=130)
 
 
 # Command line ------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ reads the result (``deploy.runtime.bundle.Bundle``). The builder
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from deploy.runtime.artifact import sha256_file
 from deploy.runtime.bundle import REPLAY_DTYPES, Bundle, model_format, quantize_replay, dequantize_replay
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
@@ -39,14 +39,6 @@ FP32_HEAD_RTOL = 1e-3
 #: int8 files quantise embedding and logits separately, so the head reproduces their logits only to
 #: within a few quantisation steps; allowed fraction of the logits' range.
 INT8_HEAD_RTOL = 0.1
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _optional(module: str, attr: str, what: str) -> Any:
@@ -193,9 +185,9 @@ def build_bundle(
     replay_error = float(np.abs(dequantize_replay(q, scale) - x).max()) if len(x) else 0.0
     provenance = {
         "built_by": "kit bundle",
-        "model": {"path": str(model_path), "sha256": _sha256_file(model_path), "arch": model.arch,
+        "model": {"path": str(model_path), "sha256": sha256_file(model_path), "arch": model.arch,
                   "arch_kwargs": model.arch_kwargs, "seed": meta.get("seed"), "train_config": meta.get("train_config")},
-        "coreset": {"path": str(coreset_path), "sha256": _sha256_file(coreset_path), "method": coreset.method,
+        "coreset": {"path": str(coreset_path), "sha256": sha256_file(coreset_path), "method": coreset.method,
                     "ipc": coreset.ipc, "seed": coreset.seed, "n": int(len(x)), "soft_labels": coreset.labels.ndim == 2,
                     "params": coreset.params},
         "method": coreset.method,

@@ -78,10 +78,6 @@ IPC_DEFAULTS: tuple[dict[str, Any], ...] = (
 )
 
 
-def ipc_defaults(ipc: int) -> dict[str, Any]:
-    row = next(r for r in IPC_DEFAULTS if ipc <= r["max_ipc"])
-    return {k: v for k, v in row.items() if k != "max_ipc"}
-
 
 class DM(IterativeDistiller):
     """Distribution matching. ``batch_size`` = real samples per class per step; ``arch`` /
@@ -90,6 +86,7 @@ class DM(IterativeDistiller):
     ``norm``: see ``distill.gradient_matching.network_kwargs`` for why)."""
 
     method = "dm"
+    IPC_DEFAULTS = IPC_DEFAULTS
 
     def __init__(
         self,
@@ -126,17 +123,6 @@ class DM(IterativeDistiller):
         self._init_common(steps, time_budget_s, device, checkpoint_path, checkpoint_every, resume, progress, threads)
 
     # parameters ---------------------------------------------------------------------------------
-    def resolved_params(self) -> dict[str, Any]:
-        """``get_params()`` with the per-ipc defaults filled in for ``None`` (what actually ran)."""
-        params = self.get_params()
-        for key, value in ipc_defaults(int(self.ipc)).items():
-            if params.get(key) is None:
-                params[key] = value
-        return params
-
-    def _default_steps(self) -> int | None:
-        return ipc_defaults(int(self.ipc))["steps"]
-
     def _check_params(self) -> None:
         for key in ("batch_size", "width", "depth"):
             value = getattr(self, key)

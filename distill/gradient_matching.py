@@ -85,10 +85,6 @@ IPC_DEFAULTS: tuple[dict[str, Any], ...] = (
 _PER_IPC = ("steps", "outer_loop", "inner_loop")
 
 
-def ipc_defaults(ipc: int) -> dict[str, Any]:
-    row = next(r for r in IPC_DEFAULTS if ipc <= r["max_ipc"])
-    return {k: v for k, v in row.items() if k != "max_ipc"}
-
 
 def network_kwargs(arch: str, arch_kwargs: dict[str, Any] | None, width: int, depth: int) -> dict[str, Any]:
     """Constructor arguments of a distiller's network: instance norm unless ``arch_kwargs`` says
@@ -165,6 +161,7 @@ class DC(IterativeDistiller):
     ``width``/``depth``; see ``network_kwargs``)."""
 
     method = "dc"
+    IPC_DEFAULTS = IPC_DEFAULTS
 
     def __init__(
         self,
@@ -205,17 +202,6 @@ class DC(IterativeDistiller):
         self._init_common(steps, time_budget_s, device, checkpoint_path, checkpoint_every, resume, progress, threads)
 
     # parameters ---------------------------------------------------------------------------------
-    def resolved_params(self) -> dict[str, Any]:
-        """``get_params()`` with the per-ipc defaults filled in for ``None`` (what actually ran)."""
-        params = self.get_params()
-        for key, value in ipc_defaults(int(self.ipc)).items():
-            if params.get(key) is None:
-                params[key] = value
-        return params
-
-    def _default_steps(self) -> int | None:
-        return ipc_defaults(int(self.ipc))["steps"]
-
     def _check_params(self) -> None:
         name = self.method
         params = self.resolved_params()

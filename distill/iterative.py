@@ -114,8 +114,19 @@ class IterativeDistiller(Distiller):
         self.threads = threads
 
     # hooks ----------------------------------------------------------------------------------------
+    #: Per-ipc defaults: rows ``{"max_ipc": N, param: value, ...}``, smallest ``max_ipc`` first. A
+    #: parameter left at None takes its value from the first row whose ``max_ipc`` >= ipc (good
+    #: settings differ with the coreset size; each method measures its own table).
+    IPC_DEFAULTS: tuple[dict[str, Any], ...] = ()
+
+    def ipc_defaults(self) -> dict[str, Any]:
+        """The row of ``IPC_DEFAULTS`` for this ipc, without ``max_ipc`` ({} when there is none)."""
+        ipc = int(self.ipc)
+        row = next((r for r in self.IPC_DEFAULTS if ipc <= r["max_ipc"]), {})
+        return {k: v for k, v in row.items() if k != "max_ipc"}
+
     def _default_steps(self) -> int | None:
-        return None
+        return self.ipc_defaults().get("steps")
 
     def _identity_keys(self) -> tuple[str, ...]:
         return tuple(k for k in self.param_names() if k not in COMMON_PARAMS)
@@ -140,8 +151,11 @@ class IterativeDistiller(Distiller):
 
     # parameters ---------------------------------------------------------------------------------
     def resolved_params(self) -> dict[str, Any]:
-        """``get_params()`` with ipc-dependent defaults filled in (what actually ran)."""
+        """``get_params()`` with the per-ipc defaults filled in for ``None`` (what actually ran)."""
         params = self.get_params()
+        for key, value in self.ipc_defaults().items():
+            if key in params and params[key] is None:
+                params[key] = value
         if params.get("steps") is None:
             params["steps"] = self._default_steps()
         return params

@@ -114,12 +114,6 @@ IPC_DEFAULTS: tuple[dict[str, Any], ...] = (
 )
 
 
-def ipc_defaults(ipc: int) -> dict[str, Any]:
-    for row in IPC_DEFAULTS:
-        if ipc <= row["max_ipc"]:
-            return {k: v for k, v in row.items() if k != "max_ipc"}
-    return {}
-
 
 class MTT(IterativeDistiller):
     """Matching Training Trajectories (see the module docstring).
@@ -133,6 +127,7 @@ class MTT(IterativeDistiller):
     """
 
     method = "mtt"
+    IPC_DEFAULTS = IPC_DEFAULTS
 
     def __init__(
         self,
@@ -196,18 +191,12 @@ class MTT(IterativeDistiller):
         self.feature_config = feature_config.to_dict() if hasattr(feature_config, "to_dict") else feature_config
 
     # parameters ---------------------------------------------------------------------------------
-    def _default_steps(self) -> int | None:
-        return ipc_defaults(int(self.ipc)).get("steps")
-
     def resolved_params(self) -> dict[str, Any]:
+        """The base fill, except that SGD takes the row's ``sgd_lr`` as its default ``lr``."""
+        lr_unset = self.lr is None
         params = super().resolved_params()
-        defaults = ipc_defaults(int(self.ipc))
-        sgd_lr = defaults.pop("sgd_lr")
-        if params.get("lr") is None and self.optimizer == "sgd":
-            params["lr"] = sgd_lr
-        for key, value in defaults.items():
-            if params.get(key) is None:
-                params[key] = value
+        if lr_unset and self.optimizer == "sgd":
+            params["lr"] = self.ipc_defaults()["sgd_lr"]
         if params.get("syn_lr_init") is None:
             params["syn_lr_init"] = float(self.expert_lr)
         return params

@@ -70,12 +70,6 @@ IPC_DEFAULTS: tuple[dict[str, Any], ...] = (
 )
 
 
-def ipc_defaults(ipc: int) -> dict[str, Any]:
-    for row in IPC_DEFAULTS:
-        if ipc <= row["max_ipc"]:
-            return {k: v for k, v in row.items() if k != "max_ipc"}
-    return {}
-
 
 def stratified_holdout(y: np.ndarray, fraction: float, keep: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (pool, validation), holding out ``fraction`` of each class but always
@@ -131,6 +125,7 @@ class RFAD(IterativeDistiller):
     """Random Feature Approximation distillation (see the module docstring)."""
 
     method = "rfad"
+    IPC_DEFAULTS = IPC_DEFAULTS
 
     def __init__(
         self,
@@ -175,14 +170,6 @@ class RFAD(IterativeDistiller):
         self.keep_best = keep_best
 
     # Parameters -------------------------------------------------------------------------------
-    def resolved_params(self) -> dict[str, Any]:
-        """``get_params()`` with the per-ipc defaults filled in for ``None`` (what actually ran)."""
-        params = self.get_params()
-        for key, value in ipc_defaults(int(self.ipc)).items():
-            if params.get(key) is None:
-                params[key] = value
-        return params
-
     def _check_params(self) -> None:
         if self.loss not in LOSSES:
             raise KitError(f"rfad: unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")

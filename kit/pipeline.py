@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from deploy.runtime.coreset import Coreset
+from deploy.runtime.errors import KitError
 
 from .features import FeatureSet
 
@@ -112,6 +113,26 @@ def distill_coreset(
         extra={"history": summary},
     )
     return coreset, distiller, summary
+
+
+def coreset_features_for(coreset: Coreset, fs: FeatureSet, where: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A coreset's samples and labels in ``fs``'s normalisation, for training next to ``fs``'s data.
+
+    The coreset must share the classes (same order) and the front-end; ``where`` (its file, or the
+    option that named it) leads the one-line error otherwise. Features are re-normalised from the
+    coreset's statistics to the feature set's, which differ when e.g. an experiment loads a subset
+    of the training split.
+    """
+    if list(coreset.classes) != list(fs.classes):
+        raise KitError(f"{where}: coreset classes {list(coreset.classes)} do not match the dataset's {list(fs.classes)}")
+    if coreset.feature_config.fingerprint() != fs.config.fingerprint():
+        raise KitError(f"{where}: coreset front-end ({coreset.feature_config.kind}, shape {coreset.feature_config.shape}) "
+                       f"differs from the dataset's ({fs.config.kind}, {fs.config.shape}); distil it with the same --feature")
+    x = np.asarray(coreset.features, dtype=np.float32)
+    same = (np.allclose(coreset.normalizer.mean, fs.normalizer.mean) and np.allclose(coreset.normalizer.std, fs.normalizer.std))
+    if not same:
+        x = fs.normalizer.transform(coreset.normalizer.inverse(x)).astype(np.float32)
+    return x, coreset.labels
 
 
 def score_coreset(

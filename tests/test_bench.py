@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.distill import DATASETS, QUICK_IPC, build_specs, cell_key, eval_batch, markdown_table, plot, run_cell
+from bench.distill import DATASETS, QUICK_IPC, build_specs, cell_key, markdown_table, plot, run_cell
 
 
 def test_a_real_cell_and_its_report(data_dir: Path, tmp_path: Path) -> None:
@@ -34,8 +34,7 @@ def test_a_real_cell_and_its_report(data_dir: Path, tmp_path: Path) -> None:
 def test_grid_skips_finished_cells_and_quick_mode(tmp_path: Path) -> None:
     args = argparse.Namespace(methods="random,rfad", datasets="fsdd,esc10", quick=False, ipcs=None, no_full=False,
                               force=False, distill_seed=0, seeds="0,1,2", max_samples=100, full_max_samples=100,
-                              time_budget=None, params=json.dumps({"rfad": {"n_models": 2}}), data_dir=str(tmp_path),
-                              large_batch=32)
+                              time_budget=None, params=json.dumps({"rfad": {"n_models": 2}}), data_dir=str(tmp_path))
     specs = build_specs(args, {cell_key("fsdd", "random", 1): {}})
     keys = {s["key"] for s in specs}
     assert cell_key("fsdd", "random", 1) not in keys and cell_key("fsdd", "rfad", 50) in keys
@@ -43,7 +42,6 @@ def test_grid_skips_finished_cells_and_quick_mode(tmp_path: Path) -> None:
     assert cell_key("esc10", "full", None) in keys
     assert len(specs) == 2 * 2 * 3 + 2 - 1
     assert all(s["params"] == {"rfad": {"n_models": 2}} for s in specs)
-    assert all(s["large_batch"] == 32 for s in specs)
     args.quick = True
     quick = build_specs(args, {})
     assert {s["ipc"] for s in quick if s["dataset"] == "esc10"} == {QUICK_IPC["esc10"], None}
@@ -51,17 +49,20 @@ def test_grid_skips_finished_cells_and_quick_mode(tmp_path: Path) -> None:
 
 
 def test_large_coresets_train_in_minibatches_and_old_cells_are_marked() -> None:
-    """Up to 256 clips a coreset trains in one batch; larger ones at the minibatch size, so a 500-clip
+    """Up to 256 clips a coreset trains in one batch; larger ones in minibatches of 64, so a 500-clip
     coreset gets 250 steps of a 16 000-sample budget instead of 63. Cells measured before are flagged."""
-    assert [eval_batch(n) for n in (10, 100, 256, 257, 500)] == [10, 100, 256, 64, 64]
-    assert eval_batch(500, large_batch=128) == 128
+    from kit.training import TrainConfig
+
+    assert [TrainConfig().effective_batch(n) for n in (10, 100, 256, 257, 500)] == [10, 100, 256, 64, 64]
     old = {"dataset": "kws10", "method": "herding", "ipc": 50, "accuracy_mean": 61.1, "accuracy_std": 0.3,
-           "distill_s": 3.0, "peak_rss_mb": 500.0, "settings": {"max_samples": 16000}}
-    new = {**old, "method": "random", "n_coreset": 500, "settings": {"max_samples": 16000, "large_batch": 64}}
+           "distill_s": 3.0, "peak_rss_mb": 500.0, "train_config": {"batch_size": 256}}
+    new = {**old, "method": "random", "n_coreset": 500, "train_config": {"batch_size": None}}
+    also_new = {**old, "method": "dm", "train_config": {"batch_size": 64}}  # measured with the rule applied by hand
     small = {**old, "method": "kcenter", "ipc": 10}
-    table = markdown_table({"a": old, "b": new, "c": small}, {"cpu": "test", "cores": 2})
+    table = markdown_table({"a": old, "b": new, "c": small, "d": also_new}, {"cpu": "test", "cores": 2})
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "61.1 ± 0.3†" in rows["herding"] and "†" not in rows["random"] and "†" not in rows["kcenter"]
+    assert "†" not in rows["dm"]
     assert "before the batch rule" in table
 
 

@@ -58,13 +58,17 @@ def test_augmentation_is_vectorised_seeded_and_bounded() -> None:
 
 
 def test_config_step_budget() -> None:
-    config = TrainConfig(epochs=300, max_samples=16_000)
-    assert config.effective_batch(10) == 10 and config.effective_batch(5000) == 256
+    config = TrainConfig(epochs=300, max_samples=16_000)  # batch_size=None: chosen from the set's size
+    assert config.effective_batch(10) == 10 and config.effective_batch(256) == 256
+    assert config.effective_batch(257) == 64 and config.effective_batch(5000) == 64
     assert config.total_steps(10) == 300  # 1 clip/class: all 300 epochs (3 000 clips seen)
-    assert config.total_steps(100) == 160  # 10/class: capped by the sample budget
-    assert config.total_steps(500) == 63  # 50/class: ceil(16000 / 256)
+    assert config.total_steps(100) == 160  # 10/class: one batch of 100, capped by the sample budget
+    assert config.total_steps(500) == 250  # 50/class: minibatches of 64, ceil(16000 / 64)
+    assert TrainConfig(batch_size=256).total_steps(500) == 63  # an explicit batch is kept: ceil(16000 / 256)
     assert TrainConfig(max_samples=None, max_steps=7).total_steps(500) == 7
-    assert TrainConfig(max_samples=None).total_steps(500) == 600
+    assert TrainConfig(max_samples=None).total_steps(500) == 300 * 8  # 300 epochs of ceil(500 / 64) batches
+    with pytest.raises(KitError):
+        TrainConfig(batch_size=0)
     with pytest.raises(KitError):
         TrainConfig(epochs=0)
 

@@ -78,7 +78,32 @@ def _onnxruntime() -> Any:
     return onnxruntime
 
 
-class OnnxModel:
+class KitOutputs:
+    """``predict`` and ``embed`` for any runtime wrapper whose ``run(x)`` returns outputs by name.
+
+    Why a mixin: ONNX and TFLite wrappers differ only in how they run a batch; what a kit model's
+    outputs mean (``logits`` first, ``embedding`` for on-device learning) is the same for both.
+    """
+
+    path: Any
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:  # pragma: no cover - provided by the wrapper
+        raise NotImplementedError
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits (N, K) float32."""
+        outputs = self.run(x)
+        return outputs.get("logits", next(iter(outputs.values())))
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """Penultimate embedding (N, D) float32."""
+        outputs = self.run(x)
+        if "embedding" not in outputs:
+            raise KitError(f"{self.path}: model has no 'embedding' output (not exported by the kit)")
+        return outputs["embedding"]
+
+
+class OnnxModel(KitOutputs):
     """An exported kit model in onnxruntime: ``predict`` -> logits, ``embed`` -> embeddings.
 
     ``threads`` sets intra-op threads (1 by default: predictable latency on small devices and no
@@ -134,14 +159,3 @@ class OnnxModel:
         """All outputs by name for features (C, F, T) or (N, C, F, T)."""
         return dict(zip(self.output_names, self.session.run(None, {self.input_name: self._batch(x)})))
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Logits (N, K)."""
-        outputs = self.run(x)
-        return outputs.get("logits", next(iter(outputs.values())))
-
-    def embed(self, x: np.ndarray) -> np.ndarray:
-        """Penultimate embedding (N, D)."""
-        outputs = self.run(x)
-        if "embedding" not in outputs:
-            raise KitError(f"{self.path}: model has no 'embedding' output (not exported by the kit)")
-        return outputs["embedding"]

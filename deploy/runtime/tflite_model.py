@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import KitError
-from .inference import ModelMetadata
+from .inference import KitOutputs, ModelMetadata
 from .tflite_metadata import KIT_METADATA_NAME, is_tflite, read_metadata
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime")
@@ -93,7 +93,7 @@ def _dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     return ((np.asarray(y, dtype=np.float32) - zero_point) * scale).astype(np.float32)
 
 
-class TfliteModel:
+class TfliteModel(KitOutputs):
     """A kit ``.tflite`` model: ``predict`` -> logits, ``embed`` -> embeddings, ``run`` -> both.
 
     ``source`` is a path or the file's bytes (e.g. from a bundle). ``threads`` sets the
@@ -226,14 +226,3 @@ class TfliteModel:
             raise KitError(f"{self.path}: empty batch")
         return {n: np.concatenate([p[n] for p in parts]) for n in self.output_names}
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Logits (N, K) float32."""
-        outputs = self.run(x)
-        return outputs.get("logits", next(iter(outputs.values())))
-
-    def embed(self, x: np.ndarray) -> np.ndarray:
-        """Penultimate embedding (N, D) float32."""
-        outputs = self.run(x)
-        if "embedding" not in outputs:
-            raise KitError(f"{self.path}: model has no 'embedding' output (not exported by the kit)")
-        return outputs["embedding"]

@@ -18,13 +18,13 @@ interrupted run resumes mid-trajectory), ``eval/<method>/<n>/seed<s>``, ``corese
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from deploy.runtime.artifact import sha256_file
 from deploy.runtime.errors import KitError
 
 EXPERIMENT = "active_learning"
@@ -128,19 +128,12 @@ class CoresetRow:
     sha256: str
 
 
-def _file_sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_coresets(paths: list[Path], fs: Any) -> list[CoresetRow]:
     """Load ``kit`` coreset files for this feature set; a class or feature mismatch is a KitError
     naming the file. Features are re-normalised from the coreset's statistics to the dataset's
     (they differ when, e.g., the experiment uses a subset of the training split)."""
     from deploy.runtime.coreset import Coreset
+    from kit.pipeline import coreset_features_for
 
     rows = []
     for path in paths:
@@ -148,26 +141,17 @@ def load_coresets(paths: list[Path], fs: Any) -> list[CoresetRow]:
         if not path.is_file():
             raise KitError(f"--coreset {path}: no such file")
         coreset = Coreset.load(path)
-        if list(coreset.classes) != list(fs.classes):
-            raise KitError(f"--coreset {path}: its classes {coreset.classes} do not match the dataset's {list(fs.classes)}")
-        if coreset.feature_config.fingerprint() != fs.config.fingerprint():
-            raise KitError(f"--coreset {path}: its feature config ({coreset.feature_config.kind}, shape "
-                           f"{coreset.feature_config.shape}) does not match the dataset's ({fs.config.kind}, {fs.config.shape})")
-        x = coreset.features
-        if not (np.allclose(coreset.normalizer.mean, fs.normalizer.mean) and np.allclose(coreset.normalizer.std, fs.normalizer.std)):
-            x = fs.normalizer.transform(coreset.normalizer.inverse(x))
+        x, _ = coreset_features_for(coreset, fs, f"--coreset {path}")
         per_class = coreset.ipc
         label = f"distilled ({coreset.method}, {per_class}/class)"
-        rows.append(CoresetRow(path, label, np.asarray(x, np.float32), coreset.labels, _file_sha(path)))
+        rows.append(CoresetRow(path, label, np.asarray(x, np.float32), coreset.labels, sha256_file(path)))
     return rows
 
 
 # the run ---------------------------------------------------------------------------------------------------
 def _score(x: np.ndarray, y: np.ndarray, fs: Any, config: Any, seed: int) -> dict[str, Any]:
-    from kit.training import coreset_batch, train_eval_seeds
+    from kit.training import train_eval_seeds
 
-    # the benchmarks' batch rule: a large subset trains in minibatches, not in 63 steps of 256
-    config = config.with_(batch_size=coreset_batch(len(x), min(config.batch_size, 64)))
     result = train_eval_seeds(x, y, fs.x_test, fs.y_test, len(fs.classes), config, seeds=(seed,), progress=False)
     row = result["per_seed"][0]
     return {"accuracy": row["accuracy"], "train_seconds": round(row["train_seconds"], 2), "n": int(len(x))}
@@ -329,10 +313,9 @@ def plot(results: dict[str, Any], path: Path, title: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from kit.report.plots import save_figure
+
+    save_figure(fig, path, dpi=120)
 
 
 def headline(results: dict[str, Any]) -> tuple[dict[str, Any], str]:

@@ -47,7 +47,6 @@ noise; DDFAD's ranking (distillation first) is not reproduced at this setting.
 """
 from __future__ import annotations
 
-import io
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -208,15 +207,9 @@ def distiller_options(method: str, params: dict[str, Any], steps: int | None, th
 
 def save_png(fig: Any, path: Path) -> Path:
     """Render a matplotlib figure to PNG and write it atomically (a report may be reading the folder)."""
-    import matplotlib.pyplot as plt
+    from kit.report.plots import save_figure
 
-    from deploy.runtime.artifact import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def fill_memory(strategy: str, x_task: np.ndarray, y_task: np.ndarray, rows: np.ndarray, task: list[int],

@@ -299,8 +299,6 @@ def plot_matrix(path: Path, rows: list[str], archs: list[str], matrix: dict[str,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from deploy.runtime.artifact import atomic_write_bytes
-
     values = np.array([[100 * matrix[r][b]["mean"] for b in archs] for r in rows])
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(archs), 1.2 + 0.6 * len(rows)))
     image = ax.imshow(values, cmap="viridis", aspect="auto")
@@ -318,10 +316,6 @@ def plot_matrix(path: Path, rows: list[str], archs: list[str], matrix: dict[str,
     fig.colorbar(image, ax=ax, label="accuracy (%)")
     ax.set_title(title.strip(), fontsize=9)
     fig.tight_layout()
-    import io
+    from kit.report.plots import save_figure
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -131,14 +131,11 @@ def top_k_overlap(proxy: np.ndarray | list[float], truth: np.ndarray | list[floa
 # proxy training sets ---------------------------------------------------------------------------------
 def _coreset_from_file(path: Path, fs: Any) -> tuple[np.ndarray, np.ndarray, str]:
     """A coreset file's samples in ``fs``'s normalisation (it must share classes and front-end), and its method."""
+    from kit.pipeline import coreset_features_for
+
     coreset = Coreset.load(path)
-    if list(coreset.classes) != list(fs.classes):
-        raise KitError(f"{path}: coreset classes {coreset.classes[:5]} do not match the dataset's {fs.classes[:5]}")
-    if coreset.feature_config.fingerprint() != fs.config.fingerprint():
-        raise KitError(f"{path}: coreset feature configuration ({coreset.feature_config.kind}) differs from the "
-                       f"dataset's ({fs.config.kind}); distil it with the same --feature")
-    raw = coreset.normalizer.inverse(coreset.features)
-    return fs.normalizer.transform(raw), coreset.labels, coreset.method
+    x, y = coreset_features_for(coreset, fs, path)
+    return x, y, coreset.method
 
 
 def build_proxy_sets(fs: Any, loader: dict[str, Any], settings: NASSettings, run: RunDir,

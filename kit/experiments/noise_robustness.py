@@ -229,8 +229,9 @@ def plot_accuracy_vs_snr(path: Path, snrs: list[float | None], results: dict[str
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from kit.report.plots import save_figure
+
+    save_figure(fig, path, dpi=110)
 
 
 def run_noise_robustness(

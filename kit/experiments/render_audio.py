@@ -107,8 +107,9 @@ def plot_feature_pairs(path: Path, coreset: Coreset, rendered: RenderResult, n_e
         axes[row, 2].set_title(f"Griffin-Lim audio (r = {corr:.3f})", fontsize=8)
         axes[row, 2].set_xlabel("s", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from kit.report.plots import save_figure
+
+    save_figure(fig, path, dpi=110)
     return chosen
 
 

@@ -1,6 +1,6 @@
 """Training: config, feature-map augmentation, the seeded loop, evaluation over seeds, run folders."""
 from .augment import augment_batch
-from .config import FULL_BATCH_UP_TO, LARGE_SET_BATCH, TrainConfig, coreset_batch, resolve_device
+from .config import TrainConfig, resolve_device
 from .evaluate import evaluate, predict_logits, train_eval_seeds
 from .loop import torch_threads, train_model
 from .runs import write_run
