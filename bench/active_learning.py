@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coreset", action="append", default=[], help="coreset file to re-score as a row")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--run-dir", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "active_learning.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results JSON (default bench/results/active_learning.json, active_learning_<dataset>.json "
+                             "for other datasets)")
     args = parser.parse_args(argv)
 
     from kit.commands.al import _floats, _ints, _methods
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"title": spec["title"], "machine": machine_info(), "settings": settings.to_dict(), "dataset": loader,
             "load_start": load_start, "load_end": _load(), "wall_s": time.time() - started,
             "run_dir": str(run_dir), "command": "python -m bench.active_learning " + " ".join(argv or [])}
-    out: Path = args.out
+    out: Path = args.out or RESULTS_DIR / ("active_learning.json" if args.dataset == "fsdd"
+                                           else f"active_learning_{args.dataset}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     from kit.experiments import to_jsonable
 

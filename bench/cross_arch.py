@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run_cross_arch(fs, loader, settings, run, progress=True)
     results = load_results(run_path)
     machine = machine_info()
-    stem = out_dir / "cross_arch"
+    stem = out_dir / ("cross_arch" if args.dataset == "fsdd" else f"cross_arch_{args.dataset}")
     payload = {"benchmark": "cross_arch", "dataset": args.dataset, "title": spec["title"], "config": config,
                "machine": machine, "wall_s": round(time.time() - started, 1), "run_dir": str(run_path),
                "matrix": result["matrix"], "distill": result["distill"], "headline": result["headline"],

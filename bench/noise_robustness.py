@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.render import DEFAULT_DATA_DIR, DEFAULT_WORK, RESULTS_DIR, count_cells, ensure_coreset, write_results
+from bench.render import (DEFAULT_DATA_DIR, RESULTS_DIR, add_dataset_options, count_cells, prepared_coreset, results_stem,
+                          work_folder, write_results)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-samples", type=int, default=None, help="clips seen per training run (default 16000)")
     parser.add_argument("--test-limit", type=int, default=None, help="test clips per class (default all; quick 10)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="coreset and run folder (shared with bench.render)")
+    add_dataset_options(parser)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="discard a previous run folder with other settings")
@@ -46,9 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     started, load_before = time.time(), os.getloadavg()
-    work = args.work.with_name(args.work.name + "-quick") if args.quick else args.work
-    coreset_path = args.coreset or ensure_coreset(work / f"fsdd_{args.method}{args.ipc}.kit", data_dir=args.data_dir,
-                                                  method=args.method, ipc=args.ipc, budget_s=args.budget, seed=args.seed)
+    work = work_folder(args)
+    coreset_path = prepared_coreset(args, work)
     changes: dict[str, Any] = {"snrs": tuple(parse_snrs(args.snrs)), "seed": args.seed}
     if args.iterations is not None:
         changes["n_iter"] = args.iterations
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     cells_before = 0 if args.overwrite else count_cells(work / "noise")
     run = run_noise_robustness(Coreset.load(coreset_path), work / "noise", settings, coreset_path=str(coreset_path),
                                data_dir=args.data_dir, overwrite=args.overwrite)
-    stem = "noise_robustness_quick" if args.quick else "noise_robustness"
+    stem = results_stem("noise_robustness", args)
     path = write_results(run.path, stem, args.results_dir, args, started, load_before, cells_before)
     print(json.dumps(run.headline, indent=1))
     print(f"wrote {path} and .md/.png", file=sys.stderr)

@@ -19,14 +19,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.distill import DATASETS
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA_DIR = os.environ.get("KIT_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_render"
+DATASET_CHOICES = ("fsdd", "kws10")
 
 
 def ensure_coreset(path: Path, *, data_dir: str, method: str, ipc: int, budget_s: float, seed: int,
-                   limit_per_class: int | None = None) -> Path:
-    """The benchmark's FSDD coreset: made once with the kit's pipeline (as ``kit distill``), then reused."""
+                   limit_per_class: int | None = None, dataset: str = "fsdd") -> Path:
+    """The benchmark's coreset of ``dataset`` (a bench.distill dataset key): made once with the kit's
+    pipeline (as ``kit distill``), then reused."""
     from deploy.runtime.coreset import Coreset
     from kit.pipeline import distill_coreset, load_training_set
 
@@ -34,13 +38,44 @@ def ensure_coreset(path: Path, *, data_dir: str, method: str, ipc: int, budget_s
         coreset = Coreset.load(path)
         if coreset.method == method and coreset.ipc == ipc and coreset.seed == seed:
             return path
-    fs, loader = load_training_set("fsdd", data_dir, limit_per_class=limit_per_class, progress=True)
+    spec = DATASETS[dataset]
+    fs, loader = load_training_set(spec["dataset"], data_dir, split=spec.get("split", "official"),
+                                   task=spec.get("task", "kws10"), test_fold=spec.get("test_fold", 5),
+                                   limit_per_class=limit_per_class, progress=True)
     params: dict[str, Any] = {"time_budget_s": budget_s, "progress": True} if method in ("dm", "dc", "dsa", "rfad", "mtt") else {}
     coreset, _, summary = distill_coreset(fs, loader, method, ipc, seed=seed, **params)
     path.parent.mkdir(parents=True, exist_ok=True)
     coreset.save(path)
     print(f"distilled {path} ({method}, {ipc}/class) in {summary.get('fit_time_s')} s", file=sys.stderr)
     return path
+
+
+def add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    """``--dataset`` and ``--work`` as bench.render and bench.noise_robustness share them."""
+    parser.add_argument("--dataset", choices=DATASET_CHOICES, default="fsdd",
+                        help="benchmark dataset of the made coreset (fsdd official split or Speech Commands kws10)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="coreset and run folder (default runs/bench_render, runs/bench_render_<dataset> "
+                             "for other datasets; shared by bench.render and bench.noise_robustness)")
+
+
+def work_folder(args: argparse.Namespace) -> Path:
+    """The run folder: ``--work`` or the dataset's default, with ``-quick`` for the tests' setting."""
+    work = args.work or (DEFAULT_WORK if args.dataset == "fsdd" else DEFAULT_WORK.with_name(f"{DEFAULT_WORK.name}_{args.dataset}"))
+    return work.with_name(work.name + "-quick") if args.quick else work
+
+
+def prepared_coreset(args: argparse.Namespace, work: Path) -> Path:
+    """``--coreset`` or the benchmark's own coreset of ``--dataset`` (made once under ``work``)."""
+    if args.coreset:
+        return args.coreset
+    return ensure_coreset(work / f"{args.dataset}_{args.method}{args.ipc}.kit", data_dir=args.data_dir, method=args.method,
+                          ipc=args.ipc, budget_s=args.budget, seed=args.seed, dataset=args.dataset)
+
+
+def results_stem(name: str, args: argparse.Namespace) -> str:
+    """``render``, ``render_kws10``, ``render_quick``: one results file per dataset and setting."""
+    return name + ("" if args.dataset == "fsdd" else f"_{args.dataset}") + ("_quick" if args.quick else "")
 
 
 def markdown(results: dict[str, Any], png_name: str | None, meta: dict[str, Any]) -> str:
@@ -111,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=int, default=None, help="Griffin-Lim iterations (default 64, quick 16)")
     parser.add_argument("--seeds", default=None, help="training seeds (default 0,1,2; quick 0)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="coreset and run folder")
+    add_dataset_options(parser)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="discard a previous run folder with other settings")
@@ -125,9 +160,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     started, load_before = time.time(), os.getloadavg()
-    work = args.work.with_name(args.work.name + "-quick") if args.quick else args.work
-    coreset_path = args.coreset or ensure_coreset(work / f"fsdd_{args.method}{args.ipc}.kit", data_dir=args.data_dir,
-                                                  method=args.method, ipc=args.ipc, budget_s=args.budget, seed=args.seed)
+    work = work_folder(args)
+    coreset_path = prepared_coreset(args, work)
     settings = RenderSettings.quick() if args.quick else RenderSettings()
     changes: dict[str, Any] = {"seed": args.seed, "evaluate": True}
     if args.iterations is not None:
@@ -138,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     cells_before = 0 if args.overwrite else count_cells(work / "render")
     run = run_render(Coreset.load(coreset_path), work / "render", settings, coreset_path=str(coreset_path),
                      data_dir=args.data_dir, overwrite=args.overwrite)
-    stem = "render_quick" if args.quick else "render"
+    stem = results_stem("render", args)
     path = write_results(run.path, stem, args.results_dir, args, started, load_before, cells_before)
     print(json.dumps(run.headline, indent=1))
     print(f"wrote {path} and .md/.png", file=sys.stderr)
