@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="the tests' small setting (2/class, 30 clips per class)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
-    parser.add_argument("--run-dir", default=None, help="resumable run folder (default <out-dir>/cross_arch_<dataset>; "
+    parser.add_argument("--run-dir", default=None, help="resumable run folder (default runs/bench-cross_arch-<dataset>; "
                         "a kit xarch folder with the same settings is resumed as it is)")
     args = parser.parse_args(argv)
 
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         limit = None
     settings.check()
     out_dir = Path(args.out_dir)
-    run_path = Path(args.run_dir) if args.run_dir else out_dir / f"cross_arch_{args.dataset}{'_quick' if args.quick else ''}"
+    run_path = (Path(args.run_dir) if args.run_dir
+                else Path("runs") / f"bench-cross_arch-{args.dataset}{'-quick' if args.quick else ''}")
     data = loader_options(spec["dataset"], args.data_dir, split=spec.get("split", "official"), task=spec.get("task", "kws10"),
                           limit_per_class=limit)
     config = run_config(settings, data, args.quick)

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -26,11 +27,18 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA_DIR = os.environ.get("KIT_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
+def dataset_label(settings: dict) -> str:
+    """``fsdd (official split)``; Speech Commands runs the kws10 task on its speaker-disjoint lists."""
+    if settings["dataset"] == "speech_commands":
+        return f"speech_commands {settings.get('task', 'kws10')} (speaker-disjoint official lists)"
+    return f"{settings['dataset']} ({settings['split']} split)"
+
+
 def markdown(result: dict, settings: dict, machine: dict, load: str) -> str:
     """The rank-agreement table plus the setting and machine it was measured with."""
     lines = [
         "# NAS proxy (DDFAD §5.2)\n",
-        f"Dataset {settings['dataset']} ({settings['split']} split), {len(result['variants'])} ConvNet variants "
+        f"Dataset {dataset_label(settings)}, {len(result['variants'])} ConvNet variants "
         f"({settings['grid']} grid), coreset proxies of {settings['ipc']} clips per class "
         f"(distilled: {settings['distill']}), {settings['proxy_samples']} clips seen per proxy training, "
         f"{settings['early_samples']} for the early-stopped full data (batch {settings['batch_size']} for both), "
@@ -38,6 +46,7 @@ def markdown(result: dict, settings: dict, machine: dict, load: str) -> str:
         f"({settings['seed']}) per cell.\n",
         f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, torch {machine.get('torch')}; load average "
         f"at the start: {load}. Times are train + evaluate, summed over the variants, one thread.\n",
+        *([f"Command: `{settings['command']}`\n"] if settings.get("command") else []),
         "Ground-truth accuracy ranges over the grid from "
         f"{100 * min(result['accuracy']['full data (ground truth)']):.1f} to "
         f"{100 * max(result['accuracy']['full data (ground truth)']):.1f} %; per-variant figures are in the JSON.\n",
@@ -104,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     result = run_nas_proxy(fs, loader, settings, run, progress=not args.no_progress)
     machine = machine_info()
     record = {
-        "settings": {**settings.to_dict(), "dataset": args.dataset, "split": args.split, "limit_per_class": limit,
+        "settings": {**settings.to_dict(), "dataset": args.dataset, "split": args.split, "task": "kws10",
+                     "limit_per_class": limit, "command": " ".join(["python -m bench.nas_proxy", *(argv if argv is not None else sys.argv[1:])]),
                      "distill": args.coreset or (f"{settings.distill_method}, {settings.distill_steps} steps"
                                                  if settings.distill_steps else f"{settings.distill_method}, "
                                                  f"{settings.distill_time_budget_s:.0f} s budget")},

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     run = run_noise_robustness(Coreset.load(coreset_path), work / "noise", settings, coreset_path=str(coreset_path),
                                data_dir=args.data_dir, overwrite=args.overwrite)
     stem = results_stem("noise_robustness", args)
-    path = write_results(run.path, stem, args.results_dir, args, started, load_before, cells_before)
+    path = write_results(run.path, stem, args.results_dir, args, started, load_before, cells_before,
+                         module="noise_robustness")
     print(json.dumps(run.headline, indent=1))
     print(f"wrote {path} and .md/.png", file=sys.stderr)
     return 0

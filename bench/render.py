@@ -106,7 +106,7 @@ def count_cells(run_path: Path) -> int:
 
 
 def write_results(run_path: Path, stem: str, results_dir: Path, args: argparse.Namespace, started: float,
-                  load_before: tuple[float, ...], cells_before: int = 0) -> Path:
+                  load_before: tuple[float, ...], cells_before: int = 0, module: str = "render") -> Path:
     """bench/results/<stem>.json (run results + config + machine), .md and .png (the run's first figure)."""
     from bench.machine import machine_info
     from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
@@ -122,7 +122,7 @@ def write_results(run_path: Path, stem: str, results_dir: Path, args: argparse.N
         # cell (whenever it ran) is summed here too
         "cells_resumed": cells_before, "n_cells": len(cells),
         "train_seconds_total": round(sum(c.get("train_seconds", 0.0) for c in cells.values() if isinstance(c, dict)), 1),
-        "seed": args.seed, "command": " ".join(["python", "-m", f"bench.{stem}", *sys.argv[1:]]),
+        "seed": args.seed, "command": " ".join(["python", "-m", f"bench.{module}", *sys.argv[1:]]),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "run_dir": str(run_path),
     }
     results_dir.mkdir(parents=True, exist_ok=True)

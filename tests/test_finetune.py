@@ -190,6 +190,7 @@ def added(fsdd_base, bundle_path) -> dict:
         "base": base,
         "replay": finetune.add_keyword(base, "8", clips, seed=0),
         "no_replay": finetune.add_keyword(base, "8", clips, seed=0, replay=False),
+        "weighted": finetune.add_keyword(base, "8", clips, seed=0, new_weight=3.0),
         "test_clips": held_out_clips(ds, "8"),
     }
 
@@ -211,6 +212,32 @@ def test_add_keyword_learns_the_new_digit_and_keeps_old_classes_with_replay(fsdd
     assert entry["replay"] and entry["n_replay"] == len(base.replay_labels) and entry["seconds"] < 10
     # the 10 clips were remembered as replay for later fine-tunes
     assert len(new.replay_labels) == len(base.replay_labels) + 10 and (new.replay_labels == 8).sum() == 10
+
+
+def test_few_shot_weight_rule() -> None:
+    """25 / clips, capped by what the replay memory can hold (replay per class / 10), never below 1."""
+    assert finetune.few_shot_weight(5, 50) == 5.0 and finetune.few_shot_weight(10, 50) == 2.5
+    assert finetune.few_shot_weight(5, 30) == 3.0 and finetune.few_shot_weight(5, 10) == 1.0
+    assert finetune.few_shot_weight(50, 100) == 1.0 and finetune.few_shot_weight(0, 50) == 1.0
+
+
+def test_few_clip_keyword_weight_is_recorded_and_moves_the_head(added) -> None:
+    """The fixture's 10-per-class replay keeps plain balance (1x, recorded in the history); an
+    explicit weight makes the head surer of the new word on held-out clips."""
+    new, weighted = added["replay"], added["weighted"]
+    k = str(len(added["base"].classes))
+    assert new.history[-1]["new_weight"] == {k: 1.0} and weighted.history[-1]["new_weight"] == {k: 3.0}
+    classifier = BundleClassifier(new)
+    x = np.stack([classifier.features(*read_wav(p)) for p in added["test_clips"]])
+
+    def mean_probability(bundle: Bundle) -> float:
+        logits = BundleClassifier(bundle).logits(x)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return float(np.mean(p[:, -1] / p.sum(axis=1)))
+
+    assert mean_probability(weighted) > mean_probability(new) + 0.01
+    with pytest.raises(KitError, match="--new-weight must be positive"):
+        finetune.add_keyword(added["base"], "9", added["test_clips"][:3], new_weight=0.0)
 
 
 def test_second_keyword_still_remembers_the_first(fsdd_base, added, tmp_path) -> None:

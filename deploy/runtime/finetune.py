@@ -38,7 +38,7 @@ import numpy as np
 from .artifact import atomic_write_bytes
 from .bundle import Bundle, BundleClassifier
 from .errors import KitError
-from .head import HEADS, make_head
+from .head import HEADS, balanced_weights, make_head
 from .wavio import read_wav
 
 #: A clip shorter than this cannot hold a spoken word (Speech Commands words last 0.4-1 s).
@@ -49,6 +49,11 @@ SILENT_PEAK = 1e-4
 #: chosen by measurement in bench/finetune.py (see bench/results/finetune.md).
 DEFAULT_L2 = 1.0
 DEFAULT_L2_NEW = 3e-2
+#: A class known only from the user's few clips is weighted up against the old classes, after
+#: class balancing (see ``few_shot_weight``); measured in bench/finetune.py.
+FEW_SHOT_CLIPS = 25.0
+#: Replay samples per old class that hold their ground against one unit of extra weight.
+REPLAY_PER_UNIT_WEIGHT = 10.0
 #: Circular time shifts (frames) applied to the new clips (see ``time_shifts``).
 DEFAULT_SHIFTS = (-16, -8, 0, 8, 16)
 BACKUP_SUFFIX = ".bak"
@@ -148,6 +153,24 @@ def time_shifts(x: np.ndarray, shifts: Sequence[int]) -> tuple[np.ndarray, np.nd
     return np.concatenate([x, *(np.roll(x, s, axis=-1) for s in moved)]), weights
 
 
+def few_shot_weight(n_clips: int, replay_per_class: float) -> float:
+    """Weight of a class learnt from ``n_clips`` user clips relative to an old class, when the old
+    classes have ``replay_per_class`` replay samples each: ``25 / n_clips``, at most
+    ``replay_per_class / 10``, at least 1.
+
+    Why: class-balanced, a 5-clip word is outvoted near every old class it resembles (mostly
+    ``_unknown_``) and most of its held-out clips land there; more clips cover the word better
+    and need less help. Each unit of extra weight also takes old clips for the new word, which
+    only a larger replay memory keeps down. Measured in bench/finetune.py on Speech Commands:
+    with 50 replay samples per class, 5 clips at 5x reached 83 % on the word for a 2.2-point
+    old-class drop (1x: 55 %, 0.4 points); with 10 per class, 2x already cost 3.2 points, so
+    small memories keep plain balance.
+    """
+    if n_clips < 1:
+        return 1.0
+    return float(max(1.0, min(FEW_SHOT_CLIPS / n_clips, replay_per_class / REPLAY_PER_UNIT_WEIGHT)))
+
+
 def _replay(bundle: Bundle, replay: bool) -> tuple[np.ndarray, np.ndarray]:
     if not replay:
         return np.zeros((0, *bundle.feature_config.shape), np.float32), np.zeros(0, np.int64)
@@ -178,17 +201,26 @@ def fit_head(
     l2_new: float,
     shifts: Sequence[int],
     class_weight: str = "balanced",
+    new_weight: float | None = None,
 ):
     """Embed the (time-shifted) new clips and the replay memory, fit the head warm-started from the
     bundle's; returns (fitted head, info dict for the history entry).
 
     Replay samples of classes that an earlier fine-tune added are the user's own clips of that
     word; they get the same time shifts as new clips, so a second fine-tune trains that class on
-    what the first one did instead of on fewer, unshifted examples.
+    what the first one did instead of on fewer, unshifted examples. Those classes and the ones
+    this fine-tune appends are the few-shot classes that ``new_weight`` scales (after class
+    balancing, which is done here so the scaling is not balanced away); ``None`` scales each by
+    ``few_shot_weight`` of its clips and the old classes' replay size.
     """
     if head not in HEADS:
         raise KitError(f"--head: unknown head '{head}' (choose from {', '.join(HEADS)})")
+    if new_weight is not None and not new_weight > 0:
+        raise KitError(f"--new-weight must be positive, got {new_weight}")
+    if class_weight not in ("balanced", "none"):
+        raise KitError(f"class_weight must be 'balanced' or 'none', not '{class_weight}'")
     x_old, y_old = _replay(bundle, replay)
+    few_shot = sorted({*learnt_on_device(bundle), *range(len(bundle.classes), n_classes)})
     user = np.isin(y_old, learnt_on_device(bundle))
     x_src = np.concatenate([x_new, x_old[user]])
     y_src = np.concatenate([y_new, y_old[user]])
@@ -197,18 +229,29 @@ def fit_head(
     y_aug = np.tile(y_src, len(x_aug) // len(x_src))
     z_old = classifier.embed(x_old) if len(x_old) else np.zeros((0, bundle.embedding_dim), np.float32)
     z_aug = classifier.embed(x_aug)
-    params: dict = {"class_weight": class_weight, "n_classes": n_classes, "seed": seed,
+    params: dict = {"class_weight": "none", "n_classes": n_classes, "seed": seed,
                     "warm_start": (np.asarray(bundle.head_weight), np.asarray(bundle.head_bias))}
     if head == "softmax":  # the MLP keeps its own weight decay: l2 / l2_new are pulls towards the old head
         params.update(l2=l2, l2_new=l2_new)
+    y_all = np.concatenate([y_old, y_aug])
     weights = np.concatenate([np.ones(len(z_old)), w_aug])
+    if class_weight == "balanced":
+        weights = weights * balanced_weights(y_all, n_classes, weights)
+    clips_of = np.bincount(y_src, minlength=n_classes)
+    replay_per_class = float(np.median(np.bincount(y_old))) if len(y_old) else 0.0
+    scale = {c: float(new_weight) if new_weight is not None else few_shot_weight(int(clips_of[c]), replay_per_class)
+             for c in few_shot}
+    for c, factor in scale.items():
+        weights[y_all == c] *= factor
     with one_blas_thread():
-        model = make_head(head, **params).fit(np.concatenate([z_old, z_aug]), np.concatenate([y_old, y_aug]), sample_weight=weights)
+        model = make_head(head, **params).fit(np.concatenate([z_old, z_aug]), y_all, sample_weight=weights)
     z_replay = np.concatenate([z_old, z_aug[len(x_new): len(x_src)]])
     y_replay = np.concatenate([y_old, y_src[len(x_new):]])
     info = {
         "replay": bool(replay),
         "n_replay": int(len(z_replay)),
+        "class_weight": class_weight,
+        "new_weight": {str(c): round(factor, 4) for c, factor in scale.items()},
         "shifts": [int(s) for s in shifts],
         "train_accuracy_clips": float(np.mean(model.predict(z_aug[: len(x_new)]) == y_new)),
         "train_accuracy_replay": float(np.mean(model.predict(z_replay) == y_replay)) if len(z_replay) else None,
@@ -254,6 +297,7 @@ def add_keyword(
     l2: float = DEFAULT_L2,
     l2_new: float = DEFAULT_L2_NEW,
     shifts: Sequence[int] = DEFAULT_SHIFTS,
+    new_weight: float | None = None,
     model_name: str | None = None,
     threads: int = 1,
 ) -> Bundle:
@@ -276,7 +320,7 @@ def add_keyword(
     k = len(bundle.classes)
     y_new = np.full(len(x_new), k, np.int64)
     model, info = fit_head(bundle, classifier, x_new, y_new, k + 1, replay=replay, head=head, seed=seed,
-                           l2=l2, l2_new=l2_new, shifts=shifts)
+                           l2=l2, l2_new=l2_new, shifts=shifts, new_weight=new_weight)
     weight, bias = model.coef_, model.intercept_
     replay_x = replay_y = None
     added = 0
@@ -301,6 +345,7 @@ def personalize(
     l2: float = DEFAULT_L2,
     l2_new: float = DEFAULT_L2_NEW,
     shifts: Sequence[int] = DEFAULT_SHIFTS,
+    new_weight: float | None = None,
     model_name: str | None = None,
     threads: int = 1,
 ) -> Bundle:
@@ -319,7 +364,7 @@ def personalize(
     x_new = np.stack([clip_features(classifier, p, require_sound=label not in ignore) for p, label in zip(paths, labels)])
     y_new = np.array([classes.index(label) for label in labels], dtype=np.int64)
     model, info = fit_head(bundle, classifier, x_new, y_new, len(classes), replay=replay, head=head, seed=seed,
-                           l2=l2, l2_new=l2_new, shifts=shifts)
+                           l2=l2, l2_new=l2_new, shifts=shifts, new_weight=new_weight)
     weight, bias = model.coef_, model.intercept_
     replay_x = replay_y = None
     if remember:
@@ -369,6 +414,10 @@ def build_parser(prog: str = "finetune") -> argparse.ArgumentParser:
     parser.add_argument("--l2", type=float, default=DEFAULT_L2,
                         help=f"pull of the old classes towards the current head (default {DEFAULT_L2})")
     parser.add_argument("--l2-new", type=float, default=DEFAULT_L2_NEW, help=f"weight decay of a new class (default {DEFAULT_L2_NEW})")
+    parser.add_argument("--new-weight", type=float, default=None,
+                        help=f"weight of a keyword learnt from your clips relative to an old class (default {FEW_SHOT_CLIPS:g} / "
+                             "its clips, at most the replay samples per old class / 10, at least 1; lower it if old "
+                             "words start being taken for the new one)")
     parser.add_argument("--no-shift", action="store_true", help="do not augment the clips with time shifts")
     parser.add_argument("--remember", action=argparse.BooleanOptionalAction, default=None,
                         help="add the clips to the replay memory (default: yes for --add-keyword, no for --personalize)")
@@ -383,7 +432,7 @@ def run(args: argparse.Namespace) -> tuple[Bundle, Bundle, Path, Path | None]:
     if args.threads < 1:
         raise KitError(f"--threads must be at least 1, got {args.threads}")
     common = {"replay": not args.no_replay, "head": args.head, "seed": args.seed, "l2": args.l2, "l2_new": args.l2_new,
-              "shifts": () if args.no_shift else DEFAULT_SHIFTS, "model_name": args.model, "threads": args.threads}
+              "shifts": () if args.no_shift else DEFAULT_SHIFTS, "new_weight": args.new_weight, "model_name": args.model, "threads": args.threads}
     if args.remember is not None:
         common["remember"] = args.remember
     if args.add_keyword is not None:
