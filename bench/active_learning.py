@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.distill import DATASETS, DEFAULT_DATA_DIR, RESULTS_DIR
+from bench.distill import DATASETS, DEFAULT_DATA_DIR, RESULTS_DIR, results_stem
 
 #: benchmark dataset name -> the distill-benchmark dataset whose coreset cells become extra rows
 DATASET_CHOICES = ("fsdd", "kws10")
@@ -136,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"title": spec["title"], "machine": machine_info(), "settings": settings.to_dict(), "dataset": loader,
             "load_start": load_start, "load_end": _load(), "wall_s": time.time() - started,
             "run_dir": str(run_dir), "command": "python -m bench.active_learning " + " ".join(argv or [])}
-    out: Path = args.out or RESULTS_DIR / ("active_learning.json" if args.dataset == "fsdd"
-                                           else f"active_learning_{args.dataset}.json")
+    out: Path = args.out or RESULTS_DIR / f"{results_stem('active_learning', args.dataset)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     from kit.experiments import to_jsonable
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
 
-from .distill import DEFAULT_DATA_DIR, RESULTS_DIR
+from .distill import DEFAULT_DATA_DIR, RESULTS_DIR, results_stem
 from .machine import machine_info
 
 DATASETS: dict[str, dict[str, Any]] = {
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run_cross_arch(fs, loader, settings, run, progress=True)
     results = load_results(run_path)
     machine = machine_info()
-    stem = out_dir / ("cross_arch" if args.dataset == "fsdd" else f"cross_arch_{args.dataset}")
+    stem = out_dir / results_stem("cross_arch", args.dataset)
     payload = {"benchmark": "cross_arch", "dataset": args.dataset, "title": spec["title"], "config": config,
                "machine": machine, "wall_s": round(time.time() - started, 1), "run_dir": str(run_path),
                "matrix": result["matrix"], "distill": result["distill"], "headline": result["headline"],

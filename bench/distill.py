@@ -43,6 +43,12 @@ DATASETS: dict[str, dict[str, Any]] = {
               "title": "Speech Commands kws10, speaker split"},
     "esc10": {"dataset": "esc10", "test_fold": 5, "ipcs": (1, 5, 10), "title": "ESC-10, fold 5 test"},
 }
+def results_stem(name: str, dataset: str, quick: bool = False) -> str:
+    """One results file per benchmark, dataset and setting: ``render`` (FSDD, the default dataset),
+    ``render_kws10``, ``render_kws10_quick``; so a run on another dataset never overwrites FSDD's."""
+    return name + ("" if dataset == "fsdd" else f"_{dataset}") + ("_quick" if quick else "")
+
+
 QUICK_IPC = {"fsdd": 10, "fsdd-speaker": 10, "kws10": 10, "esc10": 5}
 #: the full-training-data rows keep the batch they were measured with (234 steps of 256 in 60 000 samples)
 FULL_DATA_BATCH = 256

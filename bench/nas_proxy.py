@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     result = run_nas_proxy(fs, loader, settings, run, progress=not args.no_progress)
     machine = machine_info()
     record = {
-        "settings": {**settings.to_dict(), "dataset": args.dataset, "split": args.split, "task": "kws10",
+        "settings": {**settings.to_dict(), "dataset": args.dataset, "split": args.split,
+                     "task": "kws10" if args.dataset == "speech_commands" else None,
                      "limit_per_class": limit, "command": " ".join(["python -m bench.nas_proxy", *(argv if argv is not None else sys.argv[1:])]),
                      "distill": args.coreset or (f"{settings.distill_method}, {settings.distill_steps} steps"
                                                  if settings.distill_steps else f"{settings.distill_method}, "

@@ -13,30 +13,18 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from bench.render import (DEFAULT_DATA_DIR, RESULTS_DIR, add_dataset_options, count_cells, prepared_coreset, results_stem,
-                          work_folder, write_results)
+from bench.distill import results_stem
+from bench.render import add_shared_options, count_cells, prepared_coreset, work_folder, write_results
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.noise_robustness", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the tests' small setting")
-    parser.add_argument("--coreset", type=Path, default=None, help="use this coreset instead of the benchmark's FSDD one")
-    parser.add_argument("--method", default="dm", help="method of the benchmark coreset (default dm)")
-    parser.add_argument("--ipc", type=int, default=10, help="clips per class of the benchmark coreset")
-    parser.add_argument("--budget", type=float, default=60.0, help="distillation time budget, s")
+    add_shared_options(parser, subject="use")
     parser.add_argument("--snrs", default="clean,30,20,10,5,0", help="SNRs in dB ('clean' = no noise)")
-    parser.add_argument("--iterations", type=int, default=None, help="Griffin-Lim iterations (default 64, quick 16)")
-    parser.add_argument("--seeds", default=None, help="training seeds (default 0,1,2; quick 0)")
     parser.add_argument("--max-samples", type=int, default=None, help="clips seen per training run (default 16000)")
     parser.add_argument("--test-limit", type=int, default=None, help="test clips per class (default all; quick 10)")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    add_dataset_options(parser)
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true", help="discard a previous run folder with other settings")
     return parser
 
 
@@ -62,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     cells_before = 0 if args.overwrite else count_cells(work / "noise")
     run = run_noise_robustness(Coreset.load(coreset_path), work / "noise", settings, coreset_path=str(coreset_path),
                                data_dir=args.data_dir, overwrite=args.overwrite)
-    stem = results_stem("noise_robustness", args)
+    stem = results_stem("noise_robustness", args.dataset, args.quick)
     path = write_results(run.path, stem, args.results_dir, args, started, load_before, cells_before,
                          module="noise_robustness")
     print(json.dumps(run.headline, indent=1))

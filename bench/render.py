@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.distill import DATASETS
+from bench.distill import DATASETS, results_stem
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA_DIR = os.environ.get("KIT_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -50,13 +50,25 @@ def ensure_coreset(path: Path, *, data_dir: str, method: str, ipc: int, budget_s
     return path
 
 
-def add_dataset_options(parser: argparse.ArgumentParser) -> None:
-    """``--dataset`` and ``--work`` as bench.render and bench.noise_robustness share them."""
+def add_shared_options(parser: argparse.ArgumentParser, *, subject: str) -> None:
+    """The options bench.render and bench.noise_robustness share: the coreset (given or made once
+    per dataset), the run folder, results and seeds. ``subject`` says what the coreset is used for."""
+    parser.add_argument("--quick", action="store_true", help="the tests' small setting (seconds to a minute)")
+    parser.add_argument("--coreset", type=Path, default=None, help=f"{subject} this coreset instead of the benchmark's own")
+    parser.add_argument("--method", default="dm", help="method of the benchmark coreset (default dm)")
+    parser.add_argument("--ipc", type=int, default=10, help="clips per class of the benchmark coreset")
+    parser.add_argument("--budget", type=float, default=60.0, help="distillation time budget, s")
+    parser.add_argument("--iterations", type=int, default=None, help="Griffin-Lim iterations (default 64, quick 16)")
+    parser.add_argument("--seeds", default=None, help="training seeds (default 0,1,2; quick 0)")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--dataset", choices=DATASET_CHOICES, default="fsdd",
                         help="benchmark dataset of the made coreset (fsdd official split or Speech Commands kws10)")
     parser.add_argument("--work", type=Path, default=None,
                         help="coreset and run folder (default runs/bench_render, runs/bench_render_<dataset> "
                              "for other datasets; shared by bench.render and bench.noise_robustness)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="discard a previous run folder with other settings")
 
 
 def work_folder(args: argparse.Namespace) -> Path:
@@ -71,11 +83,6 @@ def prepared_coreset(args: argparse.Namespace, work: Path) -> Path:
         return args.coreset
     return ensure_coreset(work / f"{args.dataset}_{args.method}{args.ipc}.kit", data_dir=args.data_dir, method=args.method,
                           ipc=args.ipc, budget_s=args.budget, seed=args.seed, dataset=args.dataset)
-
-
-def results_stem(name: str, args: argparse.Namespace) -> str:
-    """``render``, ``render_kws10``, ``render_quick``: one results file per dataset and setting."""
-    return name + ("" if args.dataset == "fsdd" else f"_{args.dataset}") + ("_quick" if args.quick else "")
 
 
 def markdown(results: dict[str, Any], png_name: str | None, meta: dict[str, Any]) -> str:
@@ -138,18 +145,7 @@ def write_results(run_path: Path, stem: str, results_dir: Path, args: argparse.N
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.render", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the tests' small setting (seconds to a minute)")
-    parser.add_argument("--coreset", type=Path, default=None, help="render this coreset instead of the benchmark's FSDD one")
-    parser.add_argument("--method", default="dm", help="method of the benchmark coreset (default dm)")
-    parser.add_argument("--ipc", type=int, default=10, help="clips per class of the benchmark coreset")
-    parser.add_argument("--budget", type=float, default=60.0, help="distillation time budget, s")
-    parser.add_argument("--iterations", type=int, default=None, help="Griffin-Lim iterations (default 64, quick 16)")
-    parser.add_argument("--seeds", default=None, help="training seeds (default 0,1,2; quick 0)")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    add_dataset_options(parser)
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true", help="discard a previous run folder with other settings")
+    add_shared_options(parser, subject="render")
     return parser
 
 
@@ -172,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     cells_before = 0 if args.overwrite else count_cells(work / "render")
     run = run_render(Coreset.load(coreset_path), work / "render", settings, coreset_path=str(coreset_path),
                      data_dir=args.data_dir, overwrite=args.overwrite)
-    stem = results_stem("render", args)
+    stem = results_stem("render", args.dataset, args.quick)
     path = write_results(run.path, stem, args.results_dir, args, started, load_before, cells_before)
     print(json.dumps(run.headline, indent=1))
     print(f"wrote {path} and .md/.png", file=sys.stderr)

@@ -83,13 +83,16 @@ def test_every_benchmark_explains_its_options(name: str, capsys: pytest.CaptureF
 
 def test_render_and_noise_benchmarks_keep_one_folder_and_results_file_per_dataset() -> None:
     """kws10 runs must not resume the FSDD run folder nor overwrite FSDD's results files."""
-    from bench.render import DEFAULT_WORK, build_parser, results_stem, work_folder
+    from bench.distill import results_stem
+    from bench.render import DEFAULT_WORK, build_parser, work_folder
 
     fsdd = build_parser().parse_args([])
     kws = build_parser().parse_args(["--dataset", "kws10"])
     quick_kws = build_parser().parse_args(["--dataset", "kws10", "--quick"])
-    assert work_folder(fsdd) == DEFAULT_WORK and results_stem("render", fsdd) == "render"
-    assert work_folder(kws).name == "bench_render_kws10" and results_stem("noise_robustness", kws) == "noise_robustness_kws10"
-    assert work_folder(quick_kws).name == "bench_render_kws10-quick" and results_stem("render", quick_kws) == "render_kws10_quick"
+    assert work_folder(fsdd) == DEFAULT_WORK and results_stem("render", fsdd.dataset) == "render"
+    assert work_folder(kws).name == "bench_render_kws10" and results_stem("noise_robustness", kws.dataset) == "noise_robustness_kws10"
+    assert work_folder(quick_kws).name == "bench_render_kws10-quick"
+    assert results_stem("render", quick_kws.dataset, quick_kws.quick) == "render_kws10_quick"
+    assert results_stem("active_learning", "fsdd", True) == "active_learning_quick"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--dataset", "esc50"])
