@@ -293,7 +293,7 @@ def _pm(entry: dict) -> str:
     return f"{entry['mean']:.1f} ± {entry['std']:.1f}"
 
 
-VARIANT_ORDER = list(VARIANTS) + ["unweighted", "l2_new=0.01"]  # the last two: rows of older results files
+VARIANT_ORDER = list(VARIANTS)
 
 
 def _variant_rank(variant: str) -> int:
@@ -364,7 +364,7 @@ def markdown(results: dict) -> str:
     lines += ["", f"## Personalisation ({config['per_class']} clips per keyword of one held-out speaker)\n",
               "| variant | speaker before | speaker after | gain (points) | other speakers before | other speakers after | wall s |",
               "|---|---|---|---|---|---|---|"]
-    for variant, entry in summary["personalize"].items():
+    for variant, entry in sorted(summary["personalize"].items(), key=lambda kv: _variant_rank(kv[0])):
         lines.append(f"| {variant} | {_pm(entry['speaker_before'])} | {_pm(entry['speaker_after'])} | "
                      f"{_pm(entry['speaker_gain_points'])} | {_pm(entry['others_before'])} | {_pm(entry['others_after'])} | "
                      f"{entry['finetune_s']['mean']:.2f} |")
