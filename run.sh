@@ -3,6 +3,7 @@
 # packages (and the system packages it needs when missing: PortAudio, for tests sshd and rsync), then runs what you asked for.
 #
 #   ./run.sh demo [kit demo options]   distil FSDD to 10 per class, train a ConvNet, compare with random
+#                                      (data: ../shared/data or $KIT_DATA_DIR, as for the tests)
 #   ./run.sh test [pytest options]     the test suite (reads ../shared/data or $KIT_DATA_DIR)
 #   ./run.sh bench [bench options]     the distillation benchmark (writes bench/results/)
 #   ./run.sh kit ARGS...               any kit command inside the environment
@@ -62,12 +63,20 @@ ensure_venv() {
   fi
 }
 
+use_shared_data() {
+  # The recordings beside the checkout (../shared/data), as the tests and benchmarks read them,
+  # unless KIT_DATA_DIR already names a folder.
+  if [ -z "${KIT_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
+    KIT_DATA_DIR="$(cd ../shared/data && pwd)"; export KIT_DATA_DIR
+  fi
+}
+
 cmd="${1:-help}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
-  demo)  ensure_system_packages; ensure_venv; exec "$VENV/bin/kit" demo "$@" ;;
+  demo)  ensure_system_packages; ensure_venv; use_shared_data; exec "$VENV/bin/kit" demo "$@" ;;
   test)  ensure_system_packages test; ensure_venv; exec "$VENV/bin/python" -m pytest "$@" ;;
-  bench) ensure_venv; exec "$VENV/bin/python" -m bench "$@" ;;
-  kit)   ensure_venv; exec "$VENV/bin/kit" "$@" ;;
+  bench) ensure_venv; use_shared_data; exec "$VENV/bin/python" -m bench "$@" ;;
+  kit)   ensure_venv; use_shared_data; exec "$VENV/bin/kit" "$@" ;;
   *) sed -n '2,9p' "$0"; exit 1 ;;
 esac
