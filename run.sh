@@ -78,5 +78,5 @@ case "$cmd" in
   test)  ensure_system_packages test; ensure_venv; exec "$VENV/bin/python" -m pytest "$@" ;;
   bench) ensure_venv; use_shared_data; exec "$VENV/bin/python" -m bench "$@" ;;
   kit)   ensure_venv; use_shared_data; exec "$VENV/bin/kit" "$@" ;;
-  *) sed -n '2,10p' "$0"; exit 1 ;;
+  *) sed -n '2,9p' "$0"; exit 1 ;;
 esac
