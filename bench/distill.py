@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 # the training batch rule (``TrainConfig(batch_size=None)``): coresets over FULL_BATCH_UP_TO clips train in minibatches
-from kit.training.config import FULL_BATCH_UP_TO, LARGE_SET_BATCH
+from kit.training.config import FULL_BATCH_UP_TO, LARGE_SET_BATCH, coreset_batch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Benchmarks read the real recordings beside the repository unless KIT_DATA_DIR says otherwise.
@@ -72,6 +72,8 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
 
     fs, loader = load_cell_data(spec)
     train_options = {"max_samples": spec["max_samples"], "threads": 1}
+    if spec.get("train_batch"):
+        train_options["batch_size"] = spec["train_batch"]
     result: dict[str, Any] = {"dataset": spec["dataset"], "method": spec["method"], "ipc": spec["ipc"]}
     if spec["method"] == "full":
         x, y = fs.x_train, fs.y_train
@@ -108,11 +110,59 @@ def _write_json(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, default=str))
 
 
+def merge_cell(path: Path, key: str, cell: dict, machine: dict) -> dict:
+    """Add one finished cell to the results file and return everything in it.
+
+    Why re-read under a lock: two benchmark commands may run side by side on one results file (say,
+    one dataset each); writing back the cells read at start-up would drop the other command's cells.
+    """
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(path.read_text()) if path.exists() else {}
+        results.setdefault("cells", {})[key] = cell
+        results["machine"] = machine
+        results["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        _write_json(path, results)
+    return results
+
+
 def _old_batch(cell: dict) -> bool:
     """A cell of more than FULL_BATCH_UP_TO clips trained at the old fixed batch of 256 (63 steps)."""
     n = cell.get("n_coreset") or (cell["ipc"] or 0) * 10  # every benchmark dataset has 10 classes
     recorded = (cell.get("train_config") or {}).get("batch_size")
     return n > FULL_BATCH_UP_TO and recorded is not None and recorded > LARGE_SET_BATCH
+
+
+def _training_budget(cell: dict) -> str:
+    """How the evaluation networks of a cell were trained: samples seen per model and batch."""
+    config = cell.get("train_config") or {}
+    samples = config.get("max_samples") or (cell.get("settings") or {}).get("max_samples")
+    n_clips = cell.get("n_coreset") or (cell["ipc"] or 0) * 10  # every benchmark dataset has 10 classes
+    batch = config.get("batch_size")
+    batch = min(batch, n_clips) if batch else coreset_batch(n_clips)  # what training actually used
+    text = f"{samples:,} samples".replace(",", " ") if samples else "unrecorded budget"
+    return f"{text} at batch {batch}"
+
+
+def budget_note(cells: list[dict], ipcs: list[int]) -> str:
+    """One line per dataset saying each column's training budget, naming methods where a column mixes budgets.
+
+    Why: a larger budget raises every method at 50/class, so a column is only comparable when its
+    cells share one; the table says so instead of leaving it to the JSON.
+    """
+    parts = []
+    for ipc in ipcs:
+        groups: dict[str, list[str]] = {}
+        for cell in (c for c in cells if c["ipc"] == ipc):
+            groups.setdefault(_training_budget(cell), []).append(cell["method"])
+        if len(groups) == 1:
+            parts.append(f"{ipc}/class {next(iter(groups))}")
+        else:
+            parts.append(f"{ipc}/class " + "; ".join(f"{b} ({', '.join(sorted(m))})" for b, m in groups.items()))
+    return "Evaluation training per model: " + ", ".join(parts) + "."
 
 
 def markdown_table(cells: dict[str, dict], machine: dict) -> str:
@@ -150,6 +200,8 @@ def markdown_table(cells: dict[str, dict], machine: dict) -> str:
             known = [by_ipc[i]["peak_rss_mb"] for i in by_ipc if by_ipc[i].get("peak_rss_mb") is not None]
             rss = f"{max(known):.0f}" if known else "–"
             lines.append(f"| {method} | " + " | ".join(accs) + f" | {times} | {rss} |")
+        if ipcs:
+            lines.append("\n" + budget_note([c for c in cells.values() if c["dataset"] == dataset], ipcs))
     if any(_old_batch(c) for c in cells.values() if c["method"] != "full"):
         lines.append(f"\n† measured before the batch rule (`TrainConfig(batch_size=None)`): trained at batch 256, i.e. 63 optimiser steps "
                      f"on the 16 000-sample budget; coresets of more than {FULL_BATCH_UP_TO} clips now train at batch "
@@ -217,6 +269,7 @@ def build_specs(args: argparse.Namespace, cells: dict[str, dict]) -> list[dict[s
             specs.append({"key": key, "dataset": dataset, "method": method, "ipc": ipc, "seed": args.distill_seed,
                           "seeds": [int(s) for s in args.seeds.split(",")], "max_samples": args.max_samples,
                           "full_max_samples": args.full_max_samples, "time_budget_s": args.time_budget,
+                          "train_batch": args.train_batch,
                           "params": json.loads(args.params) if args.params else {}, "data_dir": args.data_dir})
     # long cells first so the workers finish together
     specs.sort(key=lambda s: (s["method"] != "full", s["method"] not in ITERATIVE, -(s["ipc"] or 0)))
@@ -232,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distill-seed", type=int, default=0)
     parser.add_argument("--no-full", action="store_true", help="skip the full-training-data cells")
     parser.add_argument("--max-samples", type=int, default=16000, help="training budget (samples seen) per model")
+    parser.add_argument("--train-batch", type=int, default=None,
+                        help="training batch of the evaluation network (default: the whole coreset up to "
+                        f"{FULL_BATCH_UP_TO} clips, else {LARGE_SET_BATCH})")
     parser.add_argument("--full-max-samples", type=int, default=60000, help="training budget for full data")
     parser.add_argument("--time-budget", type=float, default=None, help="time budget per distillation (s); "
                         "default: each method's own (about 280 s)")
@@ -274,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(f"cell {spec['key']} failed:\n{proc.stderr[-3000:]}")
         result = json.loads(line[len("CELL-RESULT "):])
         result["wall_s"] = round(time.time() - started, 1)
-        result["settings"] = {k: spec[k] for k in ("seeds", "max_samples", "full_max_samples", "time_budget_s", "params", "seed")}
+        result["settings"] = {k: spec.get(k) for k in ("seeds", "max_samples", "full_max_samples", "train_batch",
+                                                       "time_budget_s", "params", "seed")}
         return result
 
     failures = 0
@@ -291,10 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                     failures += 1
                     console.print(f"[red]{exc}[/]")
                 else:
-                    cells[spec["key"]] = result
-                    results["cells"] = cells
-                    results["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                    _write_json(out, results)
+                    results = merge_cell(out, spec["key"], result, results["machine"])
+                    cells = results["cells"]
                     progress.console.print(f"{spec['key']}: {result['accuracy_mean']:.1f} ± {result['accuracy_std']:.1f} % "
                                            f"(distill {result['distill_s']:.0f} s, {result['peak_rss_mb']:.0f} MB)")
                 progress.advance(task)

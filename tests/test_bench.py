@@ -34,7 +34,8 @@ def test_a_real_cell_and_its_report(data_dir: Path, tmp_path: Path) -> None:
 def test_grid_skips_finished_cells_and_quick_mode(tmp_path: Path) -> None:
     args = argparse.Namespace(methods="random,rfad", datasets="fsdd,esc10", quick=False, ipcs=None, no_full=False,
                               force=False, distill_seed=0, seeds="0,1,2", max_samples=100, full_max_samples=100,
-                              time_budget=None, params=json.dumps({"rfad": {"n_models": 2}}), data_dir=str(tmp_path))
+                              time_budget=None, params=json.dumps({"rfad": {"n_models": 2}}), data_dir=str(tmp_path),
+                              train_batch=None)
     specs = build_specs(args, {cell_key("fsdd", "random", 1): {}})
     keys = {s["key"] for s in specs}
     assert cell_key("fsdd", "random", 1) not in keys and cell_key("fsdd", "rfad", 50) in keys
@@ -64,6 +65,31 @@ def test_large_coresets_train_in_minibatches_and_old_cells_are_marked() -> None:
     assert "61.1 ± 0.3†" in rows["herding"] and "†" not in rows["random"] and "†" not in rows["kcenter"]
     assert "†" not in rows["dm"]
     assert "before the batch rule" in table
+
+
+def test_two_commands_on_one_results_file_keep_each_others_cells(tmp_path: Path) -> None:
+    """Each finished cell is merged into what is on disk now, not into what the command read at start-up."""
+    from bench.distill import merge_cell
+
+    out = tmp_path / "distill.json"
+    first = merge_cell(out, "fsdd/random/1", {"accuracy_mean": 40.0}, {"cpu": "a"})
+    merge_cell(out, "esc10/dm/5", {"accuracy_mean": 60.0}, {"cpu": "a"})  # the other command
+    merged = merge_cell(out, "fsdd/herding/1", {"accuracy_mean": 60.0}, first["machine"])
+    assert set(merged["cells"]) == {"fsdd/random/1", "esc10/dm/5", "fsdd/herding/1"}
+    assert json.loads(out.read_text()) == merged
+
+
+def test_the_table_states_each_columns_training_budget_and_names_mixed_ones() -> None:
+    from bench.distill import budget_note
+
+    cell = {"dataset": "kws10", "ipc": 50, "n_coreset": 500, "method": "random",
+            "train_config": {"max_samples": 150000, "batch_size": 256}}
+    assert budget_note([cell], [50]) == "Evaluation training per model: 50/class 150 000 samples at batch 256."
+    older = {**cell, "method": "herding", "train_config": {"max_samples": 16000, "batch_size": None}}
+    small = {**cell, "ipc": 1, "n_coreset": 10, "train_config": {"max_samples": 16000, "batch_size": None}}
+    note = budget_note([cell, older, small], [1, 50])
+    assert "1/class 16 000 samples at batch 10" in note
+    assert "150 000 samples at batch 256 (random)" in note and "16 000 samples at batch 64 (herding)" in note
 
 
 BENCH_MODULES = ("distill", "streaming", "latency", "finetune", "quantization", "tflite_runtime_compat", "cross_arch",
