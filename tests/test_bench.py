@@ -60,10 +60,13 @@ def test_large_coresets_train_in_minibatches_and_old_cells_are_marked() -> None:
     new = {**old, "method": "random", "n_coreset": 500, "train_config": {"batch_size": None}}
     also_new = {**old, "method": "dm", "train_config": {"batch_size": 64}}  # measured with the rule applied by hand
     small = {**old, "method": "kcenter", "ipc": 10}
-    table = markdown_table({"a": old, "b": new, "c": small, "d": also_new}, {"cpu": "test", "cores": 2})
+    # batch 256 by choice, with a budget that gives it 585 steps: not the old rule
+    long_budget = {**old, "method": "rfad", "train_config": {"batch_size": 256, "max_samples": 150000}}
+    table = markdown_table({"a": old, "b": new, "c": small, "d": also_new, "e": long_budget},
+                           {"cpu": "test", "cores": 2})
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "61.1 ± 0.3†" in rows["herding"] and "†" not in rows["random"] and "†" not in rows["kcenter"]
-    assert "†" not in rows["dm"]
+    assert "†" not in rows["dm"] and "†" not in rows["rfad"]
     assert "before the batch rule" in table
 
 
