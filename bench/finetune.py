@@ -42,9 +42,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deploy.runtime.artifact import atomic_write_text
+from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-DEFAULT_DATA_DIR = os.environ.get("KIT_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_finetune"
 
 

@@ -42,10 +42,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from bench.paths import DEFAULT_DATA_DIR, REPO, RESULTS_DIR
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = os.environ.get("KIT_DATA_DIR") or str(REPO.parent / "shared" / "data")
 DEFAULT_WORK_DIR = REPO / "runs" / "bench-latency"
 STREAMING_WORK_DIR = REPO / "runs" / "bench-streaming"
 #: packages a device process must not need (their presence in the child is recorded as a failure)
@@ -364,14 +362,10 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from deploy.runtime.artifact import atomic_write_bytes
 
     m = result["measured"]
     names = ["front-end"] + [f"{r['arch']} {r['file']}" for r in m["models"]]

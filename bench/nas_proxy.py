@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-DEFAULT_DATA_DIR = os.environ.get("KIT_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def dataset_label(settings: dict) -> str:

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.distill import DATASETS, results_stem
+from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-DEFAULT_DATA_DIR = os.environ.get("KIT_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_render"
 DATASET_CHOICES = ("fsdd", "kws10")
 

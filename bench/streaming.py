@@ -52,9 +52,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from deploy.runtime.errors import KitError
+from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-DEFAULT_DATA_DIR = os.environ.get("KIT_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 DEFAULT_WORK_DIR = Path(__file__).resolve().parents[1] / "runs" / "bench-streaming"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 MAX_FA_PER_HOUR = 2.0
