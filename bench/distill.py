@@ -28,10 +28,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 # the training batch rule (``TrainConfig(batch_size=None)``): coresets over FULL_BATCH_UP_TO clips train in minibatches
 from kit.training.config import FULL_BATCH_UP_TO, LARGE_SET_BATCH, coreset_batch
+from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-#: Benchmarks read the real recordings beside the repository unless KIT_DATA_DIR says otherwise.
-DEFAULT_DATA_DIR = os.environ.get("KIT_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
 METHODS = ("random", "herding", "kcenter", "dc", "dsa", "dm", "mtt", "rfad")
 #: optimisation-based methods: they take a time budget, a thread count and a progress flag
 ITERATIVE = ("dc", "dsa", "dm", "mtt", "rfad")
@@ -43,12 +41,16 @@ DATASETS: dict[str, dict[str, Any]] = {
               "title": "Speech Commands kws10, speaker split"},
     "esc10": {"dataset": "esc10", "test_fold": 5, "ipcs": (1, 5, 10), "title": "ESC-10, fold 5 test"},
 }
+
+
 def results_stem(name: str, dataset: str, quick: bool = False) -> str:
     """One results file per benchmark, dataset and setting: ``render`` (FSDD, the default dataset),
     ``render_kws10``, ``render_kws10_quick``; so a run on another dataset never overwrites FSDD's."""
     return name + ("" if dataset == "fsdd" else f"_{dataset}") + ("_quick" if quick else "")
 
 
+#: samples seen per evaluation model unless ``--max-samples`` says otherwise
+DEFAULT_MAX_SAMPLES = 16000
 QUICK_IPC = {"fsdd": 10, "fsdd-speaker": 10, "kws10": 10, "esc10": 5}
 #: the full-training-data rows keep the batch they were measured with (234 steps of 256 in 60 000 samples)
 FULL_DATA_BATCH = 256
@@ -129,29 +131,30 @@ def merge_cell(path: Path, key: str, cell: dict, machine: dict) -> dict:
     return results
 
 
-def _samples_and_batch(cell: dict) -> tuple[int | None, int]:
-    """Samples seen per evaluation model and the batch training actually used (None: not recorded)."""
+def _training_setup(cell: dict) -> tuple[int, int, int]:
+    """Coreset clips, samples seen per evaluation model and the batch training actually used.
+
+    Old cells may lack ``n_coreset`` (every benchmark dataset has 10 classes) or the budget (they all
+    ran at the default)."""
     config = cell.get("train_config") or {}
-    samples = config.get("max_samples") or (cell.get("settings") or {}).get("max_samples")
-    n_clips = cell.get("n_coreset") or (cell["ipc"] or 0) * 10  # every benchmark dataset has 10 classes
+    n_clips = cell.get("n_coreset") or (cell["ipc"] or 0) * 10
+    samples = config.get("max_samples") or (cell.get("settings") or {}).get("max_samples") or DEFAULT_MAX_SAMPLES
     batch = config.get("batch_size")
-    return samples, (min(batch, n_clips) if batch else coreset_batch(n_clips))
+    return n_clips, samples, (min(batch, n_clips) if batch else coreset_batch(n_clips))
 
 
 def _old_batch(cell: dict) -> bool:
     """A coreset of more than FULL_BATCH_UP_TO clips trained at the old fixed batch of 256 on the
     16 000-sample budget: 63 optimiser steps. A larger budget at that batch (say 150 000 samples,
     585 steps) is a deliberate choice, not the old rule, and is not flagged."""
-    n = cell.get("n_coreset") or (cell["ipc"] or 0) * 10
-    samples, batch = _samples_and_batch(cell)
-    return n > FULL_BATCH_UP_TO and batch > LARGE_SET_BATCH and (samples or 16000) // batch < 100
+    n_clips, samples, batch = _training_setup(cell)
+    return n_clips > FULL_BATCH_UP_TO and batch > LARGE_SET_BATCH and samples // batch < 100
 
 
 def _training_budget(cell: dict) -> str:
     """How the evaluation networks of a cell were trained: samples seen per model and batch."""
-    samples, batch = _samples_and_batch(cell)
-    text = f"{samples:,} samples".replace(",", " ") if samples else "unrecorded budget"
-    return f"{text} at batch {batch}"
+    _, samples, batch = _training_setup(cell)
+    return f"{samples:,} samples at batch {batch}".replace(",", " ")
 
 
 def budget_note(cells: list[dict], ipcs: list[int]) -> str:
@@ -250,6 +253,17 @@ def plot(cells: dict[str, dict], path: Path) -> None:
     save_figure(fig, path, dpi=110)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number above zero, else a one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def build_specs(args: argparse.Namespace, cells: dict[str, dict]) -> list[dict[str, Any]]:
     """The cells still to run for the requested grid (cells already in the results are skipped)."""
     specs = []
@@ -291,11 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="training seeds per cell")
     parser.add_argument("--distill-seed", type=int, default=0)
     parser.add_argument("--no-full", action="store_true", help="skip the full-training-data cells")
-    parser.add_argument("--max-samples", type=int, default=16000, help="training budget (samples seen) per model")
-    parser.add_argument("--train-batch", type=int, default=None,
+    parser.add_argument("--max-samples", type=positive_int, default=DEFAULT_MAX_SAMPLES,
+                        help="training budget (samples seen) per model")
+    parser.add_argument("--train-batch", type=positive_int, default=None,
                         help="training batch of the evaluation network (default: the whole coreset up to "
                         f"{FULL_BATCH_UP_TO} clips, else {LARGE_SET_BATCH})")
-    parser.add_argument("--full-max-samples", type=int, default=60000, help="training budget for full data")
+    parser.add_argument("--full-max-samples", type=positive_int, default=60000, help="training budget for full data")
     parser.add_argument("--time-budget", type=float, default=None, help="time budget per distillation (s); "
                         "default: each method's own (about 280 s)")
     parser.add_argument("--params", default=None, help='per-method parameters as JSON, e.g. \'{"mtt": {"syn_steps": 20}}\'')
@@ -337,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(f"cell {spec['key']} failed:\n{proc.stderr[-3000:]}")
         result = json.loads(line[len("CELL-RESULT "):])
         result["wall_s"] = round(time.time() - started, 1)
-        result["settings"] = {k: spec.get(k) for k in ("seeds", "max_samples", "full_max_samples", "train_batch",
+        result["settings"] = {k: spec[k] for k in ("seeds", "max_samples", "full_max_samples", "train_batch",
                                                        "time_budget_s", "params", "seed")}
         return result
 
@@ -365,5 +380,6 @@ def main(argv: list[str] | None = None) -> int:
 
         atomic_write_text(out.with_suffix(".md"), markdown_table(cells, results["machine"]))
         plot(cells, out.with_suffix(".png"))
-        console.print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
+        written = ([] if args.report_only else [str(out)]) + [str(out.with_suffix(".md")), str(out.with_suffix(".png"))]
+        console.print("wrote " + ", ".join(written))
     return 1 if failures else 0

@@ -82,6 +82,19 @@ def test_two_commands_on_one_results_file_keep_each_others_cells(tmp_path: Path)
     assert json.loads(out.read_text()) == merged
 
 
+@pytest.mark.parametrize("option", ["--train-batch", "--max-samples"])
+def test_a_budget_that_is_not_a_positive_number_is_a_one_line_usage_error(
+        option: str, capsys: pytest.CaptureFixture) -> None:
+    from bench.distill import main
+
+    for bad in ("0", "-5", "many"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([option, bad, "--report-only"])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert error.startswith("python -m bench: error: argument " + option) and "Traceback" not in error
+
+
 def test_the_table_states_each_columns_training_budget_and_names_mixed_ones() -> None:
     from bench.distill import budget_note
 
