@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.distill import DATASETS, QUICK_IPC, build_specs, cell_key, markdown_table, plot, run_cell
+from bench.distill import DATASETS, QUICK_IPC, build_specs, cell_key, load_cell_data, markdown_table, plot, run_cell
 
 
 def test_a_real_cell_and_its_report(data_dir: Path, tmp_path: Path) -> None:
@@ -29,6 +29,16 @@ def test_a_real_cell_and_its_report(data_dir: Path, tmp_path: Path) -> None:
     png = tmp_path / "r.png"
     plot(cells, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_log_mel_kws10_rows_load_log_mel_features_of_the_same_split(data_dir: Path) -> None:
+    spec = {"dataset": "kws10-logmel", "data_dir": str(data_dir), "limit_per_class": 2}
+    fs, loader = load_cell_data(spec)
+    assert loader["feature"] == "log_mel" and fs.config.kind == "log_mel"
+    assert fs.x_train.shape[1:] == (1, fs.config.n_mels, fs.x_train.shape[-1])
+    mfcc, _ = load_cell_data({**spec, "dataset": "kws10"})
+    assert mfcc.config.kind == "fd_mfcc" and mfcc.classes == fs.classes
+    assert (mfcc.y_train == fs.y_train).all() and (mfcc.y_test == fs.y_test).all()
 
 
 def test_grid_skips_finished_cells_and_quick_mode(tmp_path: Path) -> None:
