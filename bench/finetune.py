@@ -57,8 +57,7 @@ def base_model(fs, config: dict, seed: int, work: Path, console: Console) -> tup
     replay memory (``--coreset``, ``--ipc``) reuses the same trained backbone."""
     import torch
 
-    from kit.models import save_model
-    from kit.training import TrainConfig, evaluate, train_model
+    from kit.training import TrainConfig, train_and_save
 
     model_config = {k: v for k, v in config.items() if k not in ("coreset", "ipc")}
     folder = work / f"model-{_key({**model_config, 'seed': seed})}"
@@ -70,13 +69,10 @@ def base_model(fs, config: dict, seed: int, work: Path, console: Console) -> tup
     train_config = TrainConfig(arch="convnet", arch_kwargs={"width": config["width"]}, max_samples=config["max_samples"],
                                batch_size=config["batch_size"], seed=seed, threads=1)
     started = time.time()
-    model = train_model(fs.x_train, fs.y_train, len(fs.classes), train_config, progress=True)
+    trained = train_and_save(model_path, fs.x_train, fs.y_train, fs, train_config, x_test=fs.x_test, y_test=fs.y_test)
     train_s = time.time() - started
-    base_accuracy = evaluate(model, fs.x_test, fs.y_test)["accuracy"]
-    save_model(model_path, model, {
-        "classes": fs.classes, "feature_config": fs.config, "normalizer": fs.normalizer, "source": fs.source,
-        "train_config": train_config.to_dict(), "seed": seed, "metrics": {"test_accuracy": base_accuracy}})
-    info = {"seed": seed, "base_test_accuracy": base_accuracy, "train_s": round(train_s, 1), "train_stats": model.train_stats}
+    base_accuracy = trained.metrics["accuracy"]
+    info = {"seed": seed, "base_test_accuracy": base_accuracy, "train_s": round(train_s, 1), "train_stats": trained.train_stats}
     atomic_write_text(info_path, json.dumps(info, indent=1, default=str))
     console.print(f"seed {seed}: base model {100 * base_accuracy:.1f} % on the test split (trained in {train_s:.0f} s)")
     return model_path, info

@@ -178,9 +178,9 @@ def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
 
     from bench.stream_builder import StreamSpec, build_stream, load_material
     from deploy.bundle_builder import build_bundle
-    from kit.models import available_archs, load_model, save_model
+    from kit.models import available_archs, load_model
     from kit.pipeline import distill_coreset, load_training_set
-    from kit.training import TrainConfig, evaluate, train_model
+    from kit.training import TrainConfig, train_and_save
 
     torch.set_num_threads(1)
     work: Path = args.work_dir
@@ -211,11 +211,7 @@ def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
                 log(f"training a {label} for the latency figures")
                 config = TrainConfig(arch=arch, arch_kwargs=kwargs, epochs=3, batch_size=128, max_samples=None,
                                      seed=args.seed, threads=1)
-                model = train_model(fs.x_train, fs.y_train, len(fs.classes), config, progress=True)
-                acc = float(evaluate(model, fs.x_test, fs.y_test)["accuracy"])
-                save_model(model_path, model, {"classes": fs.classes, "feature_config": fs.config, "normalizer": fs.normalizer,
-                                               "train_config": config.to_dict(), "seed": args.seed,
-                                               "metrics": {"accuracy": acc}, "source": fs.source})
+                train_and_save(model_path, fs.x_train, fs.y_train, fs, config, x_test=fs.x_test, y_test=fs.y_test)
         model, meta = load_model(model_path)
         log(f"{label}: building the bundles (fp32 + int8, ONNX and TFLite)")
         bundles = {}

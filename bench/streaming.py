@@ -204,11 +204,10 @@ class FeatureMemo:
         self.hits = self.misses = 0
 
     def share(self, classifier: Any) -> "FeatureMemo":
+        from deploy.runtime.compat import same_front_end, same_normalizer
+
         a, b = self.inner, classifier
-        same_norm = (a.normalizer is None and b.normalizer is None) or (
-            a.normalizer is not None and b.normalizer is not None
-            and np.array_equal(a.normalizer.mean, b.normalizer.mean) and np.array_equal(a.normalizer.std, b.normalizer.std))
-        if a.feature_config != b.feature_config or not same_norm:
+        if not (same_front_end(a.feature_config, b.feature_config) and same_normalizer(a.normalizer, b.normalizer)):
             raise KitError("feature memo: the classifiers have different front-ends or normalisers; features cannot be shared")
         return FeatureMemo(classifier, self.cache)
 
@@ -275,24 +274,16 @@ def _train(x: np.ndarray, y: np.ndarray, n_classes: int, config: Any) -> tuple[A
 
 
 def _save_model(path: Path, model: Any, fs: Any, config: Any, accuracy: float, extra: dict[str, Any]) -> Path:
-    from kit.models import save_model
+    from kit.training import save_trained
 
-    return save_model(path, model.cpu(), {
-        "classes": fs.classes, "feature_config": fs.config, "normalizer": fs.normalizer,
-        "train_config": config.to_dict(), "seed": config.seed,
-        "metrics": {"accuracy": accuracy, "n_test": int(len(fs.y_test))}, "source": fs.source, **extra,
-    })
+    return save_trained(path, model, fs, config, metrics={"accuracy": accuracy, "n_test": int(len(fs.y_test))}, **extra)
 
 
 def _check_coreset(coreset: Any, fs: Any, path: Path) -> None:
     """A reused coreset must live in this benchmark's input space (kws12 classes, front-end, normaliser)."""
-    if list(coreset.classes) != list(fs.classes):
-        raise KitError(f"{path}: coreset classes {coreset.classes} are not the kws12 classes {fs.classes}")
-    if coreset.feature_config != fs.config:
-        raise KitError(f"{path}: coreset front-end differs from the Speech Commands kws12 features")
-    if not (np.allclose(coreset.normalizer.mean, fs.normalizer.mean, atol=1e-4)
-            and np.allclose(coreset.normalizer.std, fs.normalizer.std, atol=1e-4)):
-        raise KitError(f"{path}: coreset normaliser differs from the kws12 training split's; was it made from another split?")
+    from deploy.runtime.compat import require_same_space
+
+    require_same_space(fs, coreset, path, expected_name="the Speech Commands kws12 training split's")
 
 
 def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list[ModelSpec], dict[str, Any]]:

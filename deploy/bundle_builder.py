@@ -16,8 +16,6 @@ reads the result (``deploy.runtime.bundle.Bundle``). The builder
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import tempfile
 from collections.abc import Sequence
@@ -28,6 +26,7 @@ import numpy as np
 
 from deploy.runtime.artifact import sha256_file
 from deploy.runtime.bundle import REPLAY_DTYPES, Bundle, model_format, quantize_replay, dequantize_replay
+from deploy.runtime.compat import require_same_space
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig
@@ -41,30 +40,13 @@ FP32_HEAD_RTOL = 1e-3
 INT8_HEAD_RTOL = 0.1
 
 
-def _optional(module: str, attr: str, what: str) -> Any:
-    """An exporter that may not exist yet in this kit: a clear one-line error instead of an ImportError."""
-    if importlib.util.find_spec(module) is None:
-        raise KitError(f"{what} needs {module.replace('.', '/')}.py, which this kit does not have yet; "
-                       "build an fp32 ONNX bundle (--format onnx without --int8) instead")
-    return getattr(importlib.import_module(module), attr)
-
-
 def _check_pair(model_path: Path, meta: dict, coreset: Coreset, coreset_path: Path) -> FeatureConfig:
     """The coreset must be the model's training space: same classes, front-end and normaliser."""
     for key in ("classes", "feature_config"):
         if key not in meta:
             raise KitError(f"{model_path}: model does not record its {key.replace('_', ' ')}; train it with `kit train`")
-    if list(meta["classes"]) != list(coreset.classes):
-        raise KitError(f"{coreset_path}: coreset classes {coreset.classes} differ from the model's {list(meta['classes'])}")
-    config = FeatureConfig.from_dict(meta["feature_config"])
-    if config != coreset.feature_config:
-        raise KitError(f"{coreset_path}: coreset front-end ({coreset.feature_config.fingerprint()}) differs from the model's "
-                       f"({config.fingerprint()}); build the bundle from the coreset the model was trained on")
-    norm = meta.get("normalizer")
-    if norm is not None and not (np.allclose(norm.mean, coreset.normalizer.mean, atol=1e-5)
-                                 and np.allclose(norm.std, coreset.normalizer.std, atol=1e-5)):
-        raise KitError(f"{coreset_path}: coreset normaliser differs from the model's; its features are not in the model's input space")
-    return config
+    require_same_space(meta, coreset, coreset_path)
+    return FeatureConfig.from_dict(meta["feature_config"])
 
 
 def _export(model: Any, meta: dict, fmt: str, int8: bool, calibration: np.ndarray, tmp: Path) -> dict[str, bytes]:
@@ -76,10 +58,10 @@ def _export(model: Any, meta: dict, fmt: str, int8: bool, calibration: np.ndarra
         fp32 = export_onnx(model, tmp / "model.fp32.onnx", meta)
         files["model.fp32.onnx"] = fp32.read_bytes()
         if int8:
-            quantize_onnx = _optional("deploy.quantize_onnx", "quantize_onnx", "--int8 with --format onnx")
+            from deploy.quantize_onnx import quantize_onnx  # lazy: onnxruntime's quantiser is heavy to import
             files["model.int8.onnx"] = Path(quantize_onnx(fp32, tmp / "model.int8.onnx", calibration)).read_bytes()
     elif fmt == "tflite":
-        export_tflite = _optional("deploy.export_tflite", "export_tflite", "--format tflite")
+        from deploy.export_tflite import export_tflite  # lazy: litert-torch takes seconds to import
         files["model.fp32.tflite"] = Path(export_tflite(model, tmp / "model.fp32.tflite", meta=meta)).read_bytes()
         if int8:
             path = export_tflite(model, tmp / "model.int8.tflite", int8=True, calibration=calibration, meta=meta)

@@ -5,12 +5,16 @@ is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
-import importlib
 import sys
 
 import typer
 from rich.console import Console
 
+from . import __version__
+from .commands import (
+    ablate, al, bundle, cl, classify, data, demo, deploy, distill, export, finetune, inspect, live, models, nas,
+    noise, render, report, train, xarch,
+)
 from .errors import KitError
 
 app = typer.Typer(
@@ -24,8 +28,6 @@ app = typer.Typer(
 
 def _show_version(value: bool) -> None:
     if value:
-        from . import __version__
-
         print(f"kit {__version__}")
         raise typer.Exit()
 
@@ -37,19 +39,13 @@ def _root(
     """Audio dataset distillation and on-device keyword spotting."""
 
 
-# Each module defines ``register(app)``; the order here is the order in --help.
+# Each module defines ``register(app)``; the order here is the order in --help. Command modules import their
+# torch-side libraries inside the command, so ``kit --help`` and the numpy-only commands start in a fraction of a second.
 COMMAND_MODULES = (
-    "demo", "data", "distill", "train", "models", "inspect", "export", "bundle", "classify",
-    "live", "finetune", "deploy", "xarch", "al", "ablate", "render", "noise", "cl", "nas", "report",
+    demo, data, distill, train, models, inspect, export, bundle, classify,
+    live, finetune, deploy, xarch, al, ablate, render, noise, cl, nas, report,
 )
-
-for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"kit.commands.{_name}")
-    except ModuleNotFoundError as exc:  # a command group still being written must not break the rest
-        if exc.name != f"kit.commands.{_name}":
-            raise
-        continue
+for _module in COMMAND_MODULES:
     _module.register(app)
 
 

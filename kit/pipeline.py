@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from deploy.runtime.compat import renormalize, require_same_space
 from deploy.runtime.coreset import Coreset
-from deploy.runtime.errors import KitError
 
 from .features import FeatureSet
 
@@ -123,15 +123,8 @@ def coreset_features_for(coreset: Coreset, fs: FeatureSet, where: str | os.PathL
     coreset's statistics to the feature set's, which differ when e.g. an experiment loads a subset
     of the training split.
     """
-    if list(coreset.classes) != list(fs.classes):
-        raise KitError(f"{where}: coreset classes {list(coreset.classes)} do not match the dataset's {list(fs.classes)}")
-    if coreset.feature_config.fingerprint() != fs.config.fingerprint():
-        raise KitError(f"{where}: coreset front-end ({coreset.feature_config.kind}, shape {coreset.feature_config.shape}) "
-                       f"differs from the dataset's ({fs.config.kind}, {fs.config.shape}); distil it with the same --feature")
-    x = np.asarray(coreset.features, dtype=np.float32)
-    same = (np.allclose(coreset.normalizer.mean, fs.normalizer.mean) and np.allclose(coreset.normalizer.std, fs.normalizer.std))
-    if not same:
-        x = fs.normalizer.transform(coreset.normalizer.inverse(x)).astype(np.float32)
+    require_same_space(fs, coreset, where, expected_name="the dataset's", normalizer=False)
+    x = renormalize(coreset.features, coreset.normalizer, fs.normalizer)
     return x, coreset.labels
 
 

@@ -24,23 +24,15 @@ FORMATS = ("onnx", "tflite")
 
 def calibration_features(coreset_path: Path, model_meta: dict) -> np.ndarray:
     """The coreset's features in the model's input space (N, C, F, T) float32."""
-    from deploy.runtime.coreset import Coreset, Normalizer
-    from deploy.runtime.features import FeatureConfig
+    from deploy.runtime.compat import FeatureSpace, renormalize, require_same_space
+    from deploy.runtime.coreset import Coreset
 
     coreset = Coreset.load(coreset_path)
-    config = model_meta.get("feature_config")
-    if config is not None:
-        config = config if isinstance(config, FeatureConfig) else FeatureConfig.from_dict(config)
-        if config.fingerprint() != coreset.feature_config.fingerprint():
-            raise KitError(f"{coreset_path}: the coreset's front-end ({coreset.feature_config.kind}) differs from the model's; calibrate with features of the model's front-end")
-    x = coreset.features
-    norm = model_meta.get("normalizer")
-    if norm is not None:
-        target = norm if isinstance(norm, Normalizer) else Normalizer(np.asarray(norm["mean"]), np.asarray(norm["std"]))
-        same = np.allclose(target.mean, coreset.normalizer.mean) and np.allclose(target.std, coreset.normalizer.std)
-        if not same:
-            x = target.transform(coreset.normalizer.inverse(x))
-    return np.ascontiguousarray(x, dtype=np.float32)
+    model_space = FeatureSpace.of(model_meta)
+    if model_space.feature_config is not None:
+        # calibration needs the model's front-end, not its classes: any clips of that front-end will do
+        require_same_space(model_space, coreset, coreset_path, normalizer=False, classes=False)
+    return renormalize(coreset.features, coreset.normalizer, model_space.normalizer)
 
 
 def _default_out(model_path: Path, fmt: str, int8: bool) -> Path:

@@ -68,8 +68,7 @@ def train_command(
 ) -> None:
     """Train one model per seed on a coreset and score it on the real test split (mean ± std)."""
     from deploy.runtime.coreset import Coreset
-    from kit.models import save_model
-    from kit.training import TrainConfig, load_test_split, train_eval_seeds, write_run
+    from kit.training import TrainConfig, load_test_split, save_trained, train_eval_seeds, write_run
 
     console = Console(stderr=True)
     seed_list = parse_seeds(seeds)
@@ -120,19 +119,11 @@ def train_command(
         "dataset_override": dataset,
     }
     write_run(run_dir, run_config, metrics)
-    save_model(
-        run_dir / "model.kit",
-        models[keep].cpu(),
-        {
-            "classes": coreset.classes,
-            "feature_config": coreset.feature_config,
-            "normalizer": coreset.normalizer,
-            "train_config": config.with_(seed=seed_list[keep]).to_dict(),
-            "seed": seed_list[keep],
-            "metrics": {"accuracy": result["per_seed"][keep]["accuracy"], "mean": result["mean"], "std": result["std"], "n_test": test.info["n_test"]},
-            "source": coreset.source,
-            "coreset": {"path": str(coreset_path), "method": coreset.method, "ipc": coreset.ipc, "seed": coreset.seed},
-        },
+    save_trained(
+        run_dir / "model.kit", models[keep], coreset, config.with_(seed=seed_list[keep]),
+        metrics={"accuracy": result["per_seed"][keep]["accuracy"], "mean": result["mean"], "std": result["std"],
+                 "n_test": test.info["n_test"]},
+        coreset={"path": str(coreset_path), "method": coreset.method, "ipc": coreset.ipc, "seed": coreset.seed},
     )
     per_seed = ", ".join(f"{row['seed']}: {100 * row['accuracy']:.1f}" for row in result["per_seed"])
     print(

@@ -371,15 +371,13 @@ def _checkpoint_paths(run: RunDir, strategy: str, seed: int, task: int) -> tuple
 def _save_checkpoint(run: RunDir, fs: Any, strategy: str, seed: int, task: int, model: Any, memory: RehearsalMemory,
                      config: Any, seen: list[int], accuracy: float) -> None:
     from deploy.runtime.coreset import Coreset
-    from kit.models import save_model
+    from kit.training import save_trained
 
     model_path, memory_path = _checkpoint_paths(run, strategy, seed, task)
     model_path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"classes": list(fs.classes), "feature_config": fs.config, "normalizer": fs.normalizer,
-            "train_config": config.to_dict(), "seed": seed, "source": fs.source,
-            "metrics": {"seen_accuracy": accuracy},
-            "continual": {"strategy": strategy, "task": task + 1, "seen_classes": [fs.classes[c] for c in seen]}}
-    save_model(model_path, model, meta)
+    save_trained(model_path, model, fs, config, metrics={"seen_accuracy": accuracy},
+                 continual={"strategy": strategy, "stream_seed": seed, "task": task + 1,
+                            "seen_classes": [fs.classes[c] for c in seen]})
     Coreset(features=memory.x, labels=memory.y, classes=list(fs.classes), feature_config=fs.config,
             normalizer=fs.normalizer, method=f"rehearsal-{strategy}", seed=seed, source=fs.source,
             extra={"train_rows": memory.source.tolist(), "task": task + 1}).save(memory_path, dtype="float32")

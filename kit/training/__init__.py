@@ -3,12 +3,14 @@ from .augment import augment_batch
 from .config import TrainConfig, resolve_device
 from .evaluate import evaluate, predict_logits, train_eval_seeds
 from .loop import torch_threads, train_model
+from .production import TrainedModel, model_meta, save_trained, train_and_save
 from .runs import write_run
 from .targets import classification_loss, hard_labels, prepare_targets
 from .testset import EvalSplit, dataset_reference, load_test_split
 
 __all__ = [
     "EvalSplit",
+    "TrainedModel",
     "TrainConfig",
     "augment_batch",
     "classification_loss",
@@ -16,10 +18,13 @@ __all__ = [
     "evaluate",
     "hard_labels",
     "load_test_split",
+    "model_meta",
     "predict_logits",
     "prepare_targets",
     "resolve_device",
+    "save_trained",
     "torch_threads",
+    "train_and_save",
     "train_eval_seeds",
     "train_model",
     "write_run",
