@@ -1,0 +1,100 @@
+#include "kws_frontend.h"
+
+#include <math.h>
+
+/* In-place iterative radix-2 complex FFT (n a power of two); twiddles cos/sin(2 pi k / n). */
+static void fft(float *re, float *im, int32_t n, const float *tc, const float *ts) {
+  for (int32_t i = 1, j = 0; i < n; ++i) {
+    int32_t bit = n >> 1;
+    for (; j & bit; bit >>= 1) j ^= bit;
+    j ^= bit;
+    if (i < j) {
+      float t = re[i]; re[i] = re[j]; re[j] = t;
+      t = im[i]; im[i] = im[j]; im[j] = t;
+    }
+  }
+  for (int32_t len = 2; len <= n; len <<= 1) {
+    const int32_t half = len >> 1, step = n / len;
+    for (int32_t i = 0; i < n; i += len) {
+      for (int32_t k = 0; k < half; ++k) {
+        const float wr = tc[k * step], wi = -ts[k * step];
+        const float xr = re[i + k + half] * wr - im[i + k + half] * wi;
+        const float xi = re[i + k + half] * wi + im[i + k + half] * wr;
+        re[i + k + half] = re[i + k] - xr; im[i + k + half] = im[i + k] - xi;
+        re[i + k] += xr; im[i + k] += xi;
+      }
+    }
+  }
+}
+
+/* HTK regression delta along time of one (coeffs, frames) plane, edges replicated. */
+static void delta(const float *x, float *out, int32_t coeffs, int32_t frames, int32_t width) {
+  const int32_t half = width / 2;
+  float denom = 0.0f;
+  for (int32_t k = 1; k <= half; ++k) denom += (float)(k * k);
+  denom *= 2.0f;
+  for (int32_t f = 0; f < coeffs; ++f) {
+    for (int32_t t = 0; t < frames; ++t) {
+      float acc = 0.0f;
+      for (int32_t k = 1; k <= half; ++k) {
+        int32_t a = t + k, b = t - k;
+        a = a >= frames ? frames - 1 : a;
+        b = b < 0 ? 0 : b;
+        acc += (float)k * (x[f * frames + a] - x[f * frames + b]);
+      }
+      out[f * frames + t] = acc / denom;
+    }
+  }
+}
+
+static int8_t quantize(const kws_frontend_config *cfg, float value, int32_t c, int32_t f) {
+  const float x = (value - cfg->norm_mean[c * cfg->coeffs + f]) / cfg->norm_std[c * cfg->coeffs + f];
+  long q = lroundf(x / cfg->input_scale) + cfg->input_zero_point;
+  return (int8_t)(q < -128 ? -128 : (q > 127 ? 127 : q));
+}
+
+void kws_frontend_run(const kws_frontend_config *cfg, const int16_t *ring, int32_t ring_start, float *scratch,
+                      int8_t *out) {
+  const int32_t n_fft = cfg->n_fft, frames = cfg->n_frames, coeffs = cfg->coeffs, n = cfg->n_samples;
+  float *re = scratch, *im = scratch + n_fft, *mel = im + n_fft, *maps = mel + cfg->n_mels;
+  for (int32_t t = 0; t < frames; ++t) {
+    const int32_t start = t * cfg->hop - n_fft / 2;
+    for (int32_t i = 0; i < n_fft; ++i) {
+      const int32_t s = start + i;
+      const float sample = (s >= 0 && s < n) ? (float)ring[(ring_start + s) % n] * (1.0f / 32768.0f) : 0.0f;
+      re[i] = sample * cfg->window[i];
+      im[i] = 0.0f;
+    }
+    fft(re, im, n_fft, cfg->twiddle_cos, cfg->twiddle_sin);
+    const float *w = cfg->mel_weights;
+    for (int32_t m = 0; m < cfg->n_mels; ++m) {
+      float acc = 0.0f;
+      for (int32_t j = 0; j < cfg->mel_length[m]; ++j) {
+        const int32_t b = cfg->mel_start[m] + j;
+        acc += w[j] * (re[b] * re[b] + im[b] * im[b]);
+      }
+      w += cfg->mel_length[m];
+      mel[m] = 10.0f * log10f(acc > 1e-10f ? acc : 1e-10f);
+    }
+    if (cfg->kind == KWS_LOG_MEL) { /* straight into the model input: no feature map kept */
+      for (int32_t m = 0; m < cfg->n_mels; ++m) out[cfg->input_index[m * frames + t]] = quantize(cfg, mel[m], 0, m);
+      continue;
+    }
+    for (int32_t k = 0; k < cfg->n_mfcc; ++k) {
+      float acc = 0.0f;
+      for (int32_t m = 0; m < cfg->n_mels; ++m) acc += cfg->dct[k * cfg->n_mels + m] * mel[m];
+      if (cfg->kind == KWS_MFCC) out[cfg->input_index[k * frames + t]] = quantize(cfg, acc, 0, k);
+      else maps[k * frames + t] = acc;
+    }
+  }
+  if (cfg->kind != KWS_FD_MFCC) return;
+  float *d1 = maps + coeffs * frames, *d2 = d1 + coeffs * frames;
+  delta(maps, d1, coeffs, frames, cfg->delta_width);
+  delta(d1, d2, coeffs, frames, cfg->delta_width);
+  for (int32_t c = 0; c < cfg->channels; ++c)
+    for (int32_t f = 0; f < coeffs; ++f)
+      for (int32_t t = 0; t < frames; ++t) {
+        const int32_t i = (c * coeffs + f) * frames + t;
+        out[cfg->input_index[i]] = quantize(cfg, maps[i], c, f);
+      }
+}
