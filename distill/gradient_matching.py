@@ -131,11 +131,8 @@ def fresh_network(
 
 def check_network(method: str, arch: str, arch_kwargs: Any, width: int, depth: int) -> None:
     """One-line ``KitError`` for an unknown architecture or arguments it does not take (checked
-    on a tiny input before any data is loaded)."""
-    if not isinstance(arch, str) or not arch:
-        raise KitError(f"{method}: arch must be an architecture name, got {arch!r}")
-    if arch_kwargs is not None and not isinstance(arch_kwargs, dict):
-        raise KitError(f"{method}: arch_kwargs must be a dict (JSON object), got {type(arch_kwargs).__name__}")
+    on a tiny input before any data is loaded; the types of ``arch``/``arch_kwargs`` are declared
+    ``Param``s, checked before this)."""
     try:
         build_model(arch, (1, 2, 2), 2, **network_kwargs(arch, arch_kwargs, width, depth))
     except KitError as exc:
