@@ -10,18 +10,26 @@ features and integer labels and sets the fitted attributes with a trailing under
 * ``history_``: list of dicts (at least ``step``, ``loss`` and ``elapsed``), one per logged step.
 
 Input validation lives here, once, so every method refuses the same bad inputs with the same
-one-line ``KitError`` messages.
+one-line ``KitError`` messages. Parameters are declared per class (``PARAMS``: name -> ``Param``,
+merged along the class hierarchy, default from the constructor) and checked by
+``validate_params``, which ``fit`` calls first. Why in ``fit`` and not the constructor (as
+scikit-learn does): the constructor stays a plain record of what was asked, so ``get_params`` /
+``set_params`` round-trip exactly and a value changed by ``set_params`` is checked like any other;
+callers that want the error before loading data (the CLI) call ``validate_params()`` themselves.
 """
 from __future__ import annotations
 
 import inspect
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from deploy.runtime.errors import KitError
+
+from .params import Param, positive_int
 
 
 def class_name(index: int, class_names: Sequence[str] | None) -> str:
@@ -95,12 +103,47 @@ class Distiller(ABC):
 
     #: registry name, written into the coreset artifact as ``method``
     method: str = ""
+    #: declared parameters of this class (a subclass lists only its own; ``param_specs`` merges)
+    PARAMS: ClassVar[dict[str, Param]] = {
+        "ipc": positive_int("samples per class in the coreset"),
+        # numpy's and torch's seeding accept more, but derived seeds (seed * 1_000_003 + ...) must fit in 64 bits
+        "seed": Param("int", "seed of selection, initialisation and random networks", low=0, high=2**32 - 1),
+    }
 
     def __init__(self, ipc: int = 1, seed: int = 0) -> None:
         self.ipc = ipc
         self.seed = seed
 
     # Parameters ---------------------------------------------------------------------------------
+    @classmethod
+    def param_specs(cls) -> dict[str, Param]:
+        """Every constructor parameter's declaration, in constructor order, default filled in.
+
+        A parameter without a declaration is a bug in the class (the common checks test for it).
+        """
+        declared: dict[str, Param] = {}
+        for klass in reversed(cls.__mro__):
+            declared.update(vars(klass).get("PARAMS", {}))
+        signature = inspect.signature(cls.__init__).parameters
+        missing = [name for name in cls.param_names() if name not in declared]
+        if missing:
+            raise TypeError(f"{cls.__name__} declares no Param for {', '.join(missing)}")
+        return {name: replace(declared[name], default=signature[name].default) for name in cls.param_names()}
+
+    def validate_params(self) -> None:
+        """One-line ``KitError`` naming the method and the parameter for the first bad value.
+
+        Declared constraints first (type, range, choices), then the class's ``_check_params`` for
+        what one declaration cannot say (combinations, architecture names, augmentation lists).
+        """
+        specs = self.param_specs()
+        for name, value in self.get_params().items():
+            specs[name].check(self.method, name, value)
+        self._check_params()
+
+    def _check_params(self) -> None:
+        """Checks across parameters, after the declared ones passed (one-line KitErrors)."""
+
     @classmethod
     def param_names(cls) -> list[str]:
         """Constructor argument names, i.e. the hyper-parameters (as scikit-learn derives them)."""
@@ -116,10 +159,12 @@ class Distiller(ABC):
         return {name: getattr(self, name) for name in self.param_names()}
 
     def set_params(self, **params: Any) -> "Distiller":
+        """Change parameters (all or none: an unknown name changes nothing); checked at ``fit``."""
         valid = set(self.param_names())
+        unknown = sorted(set(params) - valid)
+        if unknown:
+            raise KitError(f"{self.method}: unknown parameter '{unknown[0]}' (valid: {', '.join(sorted(valid))})")
         for name, value in params.items():
-            if name not in valid:
-                raise KitError(f"{self.method}: unknown parameter '{name}' (valid: {', '.join(sorted(valid))})")
             setattr(self, name, value)
         return self
 
@@ -130,6 +175,7 @@ class Distiller(ABC):
     # Fitting ------------------------------------------------------------------------------------
     def fit(self, x: Any, y: Any, n_classes: int | None = None) -> "Distiller":
         """Distil (or select) ``ipc`` feature maps per class from normalised training data."""
+        self.validate_params()
         x, y, n_classes = validate_training_set(x, y, n_classes, self.ipc)
         self.n_classes_ = n_classes
         self.history_: list[dict[str, Any]] = []

@@ -63,11 +63,12 @@ import torch
 
 from deploy.runtime.errors import KitError
 
-from .augment import OPS, SiameseAugment, parse_ops
+from .augment import MODES, OPS, SiameseAugment, parse_ops
 from .base import class_major_labels
 from .distributed import ProcessGroup
 from .gradient_matching import check_network, fresh_network
 from .iterative import IterativeDistiller, RealData
+from .params import Param, choice, fraction, positive_float, positive_int
 
 
 #: Defaults by samples per class, measured on FSDD (module docstring): first row with max_ipc >= ipc.
@@ -87,6 +88,17 @@ class DM(IterativeDistiller):
 
     method = "dm"
     IPC_DEFAULTS = IPC_DEFAULTS
+    PARAMS = {
+        "lr": positive_float("SGD learning rate on the coreset features", none="per-ipc default"),
+        "momentum": fraction("SGD momentum on the coreset features"),
+        "batch_size": positive_int("real samples per class per step"),
+        "width": positive_int("channels of the random embedding ConvNet"),
+        "depth": positive_int("conv blocks of the random embedding ConvNet"),
+        "arch": Param("str", "embedding network architecture (kit models lists them)"),
+        "arch_kwargs": Param("json", "constructor arguments of arch", none="the arch's defaults, instance norm"),
+        "augment": Param("str", f"comma-separated augmentations ({', '.join(OPS)}) or none"),
+        "augment_mode": choice("one random augmentation per draw, or all of them", MODES),
+    }
 
     def __init__(
         self,
@@ -124,15 +136,7 @@ class DM(IterativeDistiller):
 
     # parameters ---------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        for key in ("batch_size", "width", "depth"):
-            value = getattr(self, key)
-            if int(value) != value or int(value) < 1:
-                raise KitError(f"dm: {key} must be a positive integer, got {value}")
-        lr = self.resolved_params()["lr"]
-        if not float(lr) > 0:
-            raise KitError(f"dm: lr must be positive, got {lr}")
-        if not 0.0 <= float(self.momentum) < 1.0:
-            raise KitError(f"dm: momentum must be in [0, 1), got {self.momentum}")
+        super()._check_params()
         check_network("dm", self.arch, self.arch_kwargs, int(self.width), int(self.depth))
         self._augmenter()
 

@@ -70,10 +70,11 @@ import torch.nn.functional as F
 from deploy.runtime.errors import KitError
 from kit.models import build_model
 
-from .augment import OPS, SiameseAugment, parse_ops
+from .augment import MODES, OPS, SiameseAugment, parse_ops
 from .base import class_major_labels
 from .distributed import ProcessGroup
 from .iterative import IterativeDistiller, RealData
+from .params import Param, choice, fraction, non_negative_int, positive_float, positive_int
 
 #: Defaults by samples per class, measured on FSDD (module docstring): first row with max_ipc >= ipc.
 IPC_DEFAULTS: tuple[dict[str, Any], ...] = (
@@ -130,11 +131,8 @@ def fresh_network(
 
 def check_network(method: str, arch: str, arch_kwargs: Any, width: int, depth: int) -> None:
     """One-line ``KitError`` for an unknown architecture or arguments it does not take (checked
-    on a tiny input before any data is loaded)."""
-    if not isinstance(arch, str) or not arch:
-        raise KitError(f"{method}: arch must be an architecture name, got {arch!r}")
-    if arch_kwargs is not None and not isinstance(arch_kwargs, dict):
-        raise KitError(f"{method}: arch_kwargs must be a dict (JSON object), got {type(arch_kwargs).__name__}")
+    on a tiny input before any data is loaded; the types of ``arch``/``arch_kwargs`` are declared
+    ``Param``s, checked before this)."""
     try:
         build_model(arch, (1, 2, 2), 2, **network_kwargs(arch, arch_kwargs, width, depth))
     except KitError as exc:
@@ -162,6 +160,20 @@ class DC(IterativeDistiller):
 
     method = "dc"
     IPC_DEFAULTS = IPC_DEFAULTS
+    PARAMS = {
+        "lr": positive_float("SGD learning rate on the coreset features"),
+        "momentum": fraction("SGD momentum on the coreset features"),
+        "batch_size": positive_int("real samples per class per coreset update"),
+        "width": positive_int("channels of the matching ConvNet"),
+        "depth": positive_int("conv blocks of the matching ConvNet"),
+        "outer_loop": positive_int("coreset updates per fresh network", none="per-ipc default"),
+        "inner_loop": non_negative_int("epochs the network trains on the coreset between updates",
+                                       none="per-ipc default"),
+        "net_lr": positive_float("SGD learning rate of the network's inner training"),
+        "net_batch_size": positive_int("batch of the network's inner training"),
+        "arch": Param("str", "matching network architecture (kit models lists them)"),
+        "arch_kwargs": Param("json", "constructor arguments of arch", none="the arch's defaults, instance norm"),
+    }
 
     def __init__(
         self,
@@ -203,19 +215,8 @@ class DC(IterativeDistiller):
 
     # parameters ---------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        name = self.method
-        params = self.resolved_params()
-        for key in ("batch_size", "width", "depth", "outer_loop", "net_batch_size"):
-            if int(params[key]) != params[key] or int(params[key]) < 1:
-                raise KitError(f"{name}: {key} must be a positive integer, got {params[key]}")
-        if int(params["inner_loop"]) != params["inner_loop"] or int(params["inner_loop"]) < 0:
-            raise KitError(f"{name}: inner_loop must be a non-negative integer, got {params['inner_loop']}")
-        for key in ("lr", "net_lr"):
-            if not float(params[key]) > 0:
-                raise KitError(f"{name}: {key} must be positive, got {params[key]}")
-        if not 0.0 <= float(self.momentum) < 1.0:
-            raise KitError(f"{name}: momentum must be in [0, 1), got {self.momentum}")
-        check_network(name, self.arch, self.arch_kwargs, int(params["width"]), int(params["depth"]))
+        super()._check_params()
+        check_network(self.method, self.arch, self.arch_kwargs, int(self.width), int(self.depth))
 
     def _augmenter(self) -> SiameseAugment | None:
         """DC matches un-augmented batches; DSA overrides this."""
@@ -326,6 +327,10 @@ class DSA(DC):
     """DC with Differentiable Siamese Augmentation: real and synthetic batches share one draw."""
 
     method = "dsa"
+    PARAMS = {
+        "augment": Param("str", f"comma-separated augmentations ({', '.join(OPS)}) or none"),
+        "augment_mode": choice("one random augmentation per draw, or all of them", MODES),
+    }
 
     def __init__(
         self,

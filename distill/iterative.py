@@ -45,6 +45,7 @@ from .checkpoint import (
     to_numpy,
 )
 from .distributed import ProcessGroup, current_group
+from .params import Param, flag, non_negative_int, positive_float, positive_int
 from .progress import DistillProgress
 
 #: parameters every iterative distiller takes (and that never change the result, except steps)
@@ -92,6 +93,17 @@ class RealData:
 
 class IterativeDistiller(Distiller):
     """Base of the optimisation-based distillers (see the module docstring for the hooks)."""
+
+    PARAMS = {
+        "steps": non_negative_int("optimisation steps", none="per-ipc default, capped by time_budget_s"),
+        "time_budget_s": positive_float("stop after this many seconds of this invocation", none="no budget"),
+        "device": Param("str", "auto, cpu, cuda or cuda:N"),
+        "checkpoint_path": Param("str", "file of the resumable checkpoint", none="no checkpoint"),
+        "checkpoint_every": positive_int("write the checkpoint every this many steps (and at the end)"),
+        "resume": flag("continue from checkpoint_path when it exists"),
+        "progress": flag("show a progress bar"),
+        "threads": positive_int("torch CPU threads during the run", none="torch's choice"),
+    }
 
     def _init_common(
         self,
@@ -160,25 +172,17 @@ class IterativeDistiller(Distiller):
             params["steps"] = self._default_steps()
         return params
 
-    def _check_common(self) -> None:
-        name = self.method
-        steps = self.resolved_params()["steps"]
-        if steps is not None and int(steps) < 0:
-            raise KitError(f"{name}: steps must be >= 0, got {steps}")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise KitError(f"{name}: time budget must be positive, got {self.time_budget_s}")
-        if steps is None and self.time_budget_s is None:
-            raise KitError(f"{name}: give steps or a time budget (otherwise it would never stop)")
-        if int(self.checkpoint_every) < 1:
-            raise KitError(f"{name}: checkpoint_every must be >= 1, got {self.checkpoint_every}")
-        self._check_params()
-
     def _check_params(self) -> None:
-        """Method-specific parameter checks (one-line KitErrors)."""
+        """A run must be able to stop, and its device must exist (subclasses extend this)."""
+        if self.resolved_params()["steps"] is None and self.time_budget_s is None:
+            raise KitError(f"{self.method}: give steps or a time budget (otherwise it would never stop)")
+        try:
+            resolve_device(self.device)
+        except KitError as exc:
+            raise KitError(f"{self.method}: {exc}") from None
 
     # the loop -----------------------------------------------------------------------------------
     def _fit(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> None:
-        self._check_common()
         with torch_threads(self.threads):
             self._loop(x, y, n_classes)
 

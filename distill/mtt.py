@@ -96,8 +96,9 @@ from kit.training.targets import classification_loss
 
 from .base import class_major_labels
 from .distributed import ProcessGroup
-from .experts import ExpertBuffer, ExpertConfig, describe, ensure_expert_buffer, key_hash
+from .experts import STORAGE_DTYPES, ExpertBuffer, ExpertConfig, describe, ensure_expert_buffer, key_hash
 from .iterative import IterativeDistiller
+from .params import Param, choice, flag, non_negative_int, positive_float, positive_int
 
 OPTIMIZERS = ("sgd", "adam")
 #: momentum of the SGD optimiser on the synthetic features (MTT's value)
@@ -128,6 +129,31 @@ class MTT(IterativeDistiller):
 
     method = "mtt"
     IPC_DEFAULTS = IPC_DEFAULTS
+    PARAMS = {
+        "lr": positive_float("learning rate on the coreset features", none="per-ipc default for the optimizer"),
+        "optimizer": choice("optimiser of the coreset features", OPTIMIZERS),
+        "syn_steps": positive_int("student steps unrolled on the coreset per step", none="per-ipc default"),
+        "batch_size": positive_int("synthetic minibatch of each unrolled step",
+                                   none="per-ipc default; none there: the whole coreset"),
+        "expert_epochs": positive_int("expert epochs the student must match (M)"),
+        "max_start_epoch": non_negative_int("latest expert epoch a segment starts at", none="per-ipc default"),
+        "syn_lr_init": positive_float("initial learned student step size", none="expert_lr"),
+        "lr_lr": positive_float("learning rate of the learned student step size"),
+        "augment": flag("augment the coreset in the unrolled student steps"),
+        "learn_labels": flag("learn soft coreset labels too"),
+        "label_lr": positive_float("learning rate on the labels (learn_labels)"),
+        "n_experts": positive_int("expert trajectories in the buffer"),
+        "buffer_epochs": positive_int("epochs each expert trains"),
+        "width": positive_int("channels of the expert = student ConvNet"),
+        "depth": positive_int("conv blocks of the expert = student ConvNet"),
+        "arch": Param("str", "expert = student architecture (kit models lists them)"),
+        "arch_kwargs": Param("json", "constructor arguments of arch", none="the arch's defaults, instance norm"),
+        "expert_lr": positive_float("SGD learning rate of the experts"),
+        "expert_batch_size": positive_int("batch of the experts' training"),
+        "buffer": Param("str", "expert buffer folder", none="the kit cache, keyed by data and settings"),
+        "buffer_dtype": choice("storage type of the expert trajectories", STORAGE_DTYPES),
+        "feature_config": Param("any", "the features' FeatureConfig, checked against the buffer", none="unchecked"),
+    }
 
     def __init__(
         self,
@@ -217,24 +243,13 @@ class MTT(IterativeDistiller):
                             extra_kwargs=tuple(sorted(extra.items())))
 
     def _check_params(self) -> None:
+        super()._check_params()
         p = self.resolved_params()
-        if self.optimizer not in OPTIMIZERS:
-            raise KitError(f"mtt: unknown optimizer '{self.optimizer}' (choose from {', '.join(OPTIMIZERS)})")
-        for name in ("syn_steps", "expert_epochs", "n_experts", "buffer_epochs"):
-            if int(p[name]) < 1:
-                raise KitError(f"mtt: {name} must be >= 1, got {p[name]}")
-        if p["batch_size"] is not None and int(p["batch_size"]) < 1:
-            raise KitError(f"mtt: batch_size must be >= 1, got {p['batch_size']}")
-        if int(p["max_start_epoch"]) < 0:
-            raise KitError(f"mtt: max_start_epoch must be >= 0, got {p['max_start_epoch']}")
         if int(p["max_start_epoch"]) + int(p["expert_epochs"]) > int(p["buffer_epochs"]):
             raise KitError(
                 f"mtt: max_start_epoch {p['max_start_epoch']} + expert_epochs {p['expert_epochs']} exceeds the "
                 f"{p['buffer_epochs']} epochs of the expert buffer (raise buffer_epochs or lower them)"
             )
-        for name in ("lr", "lr_lr", "label_lr", "syn_lr_init"):
-            if float(p[name]) <= 0:
-                raise KitError(f"mtt: {name} must be positive, got {p[name]}")
         self.expert_config().check()
 
     def _identity_keys(self) -> tuple[str, ...]:

@@ -39,3 +39,31 @@ def make_distiller(method: str, ipc: int, seed: int = 0, **params: Any) -> Disti
     if unknown:
         raise KitError(f"method '{method}' has no parameter {', '.join(unknown)} (valid: {', '.join(sorted(valid))})")
     return cls(ipc=ipc, seed=seed, **params)
+
+
+def parameter_table(skip: tuple[str, ...] = ("ipc", "seed")) -> str:
+    """Every method's declared parameters as plain text (``kit distill --help`` prints it).
+
+    Why grouped: the iterative methods share most of their loop parameters and DSA shares DC's,
+    so a row that several methods declare identically (name, type, default, help) is printed once
+    under a heading naming them all, instead of five times. Built from ``Param`` declarations
+    only, so the help can never disagree with what ``-p KEY=VALUE`` accepts.
+    """
+    groups: dict[str, list[str]] = {}  # row -> methods declaring it, in registry order
+    for method, cls in METHODS.items():
+        for name, spec in cls.param_specs().items():
+            if name not in skip:
+                row = f"  {name} ({spec.describe()}; default {spec.default_text()}): {spec.help}"
+                groups.setdefault(row, []).append(method)
+    by_heading: dict[tuple[str, ...], list[str]] = {}
+    for row, methods in groups.items():
+        by_heading.setdefault(tuple(methods), []).append(row)
+    order = list(METHODS)
+    headings = sorted(by_heading, key=lambda h: (order.index(h[0]), -len(h)))
+    bare = [m for m in METHODS if not any(m in h for h in headings)]
+    lines = [f"Method parameters (-p KEY=VALUE, as declared by each method; not shown: {', '.join(skip)}"
+             + (f"; {', '.join(bare)} take{'s' if len(bare) == 1 else ''} no others)" if bare else ")")]
+    for heading in headings:
+        lines.append(f"{', '.join(heading)}:")
+        lines.extend(by_heading[heading])
+    return "\n".join(lines)

@@ -49,12 +49,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deploy.runtime.errors import KitError
-
 from .base import class_major_labels
 from .checkpoint import to_numpy
 from .distributed import ProcessGroup
 from .iterative import IterativeDistiller, RealData, data_fingerprint  # noqa: F401  (re-exported)
+from .params import choice, flag, fraction, positive_float, positive_int
 from .random_features import RandomConvNets
 
 LOSSES = ("platt", "mse")
@@ -126,6 +125,21 @@ class RFAD(IterativeDistiller):
 
     method = "rfad"
     IPC_DEFAULTS = IPC_DEFAULTS
+    PARAMS = {
+        "lr": positive_float("Adam learning rate on the coreset features", none="per-ipc default"),
+        "n_models": positive_int("random networks drawn per step (M)"),
+        "width": positive_int("channels of the random networks"),
+        "depth": positive_int("conv blocks of the random networks"),
+        "batch_size": positive_int("real samples per step"),
+        "loss": choice("loss on the KRR predictions: Platt-scaled cross-entropy or MSE", LOSSES),
+        "reg": positive_float("KRR ridge, relative to the kernel's mean diagonal"),
+        "learn_labels": flag("learn the coreset labels (soft labels) too"),
+        "label_lr": positive_float("Adam learning rate on the labels (learn_labels)"),
+        "val_fraction": fraction("training share held out to keep the best coreset"),
+        "eval_every": positive_int("validate the coreset every this many steps"),
+        "eval_models": positive_int("fixed random networks of the validation"),
+        "keep_best": flag("return the best coreset on the validation slice, not the last"),
+    }
 
     def __init__(
         self,
@@ -168,18 +182,6 @@ class RFAD(IterativeDistiller):
         self.eval_every = eval_every
         self.eval_models = eval_models
         self.keep_best = keep_best
-
-    # Parameters -------------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        if self.loss not in LOSSES:
-            raise KitError(f"rfad: unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")
-        for name in ("n_models", "width", "depth", "batch_size", "eval_every", "eval_models"):
-            if int(getattr(self, name)) < 1:
-                raise KitError(f"rfad: {name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise KitError(f"rfad: val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.reg <= 0:
-            raise KitError(f"rfad: reg must be positive, got {self.reg}")
 
     def _identity_keys(self) -> tuple[str, ...]:
         return ("ipc", "seed", "n_models", "width", "depth", "batch_size", "loss", "reg", "learn_labels",

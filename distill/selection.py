@@ -24,6 +24,7 @@ import torch
 from deploy.runtime.errors import KitError
 
 from .base import Distiller, class_major_labels
+from .params import choice, positive_int
 from .random_features import RandomConvNets
 
 EMBEDDINGS = ("convnet", "flat")
@@ -128,10 +129,14 @@ class RandomSelector(Selector):
 
 
 class _EmbeddingSelector(Selector):
+    PARAMS = {
+        "embedding": choice("space the picks are made in: a random ConvNet's pooled features or the raw maps",
+                            EMBEDDINGS),
+        "width": positive_int("channels of the random ConvNet (embedding=convnet)"),
+    }
+
     def __init__(self, ipc: int = 1, seed: int = 0, embedding: str = "convnet", width: int = 64) -> None:
         super().__init__(ipc=ipc, seed=seed)
-        if embedding not in EMBEDDINGS:
-            raise KitError(f"unknown embedding '{embedding}' (choose from {', '.join(EMBEDDINGS)})")
         self.embedding = embedding
         self.width = width
 

@@ -167,24 +167,6 @@ def _small(fsdd, per_class=12):
     return fsdd.x_train[idx], fsdd.y_train[idx]
 
 
-def test_rfad_resume_continues_exactly(fsdd, tmp_path):
-    x, y = _small(fsdd)
-    common = dict(ipc=1, seed=3, batch_size=32, n_models=2, width=8, eval_every=3, time_budget_s=None,
-                  device="cpu", learn_labels=True, keep_best=False)
-    straight = RFAD(steps=8, **common).fit(x, y)
-    ckpt = tmp_path / "run.ckpt"
-    first = RFAD(steps=4, checkpoint_path=str(ckpt), **common).fit(x, y)
-    assert ckpt.exists() and first.steps_done_ == 4
-    resumed = RFAD(steps=8, checkpoint_path=str(ckpt), resume=True, **common).fit(x, y)
-    assert resumed.resumed_from_ == 4 and resumed.steps_done_ == 8
-    assert [h["step"] for h in resumed.history_] == [h["step"] for h in straight.history_]
-    np.testing.assert_allclose(
-        [h["loss"] for h in resumed.history_ if h["loss"] is not None],
-        [h["loss"] for h in straight.history_ if h["loss"] is not None], rtol=1e-6)
-    np.testing.assert_allclose(resumed.features_, straight.features_, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(resumed.labels_, straight.labels_, rtol=1e-5, atol=1e-6)
-
-
 def test_rfad_time_budget_and_checkpoint_identity(fsdd, tmp_path):
     x, y = _small(fsdd, 6)
     ckpt = tmp_path / "budget.ckpt"

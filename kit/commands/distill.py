@@ -14,26 +14,34 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperCommand
 
 from deploy.runtime.artifact import atomic_write_text
 from deploy.runtime.errors import KitError
 
-# option flag -> distiller parameter, for the options that only some methods take
-_METHOD_OPTIONS = {
-    "--steps": "steps",
-    "--time-budget": "time_budget_s",
-    "--lr": "lr",
-    "--loss": "loss",
-    "--n-models": "n_models",
-    "--width": "width",
-    "--batch-size": "batch_size",
-    "--learn-labels": "learn_labels",
-    "--val-fraction": "val_fraction",
-    "--device": "device",
-    "--embedding": "embedding",
-}
+#: the shortcut flags whose name is not ``--`` + the parameter name with dashes
+_FLAG_NAMES = {"time_budget_s": "--time-budget", "learn_labels": "--learn-labels/--fixed-labels"}
+_SHORTCUT = "Shortcut for -p {}=VALUE (see the method parameters below)."
+
+
+def _flag(param: str) -> str:
+    return _FLAG_NAMES.get(param, "--" + param.replace("_", "-"))
+
+
+class DistillCommand(TyperCommand):
+    """``kit distill``: its ``--help`` ends with the method-parameter table, built from the methods'
+    ``Param`` declarations when help is shown (building it imports torch, which ``kit --help`` and
+    every other command must not pay for)."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from distill.registry import parameter_table  # lazy: imports torch
+
+        self.epilog = escape(parameter_table())
+        super().format_help(ctx, formatter)
 
 
 def distill_command(
@@ -42,8 +50,8 @@ def distill_command(
     ipc: int = typer.Option(1, "--ipc", help="Samples per class in the coreset."),
     out: Path = typer.Option(..., "--out", "-o", help="Coreset file to write (a kit artifact)."),
     seed: int = typer.Option(0, "--seed", help="Seed of selection / initialisation / random networks."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Iterative methods: optimisation steps (default depends on the method and --ipc)."),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Iterative methods: stop after this many seconds (default 280)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help=_SHORTCUT.format("steps")),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help=_SHORTCUT.format("time_budget_s")),
     resume: bool = typer.Option(False, "--resume", help="Iterative methods: continue from the checkpoint (<OUT>.ckpt or --checkpoint)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Iterative methods: checkpoint file (default <OUT>.ckpt)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where datasets live (default $KIT_DATA_DIR or the cache)."),
@@ -51,19 +59,21 @@ def distill_command(
     task: str = typer.Option("kws10", "--task", help="speech_commands: kws10 or kws12."),
     test_fold: int = typer.Option(5, "--test-fold", help="esc10/esc50/CSV: fold held out for testing."),
     feature: Optional[str] = typer.Option(None, "--feature", help="mfcc, fd_mfcc, log_mel or lpcc (default: the dataset's)."),
-    device: Optional[str] = typer.Option(None, "--device", help="Iterative methods: auto, cpu, cuda (default auto)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Iterative methods: learning rate on the coreset (default depends on the method and --ipc)."),
-    loss: Optional[str] = typer.Option(None, "--loss", help="rfad: platt or mse."),
-    n_models: Optional[int] = typer.Option(None, "--n-models", help="rfad: random networks per step (M)."),
-    width: Optional[int] = typer.Option(None, "--width", help="rfad: random network width."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="rfad/dc/dsa/dm: real samples per step (per class for dc/dsa/dm)."),
-    learn_labels: Optional[bool] = typer.Option(None, "--learn-labels/--fixed-labels", help="rfad: learn the coreset labels."),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="rfad: training share held out to keep the best coreset."),
-    embedding: Optional[str] = typer.Option(None, "--embedding", help="herding/kcenter: convnet or flat."),
+    device: Optional[str] = typer.Option(None, "--device", help=_SHORTCUT.format("device")),
+    lr: Optional[float] = typer.Option(None, "--lr", help=_SHORTCUT.format("lr")),
+    loss: Optional[str] = typer.Option(None, "--loss", help=_SHORTCUT.format("loss")),
+    n_models: Optional[int] = typer.Option(None, "--n-models", help=_SHORTCUT.format("n_models")),
+    width: Optional[int] = typer.Option(None, "--width", help=_SHORTCUT.format("width")),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_SHORTCUT.format("batch_size")),
+    learn_labels: Optional[bool] = typer.Option(None, "--learn-labels/--fixed-labels",
+                                                help=_SHORTCUT.format("learn_labels")),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help=_SHORTCUT.format("val_fraction")),
+    embedding: Optional[str] = typer.Option(None, "--embedding", help=_SHORTCUT.format("embedding")),
     limit_per_class: Optional[int] = typer.Option(None, "--limit-per-class", help="Use at most this many clips per class (quick runs)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's choice, all cores)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable/corrupt/empty clips and report how many."),
-    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Any method parameter as KEY=VALUE (repeatable), e.g. -p syn_steps=20."),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="A method parameter as KEY=VALUE (repeatable), "
+                                              "e.g. -p syn_steps=20; the table below lists them."),
     nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes on this machine (torch.distributed; gloo on CPU, NCCL on GPUs)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -78,19 +88,18 @@ def distill_command(
         raise KitError(f"--method: unknown method '{method}' (choose from {', '.join(METHODS)})")
     if ipc < 1:
         raise KitError(f"--ipc must be >= 1, got {ipc}")
-    given = {
-        "--steps": steps, "--time-budget": time_budget, "--lr": lr, "--loss": loss, "--n-models": n_models,
-        "--width": width, "--batch-size": batch_size, "--learn-labels": learn_labels,
-        "--val-fraction": val_fraction, "--device": device, "--embedding": embedding,
+    shortcuts = {
+        "steps": steps, "time_budget_s": time_budget, "lr": lr, "loss": loss, "n_models": n_models, "width": width,
+        "batch_size": batch_size, "learn_labels": learn_labels, "val_fraction": val_fraction, "device": device,
+        "embedding": embedding,
     }
     valid = set(METHODS[method].param_names())
     params: dict[str, Any] = {}
-    for flag, value in given.items():
+    for name, value in shortcuts.items():
         if value is None:
             continue
-        name = _METHOD_OPTIONS[flag]
         if name not in valid:
-            raise KitError(f"{flag} does not apply to --method {method}")
+            raise KitError(f"{_flag(name).split('/')[0]} does not apply to --method {method}")
         params[name] = value
     params.update(parse_params(param or [], method, valid))
     if "checkpoint_path" in valid:
@@ -99,7 +108,8 @@ def distill_command(
         params["progress"] = progress
     elif resume or checkpoint is not None:
         raise KitError(f"--resume/--checkpoint apply to iterative methods only, not {method}")
-    make_distiller(method, ipc, seed=seed, **params)  # validates the parameters before any data is loaded
+    # checks every value against the method's declarations before any data is loaded
+    make_distiller(method, ipc, seed=seed, **params).validate_params()
     if threads is not None and threads < 1:
         raise KitError(f"--threads must be >= 1, got {threads}")
     if nproc < 1:
@@ -121,7 +131,14 @@ def distill_command(
 
 
 def parse_params(items: list[str], method: str, valid: set[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings -> typed parameters (JSON values, else plain strings)."""
+    """``KEY=VALUE`` strings -> parameters of the type ``method`` declares for KEY (``Param.parse``).
+
+    ``valid`` limits the keys (a caller may reserve some, e.g. ``ipc``); each value is parsed and
+    range-checked by the declaration, so ``-p steps=abc`` or ``-p lr=-1`` fail here, in one line.
+    """
+    from distill.registry import METHODS  # lazy: imports torch
+
+    specs = METHODS[method].param_specs()
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -130,10 +147,7 @@ def parse_params(items: list[str], method: str, valid: set[str]) -> dict[str, An
             raise KitError(f"--param: expected KEY=VALUE, got '{item}'")
         if key not in valid:
             raise KitError(f"--param {key}: --method {method} has no parameter '{key}' (valid: {', '.join(sorted(valid))})")
-        try:
-            out[key] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key] = {"true": True, "false": False, "none": None}.get(text.lower(), text)
+        out[key] = specs[key].parse(method, key, text)
     return out
 
 
@@ -201,4 +215,4 @@ def run_distill_job(job: dict[str, Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("distill")(distill_command)
+    app.command("distill", cls=DistillCommand)(distill_command)

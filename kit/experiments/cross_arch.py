@@ -119,10 +119,7 @@ class CrossArchSettings:
             except TypeError as exc:
                 raise KitError(f"training options of {arch}: {exc}") from None
         for arch in self.archs:
-            distiller = self.make_distiller(arch)  # unknown method parameters fail here
-            check = getattr(distiller, "_check_common", None)  # iterative distillers: values and the network
-            if check is not None:
-                check()
+            self.make_distiller(arch).validate_params()  # unknown names, values and the network fail here
 
     def eval_kwargs(self, arch: str) -> dict[str, Any]:
         """Constructor arguments of B (its own norm)."""
