@@ -16,7 +16,7 @@ int32_t kws_detector_process(kws_detector *d, const float *probabilities, double
   for (int32_t c = 0; c < k; ++c) d->scores[slot][c] = probabilities[c];
   d->count++;
   /* the newest result always stays; the tolerance keeps results exactly on the edge (float hops) */
-  while (d->count > 1 && time_s - d->times[d->head] > (double)s->average_window_s + 1e-9) {
+  while (d->count > 1 && time_s - d->times[d->head] > s->average_window_s + 1e-9) {
     d->head = (d->head + 1) % KWS_DETECTOR_MAX_RESULTS;
     d->count--;
   }
@@ -33,8 +33,8 @@ int32_t kws_detector_process(kws_detector *d, const float *probabilities, double
   }
   *score = (float)mean[top];
   if (d->count < s->minimum_count) return -1;
-  if (!s->reportable[top] || mean[top] < (double)s->threshold) return -1;
-  if (time_s - d->last_detection < (double)s->suppression_s - 1e-9) return -1;
+  if (!s->reportable[top] || mean[top] < s->threshold) return -1;
+  if (time_s - d->last_detection < s->suppression_s - 1e-9) return -1;
   d->last_detection = time_s;
   return top;
 }

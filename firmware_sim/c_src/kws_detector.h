@@ -13,7 +13,7 @@
 
 typedef struct {
   int32_t n_classes, minimum_count;
-  float average_window_s, threshold, suppression_s;
+  double average_window_s, threshold, suppression_s; /* double: the same comparisons as the Python runtime */
   const uint8_t *reportable; /* [n_classes]: 0 for ignored labels */
 } kws_detector_settings;
 

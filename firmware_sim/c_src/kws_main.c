@@ -1,9 +1,11 @@
 /* Keyword spotting firmware: 16-bit PCM in, one line per detection out (`t=1.20s yes 0.91`).
  *
  * The loop is the device runtime's StreamRecognizer: a ring of the last window of samples,
- * classified at every hop boundary once a full window has been heard. An input that starts with
- * the 4 bytes "KWSF" holds int8 model inputs instead (uint32 count, then count inputs); each
- * one's int8 logits are printed, for bit-exactness checks against firmware_sim.
+ * classified at every hop boundary once a full window has been heard. Class scores come, as in
+ * the runtime, from the bundle's linear head on the model's embedding (so a head fine-tuned on
+ * the device is what the firmware uses). An input that starts with the 4 bytes "KWSF" holds int8
+ * model inputs instead (uint32 count, then count inputs); each one's int8 logits and embedding are
+ * printed, for bit-exactness checks against firmware_sim.
  */
 #include <math.h>
 #include <stdio.h>
@@ -18,11 +20,16 @@ static int16_t ring[KWS_WINDOW_SAMPLES];
 static float scratch[KWS_FRONTEND_SCRATCH_FLOATS];
 static kws_detector detector;
 
-static void softmax(const int8_t *logits, float *p) {
-  float top = -1e30f, sum = 0.0f;
+/* softmax(W e + b) of the dequantised int8 embedding e: the bundle's head, in float. */
+static void head_probabilities(const int8_t *embedding, float *p) {
+  float e[KWS_EMBEDDING_SIZE], top = -1e30f, sum = 0.0f;
+  for (int j = 0; j < KWS_EMBEDDING_SIZE; ++j)
+    e[j] = KWS_EMBEDDING_SCALE * (float)((int32_t)embedding[j] - KWS_EMBEDDING_ZERO_POINT);
   for (int i = 0; i < KWS_N_CLASSES; ++i) {
-    p[i] = KWS_LOGITS_SCALE * (float)((int32_t)logits[i] - KWS_LOGITS_ZERO_POINT);
-    top = p[i] > top ? p[i] : top;
+    float acc = kws_head_bias[i];
+    for (int j = 0; j < KWS_EMBEDDING_SIZE; ++j) acc += kws_head_weight[i * KWS_EMBEDDING_SIZE + j] * e[j];
+    p[i] = acc;
+    top = acc > top ? acc : top;
   }
   for (int i = 0; i < KWS_N_CLASSES; ++i) { p[i] = expf(p[i] - top); sum += p[i]; }
   for (int i = 0; i < KWS_N_CLASSES; ++i) p[i] /= sum;
@@ -38,10 +45,13 @@ static int run_features(void) {
       return 1;
     }
     kws_counter_start();
-    const int8_t *logits = kws_model_invoke();
+    kws_model_invoke();
     total += kws_counter_stop();
+    const int8_t *logits = kws_model_logits(), *embedding = kws_model_embedding();
     printf("logits");
     for (int i = 0; i < KWS_N_CLASSES; ++i) printf(" %d", logits[i]);
+    printf("\nembedding");
+    for (int i = 0; i < KWS_EMBEDDING_SIZE; ++i) printf(" %d", embedding[i]);
     printf("\n");
   }
   if (count) printf("per inference: %llu %s (%s)\n", (unsigned long long)(total / count), KWS_COUNTER_UNIT, KWS_COUNTER_NOTE);
@@ -74,11 +84,11 @@ static int run_stream(const int16_t *first, size_t first_count) {
     kws_frontend_run(&kws_frontend_config_data, ring, (int32_t)pos, scratch, kws_model_input());
     frontend_total += kws_counter_stop();
     kws_counter_start();
-    const int8_t *logits = kws_model_invoke();
+    kws_model_invoke();
     model_total += kws_counter_stop();
     inferences++;
     float p[KWS_N_CLASSES], score = 0.0f;
-    softmax(logits, p);
+    head_probabilities(kws_model_embedding(), p);
     const double t = (double)total / KWS_SAMPLE_RATE;
     const int32_t label = kws_detector_process(&detector, p, t, &score);
     if (label >= 0) printf("t=%.2fs %s %.2f\n", t, kws_labels[label], (double)score);
