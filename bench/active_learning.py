@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.distill import DATASETS, DEFAULT_DATA_DIR, RESULTS_DIR, results_stem
+from kit.report.tables import markdown_table
 
 #: benchmark dataset name -> the distill-benchmark dataset whose coreset cells become extra rows
 DATASET_CHOICES = ("fsdd", "kws10")
@@ -74,9 +75,8 @@ def markdown(results: dict[str, Any], extra: list[dict[str, Any]], meta: dict[st
         f"scored with the same ConvNet ({settings['eval_train']['max_samples']} training samples; full data "
         f"{settings['full_max_samples']}). † rows come from bench/results/distill.json (same ConvNet, 16 000 training "
         "samples, seeds 0,1,2, the whole training split; its full-data row trained on 60 000 samples).", "",
-        "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS),
+        markdown_table(COLUMNS, rows),
     ]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     seconds = results["acquisition_seconds"]
     lines += ["", "Acquisition time per run (s, mean over seeds): "
               + ", ".join(f"{m} {v:.0f}" for m, v in seconds.items()), ""]

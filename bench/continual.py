@@ -21,18 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from kit.report.tables import markdown_tables
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_continual"
 
 
 def markdown(run: Any, machine: dict[str, Any], command: str, png_name: str) -> str:
     """The run's tables as Markdown, with its summary, the command and the machine."""
-    lines = [f"# {run.title}", "", run.summary, ""]
-    for table in run.tables:
-        lines += [f"**{table['title']}**", "", "| " + " | ".join(table["columns"]) + " |",
-                  "|" + "---|" * len(table["columns"])]
-        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table["rows"]]
-        lines.append("")
+    lines = [f"# {run.title}", "", run.summary, "", markdown_tables(run.tables), ""]
     for figure in run.figures[:1]:
         lines += [f"![{figure['caption']}]({png_name})", ""]
     lines += [f"Command: `{command}`", "",

@@ -43,6 +43,7 @@ from typing import Any, Callable
 
 import numpy as np
 from bench.paths import DEFAULT_DATA_DIR, REPO, RESULTS_DIR
+from kit.report.tables import markdown_table
 
 DEFAULT_WORK_DIR = REPO / "runs" / "bench-latency"
 STREAMING_WORK_DIR = REPO / "runs" / "bench-streaming"
@@ -304,6 +305,16 @@ def targets(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 # Reporting -----------------------------------------------------------------------------------------
+def _rtf_row(r: dict[str, Any]) -> list[str]:
+    """One streamed model's row of the real-time-factor table (or its error)."""
+    if "error" in r:
+        return [r["model"], f"error: {r['error']}", *[""] * 5]
+    hop = r["per_hop"] or {}
+    return [f"{r['arch']} {r['model']}", f"{r['rtf_wall']:.4f}", f"{r['rtf_cpu']:.4f}",
+            f"{hop.get('median_ms', float('nan')):.2f} / {hop.get('p90_ms', float('nan')):.2f} ms",
+            f"{r['startup_s']:.2f} s", f"{r['peak_rss_mb']:.0f} MB", ", ".join(r["non_device_modules_loaded"]) or "none"]
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["measured"]
     lines = [
@@ -316,12 +327,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"Front-end per 1-s window ({m['front_end']['what']}): median {m['front_end']['median_ms']:.2f} ms, "
         f"p90 {m['front_end']['p90_ms']:.2f} ms.",
         "",
-        "| model | file | bytes | per-window median | p90 | ops | integer only |",
-        "|---|---|---|---|---|---|---|",
+        markdown_table(["model", "file", "bytes", "per-window median", "p90", "ops", "integer only"],
+                       [[row["arch"], row["file"], f"{row['bytes']:,}", f"{row['per_window']['median_ms']:.3f} ms",
+                         f"{row['per_window']['p90_ms']:.3f} ms", f"{row['n_ops']}: {row['ops_line']}",
+                         "yes" if row["integer_only"] else "no"] for row in m["models"]]),
     ]
-    for row in m["models"]:
-        lines.append(f"| {row['arch']} | {row['file']} | {row['bytes']:,} | {row['per_window']['median_ms']:.3f} ms | "
-                     f"{row['per_window']['p90_ms']:.3f} ms | {row['n_ops']}: {row['ops_line']} | {'yes' if row['integer_only'] else 'no'} |")
     stream = result["stream"]
     lines += [
         "",
@@ -329,17 +339,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"hop {result['detector_hop_s']} s) over {stream['duration_s'] / 60:.1f} min of held-out audio, in a separate "
         "process importing only `deploy.runtime`:",
         "",
-        "| model | RTF (wall) | RTF (CPU) | per hop median / p90 | startup | peak RSS | non-device modules |",
-        "|---|---|---|---|---|---|---|",
+        markdown_table(["model", "RTF (wall)", "RTF (CPU)", "per hop median / p90", "startup", "peak RSS",
+                        "non-device modules"], [_rtf_row(r) for r in m["rtf"]]),
     ]
-    for r in m["rtf"]:
-        if "error" in r:
-            lines.append(f"| {r['model']} | error: {r['error']} | | | | | |")
-            continue
-        hop = r["per_hop"] or {}
-        lines.append(f"| {r['arch']} {r['model']} | {r['rtf_wall']:.4f} | {r['rtf_cpu']:.4f} | "
-                     f"{hop.get('median_ms', float('nan')):.2f} / {hop.get('p90_ms', float('nan')):.2f} ms | {r['startup_s']:.2f} s | "
-                     f"{r['peak_rss_mb']:.0f} MB | {', '.join(r['non_device_modules_loaded']) or 'none'} |")
     t = result["targets"]
 
     def verdict(d: dict) -> str:

@@ -45,9 +45,9 @@ def _cross_arch(payload: dict[str, Any], stem: str) -> str:
 
 
 def _distill(payload: dict[str, Any], stem: str) -> str:
-    from bench.distill import markdown_table
+    from bench.distill import markdown
 
-    return markdown_table(payload["cells"], payload["machine"])
+    return markdown(payload["cells"], payload["machine"])
 
 
 def _nas_proxy(payload: dict[str, Any], stem: str) -> str:

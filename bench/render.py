@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.distill import DATASETS, results_stem
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from kit.report.tables import markdown_tables
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_render"
 DATASET_CHOICES = ("fsdd", "kws10")
@@ -86,12 +87,7 @@ def prepared_coreset(args: argparse.Namespace, work: Path) -> Path:
 
 def markdown(results: dict[str, Any], png_name: str | None, meta: dict[str, Any]) -> str:
     """A run folder's tables as Markdown, with the machine line and the command that made them."""
-    lines = [f"# {results['title']}", "", results.get("summary", ""), ""]
-    for table in results["tables"]:
-        lines += [f"**{table['title']}**", "", "| " + " | ".join(table["columns"]) + " |",
-                  "|" + "---|" * len(table["columns"])]
-        lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in table["rows"]]
-        lines.append("")
+    lines = [f"# {results['title']}", "", results.get("summary", ""), "", markdown_tables(results["tables"]), ""]
     if png_name:
         lines += [f"![{results['figures'][0]['caption']}]({png_name})", ""]
     machine = meta["machine"]
