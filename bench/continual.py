@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from kit.options import parse_seeds
 from kit.report.tables import markdown_tables
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_continual"
@@ -83,7 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kit.commands.train import parse_seeds
     from kit.experiments.continual import ContinualSettings, quick_settings, run_continual
 
     args = build_parser().parse_args(argv)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bench.continual import DEFAULT_DATA_DIR, RESULTS_DIR, export_run
+from kit.options import parse_ints, parse_seeds
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_feature_ablation"
 
@@ -42,8 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kit.commands.ablate import parse_ints
-    from kit.commands.train import parse_seeds
     from kit.experiments.feature_ablation import AblationSettings, quick_settings, run_feature_ablation
 
     args = build_parser().parse_args(argv)
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         settings = quick_settings(**options)
     else:
-        settings = AblationSettings(distill_steps=args.distill_steps, train_seeds=tuple(parse_seeds(args.train_seeds)),
+        settings = AblationSettings(distill_steps=args.distill_steps, train_seeds=tuple(parse_seeds(args.train_seeds, "--train-seeds")),
                                     width=args.width, max_samples=args.max_samples,
                                     limit_per_class=args.limit_per_class, **options)
     started = time.time()

@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.threads import one_blas_thread
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
 from kit.report.tables import markdown_table
 
@@ -120,13 +121,6 @@ def predict(bundle, x: np.ndarray, head=None) -> np.ndarray:
     return head.predict(classifier.embed(x))
 
 
-def one_core():
-    """BLAS pinned to one thread (onnxruntime gets ``threads=1`` from the runtime itself)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1)
-
-
 #: add-keyword variants: the default and one changed option each (``fit_head`` keywords)
 VARIANTS: dict[str, dict[str, Any]] = {
     "replay": {},
@@ -159,7 +153,7 @@ def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args,
                 row = {"seed": seed, "word": word, "shots": shots, "variant": variant, "n_test_new": len(held),
                        "train_speakers": sorted({p.name.split("_")[1] for p in train}), "old_before": old_before}
                 if variant in ("replay", "no_replay"):
-                    with one_core():
+                    with one_blas_thread():
                         started = time.perf_counter()
                         new = finetune.add_keyword(bundle, word, train, seed=seed, **options)
                         row["finetune_s"] = time.perf_counter() - started
@@ -175,7 +169,7 @@ def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args,
                               "class_weight": "balanced", "new_weight": None}
                     params.update(options)
                     started = time.perf_counter()
-                    with one_core():
+                    with one_blas_thread():
                         head, _ = finetune.fit_head(bundle, classifier, x_new, np.full(len(x_new), k), k + 1, **params)
                     row["head_fit_s"] = time.perf_counter() - started
                     row["new_accuracy"] = float(np.mean(predict(bundle, x_held, head) == k))
@@ -207,7 +201,7 @@ def personalize_runs(base: dict, speakers: list[str], ds, test: dict, args, prog
         y_held = np.array([bundle.classes.index(p.parent.name) for p in held])
         others = test["groups"] != speaker
         for variant, options in {"replay": {}, "no_replay": {"replay": False}}.items():
-            with one_core():
+            with one_blas_thread():
                 started = time.perf_counter()
                 tuned = finetune.personalize(bundle, adapt, seed=base["seed"], **options)
                 seconds = time.perf_counter() - started
@@ -241,7 +235,7 @@ def timing_large_replay(base: dict, fs, words: dict[str, list[Path]], per_class:
     clips, _ = split_by_speaker(paths, 10, base["seed"])
     seconds = []
     for _ in range(repeats):
-        with one_core():
+        with one_blas_thread():
             started = time.perf_counter()
             finetune.add_keyword(big, word, clips, seed=base["seed"])
             seconds.append(time.perf_counter() - started)

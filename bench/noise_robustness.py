@@ -17,6 +17,7 @@ from typing import Any
 
 from bench.distill import results_stem
 from bench.render import add_shared_options, count_cells, prepared_coreset, work_folder, write_results
+from kit.options import parse_seeds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from deploy.runtime.coreset import Coreset
-    from kit.commands.train import parse_seeds
     from kit.experiments.noise_robustness import NoiseSettings, parse_snrs, run_noise_robustness
 
     args = build_parser().parse_args(argv)

@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.distill import DATASETS, results_stem
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from kit.options import parse_seeds
 from kit.report.tables import markdown_tables
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_render"
@@ -146,7 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from deploy.runtime.coreset import Coreset
-    from kit.commands.train import parse_seeds
     from kit.experiments.render_audio import RenderSettings, run_render
 
     args = build_parser().parse_args(argv)

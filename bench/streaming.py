@@ -317,9 +317,6 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
     arch_kwargs = {"width": args.width}
     for sub in ("models", "coresets", "bundles"):
         (work / sub).mkdir(parents=True, exist_ok=True)
-    tflite_ok = _has_module("deploy.export_tflite")
-    int8_onnx_ok = _has_module("deploy.quantize_onnx")
-    info["exporters"] = {"export_tflite": tflite_ok, "quantize_onnx": int8_onnx_ok}
     specs: list[ModelSpec] = []
     models_info: dict[str, Any] = {}
 
@@ -373,21 +370,18 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
 
     full_config = TrainConfig(arch="convnet", arch_kwargs=arch_kwargs, epochs=args.epochs, batch_size=args.batch,
                               max_samples=None, seed=args.seed, threads=1)
-    # The full model in two bundles: fp32 ONNX (+ int8 ONNX when the kit can quantise ONNX), and
-    # fp32 + int8 TFLite (the build refuses int8 ONNX without deploy/quantize_onnx.py).
+    # The full model in two bundles: fp32 + int8 ONNX, and fp32 + int8 TFLite.
     onnx_bundle, record = train_and_bundle("full", fs.x_train, fs.y_train, full_config, coresets["random-10"],
-                                           ("onnx",), int8_onnx_ok)
+                                           ("onnx",), True)
     models_info["full"] = record
     specs.append(ModelSpec("full fp32 ONNX", onnx_bundle, "model.fp32.onnx", "full", record))
-    if int8_onnx_ok:
-        specs.append(ModelSpec("full int8 ONNX", onnx_bundle, "model.int8.onnx", "full", record))
-    if tflite_ok:
-        tfl_bundle = work / "bundles" / "full-tflite.kit"
-        if not (args.reuse and tfl_bundle.is_file()):
-            t0 = time.perf_counter()
-            build_bundle(work / "models" / "full.kit", coresets["random-10"], tfl_bundle, formats=("tflite",), int8=True)
-            info["stages_s"]["bundle full-tflite"] = round(time.perf_counter() - t0, 1)
-        specs.append(ModelSpec("full int8 TFLite", tfl_bundle, "model.int8.tflite", "full", record))
+    specs.append(ModelSpec("full int8 ONNX", onnx_bundle, "model.int8.onnx", "full", record))
+    tfl_bundle = work / "bundles" / "full-tflite.kit"
+    if not (args.reuse and tfl_bundle.is_file()):
+        t0 = time.perf_counter()
+        build_bundle(work / "models" / "full.kit", coresets["random-10"], tfl_bundle, formats=("tflite",), int8=True)
+        info["stages_s"]["bundle full-tflite"] = round(time.perf_counter() - t0, 1)
+    specs.append(ModelSpec("full int8 TFLite", tfl_bundle, "model.int8.tflite", "full", record))
     if args.stream_training:
         # The same training split plus stream-like copies, hard negatives and quiet silence
         # (bench/stream_training.py), trained for the full number of epochs: the model a user
@@ -411,14 +405,13 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
             record.update(stream_training=spec.to_dict(), stream_training_counts=counts, arch_label=label)
             models_info[name] = record
             specs.append(ModelSpec(f"full + stream training, {label}, fp32 ONNX", bundle, "model.fp32.onnx", "full+stream", record))
-            if tflite_ok:
-                st_tflite = work / "bundles" / f"{name}-tflite.kit"
-                if not (args.reuse and st_tflite.is_file()):
-                    t0 = time.perf_counter()
-                    build_bundle(work / "models" / f"{name}.kit", coresets["random-10"], st_tflite, formats=("tflite",), int8=True)
-                    info["stages_s"][f"bundle {name}-tflite"] = round(time.perf_counter() - t0, 1)
-                specs.append(ModelSpec(f"full + stream training, {label}, int8 TFLite", st_tflite, "model.int8.tflite",
-                                       "full+stream", record))
+            st_tflite = work / "bundles" / f"{name}-tflite.kit"
+            if not (args.reuse and st_tflite.is_file()):
+                t0 = time.perf_counter()
+                build_bundle(work / "models" / f"{name}.kit", coresets["random-10"], st_tflite, formats=("tflite",), int8=True)
+                info["stages_s"][f"bundle {name}-tflite"] = round(time.perf_counter() - t0, 1)
+            specs.append(ModelSpec(f"full + stream training, {label}, int8 TFLite", st_tflite, "model.int8.tflite",
+                                   "full+stream", record))
     # Batch 64: at the kit's 16 000-sample budget a 600-clip coreset at batch 256 got only 63 steps
     # (measured: herding 50/class 42 % clip accuracy vs 56 % at batch 64).
     coreset_config = TrainConfig(arch="convnet", arch_kwargs=arch_kwargs, max_samples=args.coreset_samples,
@@ -436,12 +429,6 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
         specs.append(ModelSpec(f"{method} {ipc}/class fp32 ONNX", bundle, "model.fp32.onnx", name, record))
     info["models"] = models_info
     return specs, info
-
-
-def _has_module(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 # Reporting ---------------------------------------------------------------------------------------
