@@ -38,6 +38,14 @@ def markdown(run: Any, machine: dict[str, Any], command: str, png_name: str) -> 
     return "\n".join(lines)
 
 
+def report_run(run: Any, args: argparse.Namespace, started: float) -> int:
+    """Export a finished run (``--name``, ``--results-dir``) with its wall time and print where and what."""
+    for path in export_run(run, args.name, args.results_dir, {"wall_s": round(time.time() - started, 1)}):
+        print(f"wrote {path}")
+    print(run.summary)
+    return 0
+
+
 def export_run(run: Any, name: str, results_dir: Path, extra: dict[str, Any] | None = None) -> list[Path]:
     """Copy an experiment run folder's results to ``results_dir/name.{json,md,png}`` with the machine info."""
     from bench.machine import machine_info
@@ -95,11 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = ContinualSettings(memory=args.memory, distill_steps=args.distill_steps, width=args.width,
                                      max_samples=args.max_samples, batch_size=args.batch_size, **options)
     started = time.time()
-    run = run_continual(args.dataset, args.work, settings, data_dir=args.data_dir)
-    for path in export_run(run, args.name, args.results_dir, {"wall_s": round(time.time() - started, 1)}):
-        print(f"wrote {path}")
-    print(run.summary)
-    return 0
+    return report_run(run_continual(args.dataset, args.work, settings, data_dir=args.data_dir), args, started)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.continual import DEFAULT_DATA_DIR, RESULTS_DIR, export_run
+from bench.continual import DEFAULT_DATA_DIR, RESULTS_DIR, report_run
 from kit.options import parse_ints, parse_seeds
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_feature_ablation"
@@ -55,11 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                                     width=args.width, max_samples=args.max_samples,
                                     limit_per_class=args.limit_per_class, **options)
     started = time.time()
-    run = run_feature_ablation(args.dataset, args.work, settings, data_dir=args.data_dir)
-    for path in export_run(run, args.name, args.results_dir, {"wall_s": round(time.time() - started, 1)}):
-        print(f"wrote {path}")
-    print(run.summary)
-    return 0
+    return report_run(run_feature_ablation(args.dataset, args.work, settings, data_dir=args.data_dir), args, started)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ from typing import Any, Callable
 
 import numpy as np
 from bench.paths import DEFAULT_DATA_DIR, REPO, RESULTS_DIR
-from kit.report.tables import markdown_table
 
 DEFAULT_WORK_DIR = REPO / "runs" / "bench-latency"
 STREAMING_WORK_DIR = REPO / "runs" / "bench-streaming"
@@ -306,6 +305,8 @@ def _rtf_row(r: dict[str, Any]) -> list[str]:
 
 
 def markdown(result: dict[str, Any]) -> str:
+    from kit.report.tables import markdown_table  # not at the top: the --rtf-child device process imports this module
+
     m = result["measured"]
     lines = [
         "# Latency benchmark: one CPU thread",

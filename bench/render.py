@@ -72,6 +72,16 @@ def add_shared_options(parser: argparse.ArgumentParser, *, subject: str) -> None
     parser.add_argument("--overwrite", action="store_true", help="discard a previous run folder with other settings")
 
 
+def shared_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the shared options change (``--seed``, and ``--iterations``/``--seeds`` when given)."""
+    changes: dict[str, Any] = {"seed": args.seed}
+    if args.iterations is not None:
+        changes["n_iter"] = args.iterations
+    if args.seeds is not None:
+        changes["train_seeds"] = tuple(parse_seeds(args.seeds))
+    return changes
+
+
 def work_folder(args: argparse.Namespace) -> Path:
     """The run folder: ``--work`` or the dataset's default, with ``-quick`` for the tests' setting."""
     work = args.work or (DEFAULT_WORK if args.dataset == "fsdd" else DEFAULT_WORK.with_name(f"{DEFAULT_WORK.name}_{args.dataset}"))
@@ -154,12 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     work = work_folder(args)
     coreset_path = prepared_coreset(args, work)
     settings = RenderSettings.quick() if args.quick else RenderSettings()
-    changes: dict[str, Any] = {"seed": args.seed, "evaluate": True}
-    if args.iterations is not None:
-        changes["n_iter"] = args.iterations
-    if args.seeds is not None:
-        changes["train_seeds"] = tuple(parse_seeds(args.seeds))
-    settings = RenderSettings(**{**settings.__dict__, **changes})
+    settings = RenderSettings(**{**settings.__dict__, **shared_changes(args), "evaluate": True})
     cells_before = 0 if args.overwrite else count_cells(work / "render")
     run = run_render(Coreset.load(coreset_path), work / "render", settings, coreset_path=str(coreset_path),
                      data_dir=args.data_dir, overwrite=args.overwrite)
