@@ -202,7 +202,8 @@ def _method_row(cells: dict[str, dict], dataset: str, method: str, ipcs: list[in
         if i not in by_ipc:
             accs.append("–")
             continue
-        text = f"{by_ipc[i]['accuracy_mean']:.1f} ± {by_ipc[i]['accuracy_std']:.1f}" + ("†" if _old_batch(by_ipc[i]) else "")
+        text = (f"{by_ipc[i]['accuracy_mean']:.1f} ± {by_ipc[i]['accuracy_std']:.1f}"
+                + ("†" if _old_batch(by_ipc[i]) else ""))
         accs.append(f"**{text}**" if by_ipc[i]["accuracy_mean"] == best[i] else text)
     times = " / ".join(f"{by_ipc[i]['distill_s']:.0f}" if i in by_ipc else "–" for i in ipcs)
     known = [by_ipc[i]["peak_rss_mb"] for i in by_ipc if by_ipc[i].get("peak_rss_mb") is not None]

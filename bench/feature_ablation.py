@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         settings = quick_settings(**options)
     else:
-        settings = AblationSettings(distill_steps=args.distill_steps, train_seeds=tuple(parse_seeds(args.train_seeds, "--train-seeds")),
+        settings = AblationSettings(distill_steps=args.distill_steps,
+                                    train_seeds=tuple(parse_seeds(args.train_seeds, "--train-seeds")),
                                     width=args.width, max_samples=args.max_samples,
                                     limit_per_class=args.limit_per_class, **options)
     started = time.time()

@@ -348,8 +348,9 @@ def markdown(results: dict) -> str:
              "So the figures for the default are tuned, not held-out, with respect to those settings; the benchmark "
              "is small (5-24 test clips per word and seed), hence the large std.", ""]
     per_word = sorted(summary["per_word"].items(), key=lambda kv: (kv[0].split("/")[0], int(kv[0].split("/")[1])))
-    lines.append(markdown_table(["word", "clips", "accuracy"], [[*key.split("/")[:2], _pm(entry)] for key, entry in per_word
-                                                              if key.split("/")[2] == "replay"]))
+    lines.append(markdown_table(["word", "clips", "accuracy"],
+                                [[*key.split("/")[:2], _pm(entry)] for key, entry in per_word
+                                 if key.split("/")[2] == "replay"]))
     lines += notes
     timing = results.get("timing_large_replay")
     if timing:

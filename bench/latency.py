@@ -301,7 +301,8 @@ def _rtf_row(r: dict[str, Any]) -> list[str]:
     hop = r["per_hop"] or {}
     return [f"{r['arch']} {r['model']}", f"{r['rtf_wall']:.4f}", f"{r['rtf_cpu']:.4f}",
             f"{hop.get('median_ms', float('nan')):.2f} / {hop.get('p90_ms', float('nan')):.2f} ms",
-            f"{r['startup_s']:.2f} s", f"{r['peak_rss_mb']:.0f} MB", ", ".join(r["non_device_modules_loaded"]) or "none"]
+            f"{r['startup_s']:.2f} s", f"{r['peak_rss_mb']:.0f} MB",
+            ", ".join(r["non_device_modules_loaded"]) or "none"]
 
 
 def markdown(result: dict[str, Any]) -> str:

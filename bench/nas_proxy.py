@@ -54,7 +54,8 @@ def markdown(result: dict, settings: dict, machine: dict, load: str) -> str:
     rows = [[proxy, "–" if a["spearman"] != a["spearman"] else f"{a['spearman']:.3f}", f"{a['top_k_overlap']:.2f}",
              f"{a['seconds']:.0f}", f"{a['speedup']:.1f}"] for proxy, a in result["agreement"].items()]
     rows.append(["full data (ground truth)", 1, 1, f"{result['seconds']['full data (ground truth)']:.0f}", "1.0"])
-    lines.append(markdown_table(["proxy", "Spearman rho", "top-5 overlap", "seconds", "speed-up vs ground truth"], rows))
+    lines.append(markdown_table(["proxy", "Spearman rho", "top-5 overlap", "seconds", "speed-up vs ground truth"],
+                                rows))
     return "\n".join(lines) + "\n"
 
 

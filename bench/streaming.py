@@ -408,7 +408,8 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
             st_tflite = work / "bundles" / f"{name}-tflite.kit"
             if not (args.reuse and st_tflite.is_file()):
                 t0 = time.perf_counter()
-                build_bundle(work / "models" / f"{name}.kit", coresets["random-10"], st_tflite, formats=("tflite",), int8=True)
+                build_bundle(work / "models" / f"{name}.kit", coresets["random-10"], st_tflite, formats=("tflite",),
+                             int8=True)
                 info["stages_s"][f"bundle {name}-tflite"] = round(time.perf_counter() - t0, 1)
             specs.append(ModelSpec(f"full + stream training, {label}, int8 TFLite", st_tflite, "model.int8.tflite",
                                    "full+stream", record))
@@ -457,7 +458,8 @@ def _operating_row(m: dict[str, Any], cfg: dict[str, Any]) -> list[Any]:
     acc = m["info"].get("clip_accuracy_kws12_test")
     n_train = m["info"].get("n_train", "?")
     if op is None:
-        return [m["name"], n_train, _fmt(acc, True), f"none ≤ {cfg['max_fa_per_hour']:g} FA/h", "–", "–", "–", "miss"]
+        return [m["name"], n_train, _fmt(acc, True), f"none ≤ {cfg['max_fa_per_hour']:g} FA/h", "–", "–", "–",
+                "miss"]
     neg = op["per_stream"].get("negatives", {}).get("false_accepts", 0)
     meets = "met" if op["frr"] <= cfg["target_frr"] else "miss"
     return [m["name"], n_train, _fmt(acc, True), f"{op['threshold']:g}", _fmt(op["frr"], True),
