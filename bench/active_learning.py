@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.distill import DATASETS, DEFAULT_DATA_DIR, RESULTS_DIR, results_stem
+from kit.options import parse_floats, parse_ints, parse_seeds
+from kit.report.tables import markdown_table
 
 #: benchmark dataset name -> the distill-benchmark dataset whose coreset cells become extra rows
 DATASET_CHOICES = ("fsdd", "kws10")
@@ -74,9 +76,8 @@ def markdown(results: dict[str, Any], extra: list[dict[str, Any]], meta: dict[st
         f"scored with the same ConvNet ({settings['eval_train']['max_samples']} training samples; full data "
         f"{settings['full_max_samples']}). † rows come from bench/results/distill.json (same ConvNet, 16 000 training "
         "samples, seeds 0,1,2, the whole training split; its full-data row trained on 60 000 samples).", "",
-        "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS),
+        markdown_table(COLUMNS, rows),
     ]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     seconds = results["acquisition_seconds"]
     lines += ["", "Acquisition time per run (s, mean over seeds): "
               + ", ".join(f"{m} {v:.0f}" for m, v in seconds.items()), ""]
@@ -109,20 +110,18 @@ def main(argv: list[str] | None = None) -> int:
                              "for other datasets)")
     args = parser.parse_args(argv)
 
-    from kit.commands.al import _floats, _ints, _methods
-    from kit.commands.train import parse_seeds
     from kit.experiments import RunDir
     from kit.experiments.active_learning import (EXPERIMENT, TITLE, ALSettings, experiment_config, load_coresets,
-                                                 plot, run_active_learning)
+                                                 parse_methods, plot, run_active_learning)
     from kit.pipeline import load_training_set
 
     from deploy.runtime.artifact import atomic_write_text
     from bench.machine import machine_info
 
     spec = DATASETS[args.dataset]
-    settings = ALSettings(methods=_methods(args.methods), budgets=_floats(args.budgets, "--budgets"),
-                          tiny=_ints(args.tiny, "--tiny"), seeds=tuple(parse_seeds(args.seeds)), seed=args.seed,
-                          full_max_samples=args.full_max_samples)
+    settings = ALSettings(methods=parse_methods(args.methods), budgets=parse_floats(args.budgets, "--budgets"),
+                          tiny=parse_ints(args.tiny, "--tiny", allow_none=True), seeds=tuple(parse_seeds(args.seeds)),
+                          seed=args.seed, full_max_samples=args.full_max_samples)
     settings.eval_train = settings.eval_train.with_(max_samples=args.max_samples)
     settings.acquisition_train = settings.acquisition_train.with_(max_samples=args.acquisition_max_samples)
     started, load_start = time.time(), _load()

@@ -21,24 +21,29 @@ import time
 from pathlib import Path
 from typing import Any
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from kit.options import parse_seeds
+from kit.report.tables import markdown_tables
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_continual"
 
 
 def markdown(run: Any, machine: dict[str, Any], command: str, png_name: str) -> str:
     """The run's tables as Markdown, with its summary, the command and the machine."""
-    lines = [f"# {run.title}", "", run.summary, ""]
-    for table in run.tables:
-        lines += [f"**{table['title']}**", "", "| " + " | ".join(table["columns"]) + " |",
-                  "|" + "---|" * len(table["columns"])]
-        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table["rows"]]
-        lines.append("")
+    lines = [f"# {run.title}", "", run.summary, "", markdown_tables(run.tables), ""]
     for figure in run.figures[:1]:
         lines += [f"![{figure['caption']}]({png_name})", ""]
     lines += [f"Command: `{command}`", "",
               f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, torch {machine['torch']}, "
               f"load average {machine.get('load_average')} at the end.", ""]
     return "\n".join(lines)
+
+
+def report_run(run: Any, args: argparse.Namespace, started: float) -> int:
+    """Export a finished run (``--name``, ``--results-dir``) with its wall time and print where and what."""
+    for path in export_run(run, args.name, args.results_dir, {"wall_s": round(time.time() - started, 1)}):
+        print(f"wrote {path}")
+    print(run.summary)
+    return 0
 
 
 def export_run(run: Any, name: str, results_dir: Path, extra: dict[str, Any] | None = None) -> list[Path]:
@@ -87,7 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kit.commands.train import parse_seeds
     from kit.experiments.continual import ContinualSettings, quick_settings, run_continual
 
     args = build_parser().parse_args(argv)
@@ -99,11 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = ContinualSettings(memory=args.memory, distill_steps=args.distill_steps, width=args.width,
                                      max_samples=args.max_samples, batch_size=args.batch_size, **options)
     started = time.time()
-    run = run_continual(args.dataset, args.work, settings, data_dir=args.data_dir)
-    for path in export_run(run, args.name, args.results_dir, {"wall_s": round(time.time() - started, 1)}):
-        print(f"wrote {path}")
-    print(run.summary)
-    return 0
+    return report_run(run_continual(args.dataset, args.work, settings, data_dir=args.data_dir), args, started)
 
 
 if __name__ == "__main__":

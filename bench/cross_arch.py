@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
+from kit.report.tables import markdown_tables
 
 from .distill import DEFAULT_DATA_DIR, RESULTS_DIR, results_stem
 from .machine import machine_info
@@ -31,12 +32,8 @@ DATASETS: dict[str, dict[str, Any]] = {
 
 def markdown(results: dict[str, Any], title: str, machine: dict[str, Any], config: dict[str, Any]) -> str:
     """The matrix and the network table as Markdown, with the machine and the settings."""
-    lines = [f"# Cross-architecture transfer: {title}", "", results.get("summary", ""), ""]
-    for table in results["tables"]:
-        lines += [f"**{table['title']}**", "", "| " + " | ".join(table["columns"]) + " |",
-                  "|" + "---|" * len(table["columns"])]
-        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table["rows"]]
-        lines.append("")
+    lines = [f"# Cross-architecture transfer: {title}", "", results.get("summary", ""), "",
+             markdown_tables(results["tables"]), ""]
     lines += ["Headline: `" + json.dumps(results.get("headline", {})) + "`", "",
               f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, torch {machine.get('torch')}; "
               f"settings: `{json.dumps(config)}`", ""]

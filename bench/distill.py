@@ -30,6 +30,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 # the training batch rule (``TrainConfig(batch_size=None)``): coresets over FULL_BATCH_UP_TO clips train in minibatches
 from kit.training.config import FULL_BATCH_UP_TO, LARGE_SET_BATCH, coreset_batch
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from kit.report.tables import markdown_table
 
 METHODS = ("random", "herding", "kcenter", "dc", "dsa", "dm", "mtt", "rfad")
 #: optimisation-based methods: they take a time budget, a thread count and a progress flag
@@ -183,7 +184,33 @@ def budget_note(cells: list[dict], ipcs: list[int]) -> str:
     return "Evaluation training per model: " + ", ".join(parts) + "."
 
 
-def markdown_table(cells: dict[str, dict], machine: dict) -> str:
+def _method_row(cells: dict[str, dict], dataset: str, method: str, ipcs: list[int], width: int) -> list[str] | None:
+    """One method's row: accuracy per ipc (best of the column in bold, † measured at the old batch),
+    distill seconds per ipc and the largest peak RSS; None when the method has no cell here."""
+    row = [c for c in cells.values() if c["dataset"] == dataset and c["method"] == method]
+    if not row:
+        return None
+    if method == "full":
+        c = row[0]
+        return [f"full training data ({c.get('n_train')})", f"{c['accuracy_mean']:.1f} ± {c['accuracy_std']:.1f}",
+                *[""] * (width - 1), "–", "–"]
+    by_ipc = {c["ipc"]: c for c in row}
+    best = {i: max((c["accuracy_mean"] for c in cells.values() if c["dataset"] == dataset and c["ipc"] == i),
+                   default=None) for i in ipcs}
+    accs = []
+    for i in ipcs:
+        if i not in by_ipc:
+            accs.append("–")
+            continue
+        text = (f"{by_ipc[i]['accuracy_mean']:.1f} ± {by_ipc[i]['accuracy_std']:.1f}"
+                + ("†" if _old_batch(by_ipc[i]) else ""))
+        accs.append(f"**{text}**" if by_ipc[i]["accuracy_mean"] == best[i] else text)
+    times = " / ".join(f"{by_ipc[i]['distill_s']:.0f}" if i in by_ipc else "–" for i in ipcs)
+    known = [by_ipc[i]["peak_rss_mb"] for i in by_ipc if by_ipc[i].get("peak_rss_mb") is not None]
+    return [method, *accs, times, f"{max(known):.0f}" if known else "–"]
+
+
+def markdown(cells: dict[str, dict], machine: dict) -> str:
     """Accuracy table (method × ipc per dataset) plus distillation cost."""
     lines = [f"# Distillation benchmark\n\nMachine: {machine.get('cpu')}, {machine.get('cores')} cores, "
              f"{machine.get('memory_gb')} GB, torch {machine.get('torch')}. ConvNet (width 128, instance norm) test "
@@ -193,31 +220,8 @@ def markdown_table(cells: dict[str, dict], machine: dict) -> str:
         ipcs = sorted({c["ipc"] for c in cells.values() if c["dataset"] == dataset and c["ipc"] is not None})
         lines.append(f"\n## {DATASETS[dataset]['title']}\n")
         headers = [f"{i}/class" for i in ipcs] or ["accuracy"]
-        lines.append("| method | " + " | ".join(headers) + " | distill s (per ipc) | peak RSS MB |")
-        lines.append("|---|" + "---|" * len(headers) + "---|---|")
-        for method in (*METHODS, "full"):
-            row = [c for c in cells.values() if c["dataset"] == dataset and c["method"] == method]
-            if not row:
-                continue
-            if method == "full":
-                c = row[0]
-                lines.append(f"| full training data ({c.get('n_train')}) | " + " | ".join(
-                    [f"{c['accuracy_mean']:.1f} ± {c['accuracy_std']:.1f}"] + [""] * (len(headers) - 1)) + " | – | – |")
-                continue
-            by_ipc = {c["ipc"]: c for c in row}
-            best = {i: max((c["accuracy_mean"] for c in cells.values() if c["dataset"] == dataset and c["ipc"] == i),
-                           default=None) for i in ipcs}
-            accs = []
-            for i in ipcs:
-                if i not in by_ipc:
-                    accs.append("–")
-                    continue
-                text = f"{by_ipc[i]['accuracy_mean']:.1f} ± {by_ipc[i]['accuracy_std']:.1f}" + ("†" if _old_batch(by_ipc[i]) else "")
-                accs.append(f"**{text}**" if by_ipc[i]["accuracy_mean"] == best[i] else text)
-            times = " / ".join(f"{by_ipc[i]['distill_s']:.0f}" if i in by_ipc else "–" for i in ipcs)
-            known = [by_ipc[i]["peak_rss_mb"] for i in by_ipc if by_ipc[i].get("peak_rss_mb") is not None]
-            rss = f"{max(known):.0f}" if known else "–"
-            lines.append(f"| {method} | " + " | ".join(accs) + f" | {times} | {rss} |")
+        rows = [_method_row(cells, dataset, method, ipcs, len(headers)) for method in (*METHODS, "full")]
+        lines.append(markdown_table(["method", *headers, "distill s (per ipc)", "peak RSS MB"], filter(None, rows)))
         if ipcs:
             lines.append("\n" + budget_note([c for c in cells.values() if c["dataset"] == dataset], ipcs))
     if any(_old_batch(c) for c in cells.values() if c["method"] != "full"):
@@ -386,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     if cells:
         from deploy.runtime.artifact import atomic_write_text
 
-        atomic_write_text(out.with_suffix(".md"), markdown_table(cells, results["machine"]))
+        atomic_write_text(out.with_suffix(".md"), markdown(cells, results["machine"]))
         plot(cells, out.with_suffix(".png"))
         written = ([] if args.report_only else [str(out)]) + [str(out.with_suffix(".md")), str(out.with_suffix(".png"))]
         console.print("wrote " + ", ".join(written))

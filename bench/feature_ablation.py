@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.continual import DEFAULT_DATA_DIR, RESULTS_DIR, export_run
+from bench.continual import DEFAULT_DATA_DIR, RESULTS_DIR, report_run
+from kit.options import parse_ints, parse_seeds
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_feature_ablation"
 
@@ -42,8 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kit.commands.ablate import parse_ints
-    from kit.commands.train import parse_seeds
     from kit.experiments.feature_ablation import AblationSettings, quick_settings, run_feature_ablation
 
     args = build_parser().parse_args(argv)
@@ -52,15 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         settings = quick_settings(**options)
     else:
-        settings = AblationSettings(distill_steps=args.distill_steps, train_seeds=tuple(parse_seeds(args.train_seeds)),
+        settings = AblationSettings(distill_steps=args.distill_steps,
+                                    train_seeds=tuple(parse_seeds(args.train_seeds, "--train-seeds")),
                                     width=args.width, max_samples=args.max_samples,
                                     limit_per_class=args.limit_per_class, **options)
     started = time.time()
-    run = run_feature_ablation(args.dataset, args.work, settings, data_dir=args.data_dir)
-    for path in export_run(run, args.name, args.results_dir, {"wall_s": round(time.time() - started, 1)}):
-        print(f"wrote {path}")
-    print(run.summary)
-    return 0
+    return report_run(run_feature_ablation(args.dataset, args.work, settings, data_dir=args.data_dir), args, started)
 
 
 if __name__ == "__main__":

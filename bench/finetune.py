@@ -42,7 +42,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.threads import one_blas_thread
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from kit.report.tables import markdown_table
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_finetune"
 
@@ -115,13 +117,6 @@ def predict(bundle, x: np.ndarray, head=None) -> np.ndarray:
     return head.predict(classifier.embed(x))
 
 
-def one_core():
-    """BLAS pinned to one thread (onnxruntime gets ``threads=1`` from the runtime itself)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1)
-
-
 #: add-keyword variants: the default and one changed option each (``fit_head`` keywords)
 VARIANTS: dict[str, dict[str, Any]] = {
     "replay": {},
@@ -154,7 +149,7 @@ def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args,
                 row = {"seed": seed, "word": word, "shots": shots, "variant": variant, "n_test_new": len(held),
                        "train_speakers": sorted({p.name.split("_")[1] for p in train}), "old_before": old_before}
                 if variant in ("replay", "no_replay"):
-                    with one_core():
+                    with one_blas_thread():
                         started = time.perf_counter()
                         new = finetune.add_keyword(bundle, word, train, seed=seed, **options)
                         row["finetune_s"] = time.perf_counter() - started
@@ -170,7 +165,7 @@ def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args,
                               "class_weight": "balanced", "new_weight": None}
                     params.update(options)
                     started = time.perf_counter()
-                    with one_core():
+                    with one_blas_thread():
                         head, _ = finetune.fit_head(bundle, classifier, x_new, np.full(len(x_new), k), k + 1, **params)
                     row["head_fit_s"] = time.perf_counter() - started
                     row["new_accuracy"] = float(np.mean(predict(bundle, x_held, head) == k))
@@ -202,7 +197,7 @@ def personalize_runs(base: dict, speakers: list[str], ds, test: dict, args, prog
         y_held = np.array([bundle.classes.index(p.parent.name) for p in held])
         others = test["groups"] != speaker
         for variant, options in {"replay": {}, "no_replay": {"replay": False}}.items():
-            with one_core():
+            with one_blas_thread():
                 started = time.perf_counter()
                 tuned = finetune.personalize(bundle, adapt, seed=base["seed"], **options)
                 seconds = time.perf_counter() - started
@@ -236,7 +231,7 @@ def timing_large_replay(base: dict, fs, words: dict[str, list[Path]], per_class:
     clips, _ = split_by_speaker(paths, 10, base["seed"])
     seconds = []
     for _ in range(repeats):
-        with one_core():
+        with one_blas_thread():
             started = time.perf_counter()
             finetune.add_keyword(big, word, clips, seed=base["seed"])
             seconds.append(time.perf_counter() - started)
@@ -318,22 +313,24 @@ def markdown(results: dict) -> str:
         "Accuracies in %, mean ± std over seeds × words; old-class accuracy predicts over all classes "
         "(a clip taken for the new word counts as an error).\n",
         "## Add a keyword\n",
-        "| clips | variant | new-word accuracy | old classes before | old classes after | old drop (points) | old clips taken for the new word | fine-tune wall s (mean / max) |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for key, entry in sorted(summary["add_keyword"].items(),
                              key=lambda kv: (int(kv[0].split("/")[0]), _variant_rank(kv[0].split("/")[1]))):
         shots, variant = key.split("/")
         wall = f"{entry['finetune_s']['mean']:.2f} / {entry['finetune_s_max']:.2f}" if "finetune_s" in entry else "–"
-        lines.append(f"| {shots} | {variant} | {_pm(entry['new_accuracy'])} | {_pm(entry['old_before'])} | "
-                     f"{_pm(entry['old_after'])} | {_pm(entry['old_drop_points'])} | {_pm(entry['old_taken_by_new'])} | {wall} |")
+        rows.append([shots, variant, *(_pm(entry[k]) for k in ("new_accuracy", "old_before", "old_after",
+                                                                  "old_drop_points", "old_taken_by_new")), wall])
+    lines.append(markdown_table(["clips", "variant", "new-word accuracy", "old classes before", "old classes after",
+                                 "old drop (points)", "old clips taken for the new word",
+                                 "fine-tune wall s (mean / max)"], rows))
     lines += ["", "Variants: `replay` = the default; `no_replay` = `--no-replay`; `new_weight=…` = a fixed weight of the "
               "new word relative to an old class instead of the default rule (`new_weight=1`: plain class balance, the "
               "default before); "
               "`no_shift` = no time-shift augmentation; `l2_new=…` = another weight decay on the new row; `mlp` = "
               "one-hidden-layer MLP head (64 units, not storable in a bundle) instead of softmax regression. Only `replay` and `no_replay` went through `add_keyword` end to end (wall time = WAV reading, "
               "front-end, embedding of replay + clips, head fit); the ablations reuse `fit_head` on the same clips.\n",
-              "## New-word accuracy per word (replay)\n", "| word | clips | accuracy |", "|---|---|---|"]
+              "## New-word accuracy per word (replay)\n"]
     taken: dict[str, int] = defaultdict(int)
     for row in results["add_keyword_runs"]:
         if row["variant"] == "replay":
@@ -346,23 +343,24 @@ def markdown(results: dict) -> str:
              "weight was swept (1, 1.5, 2, 3, 5, 8) over all three seeds with 10- and 50-per-class replay memories. "
              "So the figures for the default are tuned, not held-out, with respect to those settings; the benchmark "
              "is small (5-24 test clips per word and seed), hence the large std.", ""]
-    for key, entry in sorted(summary["per_word"].items(), key=lambda kv: (kv[0].split("/")[0], int(kv[0].split("/")[1]))):
-        word, shots, variant = key.split("/")
-        if variant == "replay":
-            lines.append(f"| {word} | {shots} | {_pm(entry)} |")
+    per_word = sorted(summary["per_word"].items(), key=lambda kv: (kv[0].split("/")[0], int(kv[0].split("/")[1])))
+    lines.append(markdown_table(["word", "clips", "accuracy"],
+                                [[*key.split("/")[:2], _pm(entry)] for key, entry in per_word
+                                 if key.split("/")[2] == "replay"]))
     lines += notes
     timing = results.get("timing_large_replay")
     if timing:
         lines += [f"Wall time with a larger replay memory ({timing['replay_per_class']}/class = {timing['n_replay']} samples, "
                   f"{timing['n_classes']} classes, {timing['clips']} new clips, one core): "
                   + ", ".join(f"{t:.2f}" for t in timing["seconds"]) + " s.", ""]
-    lines += ["", f"## Personalisation ({config['per_class']} clips per keyword of one held-out speaker)\n",
-              "| variant | speaker before | speaker after | gain (points) | other speakers before | other speakers after | wall s |",
-              "|---|---|---|---|---|---|---|"]
-    for variant, entry in sorted(summary["personalize"].items(), key=lambda kv: _variant_rank(kv[0])):
-        lines.append(f"| {variant} | {_pm(entry['speaker_before'])} | {_pm(entry['speaker_after'])} | "
-                     f"{_pm(entry['speaker_gain_points'])} | {_pm(entry['others_before'])} | {_pm(entry['others_after'])} | "
-                     f"{entry['finetune_s']['mean']:.2f} |")
+    lines += ["", f"## Personalisation ({config['per_class']} clips per keyword of one held-out speaker)\n"]
+    personal = sorted(summary["personalize"].items(), key=lambda kv: _variant_rank(kv[0]))
+    lines.append(markdown_table(
+        ["variant", "speaker before", "speaker after", "gain (points)", "other speakers before", "other speakers after",
+         "wall s"],
+        [[variant, *(_pm(entry[k]) for k in ("speaker_before", "speaker_after", "speaker_gain_points", "others_before",
+                                             "others_after")), f"{entry['finetune_s']['mean']:.2f}"]
+         for variant, entry in personal]))
     lines.append("")
     return "\n".join(lines)
 

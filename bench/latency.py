@@ -178,7 +178,7 @@ def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
 
     from bench.stream_builder import StreamSpec, build_stream, load_material
     from deploy.bundle_builder import build_bundle
-    from kit.models import available_archs, load_model
+    from kit.models import load_model
     from kit.pipeline import distill_coreset, load_training_set
     from kit.training import TrainConfig, train_and_save
 
@@ -194,11 +194,7 @@ def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
         coreset, _, _ = distill_coreset(fs, loader, "random", 10, seed=args.seed)
         coreset.save(coreset_path)
     prepared["coreset"] = coreset_path
-    archs = [("convnet", {"width": args.width})]
-    for name in ("dscnn", "ds_cnn", "ds-cnn"):
-        if name in available_archs():
-            archs.append((name, {}))
-    prepared["available_archs"] = available_archs()
+    archs = [("convnet", {"width": args.width}), ("dscnn", {})]
     for arch, kwargs in archs:
         label = f"{arch}" + (f"-w{kwargs['width']}" if "width" in kwargs else "")
         if arch == "convnet" and args.model is not None:
@@ -217,7 +213,7 @@ def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
         bundles = {}
         t0 = time.perf_counter()
         bundles["onnx"] = build_bundle(model_path, coreset_path, work / f"{label}-onnx.bundle.kit", formats=("onnx",),
-                                       int8=_has_module("deploy.quantize_onnx"))
+                                       int8=True)
         bundles["tflite"] = build_bundle(model_path, coreset_path, work / f"{label}-tflite.bundle.kit", formats=("tflite",),
                                          int8=True)
         prepared["archs"][label] = {"model": model_path, "origin": origin, "bundles": bundles,
@@ -233,12 +229,6 @@ def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
     # real 1-s test clips for the front-end; one real feature window for the models
     prepared["clips"] = [k.audio for k in material.keywords[:50]]
     return prepared
-
-
-def _has_module(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 # Measuring -----------------------------------------------------------------------------------------
@@ -300,7 +290,20 @@ def targets(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 # Reporting -----------------------------------------------------------------------------------------
+def _rtf_row(r: dict[str, Any]) -> list[str]:
+    """One streamed model's row of the real-time-factor table (or its error)."""
+    if "error" in r:
+        return [r["model"], f"error: {r['error']}", *[""] * 5]
+    hop = r["per_hop"] or {}
+    return [f"{r['arch']} {r['model']}", f"{r['rtf_wall']:.4f}", f"{r['rtf_cpu']:.4f}",
+            f"{hop.get('median_ms', float('nan')):.2f} / {hop.get('p90_ms', float('nan')):.2f} ms",
+            f"{r['startup_s']:.2f} s", f"{r['peak_rss_mb']:.0f} MB",
+            ", ".join(r["non_device_modules_loaded"]) or "none"]
+
+
 def markdown(result: dict[str, Any]) -> str:
+    from kit.report.tables import markdown_table  # not at the top: the --rtf-child device process imports this module
+
     m = result["measured"]
     lines = [
         "# Latency benchmark: one CPU thread",
@@ -312,12 +315,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"Front-end per 1-s window ({m['front_end']['what']}): median {m['front_end']['median_ms']:.2f} ms, "
         f"p90 {m['front_end']['p90_ms']:.2f} ms.",
         "",
-        "| model | file | bytes | per-window median | p90 | ops | integer only |",
-        "|---|---|---|---|---|---|---|",
+        markdown_table(["model", "file", "bytes", "per-window median", "p90", "ops", "integer only"],
+                       [[row["arch"], row["file"], f"{row['bytes']:,}", f"{row['per_window']['median_ms']:.3f} ms",
+                         f"{row['per_window']['p90_ms']:.3f} ms", f"{row['n_ops']}: {row['ops_line']}",
+                         "yes" if row["integer_only"] else "no"] for row in m["models"]]),
     ]
-    for row in m["models"]:
-        lines.append(f"| {row['arch']} | {row['file']} | {row['bytes']:,} | {row['per_window']['median_ms']:.3f} ms | "
-                     f"{row['per_window']['p90_ms']:.3f} ms | {row['n_ops']}: {row['ops_line']} | {'yes' if row['integer_only'] else 'no'} |")
     stream = result["stream"]
     lines += [
         "",
@@ -325,17 +327,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"hop {result['detector_hop_s']} s) over {stream['duration_s'] / 60:.1f} min of held-out audio, in a separate "
         "process importing only `deploy.runtime`:",
         "",
-        "| model | RTF (wall) | RTF (CPU) | per hop median / p90 | startup | peak RSS | non-device modules |",
-        "|---|---|---|---|---|---|---|",
+        markdown_table(["model", "RTF (wall)", "RTF (CPU)", "per hop median / p90", "startup", "peak RSS",
+                        "non-device modules"], [_rtf_row(r) for r in m["rtf"]]),
     ]
-    for r in m["rtf"]:
-        if "error" in r:
-            lines.append(f"| {r['model']} | error: {r['error']} | | | | | |")
-            continue
-        hop = r["per_hop"] or {}
-        lines.append(f"| {r['arch']} {r['model']} | {r['rtf_wall']:.4f} | {r['rtf_cpu']:.4f} | "
-                     f"{hop.get('median_ms', float('nan')):.2f} / {hop.get('p90_ms', float('nan')):.2f} ms | {r['startup_s']:.2f} s | "
-                     f"{r['peak_rss_mb']:.0f} MB | {', '.join(r['non_device_modules_loaded']) or 'none'} |")
     t = result["targets"]
 
     def verdict(d: dict) -> str:
@@ -350,7 +344,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"- int8 model ≤ 64 KB: {verdict(t['int8_model_le_64KB'])}",
         f"- device process free of torch/kit/librosa/...: {'yes' if t['device_process_imports_only_runtime'] else 'NO'}",
         "",
-        f"Models: {result['models_note']}. DS-CNN: {result['dscnn']}.",
+        # "dscnn" is in results written while DS-CNN was not in the model zoo yet
+        f"Models: {result['models_note']}." + (f" DS-CNN: {result['dscnn']}." if "dscnn" in result else ""),
         "",
         "![latency](latency.png)",
     ]
@@ -445,8 +440,6 @@ def main(argv: list[str] | None = None) -> int:
         "models_note": "; ".join(f"{k}: {v['origin']}, {v['params']:,} parameters, kws12 clip accuracy "
                                  f"{v['accuracy'] if v['accuracy'] is None else round(100 * v['accuracy'], 1)} %"
                                  for k, v in prepared["archs"].items()),
-        "dscnn": "measured" if len(prepared["archs"]) > 1 else
-                 f"not in kit.models (available: {', '.join(prepared['available_archs'])}); not measured",
         "archs": {k: {**{kk: str(vv) if isinstance(vv, Path) else vv for kk, vv in v.items() if kk != "bundles"},
                       "bundles": {f: str(p) for f, p in v["bundles"].items()}} for k, v in prepared["archs"].items()},
         "calibration_coreset": str(prepared["coreset"]),

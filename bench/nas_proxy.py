@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rich.console import Console
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from kit.report.tables import markdown_table
 
 
 
@@ -49,13 +50,12 @@ def markdown(result: dict, settings: dict, machine: dict, load: str) -> str:
         "Ground-truth accuracy ranges over the grid from "
         f"{100 * min(result['accuracy']['full data (ground truth)']):.1f} to "
         f"{100 * max(result['accuracy']['full data (ground truth)']):.1f} %; per-variant figures are in the JSON.\n",
-        "| proxy | Spearman rho | top-5 overlap | seconds | speed-up vs ground truth |",
-        "|---|---|---|---|---|",
     ]
-    for proxy, a in result["agreement"].items():
-        rho = "–" if a["spearman"] != a["spearman"] else f"{a['spearman']:.3f}"
-        lines.append(f"| {proxy} | {rho} | {a['top_k_overlap']:.2f} | {a['seconds']:.0f} | {a['speedup']:.1f} |")
-    lines.append(f"| full data (ground truth) | 1 | 1 | {result['seconds']['full data (ground truth)']:.0f} | 1.0 |")
+    rows = [[proxy, "–" if a["spearman"] != a["spearman"] else f"{a['spearman']:.3f}", f"{a['top_k_overlap']:.2f}",
+             f"{a['seconds']:.0f}", f"{a['speedup']:.1f}"] for proxy, a in result["agreement"].items()]
+    rows.append(["full data (ground truth)", 1, 1, f"{result['seconds']['full data (ground truth)']:.0f}", "1.0"])
+    lines.append(markdown_table(["proxy", "Spearman rho", "top-5 overlap", "seconds", "speed-up vs ground truth"],
+                                rows))
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from bench.distill import results_stem
-from bench.render import add_shared_options, count_cells, prepared_coreset, work_folder, write_results
+from bench.render import add_shared_options, count_cells, prepared_coreset, shared_changes, work_folder, write_results
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,18 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from deploy.runtime.coreset import Coreset
-    from kit.commands.train import parse_seeds
     from kit.experiments.noise_robustness import NoiseSettings, parse_snrs, run_noise_robustness
 
     args = build_parser().parse_args(argv)
     started, load_before = time.time(), os.getloadavg()
     work = work_folder(args)
     coreset_path = prepared_coreset(args, work)
-    changes: dict[str, Any] = {"snrs": tuple(parse_snrs(args.snrs)), "seed": args.seed}
-    if args.iterations is not None:
-        changes["n_iter"] = args.iterations
-    if args.seeds is not None:
-        changes["train_seeds"] = tuple(parse_seeds(args.seeds))
+    changes: dict[str, Any] = {"snrs": tuple(parse_snrs(args.snrs)), **shared_changes(args)}
     if args.max_samples is not None:
         changes["max_samples"] = args.max_samples
     if args.test_limit is not None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from kit.report.tables import markdown_table
+
 
 def _latency_ms(model: Any, x: np.ndarray, repeats: int) -> float:
     for clip in x[:10]:
@@ -121,16 +123,14 @@ def markdown(record: dict[str, Any]) -> str:
         f"ConvNet width {record['config']['width']}, {record['pytorch']['parameters']} parameters, PyTorch accuracy "
         f"{100 * torch_acc:.1f} %; calibration: {record['config']['calibration']}; seed {record['config']['seed']}.",
         "",
-        "| export | bytes | max abs diff logits | top-1 agreement | accuracy (%) | drop (points) | ms/clip | integer-only |",
-        "|---|---|---|---|---|---|---|---|",
+        markdown_table(["export", "bytes", "max abs diff logits", "top-1 agreement", "accuracy (%)", "drop (points)",
+                        "ms/clip", "integer-only"],
+                       [[key, r["size_bytes"], f"{r['max_abs_diff_logits']:.2g}", f"{100 * r['top1_agreement']:.1f} %",
+                         f"{100 * r['accuracy']:.1f}", f"{100 * (torch_acc - r['accuracy']):.1f}",
+                         f"{r['latency_ms_per_clip']:.3f}", "yes" if r["integer_only"] else "no"]
+                        for key, r in record["exports"].items()]),
+        "", "Ops:", "",
     ]
-    for key, r in record["exports"].items():
-        lines.append(
-            f"| {key} | {r['size_bytes']} | {r['max_abs_diff_logits']:.2g} | {100 * r['top1_agreement']:.1f} % | "
-            f"{100 * r['accuracy']:.1f} | {100 * (torch_acc - r['accuracy']):.1f} | {r['latency_ms_per_clip']:.3f} | "
-            f"{'yes' if r['integer_only'] else 'no'} |"
-        )
-    lines += ["", "Ops:", ""]
     for key, r in record["exports"].items():
         if "(" not in key:
             lines.append(f"- {key}: " + ", ".join(f"{op} x{n}" for op, n in r["ops"].items()))
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     record = run(args)
     stem = args.out_dir / f"quantization_{record['dataset']['name']}"
-    atomic_write_text(stem.with_suffix(".json"), json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(record, indent=1, default=str) + "\n")
     atomic_write_text(stem.with_suffix(".md"), markdown(record))
     print(markdown(record))
     return 0

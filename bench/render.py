@@ -21,6 +21,8 @@ from typing import Any
 
 from bench.distill import DATASETS, results_stem
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from kit.options import parse_seeds
+from kit.report.tables import markdown_tables
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_render"
 DATASET_CHOICES = ("fsdd", "kws10")
@@ -70,6 +72,16 @@ def add_shared_options(parser: argparse.ArgumentParser, *, subject: str) -> None
     parser.add_argument("--overwrite", action="store_true", help="discard a previous run folder with other settings")
 
 
+def shared_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the shared options change (``--seed``, and ``--iterations``/``--seeds`` when given)."""
+    changes: dict[str, Any] = {"seed": args.seed}
+    if args.iterations is not None:
+        changes["n_iter"] = args.iterations
+    if args.seeds is not None:
+        changes["train_seeds"] = tuple(parse_seeds(args.seeds))
+    return changes
+
+
 def work_folder(args: argparse.Namespace) -> Path:
     """The run folder: ``--work`` or the dataset's default, with ``-quick`` for the tests' setting."""
     work = args.work or (DEFAULT_WORK if args.dataset == "fsdd" else DEFAULT_WORK.with_name(f"{DEFAULT_WORK.name}_{args.dataset}"))
@@ -86,12 +98,7 @@ def prepared_coreset(args: argparse.Namespace, work: Path) -> Path:
 
 def markdown(results: dict[str, Any], png_name: str | None, meta: dict[str, Any]) -> str:
     """A run folder's tables as Markdown, with the machine line and the command that made them."""
-    lines = [f"# {results['title']}", "", results.get("summary", ""), ""]
-    for table in results["tables"]:
-        lines += [f"**{table['title']}**", "", "| " + " | ".join(table["columns"]) + " |",
-                  "|" + "---|" * len(table["columns"])]
-        lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in table["rows"]]
-        lines.append("")
+    lines = [f"# {results['title']}", "", results.get("summary", ""), "", markdown_tables(results["tables"]), ""]
     if png_name:
         lines += [f"![{results['figures'][0]['caption']}]({png_name})", ""]
     machine = meta["machine"]
@@ -150,7 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from deploy.runtime.coreset import Coreset
-    from kit.commands.train import parse_seeds
     from kit.experiments.render_audio import RenderSettings, run_render
 
     args = build_parser().parse_args(argv)
@@ -158,12 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     work = work_folder(args)
     coreset_path = prepared_coreset(args, work)
     settings = RenderSettings.quick() if args.quick else RenderSettings()
-    changes: dict[str, Any] = {"seed": args.seed, "evaluate": True}
-    if args.iterations is not None:
-        changes["n_iter"] = args.iterations
-    if args.seeds is not None:
-        changes["train_seeds"] = tuple(parse_seeds(args.seeds))
-    settings = RenderSettings(**{**settings.__dict__, **changes})
+    settings = RenderSettings(**{**settings.__dict__, **shared_changes(args), "evaluate": True})
     cells_before = 0 if args.overwrite else count_cells(work / "render")
     run = run_render(Coreset.load(coreset_path), work / "render", settings, coreset_path=str(coreset_path),
                      data_dir=args.data_dir, overwrite=args.overwrite)

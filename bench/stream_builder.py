@@ -151,11 +151,13 @@ class Stream:
 
 
 # Building ------------------------------------------------------------------------------------------
-def _db(value: float) -> float:
+def db_gain(value: float) -> float:
+    """The amplitude factor of a level in dB (20 log10 convention: -6 dB halves the amplitude)."""
     return float(10.0 ** (value / 20.0))
 
 
-def _rms(y: np.ndarray) -> float:
+def rms(y: np.ndarray) -> float:
+    """Root mean square in float64 (0 for an empty piece, so a level check never divides by NaN)."""
     return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if len(y) else 0.0
 
 
@@ -164,7 +166,7 @@ def _active_rms(y: np.ndarray, rate: int) -> float:
     frame = max(1, int(0.02 * rate))
     n = len(y) // frame
     if n == 0:
-        return _rms(y)
+        return rms(y)
     energy = np.mean(np.square(y[: n * frame].reshape(n, frame), dtype=np.float64), axis=1)
     top = np.sort(energy)[-max(1, int(np.ceil(0.3 * n))):]
     return float(np.sqrt(top.mean()))
@@ -199,8 +201,8 @@ def _noise_bed(noise: list[Sound], n: int, rate: int, spec: StreamSpec, rng: np.
         length = min(want, len(sound.audio), n - pos + fade)
         start = int(rng.integers(0, len(sound.audio) - length + 1))
         piece = sound.audio[start : start + length].astype(np.float32)
-        level = _rms(piece)
-        piece = piece * (_db(rng.uniform(*spec.noise_dbfs)) / level if level > 0 else 0.0)
+        level = rms(piece)
+        piece = piece * (db_gain(rng.uniform(*spec.noise_dbfs)) / level if level > 0 else 0.0)
         ramp = np.ones(length, dtype=np.float32)
         k = min(fade, length // 2)
         if k:
@@ -252,11 +254,11 @@ def build_stream(material: Material, spec: StreamSpec, seed: int = 0, keep_noise
     audio = bed.copy()
     events = []
     for sound, start, gain_db in placed:
-        clip = sound.audio.astype(np.float32) * _db(gain_db)
+        clip = sound.audio.astype(np.float32) * db_gain(gain_db)
         end = start + len(clip)
         audio[start:end] += clip
-        noise_rms = _rms(bed[start:end])
-        snr = 20.0 * np.log10(_active_rms(clip, rate) / noise_rms) if noise_rms > 0 and _rms(clip) > 0 else float("inf")
+        noise_rms = rms(bed[start:end])
+        snr = 20.0 * np.log10(_active_rms(clip, rate) / noise_rms) if noise_rms > 0 and rms(clip) > 0 else float("inf")
         events.append(Event(sound.kind, sound.label, start / rate, end / rate, sound.source, round(gain_db, 3), float(snr)))
     clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
     np.clip(audio, -1.0, 1.0, out=audio)
@@ -377,12 +379,12 @@ def stream_like_copy(y: np.ndarray, rate: int, noise: list[np.ndarray], spec: St
         out[shift:] = y[: n - shift]
     else:
         out[:shift] = y[-shift:]
-    out *= _db(rng.uniform(*spec.keyword_gain_db))
+    out *= db_gain(rng.uniform(*spec.keyword_gain_db))
     source = noise[int(rng.integers(len(noise)))]
     if len(source) >= n:
         start = int(rng.integers(0, len(source) - n + 1))
         piece = source[start : start + n].astype(np.float32)
-        level = _rms(piece)
+        level = rms(piece)
         if level > 0:
-            out += piece * (_db(rng.uniform(*spec.noise_dbfs)) / level)
+            out += piece * (db_gain(rng.uniform(*spec.noise_dbfs)) / level)
     return np.clip(out, -1.0, 1.0)

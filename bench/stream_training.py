@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.stream_builder import StreamSpec, db_gain, rms, stream_like_copy, training_noise
 from deploy.runtime.errors import KitError
 
 
@@ -87,8 +88,6 @@ def hard_negatives(data_dir: str | os.PathLike, rate: int, spec: StreamTrainingS
 
 def quiet_silence(noise: list[np.ndarray], rate: int, spec: StreamTrainingSpec, rng: np.random.Generator) -> list[np.ndarray]:
     """1-s training-noise windows scaled to random RMS levels in ``spec.silence_dbfs``."""
-    from bench.stream_builder import _db, _rms
-
     usable = [n for n in noise if len(n) > rate]
     if not usable:
         raise KitError("stream training: no background-noise recording is longer than 1 s")
@@ -97,8 +96,8 @@ def quiet_silence(noise: list[np.ndarray], rate: int, spec: StreamTrainingSpec, 
         source = usable[int(rng.integers(len(usable)))]
         start = int(rng.integers(0, len(source) - rate))
         piece = source[start : start + rate].astype(np.float32)
-        level = _rms(piece)
-        out.append(piece * (_db(rng.uniform(*spec.silence_dbfs)) / level) if level > 0 else piece)
+        level = rms(piece)
+        out.append(piece * (db_gain(rng.uniform(*spec.silence_dbfs)) / level) if level > 0 else piece)
     return out
 
 
@@ -106,7 +105,6 @@ def stream_training_set(fs: Any, data_dir: str | os.PathLike, spec: StreamTraini
                         progress: Any = None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """``fs``'s training split (Speech Commands kws12) plus the material described in the module
     docstring, as normalised features; returns ``(x, y, counts by kind)``."""
-    from bench.stream_builder import StreamSpec, stream_like_copy, training_noise
     from deploy.runtime.features import extract_features
     from kit.audio import load_audio
     from kit.data import load_dataset

@@ -53,6 +53,7 @@ import numpy as np
 
 from deploy.runtime.errors import KitError
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from kit.report.tables import markdown_table
 
 DEFAULT_WORK_DIR = Path(__file__).resolve().parents[1] / "runs" / "bench-streaming"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
@@ -307,9 +308,6 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
     arch_kwargs = {"width": args.width}
     for sub in ("models", "coresets", "bundles"):
         (work / sub).mkdir(parents=True, exist_ok=True)
-    tflite_ok = _has_module("deploy.export_tflite")
-    int8_onnx_ok = _has_module("deploy.quantize_onnx")
-    info["exporters"] = {"export_tflite": tflite_ok, "quantize_onnx": int8_onnx_ok}
     specs: list[ModelSpec] = []
     models_info: dict[str, Any] = {}
 
@@ -363,21 +361,18 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
 
     full_config = TrainConfig(arch="convnet", arch_kwargs=arch_kwargs, epochs=args.epochs, batch_size=args.batch,
                               max_samples=None, seed=args.seed, threads=1)
-    # The full model in two bundles: fp32 ONNX (+ int8 ONNX when the kit can quantise ONNX), and
-    # fp32 + int8 TFLite (the build refuses int8 ONNX without deploy/quantize_onnx.py).
+    # The full model in two bundles: fp32 + int8 ONNX, and fp32 + int8 TFLite.
     onnx_bundle, record = train_and_bundle("full", fs.x_train, fs.y_train, full_config, coresets["random-10"],
-                                           ("onnx",), int8_onnx_ok)
+                                           ("onnx",), True)
     models_info["full"] = record
     specs.append(ModelSpec("full fp32 ONNX", onnx_bundle, "model.fp32.onnx", "full", record))
-    if int8_onnx_ok:
-        specs.append(ModelSpec("full int8 ONNX", onnx_bundle, "model.int8.onnx", "full", record))
-    if tflite_ok:
-        tfl_bundle = work / "bundles" / "full-tflite.kit"
-        if not (args.reuse and tfl_bundle.is_file()):
-            t0 = time.perf_counter()
-            build_bundle(work / "models" / "full.kit", coresets["random-10"], tfl_bundle, formats=("tflite",), int8=True)
-            info["stages_s"]["bundle full-tflite"] = round(time.perf_counter() - t0, 1)
-        specs.append(ModelSpec("full int8 TFLite", tfl_bundle, "model.int8.tflite", "full", record))
+    specs.append(ModelSpec("full int8 ONNX", onnx_bundle, "model.int8.onnx", "full", record))
+    tfl_bundle = work / "bundles" / "full-tflite.kit"
+    if not (args.reuse and tfl_bundle.is_file()):
+        t0 = time.perf_counter()
+        build_bundle(work / "models" / "full.kit", coresets["random-10"], tfl_bundle, formats=("tflite",), int8=True)
+        info["stages_s"]["bundle full-tflite"] = round(time.perf_counter() - t0, 1)
+    specs.append(ModelSpec("full int8 TFLite", tfl_bundle, "model.int8.tflite", "full", record))
     if args.stream_training:
         # The same training split plus stream-like copies, hard negatives and quiet silence
         # (bench/stream_training.py), trained for the full number of epochs: the model a user
@@ -401,14 +396,14 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
             record.update(stream_training=spec.to_dict(), stream_training_counts=counts, arch_label=label)
             models_info[name] = record
             specs.append(ModelSpec(f"full + stream training, {label}, fp32 ONNX", bundle, "model.fp32.onnx", "full+stream", record))
-            if tflite_ok:
-                st_tflite = work / "bundles" / f"{name}-tflite.kit"
-                if not (args.reuse and st_tflite.is_file()):
-                    t0 = time.perf_counter()
-                    build_bundle(work / "models" / f"{name}.kit", coresets["random-10"], st_tflite, formats=("tflite",), int8=True)
-                    info["stages_s"][f"bundle {name}-tflite"] = round(time.perf_counter() - t0, 1)
-                specs.append(ModelSpec(f"full + stream training, {label}, int8 TFLite", st_tflite, "model.int8.tflite",
-                                       "full+stream", record))
+            st_tflite = work / "bundles" / f"{name}-tflite.kit"
+            if not (args.reuse and st_tflite.is_file()):
+                t0 = time.perf_counter()
+                build_bundle(work / "models" / f"{name}.kit", coresets["random-10"], st_tflite, formats=("tflite",),
+                             int8=True)
+                info["stages_s"][f"bundle {name}-tflite"] = round(time.perf_counter() - t0, 1)
+            specs.append(ModelSpec(f"full + stream training, {label}, int8 TFLite", st_tflite, "model.int8.tflite",
+                                   "full+stream", record))
     # Batch 64: at the kit's 16 000-sample budget a 600-clip coreset at batch 256 got only 63 steps
     # (measured: herding 50/class 42 % clip accuracy vs 56 % at batch 64).
     coreset_config = TrainConfig(arch="convnet", arch_kwargs=arch_kwargs, max_samples=args.coreset_samples,
@@ -428,17 +423,54 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
     return specs, info
 
 
-def _has_module(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
-
-
 # Reporting ---------------------------------------------------------------------------------------
 def _fmt(value: float | None, pct: bool = False) -> str:
     if value is None:
         return "–"
     return f"{100 * value:.1f} %" if pct else f"{value:.2f}"
+
+
+def _range(value: Any) -> str:
+    """A (low, high) setting as the run printed it: a tuple in the run, a list once read back from the JSON."""
+    return str(tuple(value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _stream_row(name: str, s: dict[str, Any]) -> list[Any]:
+    ev = s["events"]
+    neg = ", ".join(f"{k} {v}" for k, v in sorted(ev.items()) if k != "keyword")
+    snr = s.get("keyword_snr_db")
+    snr_text = f"{snr['median']} dB ({snr['p10']}–{snr['p90']})" if snr else "–"
+    return [name, f"{s['duration_s'] / 60:.1f} min", ev.get("keyword", 0), neg, snr_text]
+
+
+def _operating_row(m: dict[str, Any], cfg: dict[str, Any]) -> list[Any]:
+    """A model at its operating point (lowest FRR within the FA/h limit), against the FRR target."""
+    op = m["operating_point"]
+    acc = m["info"].get("clip_accuracy_kws12_test")
+    n_train = m["info"].get("n_train", "?")
+    if op is None:
+        return [m["name"], n_train, _fmt(acc, True), f"none ≤ {cfg['max_fa_per_hour']:g} FA/h", "–", "–", "–",
+                "miss"]
+    neg = op["per_stream"].get("negatives", {}).get("false_accepts", 0)
+    meets = "met" if op["frr"] <= cfg["target_frr"] else "miss"
+    return [m["name"], n_train, _fmt(acc, True), f"{op['threshold']:g}", _fmt(op["frr"], True),
+            f"{op['fa_per_hour']:.2f}", f"{op['false_accepts']} ({neg})", meets]
+
+
+def _thresholds_row(m: dict[str, Any], default: float) -> list[str]:
+    rows = {r["threshold"]: r for r in m["rows"]}
+    a, b = rows.get(default), rows.get(0.9)
+    return [m["name"], _fmt(a and a["frr"], True), _fmt(a and a["fa_per_hour"]), _fmt(b and b["frr"], True),
+            _fmt(b and b["fa_per_hour"])]
+
+
+def _substitution_row(m: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """The operating point when a keyword reported as another one is only a miss, not also a false accept."""
+    op = operating_point(m["rows"], cfg["max_fa_per_hour"], "fa_per_hour_without_substitutions")
+    if op is None or op.get("substituted_rate") is None:
+        return [m["name"], "–", "–", "–", "–"]
+    return [m["name"], f"{op['threshold']:g}", _fmt(op["frr"], True), _fmt(op["substituted_rate"], True),
+            f"{op['fa_per_hour_without_substitutions']:.2f}"]
 
 
 def markdown(result: dict[str, Any], png_name: str = "streaming.png") -> str:
@@ -450,15 +482,9 @@ def markdown(result: dict[str, Any], png_name: str = "streaming.png") -> str:
         "",
         "Held-out streams (test speakers, last 20 % of each background-noise file, FSDD test takes, ESC-10 fold 5):",
         "",
-        "| stream | length | keywords | negatives | keyword SNR (median, p10–p90) |",
-        "|---|---|---|---|---|",
+        markdown_table(["stream", "length", "keywords", "negatives", "keyword SNR (median, p10–p90)"],
+                       [_stream_row(name, s) for name, s in streams.items()]),
     ]
-    for name, s in streams.items():
-        ev = s["events"]
-        neg = ", ".join(f"{k} {v}" for k, v in sorted(ev.items()) if k != "keyword")
-        snr = s.get("keyword_snr_db")
-        snr_text = f"{snr['median']} dB ({snr['p10']}–{snr['p90']})" if snr else "–"
-        lines.append(f"| {name} | {s['duration_s'] / 60:.1f} min | {ev.get('keyword', 0)} | {neg} | {snr_text} |")
     det = cfg["detector"]
     lines += [
         "",
@@ -470,48 +496,28 @@ def markdown(result: dict[str, Any], png_name: str = "streaming.png") -> str:
         f"Operating point = lowest FRR with ≤ {cfg['max_fa_per_hour']:g} FA/h. Target (full-data model): ≤ {cfg['max_fa_per_hour']:g} FA/h "
         f"at ≤ {100 * cfg['target_frr']:.0f} % FRR.",
         "",
-        "| model | clips trained on | clip accuracy (kws12 test) | threshold | FRR | FA/h | false accepts (of which on the negatives-only stream) | target |",
-        "|---|---|---|---|---|---|---|---|",
+        markdown_table(["model", "clips trained on", "clip accuracy (kws12 test)", "threshold", "FRR", "FA/h",
+                        "false accepts (of which on the negatives-only stream)", "target"],
+                       [_operating_row(m, cfg) for m in result["models"]]),
     ]
-    for m in result["models"]:
-        op = m["operating_point"]
-        acc = m["info"].get("clip_accuracy_kws12_test")
-        n_train = m["info"].get("n_train", "?")
-        if op is None:
-            lines.append(f"| {m['name']} | {n_train} | {_fmt(acc, True)} | none ≤ {cfg['max_fa_per_hour']:g} FA/h | – | – | – | miss |")
-            continue
-        neg = op["per_stream"].get("negatives", {}).get("false_accepts", 0)
-        meets = "met" if op["frr"] <= cfg["target_frr"] else "miss"
-        lines.append(f"| {m['name']} | {n_train} | {_fmt(acc, True)} | {op['threshold']:g} | {_fmt(op['frr'], True)} | "
-                     f"{op['fa_per_hour']:.2f} | {op['false_accepts']} ({neg}) | {meets} |")
     default = float(det["threshold"])
     lines += ["", f"At the bundle's default threshold ({default:g}) and at 0.9:", "",
-              f"| model | FRR @{default:g} | FA/h @{default:g} | FRR @0.9 | FA/h @0.9 |", "|---|---|---|---|---|"]
-    for m in result["models"]:
-        rows = {r["threshold"]: r for r in m["rows"]}
-        a, b = rows.get(default), rows.get(0.9)
-        lines.append(f"| {m['name']} | {_fmt(a and a['frr'], True)} | {_fmt(a and a['fa_per_hour'])} | "
-                     f"{_fmt(b and b['frr'], True)} | {_fmt(b and b['fa_per_hour'])} |")
+              markdown_table(["model", f"FRR @{default:g}", f"FA/h @{default:g}", "FRR @0.9", "FA/h @0.9"],
+                             [_thresholds_row(m, default) for m in result["models"]])]
     lines += ["", "The same detections counted the other common way (as TensorFlow's streaming test separates \"wrong\" from "
               "\"false positive\"): a keyword reported as another keyword is only a miss, and false accepts are the triggers "
               "while no keyword was playing, plus repeats. Operating point = lowest FRR with ≤ "
               f"{cfg['max_fa_per_hour']:g} such FA/h:", "",
-              "| model | threshold | FRR | of which confused with another keyword | FA/h (no keyword playing) |",
-              "|---|---|---|---|---|"]
-    for m in result["models"]:
-        op = operating_point(m["rows"], cfg["max_fa_per_hour"], "fa_per_hour_without_substitutions")
-        if op is None or op.get("substituted_rate") is None:
-            lines.append(f"| {m['name']} | – | – | – | – |")
-            continue
-        lines.append(f"| {m['name']} | {op['threshold']:g} | {_fmt(op['frr'], True)} | {_fmt(op['substituted_rate'], True)} | "
-                     f"{op['fa_per_hour_without_substitutions']:.2f} |")
+              markdown_table(["model", "threshold", "FRR", "of which confused with another keyword",
+                              "FA/h (no keyword playing)"], [_substitution_row(m, cfg) for m in result["models"]])]
     stream_model = next((m for m in result["models"] if m["training"] == "full+stream"), None)
     if stream_model:
         st = stream_model["info"].get("stream_training", {})
         counts = ", ".join(f"{k} {v}" for k, v in stream_model["info"].get("stream_training_counts", {}).items())
         lines += ["", f"\"full + stream training\" ({', '.join(cfg.get('stream_archs', []))}; {cfg.get('stream_epochs')} epochs) "
                   f"learnt from training material only ({counts}): stream-like copies shifted by up to {st.get('max_shift_s')} s, "
-                  f"gain {st.get('keyword_gain_db')} dB, over the training part of the background noise at {st.get('noise_dbfs')} dBFS; "
+                  f"gain {_range(st.get('keyword_gain_db'))} dB, over the training part of the background noise at "
+                  f"{_range(st.get('noise_dbfs'))} dBFS; "
                   "FSDD training digits and ESC-10 training-fold cuts as _unknown_; quiet noise windows as _silence_ "
                   "(`bench/stream_training.py`)."]
     full = next((m for m in result["models"] if m["training"] == "full"), None)

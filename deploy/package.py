@@ -41,7 +41,7 @@ from deploy.remote import DEPLOYMENT_FORMAT, RemoteSpec, copy_folder, parse_dest
 from deploy.runtime.artifact import atomic_write_bytes, sha256_bytes
 from deploy.runtime.bundle import Bundle, BundleClassifier, model_format, model_precision
 from deploy.runtime.errors import KitError
-from deploy.runtime.features import FeatureConfig, _window, dct_matrix, extract_features, mel_filterbank
+from deploy.runtime.features import FeatureConfig, dct_matrix, extract_features, hann_window, mel_filterbank
 
 TARGETS = ("rpi", "android", "dir")
 RUNTIMES = ("onnx", "tflite")
@@ -216,7 +216,7 @@ def frontend_description(bundle: Bundle, model_name: str, classifier: BundleClas
     io = _tflite_io(bundle.models[model_name], {k: run[k] for k in ("logits", "embedding") if k in run}, x)
 
     hop, win, n_fft = config.hop_length, config.win_length, config.n_fft
-    window = _window(win, n_fft)  # the front-end's own table, not a re-derivation
+    window = hann_window(win, n_fft)  # the front-end's own table, not a re-derivation
     channels = {"fd_mfcc": ["mfcc", "delta", "delta-delta"], "mfcc": ["mfcc"], "log_mel": ["log_mel"], "lpcc": ["lpcc"]}[config.kind]
     description: dict[str, Any] = {
         "format": FRONTEND_FORMAT,

@@ -30,9 +30,9 @@ RATE = 8000
 def _one_blas_thread():
     """The front-end's small matrix products on one BLAS thread (pytest loads numpy before the
     benchmark can set OMP_NUM_THREADS; spinning BLAS threads made a busy 2-core machine 10x slower)."""
-    from kit.features.extract import _single_threaded_blas
+    from deploy.runtime.threads import one_blas_thread
 
-    with _single_threaded_blas():
+    with one_blas_thread():
         yield
 
 

@@ -186,7 +186,7 @@ def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def _window(win_length: int, n_fft: int) -> np.ndarray:
+def hann_window(win_length: int, n_fft: int) -> np.ndarray:
     """Periodic Hann window centred in an ``n_fft`` frame."""
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win_length) / win_length)
     left = (n_fft - win_length) // 2
@@ -205,7 +205,7 @@ def frames(y: np.ndarray, config: FeatureConfig, n_frames: int | None = None) ->
     padded = np.zeros(max(needed, pad_left + len(y)), dtype=np.float64)
     padded[pad_left : pad_left + len(y)] = y
     idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
-    return padded[idx] * _window(config.win_length, n_fft)[None, :]
+    return padded[idx] * hann_window(config.win_length, n_fft)[None, :]
 
 
 def power_spectrogram(y: np.ndarray, config: FeatureConfig) -> np.ndarray:

@@ -27,7 +27,6 @@ in place by default (what a deployed listener reads), keeping the previous versi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from .artifact import atomic_write_bytes
 from .bundle import Bundle, BundleClassifier
 from .errors import KitError
 from .head import HEADS, balanced_weights, make_head
+from .threads import one_blas_thread
 from .wavio import read_wav
 
 #: A clip shorter than this cannot hold a spoken word (Speech Commands words last 0.4-1 s).
@@ -117,21 +117,6 @@ def label_of(path: Path, classes: Sequence[str]) -> str:
 
 
 # Training ----------------------------------------------------------------------------------------
-def one_blas_thread() -> contextlib.AbstractContextManager:
-    """Pin numpy's BLAS to one thread while fine-tuning, when ``threadpoolctl`` is installed.
-
-    Why: the head's matrices are small (~200 x 512), and on a machine whose cores are busy
-    (a listener running, other processes) OpenBLAS's worker threads spin-wait for cores: the same
-    fit was measured 18x slower with the default threads than with one (8.4 s vs 0.47 s). Without
-    threadpoolctl nothing is pinned (set ``OPENBLAS_NUM_THREADS=1`` before starting Python).
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def time_shifts(x: np.ndarray, shifts: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The clips plus copies circularly shifted in time by each non-zero shift (frames), and a
     sample weight per row: 1 for an original, ``1 / n_shifts`` for a copy.

@@ -13,18 +13,7 @@ import typer
 
 from deploy.runtime.errors import KitError
 from kit.commands.experiment_options import DataDir, LimitPerClass, Overwrite, Progress, Split, Task, TestFold
-
-
-def parse_ints(text: str, option: str) -> tuple[int, ...]:
-    """``"1,10,50"`` -> (1, 10, 50); anything else is a one-line error naming ``option``."""
-    values = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        if not part.isdigit() or int(part) < 1:
-            raise KitError(f"{option}: expected positive integers like 1,10,50, got '{text}'")
-        values.append(int(part))
-    if not values:
-        raise KitError(f"{option}: give at least one value")
-    return tuple(dict.fromkeys(values))
+from kit.options import parse_ints, parse_seeds
 
 
 def ablate_command(
@@ -56,7 +45,6 @@ def ablate_command(
     from distill.registry import METHODS
     from kit.commands.cl import print_run
     from kit.commands.distill import parse_params
-    from kit.commands.train import parse_seeds
     from kit.experiments.feature_ablation import QUICK, AblationSettings, quick_method_params, run_feature_ablation
 
     if method not in METHODS:
@@ -64,10 +52,7 @@ def ablate_command(
     params = parse_params(param or [], method, set(METHODS[method].param_names()) - {"ipc", "seed"})
     scoring_seeds = None
     if train_seeds is not None:
-        try:
-            scoring_seeds = tuple(parse_seeds(train_seeds))
-        except KitError as exc:
-            raise KitError(str(exc).replace("--seeds", "--train-seeds", 1)) from None
+        scoring_seeds = tuple(parse_seeds(train_seeds, "--train-seeds"))
     given: dict[str, Any] = {"distill_steps": distill_steps, "width": width, "max_samples": max_samples,
                              "limit_per_class": limit_per_class, "train_seeds": scoring_seeds}
     base = dict(QUICK) if quick else {}

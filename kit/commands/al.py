@@ -15,33 +15,7 @@ from rich.console import Console
 
 from deploy.runtime.errors import KitError
 from kit.commands.experiment_options import DataDir, LimitPerClass, Overwrite, Progress, Split, Task, TestFold
-
-
-def _floats(text: str, option: str) -> tuple[float, ...]:
-    if text.strip().lower() in ("", "none"):
-        return ()
-    try:
-        return tuple(dict.fromkeys(float(p) for p in text.split(",") if p.strip()))
-    except ValueError:
-        raise KitError(f"{option}: expected comma-separated numbers like 20,30,40,60, got '{text}'") from None
-
-
-def _ints(text: str, option: str) -> tuple[int, ...]:
-    values = _floats(text, option)
-    if any(v != int(v) or v < 1 for v in values):
-        raise KitError(f"{option}: expected positive integers like 1,10,50, got '{text}'")
-    return tuple(int(v) for v in values)
-
-
-def _methods(text: str) -> tuple[str, ...]:
-    from distill.active import ACQUISITIONS
-
-    aliases = {"max-entropy": "entropy", "variation_ratios": "variation-ratios", "vr": "variation-ratios"}
-    names = tuple(dict.fromkeys(aliases.get(p.strip().lower(), p.strip().lower()) for p in text.split(",") if p.strip()))
-    unknown = [n for n in names if n not in ACQUISITIONS]
-    if unknown or not names:
-        raise KitError(f"--methods: unknown acquisition '{', '.join(unknown) or text}' (choose from {', '.join(ACQUISITIONS)})")
-    return names
+from kit.options import parse_floats, parse_ints, parse_seeds
 
 
 def al_command(
@@ -75,10 +49,9 @@ def al_command(
 
     The table of seed paper (a), Tables 1-2 (method, % of training samples, accuracy) at 20-60 % and tiny
     budgets, and a plot. Resumable cell by cell."""
-    from kit.commands.train import parse_seeds
     from kit.experiments import RunDir
     from kit.experiments.active_learning import (EXPERIMENT, QUICK_LIMIT_PER_CLASS, TITLE, ALSettings,
-                                                 experiment_config, load_coresets, quick_settings,
+                                                 experiment_config, load_coresets, parse_methods, quick_settings,
                                                  run_active_learning, table_rows)
     from kit.pipeline import load_training_set
     from kit.training import TrainConfig
@@ -105,11 +78,11 @@ def al_command(
     settings.acquisition_train = adjust(settings.acquisition_train, acquisition_max_samples)
     settings.full_max_samples = full_max_samples or settings.full_max_samples
     if methods is not None:
-        settings.methods = _methods(methods)
+        settings.methods = parse_methods(methods)
     if budgets is not None:
-        settings.budgets = _floats(budgets, "--budgets")
+        settings.budgets = parse_floats(budgets, "--budgets")
     if tiny is not None:
-        settings.tiny = _ints(tiny, "--tiny")
+        settings.tiny = parse_ints(tiny, "--tiny", allow_none=True)
     if seeds is not None:
         settings.seeds = tuple(parse_seeds(seeds))
     settings.seed, settings.initial, settings.growth = seed, initial, growth

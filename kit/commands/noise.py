@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from deploy.runtime.errors import KitError
+from kit.options import parse_seeds
 
 
 def noise_command(
@@ -34,7 +35,6 @@ def noise_command(
 ) -> None:
     """Accuracy vs SNR of models trained on the noisy rendered coreset and on noisy random real clips."""
     from deploy.runtime.coreset import Coreset
-    from kit.commands.train import parse_seeds
     from kit.experiments.noise_robustness import NoiseSettings, parse_snrs, run_noise_robustness
 
     snr_list = tuple(parse_snrs(snrs))

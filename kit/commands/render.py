@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from deploy.runtime.errors import KitError
+from kit.options import parse_seeds
 
 
 def render_command(
@@ -35,7 +36,6 @@ def render_command(
 ) -> None:
     """Render each coreset sample to a WAV (MFCC -> mel power -> STFT magnitude -> Griffin-Lim)."""
     from deploy.runtime.coreset import Coreset
-    from kit.commands.train import parse_seeds
     from kit.experiments.render_audio import RenderSettings, run_render
 
     coreset = Coreset.load(coreset_path)

@@ -8,7 +8,6 @@ commands so ``kit --help`` stays fast.
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -17,20 +16,7 @@ import typer
 from rich.console import Console
 
 from deploy.runtime.errors import KitError
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` or ``"0-4"`` -> list of distinct non-negative ints (a user error if malformed)."""
-    seeds: list[int] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not match:
-            raise KitError(f"--seeds: expected non-negative integers like 0,1,2 or 0-4, got '{text}'")
-        low, high = int(match[1]), int(match[2] or match[1])
-        seeds.extend(range(low, high + 1))
-    if not seeds:
-        raise KitError("--seeds: give at least one seed")
-    return list(dict.fromkeys(seeds))
+from kit.options import parse_seeds
 
 
 def _arch_kwargs(width: int | None, arch_json: str | None) -> dict[str, Any]:

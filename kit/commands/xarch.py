@@ -16,6 +16,7 @@ from rich.console import Console
 
 from deploy.runtime.errors import KitError
 from kit.commands.experiment_options import DataDir, LimitPerClass, Overwrite, Progress, Split, Task, TestFold
+from kit.options import parse_seeds
 
 
 def parse_archs(text: str) -> tuple[str, ...]:
@@ -70,7 +71,6 @@ def xarch_command(
     """Distil a coreset with each architecture A and train every architecture B on it (DDFAD Table II)."""
     from distill.registry import METHODS
     from kit.commands.distill import parse_params
-    from kit.commands.train import parse_seeds
     from kit.experiments import RunDir
     from kit.experiments.cross_arch import CrossArchSettings, loader_options, run_config, run_cross_arch
     from kit.pipeline import load_training_set

@@ -31,6 +31,21 @@ EXPERIMENT = "active_learning"
 TITLE = "Active learning vs distilled coresets"
 COLUMNS = ["method", "% of training samples", "samples", "accuracy (mean ± std)"]
 METHOD_LABELS = {"random": "random", "entropy": "max entropy", "variation-ratios": "variation ratios", "bald": "BALD"}
+#: other spellings users type for an acquisition
+METHOD_ALIASES = {"max-entropy": "entropy", "variation_ratios": "variation-ratios", "vr": "variation-ratios"}
+
+
+def parse_methods(text: str, option: str = "--methods") -> tuple[str, ...]:
+    """``"random,bald,vr"`` -> ("random", "bald", "variation-ratios"): known acquisitions, aliases resolved."""
+    from distill.active import ACQUISITIONS  # torch behind it; kept out of the option parsing of --help
+
+    names = tuple(dict.fromkeys(METHOD_ALIASES.get(p.strip().lower(), p.strip().lower())
+                                for p in str(text).split(",") if p.strip()))
+    unknown = [n for n in names if n not in ACQUISITIONS]
+    if unknown or not names:
+        raise KitError(f"{option}: unknown acquisition '{', '.join(unknown) or text}' "
+                       f"(choose from {', '.join(ACQUISITIONS)})")
+    return names
 
 
 def _default_train() -> Any:

@@ -296,8 +296,7 @@ def train_task(model: Any, x: np.ndarray, y: np.ndarray, seen: list[int], config
     """
     import torch
 
-    from kit.training import augment_batch, classification_loss, torch_threads
-    from kit.training.loop import _optimizer as make_optimizer
+    from kit.training import augment_batch, classification_loss, make_optimizer, torch_threads
 
     n = len(x)
     batch = config.effective_batch(n)

@@ -28,6 +28,7 @@ from typing import Any
 from deploy.runtime.artifact import atomic_write_text
 from deploy.runtime.errors import KitError
 from kit.pipeline import jsonable as to_jsonable
+from kit.report.tables import check_width
 
 RESULTS_FORMAT = 1
 
@@ -94,9 +95,7 @@ class RunDir:
 
     # results ------------------------------------------------------------------------------------------
     def add_table(self, title: str, columns: list[str], rows: list[list[Any]]) -> None:
-        widths = {len(r) for r in rows}
-        if widths and widths != {len(columns)}:
-            raise ValueError(f"table '{title}': rows must have {len(columns)} cells")
+        check_width(columns, rows, title)
         self.tables.append({"title": title, "columns": list(columns), "rows": to_jsonable(rows)})
 
     def _member(self, file: str | os.PathLike) -> str:

@@ -7,7 +7,6 @@ only run numpy and soundfile, never torch.
 """
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import sys
@@ -18,6 +17,7 @@ import numpy as np
 
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig, extract_features
+from deploy.runtime.threads import one_blas_thread
 
 from ..audio import load_audio
 from ..data.types import Clip
@@ -37,24 +37,9 @@ def clip_features(clip: Clip, config: FeatureConfig) -> np.ndarray:
     return extract_features(y, config)
 
 
-def _single_threaded_blas():
-    """Pin BLAS to one thread while extracting.
-
-    The DSP's matrix products are tiny (40 x 257 by 257 x 64); on a busy machine OpenBLAS's
-    worker threads spin-wait for cores and made Speech Commands extraction 8x slower than one
-    thread. Parallelism comes from the process pool instead. threadpoolctl ships with
-    scikit-learn (a librosa dependency); without it nothing is pinned.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def _extract_chunk(items: list[_Item], config_dict: dict) -> list[_Result]:
     """Worker: features or the KitError message for each (index, path, offset, duration)."""
-    with _single_threaded_blas():
+    with one_blas_thread():
         return _extract_items(items, FeatureConfig.from_dict(config_dict))
 
 

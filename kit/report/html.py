@@ -9,7 +9,6 @@ markup. The file is written atomically.
 from __future__ import annotations
 
 import base64
-import html
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -19,6 +18,8 @@ from deploy.runtime.artifact import atomic_write_text
 from deploy.runtime.errors import KitError
 
 from .sources import Section, read_input
+from .tables import html_escape as _e
+from .tables import html_table
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222}
@@ -32,19 +33,8 @@ figcaption{color:#555;font-size:.85rem}.note{color:#8a5a00}nav ol{font-size:.9re
 """
 
 
-def _e(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
 def data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def _table_html(table: dict) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in table["columns"])
-    body = "\n".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in table["rows"])
-    title = f"<h3>{_e(table['title'])}</h3>\n" if table.get("title") else ""
-    return f"{title}<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 
 def section_html(section: Section, anchor: str) -> str:
@@ -55,7 +45,7 @@ def section_html(section: Section, anchor: str) -> str:
     if section.facts:
         parts.append('<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in section.facts) + "</dl>")
     parts += [f'<p class="note">{_e(note)}</p>' for note in section.notes]
-    parts += [_table_html(table) for table in section.tables]
+    parts += [html_table(table) for table in section.tables]
     for png, caption in section.images:
         parts.append(f'<figure><img src="{data_uri(png, "image/png")}" alt="{_e(caption)}">'
                      f"<figcaption>{_e(caption)}</figcaption></figure>")

@@ -2,7 +2,7 @@
 from .augment import augment_batch
 from .config import TrainConfig, resolve_device
 from .evaluate import evaluate, predict_logits, train_eval_seeds
-from .loop import torch_threads, train_model
+from .loop import make_optimizer, torch_threads, train_model
 from .production import TrainedModel, model_meta, save_trained, train_and_save
 from .runs import write_run
 from .targets import classification_loss, hard_labels, prepare_targets
@@ -18,6 +18,7 @@ __all__ = [
     "evaluate",
     "hard_labels",
     "load_test_split",
+    "make_optimizer",
     "model_meta",
     "predict_logits",
     "prepare_targets",

@@ -55,7 +55,12 @@ def _progress_bar(enabled: bool) -> Progress:
     )
 
 
-def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``config`` names over ``model``'s parameters (SGD with momentum 0.9, or Adam).
+
+    Public because loops that train differently (continual learning's masked, replayed steps) must
+    still build exactly the optimiser ``train_model`` would, or their figures stop being comparable.
+    """
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -97,7 +102,7 @@ def train_model(
         targets = prepare_targets(y, n, n_classes).to(device)
         rng = np.random.default_rng(config.seed)
         aug_gen = torch.Generator().manual_seed(config.seed)
-        optimizer = _optimizer(model, config)
+        optimizer = make_optimizer(model, config)
         batch = config.effective_batch(n)
         total = config.total_steps(n)
         decay_step = int(total * config.lr_decay_at)
