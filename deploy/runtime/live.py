@@ -49,9 +49,11 @@ def detection_line(detection: Detection) -> str:
 class TextDisplay:
     """Detections as lines; on a terminal also a redrawn status line with the top scores."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr, live: bool | None = None, top: int = 3) -> None:
-        self.out, self.err = out, err
-        self.live = out.isatty() if live is None else live
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, live: bool | None = None,
+                 top: int = 3) -> None:
+        # the streams of the moment (not of import time), so a caller's redirection is honoured
+        self.out, self.err = out or sys.stdout, err or sys.stderr
+        self.live = self.out.isatty() if live is None else live
         self.top = top
         self._status = False
 
@@ -92,8 +94,8 @@ class TextDisplay:
 class JsonDisplay:
     """One JSON object per line on stdout: start, detection, scores (optional), end."""
 
-    def __init__(self, out: TextIO = sys.stdout, scores: bool = False) -> None:
-        self.out, self.scores = out, scores
+    def __init__(self, out: TextIO | None = None, scores: bool = False) -> None:
+        self.out, self.scores = out or sys.stdout, scores
 
     def _emit(self, event: dict) -> None:
         print(json.dumps(event, sort_keys=True), file=self.out, flush=True)
