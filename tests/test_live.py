@@ -101,6 +101,29 @@ def test_listen_errors_are_one_line(kws, tmp_path: Path) -> None:
     _one_line_error(_run(["listen", str(kws["bundle"]), "--input", str(text)], module="deploy.runtime"), "notes.wav", "not a WAV file")
     _one_line_error(_run(["live", str(kws["coreset"]), "--input", str(text)]), "coreset.kit", "expected bundle")
     _one_line_error(_run(["live", str(kws["bundle"]), "--input", "-", "--duration", "-1"], stdin=b""), "--duration")
+    # detector options: the one bounds check, naming the flag, on the kit and on the device alike
+    _one_line_error(_run(["live", str(kws["bundle"]), "--input", "-", "--threshold", "1.5"], stdin=b""),
+                    "--threshold must be in [0, 1], got 1.5")
+    _one_line_error(_run(["listen", str(kws["bundle"]), "--input", "-", "--hop", "0"], module="deploy.runtime",
+                         stdin=b""), "--hop must be > 0, got 0.0")
+
+
+def test_kit_live_passes_its_options_to_the_runtime_as_settings(kws, recording, tmp_path: Path) -> None:
+    """In-process ``kit live --json`` with detector options: the runtime listens with the bundle's settings
+    overridden by exactly the options given (no argv round trip)."""
+    from typer.testing import CliRunner
+
+    from kit.cli import app
+
+    wav = tmp_path / "kitchen.wav"
+    sf.write(wav, recording["long"], SAMPLE_RATE, subtype="PCM_16")
+    result = CliRunner().invoke(app, ["live", str(kws["bundle"]), "--input", str(wav), "--json", "--hop", "0.25",
+                                      "--minimum-count", "1", "--duration", "4"])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    expected = Bundle.load(kws["bundle"]).detector.with_(hop_s=0.25, minimum_count=1).to_dict()
+    assert events[0]["event"] == "start" and events[0]["detector"] == expected
+    assert events[-1] == {"event": "end", "time_s": 4.0, "detections": len(events) - 2}
 
 
 # The microphone, for real: PortAudio -> ALSA -> a `file` PCM that plays a raw recording -------------

@@ -99,6 +99,35 @@ def test_recognizer_rejects_bad_input_with_one_line_errors() -> None:
         assert needle in str(exc.value) and "\n" not in str(exc.value)
 
 
+def test_detector_options_are_declared_once_for_every_command_line() -> None:
+    """The device's ``listen`` (argparse), ``kit live`` and ``kit bundle`` (typer) offer exactly the
+    declared detector options, with the declared types; values go through one bounds check."""
+    import typer
+
+    from deploy.runtime.live import build_parser
+    from deploy.runtime.recognizer import DETECTOR_OPTIONS
+    from kit.cli import app
+
+    declared = {option.flag: option for option in DETECTOR_OPTIONS}
+    device = {a.option_strings[0]: a for a in build_parser()._actions if a.dest in {o.field for o in DETECTOR_OPTIONS}}
+    assert set(device) == set(declared) and all(device[f].type is declared[f].type for f in declared)
+    commands = {c.name: c for c in typer.main.get_command(app).commands.values()}
+    for name in ("live", "bundle"):
+        offered = {p.opts[0]: p for p in commands[name].params if p.name in {o.field for o in DETECTOR_OPTIONS}}
+        assert set(offered) == set(declared), name
+        assert all(declared[f].help[1:] in offered[f].help and declared[f].bounds in offered[f].help for f in declared)
+    settings = DetectorSettings().with_options({"threshold": 0.8, "hop_s": None, "minimum_count": 2})
+    assert settings.threshold == 0.8 and settings.hop_s == 0.1 and settings.minimum_count == 2
+    for values, needle in [({"threshold": 1.5}, "--threshold must be in [0, 1], got 1.5"),
+                           ({"minimum_count": 0}, "--minimum-count must be >= 1"),
+                           ({"hop_s": 0.0}, "--hop must be > 0"), ({"hop_s": 2.0}, "must not exceed window_s"),
+                           ({"average_window_s": float("nan")}, "--average-window must be a finite number"),
+                           ({"colour": 1}, "unknown detector options ['colour']")]:
+        with pytest.raises(KitError) as exc:
+            DetectorSettings().with_options(values)
+        assert needle in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
+
+
 def test_detector_settings_round_trip() -> None:
     settings = DetectorSettings(hop_s=0.05, average_window_s=0.4, threshold=0.55, suppression_s=1.5, minimum_count=4,
                                 ignore=("_silence_",))

@@ -16,7 +16,7 @@ import queue
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -25,6 +25,18 @@ from .features import resample
 from .wavio import read_wav
 
 DEFAULT_CHUNK_S = 0.05
+
+
+class AudioSource(Protocol):
+    """What the listener reads: a ``rate``, a ``description`` and ``chunks()`` of float32 mono audio.
+
+    A source that can fall behind (the microphone) also reports ``dropped_s`` and ``overflows``.
+    """
+
+    rate: int
+    description: str
+
+    def chunks(self) -> Iterator[np.ndarray]: ...
 
 
 def _chunk_size(rate: int, chunk_s: float) -> int:
@@ -195,7 +207,7 @@ class MicrophoneSource:
 
 
 def open_source(spec: str, rate: int, *, pcm_rate: int | None = None, device: str | int | None = None,
-                chunk_s: float = DEFAULT_CHUNK_S, stdin: BinaryIO | None = None) -> Any:
+                chunk_s: float = DEFAULT_CHUNK_S, stdin: BinaryIO | None = None) -> AudioSource:
     """``--input``: "mic" (microphone), "-" (raw PCM s16le mono on stdin at ``pcm_rate``), or a WAV path."""
     if spec == "mic":
         return MicrophoneSource(rate, device=device, chunk_s=chunk_s)

@@ -31,15 +31,16 @@ import os
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .artifact import Artifact, read_artifact, write_artifact
-from .classify import softmax
+from .classifier import HeadClassifier
+from .classify import KeywordClassifier
 from .coreset import Normalizer
 from .errors import KitError
-from .features import FeatureConfig, extract_features, resample
+from .features import FeatureConfig
+from .models import RuntimeModel, open_model
 from .recognizer import DetectorSettings
 
 BUNDLE_KIND = "bundle"
@@ -285,13 +286,11 @@ class Bundle:
         return cls.from_artifact(read_artifact(path, kind=BUNDLE_KIND), path)
 
     # Use ---------------------------------------------------------------------------------------
-    def open_model(self, name: str | None = None, threads: int = 1) -> Any:
+    def open_model(self, name: str | None = None, threads: int = 1) -> RuntimeModel:
         """A runtime model (ONNX or TFLite, from the file name) for one of the bundle's model files."""
         name = name or self.default_model
         if name not in self.models:
             raise KitError(f"bundle has no model '{name}' (it holds {', '.join(sorted(self.models))})")
-        from .models import open_model
-
         model = open_model(self.models[name], fmt=model_format(name), threads=threads)
         shape = tuple(self.feature_config.shape)
         if model.input_shape is not None and tuple(model.input_shape) != shape:
@@ -344,60 +343,22 @@ class Bundle:
 
 
 # Classification with a bundle --------------------------------------------------------------------
-class BundleClassifier:
+class BundleClassifier(KeywordClassifier):
     """Audio -> normalised features -> embedding (model file) -> logits (the bundle's head).
 
     The same front-end as training (``extract_features`` + the bundle's normaliser), so a
-    device classifies exactly the features the model and head were fitted on.
+    device classifies exactly the features the model and head were fitted on. Everything but the
+    construction (features, probabilities, top-k) is ``KeywordClassifier``'s; ``model`` is the
+    runtime model of the chosen file and ``classifier`` its ``HeadClassifier``.
     """
 
     def __init__(self, bundle: Bundle, model_name: str | None = None, threads: int = 1) -> None:
         self.bundle = bundle
         self.model_name = model_name or bundle.default_model
         self.model = bundle.open_model(self.model_name, threads=threads)
-        self.classes: list[str] = list(bundle.classes)
-        self.feature_config = bundle.feature_config
-        self.normalizer = bundle.normalizer
-        self._weight_t = np.ascontiguousarray(bundle.head_weight.T)
-        self._bias = bundle.head_bias
-
-    def features(self, y: np.ndarray, rate: int) -> np.ndarray:
-        """Normalised feature map (C, F, T) of a mono waveform at ``rate`` Hz (resampled if needed)."""
-        y = np.asarray(y, dtype=np.float32)
-        if y.ndim != 1 or y.size == 0:
-            raise KitError(f"expected a non-empty mono waveform, got shape {y.shape}")
-        if int(rate) != self.feature_config.sample_rate:
-            y = resample(y, int(rate), self.feature_config.sample_rate)
-        x = extract_features(y, self.feature_config)
-        return self.normalizer.transform(x[None])[0] if self.normalizer is not None else x
-
-    def embed(self, x: np.ndarray) -> np.ndarray:
-        """Embeddings (N, D) of normalised features (C, F, T) or (N, C, F, T)."""
-        z = np.asarray(self.model.embed(x), dtype=np.float32)
-        if z.ndim != 2 or z.shape[1] != self._weight_t.shape[0]:
-            raise KitError(f"bundle model '{self.model_name}' outputs embeddings of shape {z.shape}, "
-                           f"the head expects {self._weight_t.shape[0]} dimensions")
-        return z
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """Logits (N, K) = embedding @ head_weight.T + head_bias."""
-        return self.embed(x) @ self._weight_t + self._bias
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, K) for normalised features."""
-        return softmax(self.logits(x))
-
-    def probabilities(self, y: np.ndarray, rate: int) -> np.ndarray:
-        """Class probabilities (K,) for one clip."""
-        return self.predict_proba(self.features(y, rate)[None])[0]
-
-    def classify_waveform(self, y: np.ndarray, rate: int, top_k: int = 3) -> list[tuple[str, float]]:
-        """The ``top_k`` (label, probability) pairs, most probable first."""
-        if top_k < 1:
-            raise KitError(f"top-k must be at least 1, got {top_k}")
-        probs = self.probabilities(y, rate)
-        order = np.argsort(-probs, kind="stable")[:top_k]
-        return [(self.classes[i], float(probs[i])) for i in order]
+        self.classifier = HeadClassifier(self.model, bundle.head_weight, bundle.head_bias, bundle.classes,
+                                         bundle.feature_config, bundle.normalizer, name=self.model_name)
+        self._bind()
 
 
 # Sizes and the ``info`` sub-command ----------------------------------------------------------------

@@ -2,58 +2,64 @@
 
 Why one class for the whole path: the device-side steps (resample to the model's rate, crop/pad,
 ``extract_features``, normalise, run, softmax) must happen in exactly this order with exactly the
-training front-end; bundling them keeps applications from re-implementing any of it.
-The model can be an ``.onnx`` or ``.tflite`` path or any object with ``predict(x)`` and a ``metadata``
-(``ModelMetadata``), e.g. a PyTorch-backed predictor on the training machine.
+training front-end; bundling them keeps applications from re-implementing any of it. This is the
+only place a waveform becomes top-k labels: a bare ``.onnx`` / ``.tflite`` model, a bundle
+(``bundle.BundleClassifier``, its head on the model's embedding) and a PyTorch-backed model on
+the training machine all come through here, as a ``Classifier`` (``classifier.py``).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from .classifier import Classifier, softmax, window_features
 from .errors import KitError
-from .features import extract_features, resample
 from .models import open_model
 from .wavio import read_wav
 
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (stable for large logits)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+__all__ = ["KeywordClassifier", "softmax"]
 
 
 class KeywordClassifier:
-    """Top-k keywords for a waveform or a WAV file, with the model's own front-end."""
+    """Top-k keywords for a waveform or a WAV file, with the model's own front-end.
 
-    def __init__(self, model: str | os.PathLike | Any, threads: int = 1) -> None:
+    ``model``: an ``.onnx`` / ``.tflite`` path, or any ``Classifier``. The result is itself a
+    ``WaveformClassifier`` (scores, embeddings, and ``features(y, rate)``), which is what the
+    stream recogniser takes.
+    """
+
+    def __init__(self, model: str | os.PathLike | Classifier, threads: int = 1) -> None:
         self.model = open_model(model, threads=threads) if isinstance(model, (str, os.PathLike)) else model
-        meta = self.model.metadata
-        name = getattr(self.model, "path", "model")
-        if not meta.classes or meta.feature_config is None:
-            raise KitError(f"{name}: model lacks kit metadata (classes, feature config); export it with `kit export`")
-        self.classes: list[str] = list(meta.classes)
-        self.feature_config = meta.feature_config
-        self.normalizer = meta.normalizer
+        self.classifier: Classifier = self.model
+        self._bind()
+
+    def _bind(self) -> None:
+        """Take the class names and front-end from ``self.classifier`` (refused if it lacks them)."""
+        self.classes: list[str] = list(self.classifier.classes)
+        self.feature_config = self.classifier.feature_config
+        self.normalizer = self.classifier.normalizer
 
     def features(self, y: np.ndarray, rate: int) -> np.ndarray:
-        """Normalised feature map (C, F, T) of a mono waveform at ``rate`` Hz."""
-        y = np.asarray(y, dtype=np.float32)
-        if y.ndim != 1 or y.size == 0:
-            raise KitError(f"expected a non-empty mono waveform, got shape {y.shape}")
-        if rate != self.feature_config.sample_rate:
-            y = resample(y, rate, self.feature_config.sample_rate)
-        x = extract_features(y, self.feature_config)
-        return self.normalizer.transform(x[None])[0] if self.normalizer is not None else x
+        """Normalised feature map (C, F, T) of a mono waveform at ``rate`` Hz (resampled if needed)."""
+        return window_features(y, rate, self.feature_config, self.normalizer)
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """Embeddings (N, D) of normalised features (C, F, T) or (N, C, F, T)."""
+        return self.classifier.embed(x)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits (N, K) of normalised features."""
+        return self.classifier.logits(x)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, K) of normalised features."""
+        return self.classifier.predict_proba(x)
 
     def probabilities(self, y: np.ndarray, rate: int) -> np.ndarray:
         """Class probabilities (K,) for one clip."""
-        return softmax(self.model.predict(self.features(y, rate)[None])[0])
+        return self.predict_proba(self.features(y, rate)[None])[0]
 
     def classify_waveform(self, y: np.ndarray, rate: int, top_k: int = 3) -> list[tuple[str, float]]:
         """The ``top_k`` (label, probability) pairs, most probable first."""

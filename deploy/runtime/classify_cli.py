@@ -14,6 +14,7 @@ from .artifact import read_manifest
 from .bundle import BUNDLE_KIND, Bundle, BundleClassifier
 from .classify import KeywordClassifier
 from .errors import KitError
+from .models import open_model
 from .wavio import read_wav
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -29,7 +30,7 @@ def _is_bundle(path: Path) -> bool:
     return True
 
 
-def load_classifier(path: Path, model: str | None = None, threads: int = 1):
+def load_classifier(path: Path, model: str | None = None, threads: int = 1) -> KeywordClassifier:
     """A ``BundleClassifier`` for a bundle, else a ``KeywordClassifier`` on an exported model file."""
     if not path.is_file():
         raise KitError(f"{path}: no such bundle or model file")
@@ -37,8 +38,6 @@ def load_classifier(path: Path, model: str | None = None, threads: int = 1):
         return BundleClassifier(Bundle.load(path), model, threads=threads)
     if model is not None:
         raise KitError("--model selects a model inside a bundle; it does not apply to a bare model file")
-    from .models import open_model
-
     return KeywordClassifier(open_model(path, threads=threads))
 
 

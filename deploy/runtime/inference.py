@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .classifier import MetadataClassifier
 from .coreset import Normalizer
 from .errors import KitError
 from .features import FeatureConfig
@@ -78,11 +79,12 @@ def _onnxruntime() -> Any:
     return onnxruntime
 
 
-class KitOutputs:
-    """``predict`` and ``embed`` for any runtime wrapper whose ``run(x)`` returns outputs by name.
+class KitOutputs(MetadataClassifier):
+    """The ``Classifier`` protocol for any runtime wrapper whose ``run(x)`` returns outputs by name.
 
     Why a mixin: ONNX and TFLite wrappers differ only in how they run a batch; what a kit model's
-    outputs mean (``logits`` first, ``embedding`` for on-device learning) is the same for both.
+    outputs mean (``logits`` first, ``embedding`` for on-device learning) is the same for both,
+    and their classes, front-end and normaliser come from the same kit metadata.
     """
 
     path: Any
@@ -90,10 +92,14 @@ class KitOutputs:
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:  # pragma: no cover - provided by the wrapper
         raise NotImplementedError
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def logits(self, x: np.ndarray) -> np.ndarray:
         """Logits (N, K) float32."""
         outputs = self.run(x)
         return outputs.get("logits", next(iter(outputs.values())))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits (N, K) float32 (the name onnxruntime users expect; same as ``logits``)."""
+        return self.logits(x)
 
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Penultimate embedding (N, D) float32."""

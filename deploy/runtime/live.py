@@ -17,16 +17,28 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import numpy as np
 
-from .audio_input import DEFAULT_CHUNK_S, input_devices, limit_duration, open_source
+from .audio_input import DEFAULT_CHUNK_S, AudioSource, input_devices, limit_duration, open_source
 from .bundle import Bundle, BundleClassifier
 from .errors import KitError
-from .recognizer import Detection
+from .recognizer import Detection, DetectorSettings, add_detector_options, detector_options
 from .stream import StreamRecognizer, StreamResult
+
+
+class Display(Protocol):
+    """Where ``listen`` reports: ``start`` (what is listened to), every hop's ``result``, ``end`` (a summary)."""
+
+    def start(self, info: dict) -> None: ...
+
+    def result(self, result: StreamResult, classes: list[str]) -> None: ...
+
+    def end(self, summary: dict) -> None: ...
 
 
 def detection_line(detection: Detection) -> str:
@@ -37,9 +49,11 @@ def detection_line(detection: Detection) -> str:
 class TextDisplay:
     """Detections as lines; on a terminal also a redrawn status line with the top scores."""
 
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr, live: bool | None = None, top: int = 3) -> None:
-        self.out, self.err = out, err
-        self.live = out.isatty() if live is None else live
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, live: bool | None = None,
+                 top: int = 3) -> None:
+        # the streams of the moment (not of import time), so a caller's redirection is honoured
+        self.out, self.err = out or sys.stdout, err or sys.stderr
+        self.live = self.out.isatty() if live is None else live
         self.top = top
         self._status = False
 
@@ -80,8 +94,8 @@ class TextDisplay:
 class JsonDisplay:
     """One JSON object per line on stdout: start, detection, scores (optional), end."""
 
-    def __init__(self, out: TextIO = sys.stdout, scores: bool = False) -> None:
-        self.out, self.scores = out, scores
+    def __init__(self, out: TextIO | None = None, scores: bool = False) -> None:
+        self.out, self.scores = out or sys.stdout, scores
 
     def _emit(self, event: dict) -> None:
         print(json.dumps(event, sort_keys=True), file=self.out, flush=True)
@@ -104,8 +118,8 @@ class JsonDisplay:
         self._emit(event)
 
 
-def listen(classifier: BundleClassifier, source: Any, settings: Any, display: Any, duration: float | None = None,
-           realtime: bool = False) -> list[Detection]:
+def listen(classifier: BundleClassifier, source: AudioSource, settings: DetectorSettings, display: Display,
+           duration: float | None = None, realtime: bool = False) -> list[Detection]:
     """Run ``source`` through the stream recogniser, reporting to ``display``; returns the detections."""
     stream = StreamRecognizer(classifier, settings, rate=source.rate)
     info = {"source": source.description, "rate": source.rate, "model": classifier.model_name,
@@ -132,13 +146,30 @@ def listen(classifier: BundleClassifier, source: Any, settings: Any, display: An
     return detections
 
 
-def add_detector_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("detector (defaults: the bundle's settings)")
-    group.add_argument("--threshold", type=float, default=None, help="smoothed score needed for a detection (0-1)")
-    group.add_argument("--average-window", type=float, default=None, dest="average_window_s", help="smoothing window (s)")
-    group.add_argument("--suppression", type=float, default=None, dest="suppression_s", help="quiet period after a detection (s)")
-    group.add_argument("--minimum-count", type=int, default=None, help="results needed in the smoothing window")
-    group.add_argument("--hop", type=float, default=None, dest="hop_s", help="seconds between classifications")
+@dataclass(frozen=True)
+class ListenOptions:
+    """What to listen to and how: the settings object behind ``listen`` and ``kit live`` alike.
+
+    ``detector`` maps ``DETECTOR_OPTIONS`` fields to values that override the bundle's detector
+    settings (None or absent: keep the bundle's).
+    """
+
+    bundle: Path | None
+    input: str = "mic"
+    rate: int | None = None
+    device: str | None = None
+    duration: float | None = None
+    model: str | None = None
+    threads: int = 1
+    chunk_ms: float = 1000 * DEFAULT_CHUNK_S
+    realtime: bool = False
+    detector: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ListenOptions":
+        return cls(bundle=args.bundle, input=args.input, rate=args.rate, device=args.device, duration=args.duration,
+                   model=args.model, threads=args.threads, chunk_ms=args.chunk_ms, realtime=args.realtime,
+                   detector=detector_options(args))
 
 
 def build_parser(prog: str = "listen") -> argparse.ArgumentParser:
@@ -157,7 +188,7 @@ def build_parser(prog: str = "listen") -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="model file in the bundle (default: the bundle's default)")
     parser.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
     parser.add_argument("--chunk-ms", type=float, default=1000 * DEFAULT_CHUNK_S, help="audio read size in ms")
-    add_detector_options(parser)
+    add_detector_options(parser, "detector (defaults: the bundle's settings)")
     return parser
 
 
@@ -171,38 +202,45 @@ def format_devices(devices: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def prepare(args: argparse.Namespace) -> tuple[BundleClassifier, Any, Any]:
-    """(classifier, source, detector settings) from parsed options."""
-    if args.bundle is None:
+def device_list(as_json: bool = False) -> str:
+    """``--list-devices``: the input devices as text or as one JSON event."""
+    devices = input_devices()
+    return json.dumps({"event": "devices", "devices": devices}, sort_keys=True) if as_json else format_devices(devices)
+
+
+def prepare(options: ListenOptions) -> tuple[BundleClassifier, AudioSource, DetectorSettings]:
+    """(classifier, source, detector settings) from the listen options; every bad value is a one-line error."""
+    if options.bundle is None:
         raise KitError("listen: give a BUNDLE (or --list-devices)")
-    if args.duration is not None and not args.duration > 0:
-        raise KitError(f"--duration must be a positive number of seconds, got {args.duration}")
-    if args.threads < 1:
-        raise KitError(f"--threads must be at least 1, got {args.threads}")
-    if not args.chunk_ms > 0:
-        raise KitError(f"--chunk-ms must be positive, got {args.chunk_ms}")
-    if not args.bundle.is_file():
-        raise KitError(f"{args.bundle}: no such bundle file")
-    bundle = Bundle.load(args.bundle)
-    settings = bundle.detector.with_(threshold=args.threshold, average_window_s=args.average_window_s,
-                                     suppression_s=args.suppression_s, minimum_count=args.minimum_count, hop_s=args.hop_s)
-    classifier = BundleClassifier(bundle, args.model, threads=args.threads)
-    source = open_source(args.input, bundle.feature_config.sample_rate, pcm_rate=args.rate, device=args.device,
-                         chunk_s=args.chunk_ms / 1000.0)
+    if options.duration is not None and not options.duration > 0:
+        raise KitError(f"--duration must be a positive number of seconds, got {options.duration}")
+    if options.threads < 1:
+        raise KitError(f"--threads must be at least 1, got {options.threads}")
+    if not options.chunk_ms > 0:
+        raise KitError(f"--chunk-ms must be positive, got {options.chunk_ms}")
+    bundle_path = Path(options.bundle)
+    if not bundle_path.is_file():
+        raise KitError(f"{bundle_path}: no such bundle file")
+    bundle = Bundle.load(bundle_path)
+    settings = bundle.detector.with_options(options.detector)
+    classifier = BundleClassifier(bundle, options.model, threads=options.threads)
+    source = open_source(options.input, bundle.feature_config.sample_rate, pcm_rate=options.rate,
+                         device=options.device, chunk_s=options.chunk_ms / 1000.0)
     return classifier, source, settings
+
+
+def run(options: ListenOptions, display: Display) -> list[Detection]:
+    """Open the bundle and the source described by ``options`` and listen until the source ends."""
+    classifier, source, settings = prepare(options)
+    return listen(classifier, source, settings, display, duration=options.duration, realtime=options.realtime)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``listen BUNDLE [--input FILE.wav|-|mic] [--duration S] [--json] ...``."""
     args = build_parser().parse_args(argv)
     if args.list_devices:
-        devices = input_devices()
-        if args.json:
-            print(json.dumps({"event": "devices", "devices": devices}, sort_keys=True))
-        else:
-            print(format_devices(devices))
+        print(device_list(args.json))
         return 0
-    classifier, source, settings = prepare(args)
     display = JsonDisplay(scores=args.scores) if args.json else TextDisplay()
-    listen(classifier, source, settings, display, duration=args.duration, realtime=args.realtime)
+    run(ListenOptions.from_args(args), display)
     return 0

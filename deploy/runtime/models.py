@@ -2,7 +2,7 @@
 
 Why one function: applications (the classifier, the live listener, bundles) should not care
 whether a model is ONNX or TFLite, fp32 or int8; both runtime classes share one interface
-(``predict``, ``embed``, ``run``, ``input_shape``, ``metadata``) and take float32 features.
+(the ``Classifier`` protocol plus ``predict``, ``run``, ``input_shape``, ``metadata``) and take float32 features.
 The format comes from the file suffix, or, for bytes and unknown suffixes, from ``fmt`` or the
 TFLite flatbuffer identifier.
 """
@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .classifier import Classifier
 from .errors import KitError
 from .tflite_metadata import is_tflite
 
@@ -21,8 +22,8 @@ FORMATS = ("onnx", "tflite")
 SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
 
 
-class RuntimeModel(Protocol):
-    """What ``OnnxModel`` and ``TfliteModel`` both provide."""
+class RuntimeModel(Classifier, Protocol):
+    """What ``OnnxModel`` and ``TfliteModel`` both provide: a ``Classifier`` plus the raw outputs."""
 
     metadata: Any
 

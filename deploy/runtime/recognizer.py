@@ -16,15 +16,77 @@ missed back-to-back command. Numpy only; times are seconds of stream time, not w
 """
 from __future__ import annotations
 
+import argparse
 import math
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
 from .errors import KitError
 
 DEFAULT_IGNORE = ("_silence_", "_unknown_")
+
+
+@dataclass(frozen=True)
+class DetectorOption:
+    """One user-settable detector setting, declared once for every command line that offers it.
+
+    Why one declaration: the device's ``listen`` (argparse), ``kit live`` and ``kit bundle``
+    (typer) all expose these settings; each reads this table (``DETECTOR_OPTIONS``) for the flag,
+    type, help and bounds, and ``check`` is the single bounds check, used by ``DetectorSettings``
+    itself (naming the field) and by the command lines (naming the flag).
+    """
+
+    field: str  # the DetectorSettings field
+    flag: str  # the command-line option
+    type: type  # int or float
+    help: str
+    minimum: float
+    maximum: float | None = None
+    #: the minimum itself is allowed (False for hop_s: a zero hop would never advance the stream)
+    minimum_allowed: bool = True
+
+    @property
+    def default(self) -> Any:
+        """The value a new bundle gets (``DetectorSettings``' field default)."""
+        value = next(f.default for f in fields(DetectorSettings) if f.name == self.field)
+        return None if value is MISSING else value
+
+    @property
+    def bounds(self) -> str:
+        """The accepted range in words, e.g. "in [0, 1]" or "> 0" or ">= 1"."""
+        if self.maximum is not None:
+            return f"in [{self.minimum:g}, {self.maximum:g}]"
+        return f"{'>=' if self.minimum_allowed else '>'} {self.minimum:g}"
+
+    def check(self, value: Any, name: str | None = None) -> Any:
+        """``value`` if it has this option's type and lies within its bounds, else a one-line ``KitError``
+        naming ``name`` (the flag or field; the field by default)."""
+        name = name or f"detector setting {self.field}"
+        if self.type is int:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise KitError(f"{name} must be an integer {self.bounds}, got {value!r}")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise KitError(f"{name} must be a finite number {self.bounds}, got {value!r}")
+        low_ok = value >= self.minimum if self.minimum_allowed else value > self.minimum
+        if not low_ok or (self.maximum is not None and value > self.maximum):
+            raise KitError(f"{name} must be {self.bounds}, got {value!r}")
+        return value
+
+
+DETECTOR_OPTIONS: tuple[DetectorOption, ...] = (
+    DetectorOption("threshold", "--threshold", float, "smoothed score needed for a detection", 0.0, 1.0),
+    DetectorOption("average_window_s", "--average-window", float, "score smoothing window in seconds", 0.0),
+    DetectorOption("suppression_s", "--suppression", float, "seconds without detections after one", 0.0),
+    DetectorOption("minimum_count", "--minimum-count", int, "results needed in the smoothing window", 1),
+    DetectorOption("hop_s", "--hop", float, "seconds between classifications of the stream", 0.0,
+                   minimum_allowed=False),
+)
+_WINDOW = DetectorOption("window_s", "--window", float, "audio per classification (the model's clip length)", 0.0,
+                         minimum_allowed=False)
 
 
 @dataclass(frozen=True)
@@ -55,20 +117,10 @@ class DetectorSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ignore", tuple(str(label) for label in self.ignore))
-        for name in ("window_s", "hop_s", "average_window_s", "threshold", "suppression_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise KitError(f"detector setting {name} must be a finite number, got {value!r}")
-        if self.window_s <= 0 or self.hop_s <= 0:
-            raise KitError(f"detector settings: window_s and hop_s must be positive (got {self.window_s}, {self.hop_s})")
+        for option in (_WINDOW, *DETECTOR_OPTIONS):
+            option.check(getattr(self, option.field))
         if self.hop_s > self.window_s:
             raise KitError(f"detector settings: hop_s ({self.hop_s}) must not exceed window_s ({self.window_s})")
-        if self.average_window_s < 0 or self.suppression_s < 0:
-            raise KitError("detector settings: average_window_s and suppression_s must be >= 0")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise KitError(f"detector settings: threshold must lie in [0, 1] (a probability), got {self.threshold}")
-        if not isinstance(self.minimum_count, int) or isinstance(self.minimum_count, bool) or self.minimum_count < 1:
-            raise KitError(f"detector settings: minimum_count must be an integer >= 1, got {self.minimum_count!r}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -93,6 +145,29 @@ class DetectorSettings:
     def with_(self, **changes) -> "DetectorSettings":
         """A copy with some settings changed (None values are ignored: CLI options left unset)."""
         return DetectorSettings.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+
+    def with_options(self, values: Mapping[str, Any]) -> "DetectorSettings":
+        """A copy with the command-line detector options applied: ``values`` maps ``DETECTOR_OPTIONS``
+        fields to a value or None (unset). A bad value is a one-line error naming its flag."""
+        by_field = {option.field: option for option in DETECTOR_OPTIONS}
+        unknown = sorted(set(values) - set(by_field))
+        if unknown:
+            raise KitError(f"unknown detector options {unknown} (known: {', '.join(sorted(by_field))})")
+        checked = {k: by_field[k].check(v, by_field[k].flag) for k, v in values.items() if v is not None}
+        return self.with_(**checked)
+
+
+def add_detector_options(parser: argparse.ArgumentParser, title: str = "detector") -> None:
+    """One argparse option per ``DETECTOR_OPTIONS`` entry (default None: keep the base settings)."""
+    group = parser.add_argument_group(title)
+    for option in DETECTOR_OPTIONS:
+        group.add_argument(option.flag, type=option.type, default=None, dest=option.field,
+                           help=f"{option.help} ({option.bounds})")
+
+
+def detector_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The detector option values parsed by ``add_detector_options`` ({field: value or None})."""
+    return {option.field: getattr(args, option.field) for option in DETECTOR_OPTIONS}
 
 
 @dataclass(frozen=True)

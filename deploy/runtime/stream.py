@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from .classify import softmax
+from .classifier import WaveformClassifier, softmax
 from .errors import KitError
 from .recognizer import Detection, DetectorSettings, RecognizeCommands
 
@@ -66,14 +65,12 @@ class StreamResult:
     features: np.ndarray | None = None  # the normalised window features (kept on request)
 
 
-def _logits(classifier: Any, x: np.ndarray) -> np.ndarray:
-    """Logits from a ``BundleClassifier`` (head on embeddings) or a ``KeywordClassifier``."""
-    if hasattr(classifier, "logits"):
-        return np.asarray(classifier.logits(x), dtype=np.float32)
-    return np.asarray(classifier.model.predict(x), dtype=np.float32)
+def _probabilities(classifier: WaveformClassifier, x: np.ndarray) -> np.ndarray:
+    """(N, K) probabilities of a batch of windows: softmax of the classifier's float32 logits."""
+    return softmax(np.asarray(classifier.logits(x), dtype=np.float32))
 
 
-def _window_samples(settings: DetectorSettings, rate: int, classifier: Any) -> tuple[int, int]:
+def _window_samples(settings: DetectorSettings, rate: int, classifier: WaveformClassifier) -> tuple[int, int]:
     """(window, hop) in samples; the window must be the model's clip length."""
     config = classifier.feature_config
     if abs(settings.window_s - config.duration_s) > 1e-6:
@@ -91,14 +88,13 @@ def _window_samples(settings: DetectorSettings, rate: int, classifier: Any) -> t
 class StreamRecognizer:
     """Feed audio chunks of any size; every ``hop_s`` the last ``window_s`` are classified.
 
-    ``classifier``: a ``BundleClassifier`` (or anything with ``classes``, ``feature_config``,
-    ``features(y, rate)`` and ``logits(x)``). ``rate``: the rate of the fed audio (default the
-    model's own). ``keep_features`` stores each window's feature map in its result (for tests
-    and debugging).
+    ``classifier``: a ``WaveformClassifier`` (``BundleClassifier``, ``KeywordClassifier``).
+    ``rate``: the rate of the fed audio (default the model's own). ``keep_features`` stores each
+    window's feature map in its result (for tests and debugging).
     """
 
-    def __init__(self, classifier: Any, settings: DetectorSettings | None = None, rate: int | None = None,
-                 keep_features: bool = False) -> None:
+    def __init__(self, classifier: WaveformClassifier, settings: DetectorSettings | None = None,
+                 rate: int | None = None, keep_features: bool = False) -> None:
         self.classifier = classifier
         self.settings = settings or DetectorSettings()
         self.rate = int(rate or classifier.feature_config.sample_rate)
@@ -131,7 +127,7 @@ class StreamRecognizer:
 
     def _classify(self) -> StreamResult:
         x = self.classifier.features(self.ring.latest(), self.rate)
-        probabilities = softmax(_logits(self.classifier, x[None]))[0]
+        probabilities = _probabilities(self.classifier, x[None])[0]
         time_s = self.ring.total / self.rate
         detection = self.recognizer.process(probabilities, time_s)
         return StreamResult(time_s, probabilities, detection, x if self.keep_features else None)
@@ -152,15 +148,15 @@ class StreamScores:
     classes: list[str]
 
 
-def window_ends(n_samples: int, rate: int, settings: DetectorSettings, classifier: Any) -> np.ndarray:
+def window_ends(n_samples: int, rate: int, settings: DetectorSettings, classifier: WaveformClassifier) -> np.ndarray:
     """Sample indices where the classified windows end (the same hops as ``StreamRecognizer``)."""
     window, hop = _window_samples(settings, rate, classifier)
     first = -(-window // hop) * hop  # first hop boundary at or after a full window
     return np.arange(first, n_samples + 1, hop, dtype=np.int64)
 
 
-def score_stream(classifier: Any, waveform: np.ndarray, rate: int, settings: DetectorSettings | None = None,
-                 batch: int = 64) -> StreamScores:
+def score_stream(classifier: WaveformClassifier, waveform: np.ndarray, rate: int,
+                 settings: DetectorSettings | None = None, batch: int = 64) -> StreamScores:
     """Class probabilities of every hop of ``waveform`` (float mono at ``rate``), model calls batched."""
     settings = settings or DetectorSettings()
     y = np.asarray(waveform, dtype=np.float32).reshape(-1)
@@ -170,7 +166,7 @@ def score_stream(classifier: Any, waveform: np.ndarray, rate: int, settings: Det
     for start in range(0, len(ends), batch):
         part = ends[start : start + batch]
         x = np.stack([classifier.features(y[e - window : e], rate) for e in part])
-        probs[start : start + len(part)] = softmax(_logits(classifier, x))
+        probs[start : start + len(part)] = _probabilities(classifier, x)
     return StreamScores(ends / float(rate), probs, list(classifier.classes))
 
 
@@ -181,7 +177,8 @@ def detections_from_scores(scores: StreamScores, settings: DetectorSettings | No
     return [d for d in found if d is not None]
 
 
-def detect_stream(classifier: Any, waveform: np.ndarray, rate: int, settings: DetectorSettings | None = None,
+def detect_stream(classifier: WaveformClassifier, waveform: np.ndarray, rate: int,
+                  settings: DetectorSettings | None = None,
                   return_scores: bool = False) -> list[Detection] | tuple[list[Detection], StreamScores]:
     """Keyword detections in a long waveform, exactly as the live stream would report them.
 

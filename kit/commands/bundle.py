@@ -7,10 +7,13 @@ replay memory and the detector settings (``deploy/bundle_builder.py`` builds it,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from deploy.runtime.errors import KitError
+
+from .detector_options import with_detector_options
 
 
 def _formats(values: list[str]) -> list[str]:
@@ -21,6 +24,7 @@ def _formats(values: list[str]) -> list[str]:
     return out
 
 
+@with_detector_options("default {default}")
 def bundle_command(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Model file (.kit) written by kit train."),
     coreset: Path = typer.Option(..., "--coreset", "-c", help="The coreset (.kit) the model was trained on (replay memory)."),
@@ -28,11 +32,7 @@ def bundle_command(
     fmt: list[str] = typer.Option(["onnx"], "--format", "-f", help="Model format(s): onnx, tflite (repeat or comma-separate)."),
     int8: bool = typer.Option(False, "--int8", help="Add a full-integer int8 model per format, calibrated on the coreset (the default model)."),
     replay_dtype: str = typer.Option("int8", "--replay-dtype", help="Replay coreset storage: int8 (per-row scale) or float16."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Detection threshold on the smoothed score (0-1)."),
-    average_window: float | None = typer.Option(None, "--average-window", help="Score smoothing window in seconds."),
-    suppression: float | None = typer.Option(None, "--suppression", help="Seconds without detections after one."),
-    minimum_count: int | None = typer.Option(None, "--minimum-count", help="Results needed in the smoothing window."),
-    hop: float | None = typer.Option(None, "--hop", help="Seconds between classifications of the stream."),
+    detector: dict[str, Any] | None = None,
 ) -> None:
     """Bundle a trained model with its coreset, front-end and detector settings for a device."""
     from deploy.bundle_builder import build_bundle
@@ -40,19 +40,17 @@ def bundle_command(
     from deploy.runtime.features import FeatureConfig
     from deploy.runtime.recognizer import DetectorSettings
 
-    detector = None
-    if any(v is not None for v in (threshold, average_window, suppression, minimum_count, hop)):
+    settings = None
+    if detector and any(v is not None for v in detector.values()):
         from deploy.runtime.artifact import read_manifest
 
         if not model_path.is_file():
             raise KitError(f"{model_path}: no such model file")
         config = read_manifest(model_path).get("meta", {}).get("feature_config")
         window = FeatureConfig.from_dict(config).duration_s if isinstance(config, dict) else 1.0
-        detector = DetectorSettings(window_s=window).with_(
-            threshold=threshold, average_window_s=average_window, suppression_s=suppression,
-            minimum_count=minimum_count, hop_s=hop)
+        settings = DetectorSettings(window_s=window).with_options(detector)
     path = build_bundle(model_path, coreset, out, formats=_formats(fmt), int8=int8, replay_dtype=replay_dtype.lower(),
-                        detector=detector)
+                        detector=settings)
     bundle = Bundle.load(path)
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, verified)")
     for key, value in describe(bundle, path):

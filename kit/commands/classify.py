@@ -10,12 +10,13 @@ from pathlib import Path
 
 import typer
 
+from deploy.runtime.classifier import Classifier
 from deploy.runtime.errors import KitError
 
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-def _load_model(path: Path):  # -> predictor with .predict and .metadata
+def _load_model(path: Path) -> Classifier:
     if not path.is_file():
         raise KitError(f"{path}: no such model file")
     with open(path, "rb") as handle:

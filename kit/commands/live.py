@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
+
+from deploy.runtime.live import ListenOptions
+
+from .detector_options import with_detector_options
 
 
 class RichDisplay:
@@ -49,9 +54,11 @@ class RichDisplay:
         self.err.print(f"listened to {summary['seconds']:.2f} s of audio: {len(summary['detections'])} detection(s)")
 
 
+@with_detector_options("default: the bundle's")
 def live_command(
     bundle: Path | None = typer.Argument(None, metavar="BUNDLE", help="Bundle file (.kit) from kit bundle."),
-    source: str = typer.Option("mic", "--input", "-i", help="A WAV file, '-' for raw PCM s16le mono on stdin, or 'mic'."),
+    source: str = typer.Option(ListenOptions.input, "--input", "-i",
+                               help="A WAV file, '-' for raw PCM s16le mono on stdin, or 'mic'."),
     rate: int | None = typer.Option(None, "--rate", help="Sample rate of PCM on stdin (default: the model's)."),
     device: str | None = typer.Option(None, "--device", help="Input device NAME or INDEX for --input mic."),
     list_devices: bool = typer.Option(False, "--list-devices", help="List audio input devices and exit."),
@@ -60,33 +67,25 @@ def live_command(
     scores: bool = typer.Option(False, "--scores", help="With --json: also every hop's class scores."),
     realtime: bool = typer.Option(False, "--realtime", help="Pace file/stdin input at real-time speed."),
     model: str | None = typer.Option(None, "--model", help="Model file in the bundle (default: its default model)."),
-    threads: int = typer.Option(1, "--threads", help="Inference threads."),
-    chunk_ms: float = typer.Option(50.0, "--chunk-ms", help="Audio read size in milliseconds."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Detection threshold (default: the bundle's)."),
-    average_window: float | None = typer.Option(None, "--average-window", help="Smoothing window in seconds."),
-    suppression: float | None = typer.Option(None, "--suppression", help="Seconds without detections after one."),
-    minimum_count: int | None = typer.Option(None, "--minimum-count", help="Results needed in the smoothing window."),
-    hop: float | None = typer.Option(None, "--hop", help="Seconds between classifications."),
+    threads: int = typer.Option(ListenOptions.threads, "--threads", help="Inference threads."),
+    chunk_ms: float = typer.Option(ListenOptions.chunk_ms, "--chunk-ms", help="Audio read size in milliseconds."),
+    detector: dict[str, Any] | None = None,
 ) -> None:
     """Listen for the bundle's keywords and print each detection as 't=12.30s yes 0.93'."""
     from deploy.runtime import live
 
-    argv = [str(bundle)] if bundle is not None else []
-    argv += ["--input", source, "--threads", str(threads), "--chunk-ms", str(chunk_ms)]
-    for flag, value in (("--rate", rate), ("--device", device), ("--duration", duration), ("--model", model),
-                        ("--threshold", threshold), ("--average-window", average_window), ("--suppression", suppression),
-                        ("--minimum-count", minimum_count), ("--hop", hop)):
-        if value is not None:
-            argv += [flag, str(value)]
-    for flag, on in (("--list-devices", list_devices), ("--json", as_json), ("--scores", scores), ("--realtime", realtime)):
-        if on:
-            argv.append(flag)
-    if list_devices or as_json or not sys.stdout.isatty():
-        code = live.main(argv)
-        raise typer.Exit(code)
-    args = live.build_parser("kit live").parse_args(argv)
-    classifier, audio, settings = live.prepare(args)
-    live.listen(classifier, audio, settings, RichDisplay(), duration=args.duration, realtime=args.realtime)
+    if list_devices:
+        print(live.device_list(as_json))
+        return
+    options = ListenOptions(bundle=bundle, input=source, rate=rate, device=device, duration=duration, model=model,
+                            threads=threads, chunk_ms=chunk_ms, realtime=realtime, detector=detector or {})
+    if as_json:
+        display: live.Display = live.JsonDisplay(scores=scores)
+    elif sys.stdout.isatty():
+        display = RichDisplay()
+    else:
+        display = live.TextDisplay()
+    live.run(options, display)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""A saved ``.kit`` model behind the edge runtime's predictor interface (``predict`` + ``metadata``).
+"""A saved ``.kit`` model behind the edge runtime's ``Classifier`` protocol (``deploy/runtime/classifier.py``).
 
 Why: ``kit classify`` should work on a freshly trained model before it is exported, through the
 very same ``KeywordClassifier`` front-end code as the ONNX path, so the two can be compared.
@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deploy.runtime.classifier import MetadataClassifier
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig
 from deploy.runtime.inference import ModelMetadata
@@ -18,8 +19,10 @@ from deploy.runtime.inference import ModelMetadata
 from .artifact import load_model
 
 
-class TorchPredictor:
-    """Load a model artifact; ``predict(x)`` -> logits, ``embed(x)`` -> embeddings (numpy)."""
+class TorchPredictor(MetadataClassifier):
+    """Load a model artifact; ``logits(x)`` / ``predict(x)`` -> logits, ``embed(x)`` -> embeddings (numpy).
+
+    Classes, front-end and normaliser come from the artifact's meta, like an exported file's."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -39,8 +42,12 @@ class TorchPredictor:
         return torch.from_numpy(x[None] if x.ndim == 3 else x)
 
     @torch.no_grad()
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def logits(self, x: np.ndarray) -> np.ndarray:
         return self.model(self._tensor(x)).numpy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits, under the name the runtime models also offer."""
+        return self.logits(x)
 
     @torch.no_grad()
     def embed(self, x: np.ndarray) -> np.ndarray:
