@@ -168,6 +168,19 @@ class Distiller(ABC):
             setattr(self, name, value)
         return self
 
+    def resolved_params(self) -> dict[str, Any]:
+        """The parameters as the fit used them ("auto" values resolved); the declared ones by default."""
+        return self.get_params()
+
+    def summary(self) -> dict[str, Any]:
+        """Figures of the finished fit worth recording beside the coreset (steps, losses, ...)."""
+        return {}
+
+    def selected_indices(self) -> np.ndarray | None:
+        """Training rows the result was taken from (selectors), or None for synthetic samples."""
+        indices = getattr(self, "indices_", None)
+        return None if indices is None else np.asarray(indices, dtype=np.int64)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"

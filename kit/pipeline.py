@@ -89,17 +89,18 @@ def distill_coreset(
     distiller.fit(fs.x_train, fs.y_train, n_classes=len(fs.classes))
     wall = time.time() - started
 
-    resolved = distiller.resolved_params() if hasattr(distiller, "resolved_params") else distiller.get_params()
+    resolved = distiller.resolved_params()
     source = dict(jsonable(fs.source or {}))
     for key, value in loader.items():
         source.setdefault(key, value)
     source["dataset_name"] = loader["dataset"]
     source["train_fingerprint"] = data_fingerprint(fs.x_train, fs.y_train)
     source["n_train"] = int(len(fs.x_train))
-    summary = distiller.summary() if hasattr(distiller, "summary") else {}
+    summary = dict(distiller.summary())
     summary.update(fit_time_s=round(wall, 2), peak_rss_mb=round(peak_rss_mb(), 1))
-    if hasattr(distiller, "indices_"):
-        summary["train_indices"] = [int(i) for i in distiller.indices_]
+    selected = distiller.selected_indices()
+    if selected is not None:
+        summary["train_indices"] = [int(i) for i in selected]
     coreset = Coreset(
         features=distiller.features_,
         labels=distiller.labels_,
