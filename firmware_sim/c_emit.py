@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+#: The hand-written C sources (kernels, front-end, detector, main, platforms) the projects copy.
+C_SOURCES = Path(__file__).with_name("c_src")
 
 
 @dataclass

@@ -20,11 +20,10 @@ import numpy as np
 from deploy.runtime.bundle import Bundle
 from deploy.runtime.errors import KitError
 
-from .c_emit import c_float_array, model_source
+from .c_emit import C_SOURCES, c_float_array, model_source
 from .c_frontend import detector_source, frontend_scratch_floats, frontend_source
 from .c_lower import LoweredModel, lower_model
 
-C_SOURCES = Path(__file__).with_name("c_src")
 COMMON_SOURCES = ("kws_kernels.c", "kws_kernels.h", "kws_frontend.c", "kws_frontend.h", "kws_detector.c",
                   "kws_detector.h", "kws_main.c", "kws_platform.h")
 #: Stack and newlib heap (semihosting stdio buffers) kept free above the static RAM.
