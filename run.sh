@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh clone: it makes its own virtual environment, installs the pinned
-# packages (and the system packages it needs when missing: PortAudio, for tests sshd and rsync), then runs what you asked for.
+# packages (and the system packages it needs when missing: PortAudio, the Arm toolchain and QEMU for the
+# firmware, for tests sshd and rsync), then runs what you asked for.
 #
 #   ./run.sh demo [kit demo options]   distil FSDD to 10 per class, train a ConvNet, compare with random
 #                                      (data: ../shared/data or $KIT_DATA_DIR, as for the tests)
@@ -20,6 +21,14 @@ missing_system_packages() {
   # PortAudio (libportaudio2) for microphone input in `kit live`; for the test suite also
   # openssh-server + rsync (the `kit deploy --to user@host:PATH` test starts a local sshd).
   ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || echo libportaudio2
+  # The C firmware (kit firmware build/run): a C compiler for the host build, the Arm toolchain,
+  # newlib and QEMU for the Cortex-M builds and the emulated Cortex-M4F board.
+  command -v cc >/dev/null 2>&1 || echo gcc
+  command -v make >/dev/null 2>&1 || echo make
+  command -v arm-none-eabi-gcc >/dev/null 2>&1 || echo gcc-arm-none-eabi
+  [ -f /usr/lib/arm-none-eabi/newlib/librdimon.a ] || ls /usr/lib/arm-none-eabi/newlib/*/librdimon.a >/dev/null 2>&1 \
+    || echo libnewlib-arm-none-eabi
+  command -v qemu-system-arm >/dev/null 2>&1 || echo qemu-system-arm
   if [ "${1:-}" = test ]; then
     [ -x /usr/sbin/sshd ] || echo openssh-server
     command -v rsync >/dev/null 2>&1 || echo rsync
