@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from deploy.runtime.errors import KitError
+from deploy.runtime.safeio import check_output_path
 
 
 def _formats(values: list[str]) -> list[str]:
@@ -40,6 +41,7 @@ def bundle_command(
     from deploy.runtime.features import FeatureConfig
     from deploy.runtime.recognizer import DetectorSettings
 
+    check_output_path(out, "--out", inputs=(model_path, coreset))
     detector = None
     if any(v is not None for v in (threshold, average_window, suppression, minimum_count, hop)):
         from deploy.runtime.artifact import read_manifest

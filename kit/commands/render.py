@@ -37,7 +37,9 @@ def render_command(
     from deploy.runtime.coreset import Coreset
     from kit.commands.train import parse_seeds
     from kit.experiments.render_audio import RenderSettings, run_render
+    from kit.experiments.rundir import check_run_dir
 
+    check_run_dir(out)
     coreset = Coreset.load(coreset_path)
     settings = RenderSettings.quick() if quick else RenderSettings()
     changes = {}
