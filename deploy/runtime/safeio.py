@@ -55,7 +55,9 @@ def _what(mode: int) -> str:
         return "a device"
     if stat.S_ISLNK(mode):
         return "a symlink"
-    return "not a regular file"
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return "an unknown kind of file"
 
 
 def _noun(what: str) -> str:
@@ -73,9 +75,9 @@ def require_regular_file(path: str | os.PathLike, what: str = "file", option: st
     ``stat`` never blocks, so a FIFO, socket, device or directory is refused before a library
     (soundfile, onnxruntime, zipfile) would open it and hang or fail with a traceback.
     """
-    path = Path(path)
-    if str(path) == "":
+    if str(path) == "":  # before Path(): Path("") is "."
         raise KitError(f"{option or what}: empty path")
+    path = Path(path)
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -94,9 +96,9 @@ def open_regular(path: str | os.PathLike, what: str = "file", option: str | None
     ``fstat`` of the descriptor (not of the name, so no race) then decides, and blocking mode is
     restored for the actual reads.
     """
-    path = Path(path)
-    if str(path) == "":
+    if str(path) == "":  # before Path(): Path("") is "."
         raise KitError(f"{option or what}: empty path")
+    path = Path(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(path, flags)
@@ -154,14 +156,16 @@ def _probe_create(folder: Path, label: str) -> None:
 
 def resolve_output(path: str | os.PathLike, option: str | None = "--out") -> Path:
     """Where a write to ``path`` really lands: the path itself, or a symlink's regular-file target."""
+    if str(path) == "":  # before Path(): Path("") is "."
+        raise KitError(f"{option or 'output'}: empty path")
     path = Path(path)
     label = _label(path, option)
-    if str(path) == "":
-        raise KitError(f"{option or 'output'}: empty path")
     try:
         info = os.lstat(path)
     except FileNotFoundError:
         return path
+    except NotADirectoryError:
+        raise KitError(f"{label}: a parent of this path is not a directory") from None
     except OSError as exc:
         raise KitError(f"{label}: cannot use this output path ({exc.strerror})") from None
     if stat.S_ISLNK(info.st_mode):
@@ -185,9 +189,9 @@ def check_output_path(path: str | os.PathLike, option: str | None = "--out", *,
     component is a non-directory; a file can be created in the nearest existing folder; the output
     is none of ``inputs`` (e.g. ``kit train c.kit --out c.kit``). Creates nothing; returns the path.
     """
+    real = resolve_output(path, option)
     path = Path(path)
     label = _label(path, option)
-    real = resolve_output(path, option)
     for source in inputs:
         if _same_file(real, Path(source)):
             raise KitError(f"{label}: is also an input ({source}); choose another output")
@@ -201,10 +205,10 @@ def check_output_path(path: str | os.PathLike, option: str | None = "--out", *,
 def check_output_dir(path: str | os.PathLike, option: str | None = "--out",
                      files: tuple[str, ...] = (), *, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
     """Like :func:`check_output_path` for an output *folder* and the ``files`` that will be written in it."""
+    if str(path) == "":  # before Path(): Path("") is "."
+        raise KitError(f"{option or 'output'}: empty path")
     path = Path(path)
     label = _label(path, option)
-    if str(path) == "":
-        raise KitError(f"{option or 'output'}: empty path")
     for source in inputs:
         if _same_file(path, Path(source)):
             raise KitError(f"{label}: is also an input ({source}); choose another output")
