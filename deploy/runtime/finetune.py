@@ -39,7 +39,7 @@ from .artifact import artifact_bytes, atomic_write_bytes
 from .bundle import Bundle, BundleClassifier
 from .errors import KitError
 from .head import HEADS, balanced_weights, make_head
-from .safeio import atomic_write_files, check_output_path, file_lock, read_regular_bytes
+from .safeio import atomic_write_files, check_output_path, file_lock, read_regular_bytes, require_regular_file
 from .wavio import read_wav
 
 #: A clip shorter than this cannot hold a spoken word (Speech Commands words last 0.4-1 s).
@@ -388,6 +388,7 @@ def output_paths(source: Path, out: Path | None) -> tuple[Path, Path | None]:
         check_output_path(out, "--out")
         if not (source.exists() and os.path.exists(out) and os.path.samefile(out, source)):
             return Path(out), None
+    require_regular_file(source)  # before the lock: a missing BUNDLE leaves no lock file behind
     check_output_path(source, "BUNDLE")
     backup = source.with_name(source.name + BACKUP_SUFFIX)
     check_output_path(backup, "BUNDLE.bak")
