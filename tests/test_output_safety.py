@@ -64,7 +64,8 @@ def specials(tmp_path: Path):
     regular = tmp_path / "r.kit"
     regular.write_bytes(b"old")
     links = {}
-    for name, target in {"to_reg": regular, "to_dir": folder, "to_fifo": fifo, "dangling": tmp_path / "nowhere"}.items():
+    targets = {"to_reg": regular, "to_dir": folder, "to_fifo": fifo, "dangling": tmp_path / "nowhere"}
+    for name, target in targets.items():
         links[name] = tmp_path / f"{name}.kit"
         links[name].symlink_to(target)
     yield {"fifo": fifo, "socket": sock_path, "dir": folder, "regular": regular, **links}
@@ -196,7 +197,7 @@ def test_kit_inspect_of_a_bomb_stays_small(tmp_path: Path) -> None:
     code = ("import runpy, sys; sys.argv = ['kit', 'inspect', sys.argv[1]]\n"
             "try:\n    runpy.run_module('kit', run_name='__main__')\n"
             "finally:\n    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-            "    print('peak_kb', hwm, file=sys.stderr)")  # VmHWM: this image's peak (ru_maxrss counts the forked parent)
+            "    print('peak_kb', hwm, file=sys.stderr)")  # VmHWM: this image's peak; ru_maxrss counts the parent
     result = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     lines = result.stderr.strip().splitlines()
@@ -265,7 +266,8 @@ def test_every_command_refuses_bad_outputs_before_work(small, specials, tmp_path
         (["distill", missing, "--method", "random", "--out", sock], "is a socket"),
         (["distill", missing, "--method", "random", "--out", str(specials["to_dir"])], "symlink to a directory"),
         (["distill", missing, "--method", "random", "--out", "/proc/c.kit"], "cannot create files in /proc"),
-        (["distill", missing, "--method", "dm", "--out", str(tmp_path / "o.kit"), "--checkpoint", folder], "--checkpoint"),
+        (["distill", missing, "--method", "dm", "--out", str(tmp_path / "o.kit"), "--checkpoint", folder],
+         "--checkpoint"),
         (["train", c, "--out", c], "is also an input"),
         (["train", c, "--out", fifo], "not a directory"),
         (["export", m, "--out", folder], "is a directory"),
@@ -290,10 +292,11 @@ def test_every_command_refuses_bad_outputs_before_work(small, specials, tmp_path
     work = tmp_path / "inplace.kit"
     work.write_bytes(small["bundle"].read_bytes())
     (tmp_path / "inplace.kit.bak").mkdir()
-    assert "inplace.kit.bak: exists and is a directory" in _one_line(["finetune", str(work), "--add-keyword", "nine", *nine], capsys)
+    err = _one_line(["finetune", str(work), "--add-keyword", "nine", *nine], capsys)
+    assert "inplace.kit.bak: exists and is a directory" in err
     assert work.read_bytes() == small["bundle"].read_bytes()
     # nothing was created and nothing earlier changed
-    assert not (tmp_path / "o.kit").exists() and not (tmp_path / "o.kit.ckpt").exists() and not (tmp_path / "o2.kit").exists()
+    assert not [p for p in ("o.kit", "o.kit.ckpt", "o2.kit") if (tmp_path / p).exists()]
     assert not list(specials["dir"].iterdir()) and specials["fifo"].is_fifo() and specials["socket"].is_socket()
     assert {p: p.read_bytes() for p in snapshot} == snapshot
 

@@ -116,7 +116,8 @@ MAX_MEMBER_BYTES = 2 << 30  # no coreset, model or bundle member comes near 2 Gi
 MAX_RATIO = 200  # deflate of real arrays and models stays far below; a bomb is ~1000:1
 RATIO_FLOOR = 1 << 20  # members smaller than this may compress as well as they like (zero arrays)
 _CHUNK = 1 << 20
-_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError)
+_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
+                NotImplementedError)
 
 
 def _check_entry(path: Path, info: zipfile.ZipInfo, declared: int) -> None:
@@ -125,7 +126,8 @@ def _check_entry(path: Path, info: zipfile.ZipInfo, declared: int) -> None:
         raise KitError(f"{path}: member {info.filename} is {info.file_size} bytes in the zip but {declared} "
                        "in the manifest (corrupted or tampered)")
     if declared > MAX_MEMBER_BYTES:
-        raise KitError(f"{path}: member {info.filename} declares {declared} bytes (over {MAX_MEMBER_BYTES}); refusing it")
+        raise KitError(f"{path}: member {info.filename} declares {declared} bytes (over {MAX_MEMBER_BYTES}); "
+                       "refusing it")
     if declared > RATIO_FLOOR and declared > MAX_RATIO * max(info.compress_size, 1):
         raise KitError(f"{path}: member {info.filename} would inflate {declared / max(info.compress_size, 1):.0f}-fold "
                        f"(limit {MAX_RATIO}); refusing a possible decompression bomb")
@@ -142,7 +144,8 @@ def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: P
             parts.append(block)
             total += len(block)
     if total > limit:
-        raise KitError(f"{path}: member {info.filename} inflates past its declared {limit} bytes (corrupted or tampered)")
+        raise KitError(f"{path}: member {info.filename} inflates past its declared {limit} bytes "
+                       "(corrupted or tampered)")
     return b"".join(parts)
 
 

@@ -272,7 +272,8 @@ def file_lock(path: str | os.PathLike, option: str | None = "--out") -> Iterator
     try:
         fd = os.open(sidecar, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK, 0o644)
     except OSError as exc:
-        raise KitError(f"{_label(Path(path), option)}: cannot create its lock file {sidecar} ({exc.strerror})") from None
+        label = _label(Path(path), option)
+        raise KitError(f"{label}: cannot create its lock file {sidecar} ({exc.strerror})") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise KitError(f"{sidecar}: lock file is not a regular file")
