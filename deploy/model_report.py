@@ -20,6 +20,7 @@ from typing import Any
 
 from deploy.runtime.errors import KitError
 from deploy.runtime.models import model_format
+from deploy.runtime.safeio import read_regular_bytes
 
 
 @dataclass
@@ -147,9 +148,7 @@ def model_report(source: str | os.PathLike | bytes, fmt: str | None = None) -> M
         data, name = bytes(source), f"<{fmt or 'model'} bytes>"
     else:
         path = Path(source)
-        if not path.is_file():
-            raise KitError(f"{path}: no such model file")
-        data, name = path.read_bytes(), str(path)
+        data, name = read_regular_bytes(path, "model"), str(path)
     kind = model_format(source, fmt)
     if not data:
         raise KitError(f"{name}: empty file")

@@ -42,6 +42,7 @@ from deploy.runtime.artifact import atomic_write_bytes, sha256_bytes
 from deploy.runtime.bundle import Bundle, BundleClassifier, model_format, model_precision
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig, dct_matrix, extract_features, hann_window, mel_filterbank
+from deploy.runtime.safeio import check_output_dir
 
 TARGETS = ("rpi", "android", "dir")
 RUNTIMES = ("onnx", "tflite")
@@ -488,8 +489,11 @@ def deploy(bundle_path: str | os.PathLike, target: str, to: str, *, runtime: str
     if host is None:
         if port is not None or identity is not None or ssh_options:
             raise KitError(f"--to {to}: --port, --identity and --ssh-option apply to user@host:PATH destinations only")
+        if not str(path).strip():
+            raise KitError("--to: empty path")
         dest = Path(path).expanduser().absolute()
         _check_local_destination(dest)
+        check_output_dir(dest, "--to")
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.deploy-", dir=dest.parent))
         try:

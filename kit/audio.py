@@ -16,6 +16,7 @@ import soundfile as sf
 
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import resample as runtime_resample
+from deploy.runtime.safeio import require_regular_file
 from deploy.runtime.wavio import mono_finite
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -106,7 +107,6 @@ def _reason(exc: BaseException) -> str:
 
 
 def _check_file(path: Path) -> None:
-    if not path.is_file():
-        raise KitError(f"{path}: no such audio file")
+    require_regular_file(path, "audio")  # a FIFO would block libsndfile forever; a folder is not "missing"
     if path.stat().st_size == 0:
         raise KitError(f"{path}: empty file (0 bytes)")

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from deploy.runtime.artifact import (
     FORMAT_VERSION,
     Artifact,
-    read_artifact,
     safe_extract_zip,
     safe_member_path,
     write_artifact,

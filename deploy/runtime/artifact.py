@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 import zipfile
 import zlib
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KitError
+from .safeio import atomic_write_files, open_regular
 
 FORMAT_NAME = "kit-artifact"
 FORMAT_VERSION = 1
@@ -47,7 +47,7 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_file(path: str | os.PathLike) -> str:
     """SHA-256 of a file, read in 1-MiB blocks (models and coresets need not fit in memory twice)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -63,29 +63,22 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it over, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, lock: bool = False) -> None:
+    """Write to a temporary file beside ``path`` and rename it over, so a crash never leaves half a file.
+
+    The rules of :mod:`deploy.runtime.safeio` apply: an existing target that is not a regular file is
+    refused (a symlink is written through to its regular-file target), the folder is fsynced after
+    the rename, and ``lock=True`` serialises with other writers of the same file.
+    """
+    atomic_write_files({path: data}, lock=lock, option=None)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+def atomic_write_text(path: str | os.PathLike, text: str, *, lock: bool = False) -> None:
+    atomic_write_bytes(path, text.encode(), lock=lock)
 
 
-def write_artifact(path: str | os.PathLike, artifact: Artifact) -> Path:
-    """Serialise ``artifact`` to ``path`` atomically; returns the path."""
+def artifact_bytes(artifact: Artifact) -> bytes:
+    """The complete file of ``artifact`` in memory (for writing it together with other files)."""
     members: dict[str, bytes] = {}
     for name, array in artifact.arrays.items():
         if array.dtype == object:
@@ -108,24 +101,81 @@ def write_artifact(path: str | os.PathLike, artifact: Artifact) -> Path:
         zf.writestr(MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
         for name, data in members.items():
             zf.writestr(name, data)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_artifact(path: str | os.PathLike, artifact: Artifact, *, lock: bool = False) -> Path:
+    """Serialise ``artifact`` to ``path`` atomically; returns the path."""
+    atomic_write_bytes(path, artifact_bytes(artifact), lock=lock)
     return Path(path)
+
+
+# Reading: bounded, whatever the file claims -------------------------------------------------------
+MAX_MANIFEST_BYTES = 8 << 20  # a manifest is metadata: a few KB, a long fine-tune history a few hundred
+MAX_MEMBER_BYTES = 2 << 30  # no coreset, model or bundle member comes near 2 GiB
+MAX_RATIO = 200  # deflate of real arrays and models stays far below; a bomb is ~1000:1
+RATIO_FLOOR = 1 << 20  # members smaller than this may compress as well as they like (zero arrays)
+_CHUNK = 1 << 20
+_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
+                NotImplementedError)
+
+
+def _check_entry(path: Path, info: zipfile.ZipInfo, declared: int) -> None:
+    """Refuse an entry whose sizes disagree with the manifest, or that inflates absurdly, before reading it."""
+    if info.file_size != declared:
+        raise KitError(f"{path}: member {info.filename} is {info.file_size} bytes in the zip but {declared} "
+                       "in the manifest (corrupted or tampered)")
+    if declared > MAX_MEMBER_BYTES:
+        raise KitError(f"{path}: member {info.filename} declares {declared} bytes (over {MAX_MEMBER_BYTES}); "
+                       "refusing it")
+    if declared > RATIO_FLOOR and declared > MAX_RATIO * max(info.compress_size, 1):
+        raise KitError(f"{path}: member {info.filename} would inflate {declared / max(info.compress_size, 1):.0f}-fold "
+                       f"(limit {MAX_RATIO}); refusing a possible decompression bomb")
+
+
+def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: Path) -> bytes:
+    """Inflate at most ``limit + 1`` bytes of ``info``, so a lying header cannot exhaust memory."""
+    parts, total = [], 0
+    with zf.open(info) as src:
+        while total <= limit:
+            block = src.read(min(_CHUNK, limit + 1 - total))
+            if not block:
+                break
+            parts.append(block)
+            total += len(block)
+    if total > limit:
+        raise KitError(f"{path}: member {info.filename} inflates past its declared {limit} bytes "
+                       "(corrupted or tampered)")
+    return b"".join(parts)
+
+
+def _open_zip(path: Path, handle) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(handle)
+    except _READ_ERRORS as exc:
+        raise KitError(f"{path}: not a readable kit artifact (truncated or corrupted: {exc})") from None
+
+
+def _manifest_of(path: Path, zf: zipfile.ZipFile) -> dict:
+    try:
+        info = zf.getinfo(MANIFEST)
+    except KeyError:
+        raise KitError(f"{path}: not a kit artifact (no {MANIFEST})") from None
+    if info.file_size > MAX_MANIFEST_BYTES:
+        raise KitError(f"{path}: {MANIFEST} declares {info.file_size} bytes (limit {MAX_MANIFEST_BYTES}); refusing it")
+    try:
+        manifest = json.loads(_read_capped(zf, info, MAX_MANIFEST_BYTES, path))
+    except _READ_ERRORS as exc:
+        raise KitError(f"{path}: not a readable kit artifact (truncated or corrupted: {exc})") from None
+    _check_header(path, manifest)
+    return manifest
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
     """Read and check the manifest alone (format, version); members are not verified here."""
     path = Path(path)
-    if not path.exists():
-        raise KitError(f"{path}: no such file")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            manifest = json.loads(zf.read(MANIFEST))
-    except KeyError:
-        raise KitError(f"{path}: not a kit artifact (no {MANIFEST})") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-        raise KitError(f"{path}: not a readable kit artifact (truncated or corrupted: {exc})") from None
-    _check_header(path, manifest)
-    return manifest
+    with open_regular(path) as handle, _open_zip(path, handle) as zf:
+        return _manifest_of(path, zf)
 
 
 def _check_header(path: Path, manifest: dict) -> None:
@@ -138,27 +188,41 @@ def _check_header(path: Path, manifest: dict) -> None:
         raise KitError(f"{path}: artifact format version {version} is newer than this kit reads ({FORMAT_VERSION}); upgrade the kit")
     if sha256_bytes(_canonical(manifest.get("meta"))) != manifest.get("meta_sha256"):
         raise KitError(f"{path}: artifact metadata does not match its checksum (edited or corrupted)")
+    members = manifest.get("members")
+    if not isinstance(members, dict) or not all(
+        isinstance(info, dict) and isinstance(info.get("size"), int) and not isinstance(info.get("size"), bool)
+        and info["size"] >= 0 and isinstance(info.get("sha256"), str) for info in members.values()
+    ):
+        raise KitError(f"{path}: artifact manifest has no valid member list (each needs an integer size and a sha256)")
 
 
 def read_artifact(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None) -> Artifact:
-    """Load and fully verify an artifact: format, version, kind, every member's size and SHA-256."""
+    """Load and fully verify an artifact: format, version, kind, every member's size and SHA-256.
+
+    Memory stays bounded by what the manifest declares: each zip entry's sizes are checked against
+    the manifest (and an absurd compression ratio refused) before it is inflated, and inflation
+    stops one byte past the declared size.
+    """
     path = Path(path)
-    manifest = read_manifest(path)
-    if kind is not None:
-        kinds = (kind,) if isinstance(kind, str) else kind
-        if manifest["kind"] not in kinds:
-            raise KitError(f"{path}: is a '{manifest['kind']}' artifact, expected {' or '.join(kinds)}")
     arrays: dict[str, np.ndarray] = {}
     blobs: dict[str, bytes] = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            present = set(zf.namelist()) - {MANIFEST}
+    with open_regular(path) as handle, _open_zip(path, handle) as zf:
+        manifest = _manifest_of(path, zf)
+        if kind is not None:
+            kinds = (kind,) if isinstance(kind, str) else kind
+            if manifest.get("kind") not in kinds:
+                raise KitError(f"{path}: is a '{manifest.get('kind')}' artifact, expected {' or '.join(kinds)}")
+        try:
+            entries = {info.filename: info for info in zf.infolist()}
+            present = set(entries) - {MANIFEST}
             expected = set(manifest["members"])
-            if present != expected:
+            if present != expected or len(entries) != len(zf.infolist()):
                 extra, missing = sorted(present - expected), sorted(expected - present)
                 raise KitError(f"{path}: artifact members do not match its manifest (extra {extra}, missing {missing})")
             for name, info in manifest["members"].items():
-                data = zf.read(name)
+                _check_entry(path, entries[name], info["size"])
+            for name, info in manifest["members"].items():
+                data = _read_capped(zf, entries[name], info["size"], path)
                 if len(data) != info["size"] or sha256_bytes(data) != info["sha256"]:
                     raise KitError(f"{path}: member {name} fails its checksum (corrupted or tampered)")
                 if name.startswith("arrays/") and name.endswith(".npy"):
@@ -167,8 +231,8 @@ def read_artifact(path: str | os.PathLike, kind: str | tuple[str, ...] | None = 
                     blobs[name[len("blobs/") :]] = data
                 else:
                     raise KitError(f"{path}: unexpected member {name}")
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, zipfile.LargeZipFile) as exc:
-        raise KitError(f"{path}: not a readable kit artifact (truncated or corrupted: {exc})") from None
+        except _READ_ERRORS as exc:
+            raise KitError(f"{path}: not a readable kit artifact (truncated or corrupted: {exc})") from None
     return Artifact(
         kind=manifest["kind"],
         meta=manifest["meta"],
@@ -191,7 +255,7 @@ def safe_member_path(target_dir: str | os.PathLike, member: str) -> Path:
 def safe_extract_zip(archive: str | os.PathLike, target_dir: str | os.PathLike) -> list[Path]:
     """Extract every member of a zip under ``target_dir``, refusing any that would escape it."""
     written = []
-    with zipfile.ZipFile(archive) as zf:
+    with open_regular(archive, "zip archive") as handle, zipfile.ZipFile(handle) as zf:
         targets = [(info, safe_member_path(target_dir, info.filename)) for info in zf.infolist()]
         for info, dest in targets:
             if info.is_dir():

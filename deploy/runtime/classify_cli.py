@@ -15,13 +15,14 @@ from .bundle import BUNDLE_KIND, Bundle, BundleClassifier
 from .classify import KeywordClassifier
 from .errors import KitError
 from .models import open_model
+from .safeio import open_regular
 from .wavio import read_wav
 
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _is_bundle(path: Path) -> bool:
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         if handle.read(4) != _ZIP_MAGIC:
             return False
     kind = read_manifest(path).get("kind")

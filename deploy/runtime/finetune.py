@@ -27,6 +27,7 @@ in place by default (what a deployed listener reads), keeping the previous versi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -34,10 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import atomic_write_bytes
+from .artifact import artifact_bytes, atomic_write_bytes
 from .bundle import Bundle, BundleClassifier
 from .errors import KitError
 from .head import HEADS, balanced_weights, make_head
+from .safeio import atomic_write_files, check_output_path, file_lock, read_regular_bytes, require_regular_file
 from .threads import one_blas_thread
 from .wavio import read_wav
 
@@ -362,19 +364,38 @@ def personalize(
 
 
 # Saving ------------------------------------------------------------------------------------------
-def save_updated(new: Bundle, source: Path, out: Path | None) -> tuple[Path, Path | None]:
+def output_paths(source: Path, out: Path | None) -> tuple[Path, Path | None]:
+    """(where the new bundle goes, where the previous one is kept or None), all checked before any work.
+
+    ``--out`` naming BUNDLE itself (or a link to it) means in place, like no ``--out``.
+    """
+    source = Path(source)
+    if out is not None:
+        check_output_path(out, "--out")
+        if not (source.exists() and os.path.exists(out) and os.path.samefile(out, source)):
+            return Path(out), None
+    require_regular_file(source)  # before the lock: a missing BUNDLE leaves no lock file behind
+    check_output_path(source, "BUNDLE")
+    backup = source.with_name(source.name + BACKUP_SUFFIX)
+    check_output_path(backup, "BUNDLE.bak")
+    return source, backup
+
+
+def save_updated(new: Bundle, source: Path, out: Path | None, *, held: bool = False) -> tuple[Path, Path | None]:
     """Write ``new`` to ``out``, or over ``source`` keeping the previous file as ``source.bak``.
 
     Returns (written path, backup path or None). Both writes are atomic: an interrupted
     fine-tune leaves the old or the new bundle, never half of one; the backup is written first,
-    so the old bundle always survives somewhere.
+    so the old bundle always survives somewhere. ``held=True``: the caller holds ``source``'s
+    :func:`file_lock` since it read the bundle (see :func:`run`), so ``.bak`` is the version this
+    update started from and no concurrent update is lost.
     """
-    source = Path(source)
-    if out is not None and Path(out).resolve() != source.resolve():
-        return new.save(out), None
-    backup = source.with_name(source.name + BACKUP_SUFFIX)
-    atomic_write_bytes(backup, source.read_bytes())
-    return new.save(source), backup
+    target, backup = output_paths(Path(source), out)
+    if backup is None:
+        return new.save(target), None
+    atomic_write_bytes(backup, read_regular_bytes(source))
+    atomic_write_files({target: artifact_bytes(new.to_artifact())}, held=(target,) if held else ())
+    return target, backup
 
 
 # Command line ------------------------------------------------------------------------------------
@@ -413,7 +434,20 @@ def build_parser(prog: str = "finetune") -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> tuple[Bundle, Bundle, Path, Path | None]:
-    """Load, fine-tune and save as ``args`` say; returns (old bundle, new bundle, written path, backup)."""
+    """Load, fine-tune and save as ``args`` say; returns (old bundle, new bundle, written path, backup).
+
+    Every output is checked before the bundle is read. An in-place update holds the bundle's lock
+    from reading it to renaming the new one over it, so two fine-tunes of one file run one after
+    the other and both updates land (the second one starts from the first one's result).
+    """
+    target, backup = output_paths(Path(args.bundle), args.out)
+    with contextlib.ExitStack() as stack:
+        if backup is not None:
+            stack.enter_context(file_lock(target, "BUNDLE"))
+        return _run_locked(args, held=backup is not None)
+
+
+def _run_locked(args: argparse.Namespace, held: bool) -> tuple[Bundle, Bundle, Path, Path | None]:
     bundle = Bundle.load(args.bundle)
     if args.threads < 1:
         raise KitError(f"--threads must be at least 1, got {args.threads}")
@@ -427,7 +461,7 @@ def run(args: argparse.Namespace) -> tuple[Bundle, Bundle, Path, Path | None]:
         new = add_keyword(bundle, args.add_keyword[0], args.add_keyword[1:], **common)
     else:
         new = personalize(bundle, args.personalize, **common)
-    path, backup = save_updated(new, args.bundle, args.out)
+    path, backup = save_updated(new, args.bundle, args.out, held=held)
     return bundle, new, path, backup
 
 

@@ -20,6 +20,7 @@ from .classifier import MetadataClassifier
 from .coreset import Normalizer
 from .errors import KitError
 from .features import FeatureConfig
+from .safeio import read_regular_bytes
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,9 @@ class OnnxModel(KitOutputs):
                 raise KitError(f"{self.path}: empty model, not an ONNX file")
         else:
             self.path = Path(path)
-            if not self.path.is_file():
-                raise KitError(f"{self.path}: no such model file")
-            source = str(self.path)
+            source = read_regular_bytes(self.path, "model")  # never blocks on a FIFO; refuses folders
+            if not source:
+                raise KitError(f"{self.path}: empty model, not an ONNX file")
         ort = _onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, int(threads))

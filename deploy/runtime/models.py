@@ -16,6 +16,7 @@ import numpy as np
 
 from .classifier import Classifier
 from .errors import KitError
+from .safeio import open_regular, require_regular_file
 from .tflite_metadata import is_tflite
 
 FORMATS = ("onnx", "tflite")
@@ -52,7 +53,7 @@ def model_format(source: str | os.PathLike | bytes, fmt: str | None = None) -> s
     if path.suffix.lower() in SUFFIXES:
         return SUFFIXES[path.suffix.lower()]
     if path.is_file():
-        with open(path, "rb") as handle:
+        with open_regular(path, "model") as handle:
             if is_tflite(handle.read(8)):
                 return "tflite"
     raise KitError(f"{path}: cannot tell the model format from the suffix '{path.suffix}' (use .onnx or .tflite)")
@@ -60,8 +61,8 @@ def model_format(source: str | os.PathLike | bytes, fmt: str | None = None) -> s
 
 def open_model(source: str | os.PathLike | bytes, fmt: str | None = None, threads: int = 1) -> RuntimeModel:
     """An ``OnnxModel`` or ``TfliteModel`` for a path or the file's bytes."""
-    if not isinstance(source, (bytes, bytearray, memoryview)) and not Path(source).is_file():
-        raise KitError(f"{source}: no such model file")
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        require_regular_file(source, "model")
     kind = model_format(source, fmt)
     if kind == "tflite":
         from .tflite_model import TfliteModel

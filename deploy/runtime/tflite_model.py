@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import KitError
 from .inference import KitOutputs, ModelMetadata
+from .safeio import read_regular_bytes
 from .tflite_metadata import KIT_METADATA_NAME, is_tflite, read_metadata
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime")
@@ -113,9 +114,7 @@ class TfliteModel(KitOutputs):
             data = bytes(source)
         else:
             self.path = Path(source)
-            if not self.path.is_file():
-                raise KitError(f"{self.path}: no such model file")
-            data = self.path.read_bytes()
+            data = read_regular_bytes(self.path, "model")
         name = str(self.path)
         if not data:
             raise KitError(f"{name}: empty file, not a TFLite model")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KitError
+from .safeio import open_regular
 
 WAVE_FORMAT_PCM = 0x0001
 WAVE_FORMAT_IEEE_FLOAT = 0x0003
@@ -26,25 +27,25 @@ WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Decode a WAV file to float32 mono in [-1, 1] (channels averaged) and its sample rate."""
     path = Path(path)
-    if not path.is_file():
-        raise KitError(f"{path}: no such audio file")
-    if path.stat().st_size == 0:
-        raise KitError(f"{path}: empty file (0 bytes)")
-    with open(path, "rb") as handle:
+    with open_regular(path, "audio") as handle:  # never blocks on a FIFO; refuses folders and devices
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise KitError(f"{path}: empty file (0 bytes)")
         head = handle.read(12)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        raise KitError(f"{path}: not a WAV file (no RIFF/WAVE header); the edge runtime reads .wav only")
-    try:
-        with wave.open(str(path), "rb") as reader:
-            channels, width, rate = reader.getnchannels(), reader.getsampwidth(), reader.getframerate()
-            data = reader.readframes(reader.getnframes())
-        samples = _decode_pcm(path, data, width, channels)
-    except wave.Error as exc:
-        if "unknown format" not in str(exc):
-            raise KitError(f"{path}: corrupt WAV file ({exc})") from None
-        samples, rate = _read_riff(path)
-    except (EOFError, struct.error) as exc:
-        raise KitError(f"{path}: corrupt or truncated WAV file ({type(exc).__name__})") from None
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise KitError(f"{path}: not a WAV file (no RIFF/WAVE header); the edge runtime reads .wav only")
+        handle.seek(0)
+        try:
+            with wave.open(handle, "rb") as reader:
+                channels, width, rate = reader.getnchannels(), reader.getsampwidth(), reader.getframerate()
+                data = reader.readframes(reader.getnframes())
+            samples = _decode_pcm(path, data, width, channels)
+        except wave.Error as exc:
+            if "unknown format" not in str(exc):
+                raise KitError(f"{path}: corrupt WAV file ({exc})") from None
+            handle.seek(0)
+            samples, rate = _read_riff(path, handle.read())
+        except (EOFError, struct.error) as exc:
+            raise KitError(f"{path}: corrupt or truncated WAV file ({type(exc).__name__})") from None
     return _finish(path, samples, rate)
 
 
@@ -103,9 +104,8 @@ def _decode_float(path: Path, data: bytes, width: int, channels: int) -> np.ndar
     return x.reshape(-1, channels)
 
 
-def _read_riff(path: Path) -> tuple[np.ndarray, int]:
+def _read_riff(path: Path, blob: bytes) -> tuple[np.ndarray, int]:
     """Walk the RIFF chunks for ``fmt `` and ``data`` (float and extensible files)."""
-    blob = path.read_bytes()
     offset, fmt, data = 12, None, None
     while offset + 8 <= len(blob):
         chunk_id, size = blob[offset : offset + 4], struct.unpack_from("<I", blob, offset + 4)[0]

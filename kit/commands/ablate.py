@@ -46,7 +46,9 @@ def ablate_command(
     from kit.commands.cl import print_run
     from kit.commands.distill import parse_params
     from kit.experiments.feature_ablation import QUICK, AblationSettings, quick_method_params, run_feature_ablation
+    from kit.experiments.rundir import check_run_dir
 
+    check_run_dir(out)
     if method not in METHODS:
         raise KitError(f"--method: unknown method '{method}' (choose from {', '.join(METHODS)})")
     params = parse_params(param or [], method, set(METHODS[method].param_names()) - {"ipc", "seed"})

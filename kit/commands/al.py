@@ -53,9 +53,11 @@ def al_command(
     from kit.experiments.active_learning import (EXPERIMENT, QUICK_LIMIT_PER_CLASS, TITLE, ALSettings,
                                                  experiment_config, load_coresets, parse_methods, quick_settings,
                                                  run_active_learning, table_rows)
+    from kit.experiments.rundir import check_run_dir
     from kit.pipeline import load_training_set
     from kit.training import TrainConfig
 
+    check_run_dir(out)
     console = Console(stderr=True)
     for name, value in (("--max-samples", max_samples), ("--acquisition-max-samples", acquisition_max_samples),
                         ("--full-max-samples", full_max_samples), ("--width", width), ("--limit-per-class", limit_per_class)):

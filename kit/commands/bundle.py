@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from deploy.runtime.errors import KitError
+from deploy.runtime.safeio import check_output_path
 
 from .detector_options import with_detector_options
 
@@ -40,6 +41,7 @@ def bundle_command(
     from deploy.runtime.features import FeatureConfig
     from deploy.runtime.recognizer import DetectorSettings
 
+    check_output_path(out, "--out", inputs=(model_path, coreset))
     settings = None
     if detector and any(v is not None for v in detector.values()):
         from deploy.runtime.artifact import read_manifest

@@ -59,7 +59,9 @@ def cl_command(
     from distill.registry import METHODS
     from kit.commands.distill import parse_params
     from kit.experiments.continual import QUICK, ContinualSettings, run_continual
+    from kit.experiments.rundir import check_run_dir
 
+    check_run_dir(out)
     if distill_method not in METHODS:
         raise KitError(f"--distill-method: unknown method '{distill_method}' (choose from {', '.join(METHODS)})")
     params = parse_params(param or [], distill_method, set(METHODS[distill_method].param_names()) - {"ipc", "seed"})

@@ -20,8 +20,9 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperCommand
 
-from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.artifact import artifact_bytes, sha256_bytes
 from deploy.runtime.errors import KitError
+from deploy.runtime.safeio import atomic_write_files, check_output_path
 
 #: the shortcut flags whose name is not ``--`` + the parameter name with dashes
 _FLAG_NAMES = {"time_budget_s": "--time-budget", "learn_labels": "--learn-labels/--fixed-labels"}
@@ -102,6 +103,7 @@ def distill_command(
             raise KitError(f"{_flag(name).split('/')[0]} does not apply to --method {method}")
         params[name] = value
     params.update(parse_params(param or [], method, valid))
+    check_distill_outputs(dataset, out, checkpoint, "checkpoint_path" in valid)
     if "checkpoint_path" in valid:
         params["checkpoint_path"] = str(checkpoint or out.with_name(out.name + ".ckpt"))
         params["resume"] = resume
@@ -128,6 +130,21 @@ def distill_command(
         launch(run_distill_job, job, nproc)
         return
     run_distill_job(job)
+
+
+def config_path(out: Path) -> Path:
+    """The run record written beside the coreset."""
+    return out.with_name(out.name + ".config.json")
+
+
+def check_distill_outputs(dataset: str, out: Path, checkpoint: Path | None, iterative: bool) -> None:
+    """Refuse, before any data is loaded, an output the final write would fail on (see ``safeio``)."""
+    inputs = (dataset,) if dataset and Path(dataset).exists() else ()
+    check_output_path(out, "--out", inputs=inputs)
+    check_output_path(config_path(out), "--out", inputs=inputs)
+    if iterative:
+        ckpt = checkpoint or out.with_name(out.name + ".ckpt")
+        check_output_path(ckpt, "--checkpoint" if checkpoint is not None else "--out", inputs=(*inputs, out))
 
 
 def parse_params(items: list[str], method: str, valid: set[str]) -> dict[str, Any]:
@@ -180,7 +197,7 @@ def run_distill_job(job: dict[str, Any]) -> None:
     if not group.is_main:
         return
     wall, resolved, source = summary["fit_time_s"], coreset.params, coreset.source
-    coreset.save(out)
+    coreset_data = artifact_bytes(coreset.to_artifact())
     run_config = {
         "command": "distill",
         "argv": job["argv"],
@@ -189,6 +206,7 @@ def run_distill_job(job: dict[str, Any]) -> None:
         "ipc": job["ipc"],
         "seed": job["seed"],
         "out": str(out),
+        "coreset_sha256": sha256_bytes(coreset_data),
         "params": jsonable(resolved),
         "loader": loader,
         "feature_config": fs.config.to_dict(),
@@ -199,7 +217,9 @@ def run_distill_job(job: dict[str, Any]) -> None:
         "environment": {"python": platform.python_version(), "torch": torch.__version__,
                         "threads": torch.get_num_threads(), "platform": platform.platform()},
     }
-    atomic_write_text(out.with_name(out.name + ".config.json"), json.dumps(run_config, indent=1, sort_keys=True, default=str))
+    # one unit under the outputs' locks: two runs to one --out never leave one's coreset beside the other's record
+    atomic_write_files({out: coreset_data,
+                        config_path(out): json.dumps(run_config, indent=1, sort_keys=True, default=str).encode()})
     extra = ""
     if summary.get("steps") is not None:
         extra = f", {summary['steps']} steps ({summary['stop_reason']})"

@@ -18,6 +18,7 @@ import numpy as np
 import typer
 
 from deploy.runtime.errors import KitError
+from deploy.runtime.safeio import check_output_path
 
 FORMATS = ("onnx", "tflite")
 
@@ -58,12 +59,13 @@ def export_command(
         raise KitError("--int8 needs --calibration CORESET.kit (the coreset's features set the int8 ranges)")
     if calibration is not None and not calibration.is_file():
         raise KitError(f"{calibration}: no such coreset file")
+    target = out or _default_out(model_path, fmt, int8)
+    check_output_path(target, "--out", inputs=(model_path, *([calibration] if calibration else [])))
     from deploy.model_report import model_report
     from kit.models import load_model
 
     model, meta = load_model(model_path)
     x_cal = calibration_features(calibration, meta) if calibration is not None else None
-    target = out or _default_out(model_path, fmt, int8)
     if fmt == "tflite":
         from deploy.export_tflite import export_tflite
 

@@ -60,8 +60,10 @@ def nas_command(
 
     Proxies: distilled, random and herding sets (``--ipc`` per class) and early-stopped full data."""
     from kit.experiments.nas_proxy import QUICK_LIMIT_PER_CLASS, NASSettings, open_run, run_nas_proxy
+    from kit.experiments.rundir import check_run_dir
     from kit.pipeline import load_training_set
 
+    check_run_dir(out)
     changes = {"ipc": ipc, "distill_method": distill_method, "distill_steps": distill_steps, "grid": grid,
                "proxy_samples": proxy_samples, "early_samples": early_samples, "truth_samples": truth_samples,
                "seed": seed, "coreset_files": parse_coreset_options(coreset or [])}

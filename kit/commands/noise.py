@@ -36,7 +36,9 @@ def noise_command(
     """Accuracy vs SNR of models trained on the noisy rendered coreset and on noisy random real clips."""
     from deploy.runtime.coreset import Coreset
     from kit.experiments.noise_robustness import NoiseSettings, parse_snrs, run_noise_robustness
+    from kit.experiments.rundir import check_run_dir
 
+    check_run_dir(out)
     snr_list = tuple(parse_snrs(snrs))
     changes: dict = {"snrs": snr_list, "seed": seed}
     if seeds is not None:

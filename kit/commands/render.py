@@ -37,7 +37,9 @@ def render_command(
     """Render each coreset sample to a WAV (MFCC -> mel power -> STFT magnitude -> Griffin-Lim)."""
     from deploy.runtime.coreset import Coreset
     from kit.experiments.render_audio import RenderSettings, run_render
+    from kit.experiments.rundir import check_run_dir
 
+    check_run_dir(out)
     coreset = Coreset.load(coreset_path)
     settings = RenderSettings.quick() if quick else RenderSettings()
     changes = {}

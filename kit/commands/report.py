@@ -24,6 +24,9 @@ def report_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Write one self-contained HTML page (tables, plots, audio players) for the given inputs."""
+    from deploy.runtime.safeio import check_output_path
+
+    check_output_path(out, "--out", inputs=tuple(inputs))
     from kit.report.html import write_report
 
     path = write_report(inputs, out, title, data_dir=data_dir, progress=not quiet)

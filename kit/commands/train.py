@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from deploy.runtime.errors import KitError
+from deploy.runtime.safeio import check_output_dir
 from kit.options import parse_seeds
 
 
@@ -58,6 +59,8 @@ def train_command(
 
     console = Console(stderr=True)
     seed_list = parse_seeds(seeds)
+    run_dir = out or Path("runs") / f"{coreset_path.stem}-{arch}"
+    check_output_dir(run_dir, "--out", ("config.json", "metrics.json", "model.kit"), inputs=(coreset_path,))
     coreset = Coreset.load(coreset_path)
     config = TrainConfig(
         arch=arch,
@@ -80,7 +83,6 @@ def train_command(
         seeds=seed_list, progress=not quiet, keep_models=True,
     )
     models = result.pop("models")
-    run_dir = out or Path("runs") / f"{coreset_path.stem}-{arch}"
     keep = seed_list.index(0) if 0 in seed_list else 0
     metrics = {
         **result,

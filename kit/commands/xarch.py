@@ -73,8 +73,10 @@ def xarch_command(
     from kit.commands.distill import parse_params
     from kit.experiments import RunDir
     from kit.experiments.cross_arch import CrossArchSettings, loader_options, run_config, run_cross_arch
+    from kit.experiments.rundir import check_run_dir
     from kit.pipeline import load_training_set
 
+    check_run_dir(out)
     if method not in METHODS:
         raise KitError(f"--method: unknown method '{method}' (choose from {', '.join(METHODS)})")
     settings = CrossArchSettings.quick() if quick else CrossArchSettings()

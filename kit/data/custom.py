@@ -13,6 +13,7 @@ from pathlib import Path
 
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig
+from deploy.runtime.safeio import require_regular_file
 
 from ..audio import audio_info, is_audio_file
 from .splits import held_out_groups, parse_group, stratified_by_name, usable_groups
@@ -87,6 +88,7 @@ def load_manifest(csv_path: Path, test_fold: int = 5, seed: int = 0) -> AudioDat
     ``group`` holds out 20 % of the groups; with none of them, a stratified file-name hash.
     """
     root = csv_path.parent.resolve()
+    require_regular_file(csv_path, "CSV manifest")
     with csv_path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in (reader.fieldnames or [])]

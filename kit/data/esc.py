@@ -12,6 +12,7 @@ from pathlib import Path
 
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig
+from deploy.runtime.safeio import require_regular_file
 
 from ..audio import is_audio_file
 from .errors import missing_data
@@ -53,6 +54,7 @@ def _clips_from_folders(root: Path) -> list[tuple[Path, str, int]]:
 def _clips_from_meta(root: Path, meta: Path) -> list[tuple[Path, str, int]]:
     """ESC-50 layout: ``audio/<file>`` listed in ``meta/esc50.csv`` (filename, fold, category)."""
     rows = []
+    require_regular_file(meta, "ESC-50 metadata")
     with meta.open(newline="") as handle:
         reader = csv.DictReader(handle)
         needed = {"filename", "fold", "category"}

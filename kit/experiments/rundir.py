@@ -27,6 +27,7 @@ from typing import Any
 
 from deploy.runtime.artifact import atomic_write_text
 from deploy.runtime.errors import KitError
+from deploy.runtime.safeio import check_output_dir
 from kit.pipeline import jsonable as to_jsonable
 from kit.report.tables import check_width
 
@@ -35,6 +36,14 @@ RESULTS_FORMAT = 1
 
 def _write_json(path: Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(to_jsonable(payload), indent=1, sort_keys=False) + "\n")
+
+
+RUN_FILES = ("config.json", "cells.json", "results.json")
+
+
+def check_run_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Refuse, before an experiment starts, a run folder its files could not be written in (see ``safeio``)."""
+    return check_output_dir(path, option, RUN_FILES)
 
 
 class RunDir:
@@ -52,6 +61,7 @@ class RunDir:
         self.experiment = str(experiment)
         self.config = to_jsonable(dict(config))
         self.title = title or experiment.replace("_", " ")
+        check_run_dir(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         config_file = self.path / "config.json"
         self.cells: dict[str, Any] = {}

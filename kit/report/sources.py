@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from deploy.runtime.errors import KitError
+from deploy.runtime.safeio import require_regular_file
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -58,6 +59,7 @@ def check_wav(data: bytes, name: str) -> bytes:
 
 
 def _read_json(path: Path) -> Any:
+    require_regular_file(path, "JSON")
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -77,6 +79,7 @@ def _member_bytes(folder: Path, relative: Any, what: str) -> bytes:
         path.relative_to(folder.resolve())
     except ValueError:
         raise KitError(f"{folder}/results.json: {what} '{relative}' lies outside the run folder") from None
+    require_regular_file(path, what)
     try:
         return path.read_bytes()
     except OSError as exc:
