@@ -91,16 +91,19 @@ def per_class_accuracy(model: Any, fs: FeatureSet) -> dict[str, float]:
     return {name: round(float(confusion[i, i] / totals[i]), 4) for i, name in enumerate(fs.classes) if totals[i] > 0}
 
 
-def train_on_dataset(model_path: str | os.PathLike, audio: AudioDataset, fs: FeatureSet, config: TrainConfig, *,
+def train_on_dataset(model_path: str | os.PathLike, audio: AudioDataset | None, fs: FeatureSet, config: TrainConfig, *,
                      recipe: Recipe | None = None, data_dir: str | os.PathLike | None = None,
                      cache: Path | None = None, progress: bool = True,
                      on_recipe: Callable[[int], None] | None = None, **extra: Any) -> DatasetRun:
     """Train ``config`` on ``fs``'s training split (through ``recipe`` when given), score it on the
-    test split, and write ``model_path`` via ``train_and_save`` (recipe options in its train config)."""
+    test split, and write ``model_path`` via ``train_and_save`` (recipe options in its train config).
+    ``audio`` (the dataset behind ``fs``) is needed only with a recipe, which reads the waveforms."""
     counts: dict[str, int] = {"training clips": int(len(fs.y_train))}
     notes: list[str] = []
     x, y, was_cached = fs.x_train, fs.y_train, False
     if recipe is not None:
+        if audio is None:
+            raise ValueError("a recipe needs the AudioDataset behind the feature set")
         built, was_cached = cached_recipe_set(cache, audio, fs, recipe, data_dir, on_recipe)
         x, y, counts, notes = built.x, built.y, built.counts, built.notes
         config = recipe.train_config(config)
