@@ -123,7 +123,7 @@ def test_kit_train_dataset_writes_an_exportable_model_above_chance(data_dir, tmp
     from kit.models import load_model
 
     out = tmp_path / "run"
-    args = ["train", "fsdd", "--data-dir", str(data_dir), "--max-per-class", "20", "--epochs", "60", "--width", "32",
+    args = ["train", "fsdd", "--data-dir", str(data_dir), "--max-per-class", "20", "--epochs", "40", "--width", "16",
             "--copies", "1", "--seed", "3", "--out", str(out), "--quiet"]
     _kit(args)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -133,11 +133,21 @@ def test_kit_train_dataset_writes_an_exportable_model_above_chance(data_dir, tmp
     model, meta = load_model(out / "model.kit")
     assert meta["train_config"]["recipe"]["noise"] is True and meta["train_config"]["label_smoothing"] == 0.1
     assert meta["seed"] == 3 and meta["training_set"]["augmented copies"] == 200
-    # a rerun reuses the cached recipe set
-    _kit(args)
+    # a rerun (other training settings) reuses the cached recipe set
+    _kit([*args, "--epochs", "1"])
     assert json.loads((out / "metrics.json").read_text())["recipe_set_reused"] is True
     _kit(["export", str(out / "model.kit"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
     assert (tmp_path / "m.onnx").stat().st_size > 1000
+    # kit bundle accepts it with a replay coreset from the same input space (same clips, same normaliser)
+    from deploy.runtime.coreset import Coreset
+    from kit.training import load_for_training
+
+    _, fs = load_for_training("fsdd", data_dir, limit_per_class=20, progress=False)
+    picks = np.concatenate([np.flatnonzero(fs.y_train == c)[:2] for c in range(10)])
+    Coreset(fs.x_train[picks], fs.y_train[picks], fs.classes, fs.config, fs.normalizer, method="random",
+            source=fs.source).save(tmp_path / "replay.kit")
+    _kit(["bundle", str(out / "model.kit"), "--coreset", str(tmp_path / "replay.kit"), "--out", str(tmp_path / "b.kit")])
+    assert (tmp_path / "b.kit").stat().st_size > 1000
 
 
 def test_kit_train_dataset_bad_options_are_one_line_errors(data_dir, tmp_path, capsys):
@@ -151,3 +161,24 @@ def test_kit_train_dataset_bad_options_are_one_line_errors(data_dir, tmp_path, c
         assert exc.value.code == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
+
+
+def test_class_balance_by_sampling_and_by_loss_weights():
+    import torch
+
+    from kit.training.loop import _batches
+    from kit.training.targets import classification_loss
+
+    labels = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    counts = np.bincount(labels)
+    stream = _batches(len(labels), 300, np.random.default_rng(0), 1.0 / counts[labels])
+    drawn = np.bincount(labels[np.concatenate([next(stream) for _ in range(20)])], minlength=3) / 6000
+    assert np.all(np.abs(drawn - 1 / 3) < 0.03)  # each class about a third, though 90 % of clips are class 0
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    targets = torch.tensor([0, 0, 0, 0, 1, 2])
+    weight = torch.tensor([0.5, 2.0, 4.0])
+    per_clip = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    expected = (weight[targets] * per_clip).sum() / weight[targets].sum()
+    assert torch.isclose(classification_loss(logits, targets, 0.0, weight), expected)
+    soft = torch.nn.functional.one_hot(targets, 3).float()
+    assert torch.isclose(classification_loss(logits, soft, 0.0, weight), expected, atol=1e-6)
