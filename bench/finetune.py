@@ -69,7 +69,8 @@ def base_model(fs, config: dict, seed: int, work: Path, console: Console) -> tup
     train_config = TrainConfig(arch="convnet", arch_kwargs={"width": config["width"]}, max_samples=config["max_samples"],
                                batch_size=config["batch_size"], seed=seed, threads=1)
     started = time.time()
-    # the library's full-data path (kit train DATASET), without the recipe: the base model these results were measured on
+    # the library's full-data path (kit train DATASET), without the recipe:
+    # the base model these results were measured on
     trained = train_on_dataset(model_path, None, fs, train_config).trained
     train_s = time.time() - started
     base_accuracy = trained.metrics["accuracy"]

@@ -14,7 +14,8 @@ plus ``_silence_`` and ``_unknown_``; the detector reports only the ten keywords
   augmentation only), run as the bundle's fp32 ONNX, int8 ONNX and int8 TFLite files;
 * ``full + stream training``: the same training split plus stream-like copies of every clip,
   hard negatives (FSDD training digits, ESC-10 training folds) and quiet silence (the library's
-  recipe, ``kit.training.recipe``, at the settings in ``bench/stream_training.py``), ConvNet width ``--stream-width`` (64), run as fp32 ONNX and
+  recipe, ``kit.training.recipe``, at the settings in ``bench/stream_training.py``), ConvNet width
+  ``--stream-width`` (64), run as fp32 ONNX and
   int8 TFLite: what a team shipping a listening device trains, from training material only;
 * coreset models: the same network trained on a coreset of 10 and 50 clips per class from RFAD,
   herding and random selection (``distill.make_distiller``), run as fp32 ONNX.
@@ -399,7 +400,8 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
             kwargs = {"width": args.stream_width} if arch == "convnet" else kwargs
             name = "full-stream" if arch == "convnet" else f"full-stream-{arch}"
             label = f"ConvNet w{args.stream_width}" if arch == "convnet" else label
-            st_config = recipe.train_config(full_config.with_(arch=arch, arch_kwargs=kwargs, epochs=args.stream_epochs, lr=lr))
+            st_config = full_config.with_(arch=arch, arch_kwargs=kwargs, epochs=args.stream_epochs, lr=lr)
+            st_config = recipe.train_config(st_config)
             bundle, record = train_and_bundle(name, x_st, y_st, st_config, coresets["random-10"], ("onnx",), False)
             record.update(stream_training=recipe.to_dict(), stream_training_counts=counts, arch_label=label)
             models_info[name] = record

@@ -49,7 +49,8 @@ def test_extra_folder_refuses_a_test_speaker(data_dir, tmp_path):
     source = sorted((data_dir / "speech_commands_train" / "yes").glob("*.flac"))[0]
     shutil.copy(source, folder / f"{test_clip.group}_nohash_7.flac")
     shutil.copy(sorted((data_dir / "speech_commands_train" / "no").glob("*.flac"))[0], folder / "x.flac")
-    with pytest.raises(KitError, match=rf"{test_clip.group}_nohash_7.flac: speaker '{test_clip.group}' is also in the test"):
+    speaker = test_clip.group
+    with pytest.raises(KitError, match=rf"{speaker}_nohash_7.flac: speaker '{speaker}' is also in the test"):
         load_dataset("speech_commands", data_dir, extra_train=[tmp_path / "extra"])
     with pytest.raises(KitError, match="no such folder"):
         load_dataset("speech_commands", data_dir, extra_train=[tmp_path / "missing"])
@@ -106,7 +107,8 @@ def test_recipe_set_uses_training_noise_and_records_its_parts(data_dir, tmp_path
     assert built.counts["hard negatives (_unknown_)"] == 8 and built.counts["quiet silence (_silence_)"] == 5
     assert len(built.x) == len(built.y) == n + built.counts["augmented copies"] + 8 + 5
     assert np.isfinite(built.x).all() and not np.array_equal(built.x[n], built.x[0])
-    assert np.sum(built.y == fs.classes.index("_unknown_")) == np.sum(fs.y_train == fs.classes.index("_unknown_")) * 2 + 8
+    unknown = fs.classes.index("_unknown_")
+    assert np.sum(built.y == unknown) == np.sum(fs.y_train == unknown) * 2 + 8
 
 
 def _kit(args: list[str]) -> None:
@@ -146,7 +148,8 @@ def test_kit_train_dataset_writes_an_exportable_model_above_chance(data_dir, tmp
     picks = np.concatenate([np.flatnonzero(fs.y_train == c)[:2] for c in range(10)])
     Coreset(fs.x_train[picks], fs.y_train[picks], fs.classes, fs.config, fs.normalizer, method="random",
             source=fs.source).save(tmp_path / "replay.kit")
-    _kit(["bundle", str(out / "model.kit"), "--coreset", str(tmp_path / "replay.kit"), "--out", str(tmp_path / "b.kit")])
+    _kit(["bundle", str(out / "model.kit"), "--coreset", str(tmp_path / "replay.kit"),
+          "--out", str(tmp_path / "b.kit")])
     assert (tmp_path / "b.kit").stat().st_size > 1000
 
 

@@ -31,7 +31,8 @@ class NoiseRecording:
     rate: int
 
 
-def background_noise(data_dir: str | os.PathLike | None = None, rate: int = 16000, split: str = "train") -> list[NoiseRecording]:
+def background_noise(data_dir: str | os.PathLike | None = None, rate: int = 16000,
+                     split: str = "train") -> list[NoiseRecording]:
     """The ``split`` part ("train": first 80 %, "test": last 20 %) of every Speech Commands noise file."""
     root = resolve_data_dir(data_dir) / "speech_commands"
     regions = noise_regions(root, split)

@@ -140,17 +140,18 @@ def _extra_clips(folders: Sequence[str | os.PathLike], task: str, test_speakers:
             raise KitError(f"--extra-train {root}: no such folder")
         rows = _speech_files(root, include_unknown=task == "kws12")
         if not rows:
-            raise KitError(f"--extra-train {root}: no keyword folders with audio (expected <word>/<speaker>_nohash_<n>.wav)")
+            raise KitError(f"--extra-train {root}: no keyword folders with audio (<word>/<speaker>_nohash_<n>.wav)")
         for path, label, _, speaker in rows:
             if "_nohash_" not in path.name:
-                raise KitError(f"{path}: extra training clips must be named <speaker>_nohash_<n> (the speaker is checked)")
+                raise KitError(f"{path}: extra training clips must be named <speaker>_nohash_<n>")
             if speaker in test_speakers:
-                raise KitError(f"{path}: speaker '{speaker}' is also in the test split (extra clips are for training only)")
+                raise KitError(f"{path}: speaker '{speaker}' is also in the test split (extra clips train only)")
             clips.append(Clip(path=path, label=label, split="train", group=speaker))
     return clips
 
 
-def load_speech_commands(data_dir: Path, task: str = "kws10", extra_train: Sequence[str | os.PathLike] = ()) -> AudioDataset:
+def load_speech_commands(data_dir: Path, task: str = "kws10",
+                         extra_train: Sequence[str | os.PathLike] = ()) -> AudioDataset:
     """Keyword clips (and for kws12 unknown words and silence), split by speaker, plus the
     ``extra_train`` folders' clips in the training split."""
     if task not in TASKS:
