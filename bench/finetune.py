@@ -59,7 +59,7 @@ def base_model(fs, config: dict, seed: int, work: Path, console: Console) -> tup
     replay memory (``--coreset``, ``--ipc``) reuses the same trained backbone."""
     import torch
 
-    from kit.training import TrainConfig, train_and_save
+    from kit.training import TrainConfig, train_on_dataset
 
     model_config = {k: v for k, v in config.items() if k not in ("coreset", "ipc")}
     folder = work / f"model-{_key({**model_config, 'seed': seed})}"
@@ -71,7 +71,9 @@ def base_model(fs, config: dict, seed: int, work: Path, console: Console) -> tup
     train_config = TrainConfig(arch="convnet", arch_kwargs={"width": config["width"]}, max_samples=config["max_samples"],
                                batch_size=config["batch_size"], seed=seed, threads=1)
     started = time.time()
-    trained = train_and_save(model_path, fs.x_train, fs.y_train, fs, train_config, x_test=fs.x_test, y_test=fs.y_test)
+    # the library's full-data path (kit train DATASET), without the recipe:
+    # the base model these results were measured on
+    trained = train_on_dataset(model_path, None, fs, train_config).trained
     train_s = time.time() - started
     base_accuracy = trained.metrics["accuracy"]
     info = {"seed": seed, "base_test_accuracy": base_accuracy, "train_s": round(train_s, 1), "train_stats": trained.train_stats}

@@ -346,21 +346,6 @@ def load_material(
 
 
 # Stream-like training copies (training material only) ----------------------------------------------
-def training_noise(data_dir: str | os.PathLike, rate: int = 16000) -> list[np.ndarray]:
-    """The first 80 % of each ``_background_noise_`` file: the part the kit's loader trains on."""
-    from kit.audio import load_audio
-    from kit.data import load_dataset
-
-    sc = load_dataset("speech_commands", Path(data_dir), task="kws12")
-    regions: dict[Path, float] = {}
-    for clip in sc.clips_in("train"):
-        if clip.duration_s is not None and "_background_noise_" in clip.group:
-            regions[clip.path] = max(regions.get(clip.path, 0.0), clip.offset_s + clip.duration_s)
-    if not regions:
-        raise KitError(f"{Path(data_dir) / 'speech_commands'}: no _background_noise_ training part found")
-    return [load_audio(path, rate, 0.0, end) for path, end in sorted(regions.items())]
-
-
 def stream_like_copy(y: np.ndarray, rate: int, noise: list[np.ndarray], spec: StreamSpec, rng: np.random.Generator,
                      max_shift_s: float = 0.25) -> np.ndarray:
     """A 1-s training clip as a stream window might hold it: shifted (not circularly) by up to

@@ -13,8 +13,9 @@ plus ``_silence_`` and ``_unknown_``; the detector reports only the ten keywords
 * ``full``: the whole training split, trained as ``kit train`` would (the kit's own
   augmentation only), run as the bundle's fp32 ONNX, int8 ONNX and int8 TFLite files;
 * ``full + stream training``: the same training split plus stream-like copies of every clip,
-  hard negatives (FSDD training digits, ESC-10 training folds) and quiet silence
-  (``bench/stream_training.py``), ConvNet width ``--stream-width`` (64), run as fp32 ONNX and
+  hard negatives (FSDD training digits, ESC-10 training folds) and quiet silence (the library's
+  recipe, ``kit.training.recipe``, at the settings in ``bench/stream_training.py``), ConvNet width
+  ``--stream-width`` (64), run as fp32 ONNX and
   int8 TFLite: what a team shipping a listening device trains, from training material only;
 * coreset models: the same network trained on a coreset of 10 and 50 clips per class from RFAD,
   herding and random selection (``distill.make_distiller``), run as fp32 ONNX.
@@ -377,12 +378,15 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
         # The same training split plus stream-like copies, hard negatives and quiet silence
         # (bench/stream_training.py), trained for the full number of epochs: the model a user
         # who ships a listening device trains.
-        from bench.stream_training import StreamTrainingSpec, stream_training_set
+        from bench.stream_training import benchmark_recipe
+        from kit.data import load_dataset
+        from kit.training import recipe_training_set
 
         t0 = time.perf_counter()
-        spec = StreamTrainingSpec(copies=args.stream_copies, seed=args.seed,
-                                  **({"fsdd_negatives": 100, "esc_cuts_per_clip": 1, "silence_windows": 100} if args.quick else {}))
-        x_st, y_st, counts = stream_training_set(fs, args.data_dir, spec)
+        recipe = benchmark_recipe(args.stream_copies, args.seed, args.quick)
+        audio = load_dataset("speech_commands", args.data_dir, task="kws12")
+        built = recipe_training_set(audio, fs, recipe, args.data_dir)
+        x_st, y_st, counts = built.x, built.y, built.counts
         info["stages_s"]["stream-training features"] = round(time.perf_counter() - t0, 1)
         for arch in args.stream_archs:
             # DS-CNN (Hello Edge, batch norm, depthwise convs) learns slowly at Adam 1e-3 on this
@@ -392,8 +396,9 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
             name = "full-stream" if arch == "convnet" else f"full-stream-{arch}"
             label = f"ConvNet w{args.stream_width}" if arch == "convnet" else label
             st_config = full_config.with_(arch=arch, arch_kwargs=kwargs, epochs=args.stream_epochs, lr=lr)
+            st_config = recipe.train_config(st_config)
             bundle, record = train_and_bundle(name, x_st, y_st, st_config, coresets["random-10"], ("onnx",), False)
-            record.update(stream_training=spec.to_dict(), stream_training_counts=counts, arch_label=label)
+            record.update(stream_training=recipe.to_dict(), stream_training_counts=counts, arch_label=label)
             models_info[name] = record
             specs.append(ModelSpec(f"full + stream training, {label}, fp32 ONNX", bundle, "model.fp32.onnx", "full+stream", record))
             st_tflite = work / "bundles" / f"{name}-tflite.kit"

@@ -278,27 +278,26 @@ def test_latency_device_process_streams_with_runtime_only(real_material: Materia
 # Stream training material (training splits only) -----------------------------------------------
 def test_stream_training_material_comes_from_training_splits_only(data_dir: Path) -> None:
     """The hard negatives must never include a clip the streams use: FSDD test takes 0-4 or ESC-10 fold 5."""
-    from bench.stream_training import StreamTrainingSpec, hard_negative_clips, hard_negatives
+    from kit.training.negatives import hard_negative_clips, hard_negatives
 
-    spec = StreamTrainingSpec(fsdd_negatives=40, esc_cuts_per_clip=1)
-    digits, sounds = hard_negative_clips(data_dir, spec, np.random.default_rng(0))
+    digits, sounds, notes = hard_negative_clips(data_dir, 40, True, np.random.default_rng(0))
+    assert notes == []
     assert len(digits) == 40 and len({c.path for c in digits}) == 40
     assert all(int(c.path.stem.rsplit("_", 1)[1]) >= 5 for c in digits)  # official training takes
     assert sounds and all(not c.path.name.startswith("5-") for c in sounds)  # not the test fold
-    waves = hard_negatives(data_dir, 16000, StreamTrainingSpec(fsdd_negatives=3, esc_cuts_per_clip=2),
-                           np.random.default_rng(1))
+    waves, _ = hard_negatives(data_dir, 16000, 3, 2, np.random.default_rng(1))
     esc_cuts = waves[3:]
     assert len(esc_cuts) == 2 * len(sounds)
     assert all(len(w) == 16000 and np.sqrt(np.mean(w ** 2)) > 0 for w in esc_cuts)
 
 
 def test_quiet_silence_windows_hit_their_levels() -> None:
-    from bench.stream_training import StreamTrainingSpec, quiet_silence
+    from kit.training.waveaug import at_level, noise_window
 
     rng = np.random.default_rng(0)
     noise = [rng.standard_normal(3 * RATE).astype(np.float32) * 0.3, rng.standard_normal(RATE // 2).astype(np.float32)]
-    spec = StreamTrainingSpec(silence_windows=50, silence_dbfs=(-60.0, -40.0))
-    windows = quiet_silence(noise, RATE, spec, np.random.default_rng(2))
+    draw = np.random.default_rng(2)
+    windows = [at_level(noise_window(noise, RATE, draw), float(draw.uniform(-60.0, -40.0))) for _ in range(50)]
     levels = [20 * np.log10(np.sqrt(np.mean(np.square(w, dtype=np.float64)))) for w in windows]
     assert len(windows) == 50 and all(len(w) == RATE for w in windows)
     assert min(levels) >= -60.01 and max(levels) <= -39.99 and np.ptp(levels) > 10  # spread over the range

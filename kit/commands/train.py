@@ -1,4 +1,5 @@
-"""``kit train CORESET`` (train + score a coreset over seeds) and ``kit eval MODEL``.
+"""``kit train CORESET|DATASET`` (score a coreset over seeds, or train the production model on a
+whole dataset with the recipe: ``train_dataset.py``) and ``kit eval MODEL``.
 
 Why training lives behind the coreset file: a coreset records its feature configuration,
 normaliser and source dataset, so the command can rebuild the matching real test split by
@@ -19,6 +20,8 @@ from deploy.runtime.errors import KitError
 from deploy.runtime.safeio import check_output_dir
 from kit.options import parse_seeds
 
+from .train_dataset import DatasetTrainOptions, parse_range, train_dataset
+
 
 def _arch_kwargs(width: int | None, arch_json: str | None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
@@ -34,26 +37,80 @@ def _arch_kwargs(width: int | None, arch_json: str | None) -> dict[str, Any]:
     return kwargs
 
 
+def _is_coreset(text: str) -> bool:
+    """A ``.kit`` file is a coreset; anything else (a name, a folder, a CSV) is a dataset."""
+    return Path(text).suffix.lower() == ".kit"
+
+
 def train_command(
-    coreset_path: Path = typer.Argument(..., metavar="CORESET", help="Coreset file (.kit) to train on."),
-    arch: str = typer.Option("convnet", "--arch", help="Architecture: convnet, cnn4, ..."),
+    source: str = typer.Argument(..., metavar="CORESET|DATASET",
+                                 help="A coreset (.kit), or a dataset: fsdd, speech_commands, esc10, a folder, a CSV."),
+    arch: str = typer.Option("convnet", "--arch", help="Architecture: convnet, cnn4, dscnn, ... (see `kit models`)."),
     width: int | None = typer.Option(None, "--width", help="Shortcut for the convnet width (default 128)."),
     arch_kwargs: str | None = typer.Option(None, "--arch-kwargs", help="Architecture arguments as JSON."),
-    seeds: str = typer.Option("0,1,2", "--seeds", help="Training seeds, e.g. 0,1,2 or 0-4."),
-    epochs: int = typer.Option(300, "--epochs", help="Epochs over the coreset (capped by --max-samples)."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Coreset: training seeds, e.g. 0,1,2 or 0-4."),
+    seed: int | None = typer.Option(None, "--seed", help="Dataset: the one training seed (default 0)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs (coreset default 300, dataset default 30)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Cap on optimiser steps."),
-    max_samples: int | None = typer.Option(16_000, "--max-samples", help="Cap on clips seen per run (0 = none)."),
+    max_samples: int | None = typer.Option(None, "--max-samples",
+                                           help="Cap on clips seen per run (coreset 16000, dataset none; 0 = none)."),
+    batch: int | None = typer.Option(None, "--batch", help="Batch size (dataset default 128)."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate (divided by 10 half-way)."),
-    augment: bool = typer.Option(True, "--augment/--no-augment", help="Time shift + time/frequency masks."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Time shift + time/frequency masks on features."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Where the datasets live."),
-    dataset: str | None = typer.Option(None, "--dataset", help="Override the coreset's source dataset (name or path)."),
-    test_limit: int | None = typer.Option(None, "--test-limit", help="Score on at most this many test clips per class."),
-    out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<coreset>-<arch>)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Coreset: override its source dataset (name or path)."),
+    test_limit: int | None = typer.Option(None, "--test-limit", help="Coreset: at most N test clips per class."),
+    task: str = typer.Option("kws10", "--task", help="Dataset: Speech Commands task kws10 or kws12."),
+    split: str = typer.Option("official", "--split", help="Dataset: FSDD split official or speaker."),
+    test_fold: int = typer.Option(5, "--test-fold", help="Dataset: ESC / manifest fold held out."),
+    extra_train: list[Path] = typer.Option([], "--extra-train",
+                                           help="Dataset: extra training folder (<word>/<speaker>_nohash_<n>.*)."),
+    max_per_class: int | None = typer.Option(None, "--max-per-class",
+                                             help="Dataset: at most N clips per class and split."),
+    recipe: bool = typer.Option(True, "--recipe/--no-recipe", help="Dataset: the stream-robust recipe."),
+    copies: int = typer.Option(2, "--copies", help="Recipe: augmented copies of every training clip."),
+    noise: bool = typer.Option(True, "--noise/--no-noise", help="Recipe: training-part noise at random SNR."),
+    snr: str = typer.Option("5,30", "--snr", help="Recipe: SNR range in dB, LOW,HIGH."),
+    shift: bool = typer.Option(True, "--shift/--no-shift", help="Recipe: time shift within the window."),
+    max_shift: float = typer.Option(0.2, "--max-shift", help="Recipe: largest time shift, s."),
+    hard_negatives: bool = typer.Option(True, "--hard-negatives/--no-hard-negatives",
+                                        help="Recipe: FSDD / ESC-10 training clips as _unknown_ (kws12)."),
+    fsdd_negatives: int = typer.Option(800, "--fsdd-negatives", help="Recipe: FSDD digits among the hard negatives."),
+    esc_cuts: int = typer.Option(3, "--esc-cuts", help="Recipe: loudest 1-s cuts per ESC-10 training clip (0 = none)."),
+    quiet_silence: int = typer.Option(600, "--quiet-silence", help="Recipe: quiet noise windows as _silence_ (kws12)."),
+    label_smoothing: float = typer.Option(0.1, "--label-smoothing", help="Recipe: label smoothing."),
+    balance: str = typer.Option("sampling", "--balance", help="Recipe: class balance none, sampling or loss."),
+    out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<coreset or dataset>-<arch>)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(1, "--threads", help="torch threads (0 = torch's choice; 1 is fastest on busy shared cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Train one model per seed on a coreset and score it on the real test split (mean ± std)."""
+    """Train on a coreset (one model per seed, mean ± std) or on a whole dataset (the production model)."""
+    if not _is_coreset(source):
+        from kit.training import TrainConfig  # torch-side: imported inside the command
+
+        config = TrainConfig(
+            arch=arch, arch_kwargs=_arch_kwargs(width, arch_kwargs), epochs=epochs or 30, max_steps=max_steps,
+            max_samples=max_samples or None, batch_size=batch or 128, lr=lr, augment=augment, device=device,
+            threads=threads or None, seed=seed or 0,
+        )
+        recipe_options = {
+            "copies": copies, "noise": noise, "snr_db": parse_range(snr, "--snr"), "shift": shift,
+            "max_shift_s": max_shift, "hard_negatives": hard_negatives, "fsdd_negatives": fsdd_negatives,
+            "esc_cuts_per_clip": esc_cuts, "quiet_silence": quiet_silence, "specaugment": augment,
+            "label_smoothing": label_smoothing, "balance": balance,
+        }
+        name = Path(source).stem if Path(source).exists() else source
+        run_dir = out or Path("runs") / f"{name}-{arch}"
+        check_output_dir(run_dir, "--out", ("config.json", "metrics.json", "model.kit", "recipe_set.npz"))
+        options = DatasetTrainOptions(source, run_dir, data_dir, task, split, test_fold, list(extra_train),
+                                      max_per_class, recipe, recipe_options, quiet)
+        metrics = train_dataset(options, config)
+        print(f"{source} on {arch}: accuracy {100 * metrics['accuracy']:.2f} % on {metrics['n_test']} test clips "
+              f"(trained on {metrics['n_train']} examples)")
+        Console(stderr=True).print(f"wrote {run_dir}/config.json, metrics.json, model.kit", highlight=False)
+        return
+    coreset_path = Path(source)
     from deploy.runtime.coreset import Coreset
     from kit.training import TrainConfig, load_test_split, save_trained, train_eval_seeds, write_run
 
@@ -65,9 +122,9 @@ def train_command(
     config = TrainConfig(
         arch=arch,
         arch_kwargs=_arch_kwargs(width, arch_kwargs),
-        epochs=epochs,
+        epochs=epochs or 300,
         max_steps=max_steps,
-        max_samples=max_samples or None,
+        max_samples=16_000 if max_samples is None else (max_samples or None),
         lr=lr,
         augment=augment,
         device=device,

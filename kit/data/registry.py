@@ -7,7 +7,7 @@ before anyone extracts features from it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from deploy.runtime.errors import KitError
@@ -22,10 +22,11 @@ from .types import AudioDataset, check_dataset
 DATASET_NAMES = ("fsdd", "speech_commands", "esc10", "esc50")
 
 
-def _builtin(name: str, data_dir: Path, split: str, task: str, test_fold: int) -> AudioDataset:
+def _builtin(name: str, data_dir: Path, split: str, task: str, test_fold: int,
+             extra_train: Sequence[str | os.PathLike]) -> AudioDataset:
     loaders: dict[str, Callable[[], AudioDataset]] = {
         "fsdd": lambda: load_fsdd(data_dir, split),
-        "speech_commands": lambda: load_speech_commands(data_dir, task),
+        "speech_commands": lambda: load_speech_commands(data_dir, task, extra_train),
         "esc10": lambda: load_esc("esc10", data_dir, test_fold),
         "esc50": lambda: load_esc("esc50", data_dir, test_fold),
     }
@@ -42,6 +43,7 @@ def load_dataset(
     task: str = "kws10",
     test_fold: int = 5,
     seed: int = 0,
+    extra_train: Sequence[str | os.PathLike] = (),
 ) -> AudioDataset:
     """A built-in dataset by name (``fsdd``, ``speech_commands``, ``esc10``, ``esc50``), a
     folder-per-class directory or a CSV manifest.
@@ -49,11 +51,14 @@ def load_dataset(
     ``split`` selects FSDD's "official" or "speaker" split; ``task`` selects Speech Commands'
     kws10 or kws12; ``test_fold`` the ESC (or manifest) fold held out; ``seed`` the hash salt of
     folder/manifest splits. Built-in splits ignore ``seed``: they are fixed by the datasets.
+    ``extra_train`` folders add training-only clips (Speech Commands only).
     """
     text = os.fspath(name_or_path)
     key = text.lower().replace("-", "_")
+    if extra_train and key != "speech_commands":
+        raise KitError(f"--extra-train: extra training folders are supported for speech_commands only, not '{text}'")
     if key in DATASET_NAMES:  # a folder that happens to share a name is passed as ./name
-        dataset = _builtin(key, resolve_data_dir(data_dir), split, task, test_fold)
+        dataset = _builtin(key, resolve_data_dir(data_dir), split, task, test_fold, list(extra_train))
     else:
         path = Path(text).expanduser()
         if path.is_dir():

@@ -12,10 +12,18 @@ Split rules, in order of preference, and the one used is recorded in ``split_rul
 Tasks: ``kws10`` is the ten keywords; ``kws12`` adds ``_unknown_`` (other words) and ``_silence_``
 (the ``_silence_`` clips, split by file-name hash, plus 1-s cuts of ``_background_noise_``
 recordings whose first 80 % in time trains and last 20 % tests, so no audio is on both sides).
+``noise_regions`` is that 80/20 rule, the one place it lives: the ``_silence_`` cuts, the
+training recipe's background noise and the streaming benchmark's held-out noise all come from it.
+
+Extra training folders (``extra_train``, e.g. ``speech_commands_train/``: ``<word>/<speaker>_nohash_<n>.flac``)
+add clips to the training split only. A speaker of an extra clip who is also a test speaker is
+refused (naming the file): their voice would otherwise be scored as if never heard.
 """
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from deploy.runtime.errors import KitError
@@ -87,6 +95,25 @@ def _assign_speech_splits(root: Path, rows: list[tuple[Path, str, str, str]]) ->
     return ["test" if hash_percent(speaker) < FALLBACK_TEST_PERCENT else "train" for *_, speaker in rows], _RULE_FALLBACK
 
 
+def noise_regions(root: Path, split: str) -> list[tuple[Path, float, float]]:
+    """``(file, start_s, end_s)`` of every ``_background_noise_`` recording's ``split`` part.
+
+    "train" is the first ``NOISE_TRAIN_FRACTION`` (80 %) of each file in time, "test" the rest:
+    the one rule every user of the noise files (silence cuts, recipe noise, benchmark streams) follows.
+    """
+    if split not in ("train", "test"):
+        raise KitError(f"noise regions: split must be train or test, not '{split}'")
+    noise_dir = root / BACKGROUND
+    if not noise_dir.is_dir():
+        return []
+    regions = []
+    for path in sorted(p for p in noise_dir.iterdir() if is_audio_file(p)):
+        total = audio_info(path).duration_s
+        boundary = NOISE_TRAIN_FRACTION * total
+        regions.append((path, 0.0, boundary) if split == "train" else (path, boundary, total))
+    return regions
+
+
 def _silence_clips(root: Path) -> list[Clip]:
     """``_silence_`` clips (split by file-name hash) plus time-disjoint 1-s noise cuts."""
     clips: list[Clip] = []
@@ -95,22 +122,38 @@ def _silence_clips(root: Path) -> list[Clip]:
         for path in sorted(p for p in silence_dir.iterdir() if is_audio_file(p)):
             side = "test" if hash_percent(path.name) < FALLBACK_TEST_PERCENT else "train"
             clips.append(Clip(path=path, label=SILENCE, split=side, group=f"{SILENCE}/{path.stem}"))
-    noise_dir = root / BACKGROUND
-    if noise_dir.is_dir():
-        for path in sorted(p for p in noise_dir.iterdir() if is_audio_file(p)):
-            total = audio_info(path).duration_s
-            boundary = NOISE_TRAIN_FRACTION * total
+    for side in ("train", "test"):
+        for path, begin, end in noise_regions(root, side):
             group = f"{BACKGROUND}/{path.stem}"
-            for k in range(int(math.floor(boundary / NOISE_CUT_S))):
-                clips.append(Clip(path, SILENCE, "train", group, offset_s=k * NOISE_CUT_S, duration_s=NOISE_CUT_S))
-            for k in range(int(math.floor((total - boundary) / NOISE_CUT_S))):
-                start = round(boundary + k * NOISE_CUT_S, 6)
-                clips.append(Clip(path, SILENCE, "test", group, offset_s=start, duration_s=NOISE_CUT_S))
+            for k in range(int(math.floor((end - begin) / NOISE_CUT_S))):
+                start = round(begin + k * NOISE_CUT_S, 6)
+                clips.append(Clip(path, SILENCE, side, group, offset_s=start, duration_s=NOISE_CUT_S))
     return clips
 
 
-def load_speech_commands(data_dir: Path, task: str = "kws10") -> AudioDataset:
-    """Keyword clips (and for kws12 unknown words and silence), split by speaker."""
+def _extra_clips(folders: Sequence[str | os.PathLike], task: str, test_speakers: set[str]) -> list[Clip]:
+    """Training clips of the extra folders: keyword folders (and for kws12 other words as ``_unknown_``)."""
+    clips: list[Clip] = []
+    for folder in folders:
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise KitError(f"--extra-train {root}: no such folder")
+        rows = _speech_files(root, include_unknown=task == "kws12")
+        if not rows:
+            raise KitError(f"--extra-train {root}: no keyword folders with audio (<word>/<speaker>_nohash_<n>.wav)")
+        for path, label, _, speaker in rows:
+            if "_nohash_" not in path.name:
+                raise KitError(f"{path}: extra training clips must be named <speaker>_nohash_<n>")
+            if speaker in test_speakers:
+                raise KitError(f"{path}: speaker '{speaker}' is also in the test split (extra clips train only)")
+            clips.append(Clip(path=path, label=label, split="train", group=speaker))
+    return clips
+
+
+def load_speech_commands(data_dir: Path, task: str = "kws10",
+                         extra_train: Sequence[str | os.PathLike] = ()) -> AudioDataset:
+    """Keyword clips (and for kws12 unknown words and silence), split by speaker, plus the
+    ``extra_train`` folders' clips in the training split."""
     if task not in TASKS:
         raise KitError(f"speech_commands: unknown task '{task}' (choose {' or '.join(TASKS)})")
     root = data_dir / "speech_commands"
@@ -126,6 +169,11 @@ def load_speech_commands(data_dir: Path, task: str = "kws10") -> AudioDataset:
         for (path, label, _, speaker), side in zip(rows, sides)
         if task == "kws12" or label != UNKNOWN
     ]
+    if extra_train:
+        test_speakers = {clip.group for clip in clips if clip.split == "test"}
+        test_speakers |= {speaker for (*_, speaker), side in zip(rows, sides) if side == "test"}
+        clips += _extra_clips(extra_train, task, test_speakers)
+        rule += "; extra training folders (train only): " + ", ".join(str(Path(f).expanduser()) for f in extra_train)
     classes = sorted(KEYWORDS)
     if task == "kws12":
         clips += _silence_clips(root)

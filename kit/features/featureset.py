@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -80,6 +82,7 @@ def load_feature_set(
     limit_per_class: int | None = None,
     jobs: int | None = None,
     seed: int = 0,
+    extra_train: Sequence[str | os.PathLike] = (),
 ) -> FeatureSet:
     """Load a dataset (or take an ``AudioDataset``), extract cached features, normalise on train.
 
@@ -87,7 +90,8 @@ def load_feature_set(
     Speech Commands lists) are not part of a ``FeatureSet``.
     """
     if not isinstance(dataset, AudioDataset):
-        dataset = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold, seed=seed)
+        dataset = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold, seed=seed,
+                               extra_train=extra_train)
     config = config or dataset.feature_config
     train = limit_clips(dataset, dataset.clips_in("train"), limit_per_class)
     test = limit_clips(dataset, dataset.clips_in("test"), limit_per_class)
@@ -114,6 +118,7 @@ def load_feature_set(
         "task": task,
         "test_fold": test_fold,
         "seed": seed,
+        **({"extra_train": [str(Path(f).expanduser().resolve()) for f in extra_train]} if extra_train else {}),
         "limit_per_class": limit_per_class,
         "feature_config": config.to_dict(),
         "n_train": int(len(kept_train)),

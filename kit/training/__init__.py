@@ -2,13 +2,21 @@
 from .augment import augment_batch
 from .config import TrainConfig, resolve_device
 from .evaluate import evaluate, predict_logits, train_eval_seeds
+from .fulldata import DatasetRun, load_for_training, train_on_dataset
 from .loop import make_optimizer, torch_threads, train_model
 from .production import TrainedModel, model_meta, save_trained, train_and_save
+from .recipe import Recipe, RecipeSet, recipe_training_set
 from .runs import write_run
 from .targets import classification_loss, hard_labels, prepare_targets
 from .testset import EvalSplit, dataset_reference, load_test_split
 
 __all__ = [
+    "DatasetRun",
+    "Recipe",
+    "RecipeSet",
+    "load_for_training",
+    "recipe_training_set",
+    "train_on_dataset",
     "EvalSplit",
     "TrainedModel",
     "TrainConfig",

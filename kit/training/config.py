@@ -25,6 +25,9 @@ import torch
 from deploy.runtime.errors import KitError
 
 
+BALANCE_MODES = ("none", "sampling", "loss")
+
+
 @dataclass
 class TrainConfig:
     """How to train one model. ``batch_size`` is capped at the number of clips; None (the default)
@@ -44,6 +47,12 @@ class TrainConfig:
     lr_decay_at: float = 0.5  # fraction of the steps after which lr is divided by 10
     augment: bool = True
     label_smoothing: float = 0.0
+    #: class balance: "none"; "sampling" (batches drawn with probability 1/count of the clip's class);
+    #: "loss" (cross-entropy weighted by N / (K * count)). Why: extra clips for some words only
+    #: (speech_commands_train has none of on/off) made the model favour those words.
+    balance: str = "none"
+    #: how the training set was built (``kit.training.recipe.Recipe.to_dict()``): recorded, not used by the loop
+    recipe: dict[str, Any] | None = None
     seed: int = 0
     device: str = "auto"
     threads: int | None = 1  # torch.set_num_threads for the run; None keeps torch's choice
@@ -61,6 +70,10 @@ class TrainConfig:
             raise KitError(f"optimizer must be adam or sgd, got '{self.optimizer}'")
         if self.lr <= 0:
             raise KitError(f"learning rate must be positive, got {self.lr}")
+        if self.balance not in BALANCE_MODES:
+            raise KitError(f"--balance must be one of {', '.join(BALANCE_MODES)}, got '{self.balance}'")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise KitError(f"--label-smoothing must lie in [0, 1), got {self.label_smoothing}")
 
     def effective_batch(self, n_samples: int) -> int:
         if self.batch_size is None:

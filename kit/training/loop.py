@@ -66,8 +66,18 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _batches(n: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Endless stream of index batches: a fresh permutation per epoch, the last partial batch kept."""
+def _class_counts(targets: torch.Tensor, n_classes: int) -> np.ndarray:
+    hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
+    return np.bincount(hard.cpu().numpy(), minlength=n_classes).astype(np.float64)
+
+
+def _batches(n: int, batch: int, rng: np.random.Generator, weights: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Endless stream of index batches: a fresh permutation per epoch, the last partial batch kept;
+    with per-clip ``weights``, batches drawn with replacement in proportion to them instead."""
+    if weights is not None:
+        p = weights / weights.sum()
+        while True:
+            yield rng.choice(n, size=batch, replace=True, p=p)
     while True:
         order = rng.permutation(n)
         for start in range(0, n, batch):
@@ -105,12 +115,21 @@ def train_model(
         optimizer = make_optimizer(model, config)
         batch = config.effective_batch(n)
         total = config.total_steps(n)
+        counts = _class_counts(targets, n_classes)
+        per_clip = None
+        class_weight = None
+        if config.balance == "sampling":
+            hard = (targets.argmax(dim=1) if targets.ndim == 2 else targets).cpu().numpy()
+            per_clip = 1.0 / counts[hard]
+        elif config.balance == "loss":
+            class_weight = torch.tensor(np.where(counts > 0, n / (n_classes * np.maximum(counts, 1)), 0.0),
+                                        dtype=torch.float32, device=device)
         decay_step = int(total * config.lr_decay_at)
         model.train()
         seen, loss_value, started = 0, float("nan"), time.perf_counter()
         with _progress_bar(progress) as bar:
             task = bar.add_task(f"train {config.arch} seed {config.seed}", total=total, loss=float("nan"))
-            for step, index in zip(range(total), _batches(n, batch, rng)):
+            for step, index in zip(range(total), _batches(n, batch, rng, per_clip)):
                 if step == decay_step and step > 0:
                     for group in optimizer.param_groups:
                         group["lr"] = config.lr / 10
@@ -118,7 +137,7 @@ def train_model(
                 xb = features[idx]
                 if config.augment:
                     xb = augment_batch(xb, aug_gen)
-                loss = classification_loss(model(xb), targets[idx], config.label_smoothing)
+                loss = classification_loss(model(xb), targets[idx], config.label_smoothing, class_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

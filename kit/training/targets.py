@@ -31,13 +31,19 @@ def prepare_targets(y: np.ndarray | torch.Tensor, n_samples: int, n_classes: int
     return torch.where(is_distribution[:, None], soft, torch.softmax(soft, dim=1))
 
 
-def classification_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Cross-entropy for index targets, soft cross-entropy -sum(t * log p) for (N, K) targets."""
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0,
+                        class_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy for index targets, soft cross-entropy -sum(t * log p) for (N, K) targets;
+    ``class_weight`` (K,) weights each clip by its (argmax) class, normalised by the batch's weights."""
     if targets.ndim == 1:
-        return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+        return F.cross_entropy(logits, targets, weight=class_weight, label_smoothing=label_smoothing)
     if label_smoothing > 0:
         targets = targets * (1 - label_smoothing) + label_smoothing / targets.shape[1]
-    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    per_clip = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)
+    if class_weight is None:
+        return per_clip.mean()
+    w = class_weight[targets.argmax(dim=1)]
+    return (w * per_clip).sum() / w.sum().clamp_min(1e-12)
 
 
 def hard_labels(y: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from deploy.runtime.coreset import Normalizer
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig
 
-_LOADER_OPTIONS = ("split", "task", "test_fold", "seed")
+_LOADER_OPTIONS = ("split", "task", "test_fold", "seed", "extra_train")  # extra_train: so the fingerprint matches
 
 
 @dataclass

@@ -1,0 +1,187 @@
+"""``kit train DATASET`` and its parts on real recordings: the extra-folder loader, the official
+v0.02 lists, the recipe's noise (training part only) and a trained, exportable model."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kit.data import load_dataset
+from kit.data.speech_commands import KEYWORDS, NOISE_TRAIN_FRACTION
+from kit.errors import KitError
+
+
+def _tiny_speech_commands(data_dir: Path, root: Path, per_word: int = 3, lists: bool = False) -> Path:
+    """A copy of a few real Speech Commands clips per keyword (optionally with official lists)."""
+    sc = root / "speech_commands"
+    testing, validation = [], []
+    for word in KEYWORDS:
+        (sc / word).mkdir(parents=True)
+        for i, path in enumerate(sorted((data_dir / "speech_commands" / word).glob("*.wav"))[:per_word]):
+            shutil.copy(path, sc / word / path.name)
+            key = f"{word}/{path.name}"
+            (testing if i == 0 else validation if i == 1 else []).append(key)
+    if lists:
+        (sc / "testing_list.txt").write_text("\n".join(testing) + "\n")
+        (sc / "validation_list.txt").write_text("\n".join(validation) + "\n")
+    return sc
+
+
+def test_extra_folder_adds_training_clips_only(data_dir, tmp_path):
+    extra = data_dir / "speech_commands_train"
+    base = load_dataset("speech_commands", data_dir)
+    ds = load_dataset("speech_commands", data_dir, extra_train=[extra])
+    added = [c for c in ds.clips if extra in c.path.parents]
+    assert len(added) == len(list(extra.glob("*/*.flac"))) and {c.split for c in added} == {"train"}
+    assert {c.label for c in added} == {"yes", "no", "up", "down", "left", "right", "stop", "go"}
+    assert ds.clips_in("test") == base.clips_in("test")
+    assert ds.fingerprint()["sha256"] != base.fingerprint()["sha256"] and str(extra) in ds.split_rule
+
+
+def test_extra_folder_refuses_a_test_speaker(data_dir, tmp_path):
+    test_clip = next(c for c in load_dataset("speech_commands", data_dir).clips_in("test") if c.label == "yes")
+    folder = tmp_path / "extra" / "yes"
+    folder.mkdir(parents=True)
+    # a real training clip renamed to a test speaker's id
+    source = sorted((data_dir / "speech_commands_train" / "yes").glob("*.flac"))[0]
+    shutil.copy(source, folder / f"{test_clip.group}_nohash_7.flac")
+    shutil.copy(sorted((data_dir / "speech_commands_train" / "no").glob("*.flac"))[0], folder / "x.flac")
+    speaker = test_clip.group
+    with pytest.raises(KitError, match=rf"{speaker}_nohash_7.flac: speaker '{speaker}' is also in the test"):
+        load_dataset("speech_commands", data_dir, extra_train=[tmp_path / "extra"])
+    with pytest.raises(KitError, match="no such folder"):
+        load_dataset("speech_commands", data_dir, extra_train=[tmp_path / "missing"])
+    with pytest.raises(KitError, match="speech_commands only"):
+        load_dataset("fsdd", data_dir, extra_train=[tmp_path / "extra"])
+
+
+def test_official_v002_lists_still_load_with_an_extra_folder(data_dir, tmp_path):
+    _tiny_speech_commands(data_dir, tmp_path, per_word=3, lists=True)
+    extra = tmp_path / "extra" / "yes"
+    extra.mkdir(parents=True)
+    for path in sorted((data_dir / "speech_commands_train" / "yes").glob("*.flac"))[:2]:
+        shutil.copy(path, extra / path.name)
+    ds = load_dataset("speech_commands", tmp_path, extra_train=[tmp_path / "extra"])
+    assert "validation_list" in ds.split_rule
+    by_split = {s: [c for c in ds.clips if c.split == s] for s in ("train", "val", "test")}
+    assert len(by_split["test"]) == len(by_split["val"]) == len(KEYWORDS)
+    assert len(by_split["train"]) == len(KEYWORDS) + 2
+    assert all(c.split == "train" for c in ds.clips if "extra" in c.path.parts)
+
+
+def test_recipe_noise_never_comes_from_the_test_part(data_dir, tmp_path):
+    """The test part of a real noise file is overwritten with a marker far above any recording;
+    every recipe window (silence at 0 dB gain and copies) must stay below it."""
+    from kit.data.noise import background_noise
+    from kit.training.waveaug import noise_window
+
+    root = tmp_path / "speech_commands" / "_background_noise_"
+    root.mkdir(parents=True)
+    y, rate = sf.read(data_dir / "speech_commands" / "_background_noise_" / "white_noise.wav", dtype="float32")
+    y = 0.05 * y / np.max(np.abs(y))
+    boundary = int(np.ceil(NOISE_TRAIN_FRACTION * len(y)))
+    y[boundary:] = 0.9  # the marker
+    sf.write(root / "white_noise.wav", y, rate)
+    train = background_noise(tmp_path, rate, "train")
+    test = background_noise(tmp_path, rate, "test")
+    assert len(train) == len(test) == 1 and train[0].end_s == test[0].start_s
+    assert np.max(np.abs(train[0].audio)) <= 0.05 + 1e-6 and np.min(test[0].audio[10:]) > 0.89
+    rng = np.random.default_rng(0)
+    windows = [noise_window([rec.audio for rec in train], rate, rng) for _ in range(500)]
+    assert max(float(np.max(np.abs(w))) for w in windows) <= 0.05 + 1e-6
+
+
+def test_recipe_set_uses_training_noise_and_records_its_parts(data_dir, tmp_path):
+    from kit.training import Recipe, load_for_training, recipe_training_set
+
+    audio, fs = load_for_training("speech_commands", data_dir, task="kws12", limit_per_class=3, progress=False,
+                                  extra_train=[data_dir / "speech_commands_train"])
+    recipe = Recipe(copies=1, fsdd_negatives=4, esc_cuts_per_clip=0, quiet_silence=5)
+    built = recipe_training_set(audio, fs, recipe, data_dir)
+    n = len(fs.y_train)
+    silence = fs.classes.index("_silence_")
+    assert built.counts["augmented copies"] == n - int(np.sum(fs.y_train == silence))
+    assert built.counts["hard negatives (_unknown_)"] == 8 and built.counts["quiet silence (_silence_)"] == 5
+    assert len(built.x) == len(built.y) == n + built.counts["augmented copies"] + 8 + 5
+    assert np.isfinite(built.x).all() and not np.array_equal(built.x[n], built.x[0])
+    unknown = fs.classes.index("_unknown_")
+    assert np.sum(built.y == unknown) == np.sum(fs.y_train == unknown) * 2 + 8
+
+
+def _kit(args: list[str]) -> None:
+    from kit.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code in (0, None)
+
+
+def test_kit_train_dataset_writes_an_exportable_model_above_chance(data_dir, tmp_path):
+    import json
+
+    from kit.models import load_model
+
+    out = tmp_path / "run"
+    args = ["train", "fsdd", "--data-dir", str(data_dir), "--max-per-class", "20", "--epochs", "40", "--width", "16",
+            "--copies", "1", "--seed", "3", "--out", str(out), "--quiet"]
+    _kit(args)
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert metrics["n_test"] == 200 and metrics["accuracy"] > 0.3  # chance is 0.1
+    assert config["recipe"]["copies"] == 1 and config["train"]["balance"] == "sampling"
+    model, meta = load_model(out / "model.kit")
+    assert meta["train_config"]["recipe"]["noise"] is True and meta["train_config"]["label_smoothing"] == 0.1
+    assert meta["seed"] == 3 and meta["training_set"]["augmented copies"] == 200
+    # a rerun (other training settings) reuses the cached recipe set
+    _kit([*args, "--epochs", "1"])
+    assert json.loads((out / "metrics.json").read_text())["recipe_set_reused"] is True
+    _kit(["export", str(out / "model.kit"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
+    assert (tmp_path / "m.onnx").stat().st_size > 1000
+    # kit bundle accepts it with a replay coreset from the same input space (same clips, same normaliser)
+    from deploy.runtime.coreset import Coreset
+    from kit.training import load_for_training
+
+    _, fs = load_for_training("fsdd", data_dir, limit_per_class=20, progress=False)
+    picks = np.concatenate([np.flatnonzero(fs.y_train == c)[:2] for c in range(10)])
+    Coreset(fs.x_train[picks], fs.y_train[picks], fs.classes, fs.config, fs.normalizer, method="random",
+            source=fs.source).save(tmp_path / "replay.kit")
+    _kit(["bundle", str(out / "model.kit"), "--coreset", str(tmp_path / "replay.kit"),
+          "--out", str(tmp_path / "b.kit")])
+    assert (tmp_path / "b.kit").stat().st_size > 1000
+
+
+def test_kit_train_dataset_bad_options_are_one_line_errors(data_dir, tmp_path, capsys):
+    from kit.cli import main
+
+    for extra, message in ((["--snr", "30,5"], "--snr"), (["--balance", "odd"], "--balance"),
+                           (["--extra-train", str(tmp_path)], "--extra-train")):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", "fsdd", "--data-dir", str(data_dir), "--max-per-class", "2", "--out", str(tmp_path / "r"),
+                  "--quiet", *extra])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+
+
+def test_class_balance_by_sampling_and_by_loss_weights():
+    import torch
+
+    from kit.training.loop import _batches
+    from kit.training.targets import classification_loss
+
+    labels = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    counts = np.bincount(labels)
+    stream = _batches(len(labels), 300, np.random.default_rng(0), 1.0 / counts[labels])
+    drawn = np.bincount(labels[np.concatenate([next(stream) for _ in range(20)])], minlength=3) / 6000
+    assert np.all(np.abs(drawn - 1 / 3) < 0.03)  # each class about a third, though 90 % of clips are class 0
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    targets = torch.tensor([0, 0, 0, 0, 1, 2])
+    weight = torch.tensor([0.5, 2.0, 4.0])
+    per_clip = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    expected = (weight[targets] * per_clip).sum() / weight[targets].sum()
+    assert torch.isclose(classification_loss(logits, targets, 0.0, weight), expected)
+    soft = torch.nn.functional.one_hot(targets, 3).float()
+    assert torch.isclose(classification_loss(logits, soft, 0.0, weight), expected, atol=1e-6)
