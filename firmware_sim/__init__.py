@@ -11,12 +11,36 @@ from __future__ import annotations
 from .budget import Budget, Verdict, budget_for, check_budget
 from .cost import TARGETS, Estimate, estimate, target_names
 from .interpreter import Interpreter, unsupported_ops
-from .memory import ARENA_TOLERANCE, ArenaPlan, code_bytes, flash_bytes, layer_table, plan_arena
+from .memory import (
+    ARENA_TOLERANCE,
+    ArenaPlan,
+    code_bytes,
+    flash_bytes,
+    layer_table,
+    plan_arena,
+)
 from .model import Model, load_model, parse_model
 from .report import report
 
 __all__ = [
-    "ARENA_TOLERANCE", "ArenaPlan", "Budget", "Estimate", "Interpreter", "Model", "TARGETS", "Verdict", "budget_for",
-    "check_budget", "code_bytes", "estimate", "flash_bytes", "layer_table", "load_model", "parse_model",
-    "plan_arena", "report", "target_names", "unsupported_ops",
+    "ARENA_TOLERANCE",
+    "TARGETS",
+    "ArenaPlan",
+    "Budget",
+    "Estimate",
+    "Interpreter",
+    "Model",
+    "Verdict",
+    "budget_for",
+    "check_budget",
+    "code_bytes",
+    "estimate",
+    "flash_bytes",
+    "layer_table",
+    "load_model",
+    "parse_model",
+    "plan_arena",
+    "report",
+    "target_names",
+    "unsupported_ops",
 ]

@@ -51,7 +51,7 @@ class Verdict:
     arena_bytes: int
     ms: float
 
-    def raise_if_over(self) -> "Verdict":
+    def raise_if_over(self) -> Verdict:
         if not self.fits:
             raise KitError(self.line)
         return self

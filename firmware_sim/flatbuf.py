@@ -45,7 +45,7 @@ class FlatReader:
         offset = int(self.unpack("<H", vtable + slot))
         return table + offset if offset else None
 
-    def scalar(self, table: int, field: int, fmt: str, default: int | float = 0) -> int | float:
+    def scalar(self, table: int, field: int, fmt: str, default: float = 0) -> int | float:
         pos = self._slot(table, field)
         return default if pos is None else self.unpack("<" + fmt, pos)
 

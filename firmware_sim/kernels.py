@@ -36,6 +36,11 @@ def _const(model: Model, index: int) -> np.ndarray:
     return tensor.data
 
 
+def _ratio(a: float, b: float) -> float:
+    """float(a) / float(b) in double, as TFLM's Prepare computes scale ratios."""
+    return float(np.float64(np.float32(a)) / np.float64(np.float32(b)))
+
+
 def _padding(padding: str, in_size: int, filter_size: int, stride: int, dilation: int, out_size: int) -> int:
     """ComputePaddingWithOffset (tensorflow/lite/kernels/padding.h): the top/left padding."""
     if padding != "SAME":
@@ -209,7 +214,7 @@ def mean(model: Model, op: Operator, args: list[np.ndarray | None]) -> np.ndarra
     if 0 in axes:
         raise KitError(f"{model.name}: MEAN (op {op.index}) reduces the batch axis; not supported")
     count = int(np.prod([x.shape[a] for a in axes]))
-    multiplier, shift = quantize_multiplier(float(np.float64(np.float32(inp.scale)) / np.float64(np.float32(out.scale))))
+    multiplier, shift = quantize_multiplier(_ratio(inp.scale, out.scale))
     s = min(count.bit_length() - 1, 32)  # 63 - CountLeadingZeros(count), clamped as TFLM does
     s = min(s, 31 + shift)
     multiplier = (multiplier << s) // count
@@ -251,7 +256,7 @@ def quantize(model: Model, op: Operator, args: list[np.ndarray | None]) -> np.nd
     x = args[0]
     if inp.dtype.startswith("float"):
         return quantize_float(x, out.scale, out.zero_point, out.dtype)
-    multiplier, shift = quantize_multiplier(float(np.float64(np.float32(inp.scale)) / np.float64(np.float32(out.scale))))
+    multiplier, shift = quantize_multiplier(_ratio(inp.scale, out.scale))
     y = multiply_by_quantized_multiplier(x.astype(np.int64) - inp.zero_point, multiplier, shift) + out.zero_point
     info = np.iinfo(out.dtype)
     return np.clip(y, info.min, info.max).astype(out.dtype)

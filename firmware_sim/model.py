@@ -144,10 +144,11 @@ class Model:
         io = [self.tensors[i] for i in self.inputs + self.outputs]
         return all(t.dtype == "int8" for t in io) and not any(t.dtype.startswith("float") for t in self.tensors)
 
-    def require_int8(self) -> "Model":
+    def require_int8(self) -> Model:
         if not self.is_int8():
             floats = sorted({t.dtype for t in self.tensors if t.dtype.startswith("float")})
-            raise KitError(f"{self.name}: not a full-integer int8 model (it holds {', '.join(floats) or 'non-int8 I/O'} "
+            held = ", ".join(floats) or "non-int8 I/O"
+            raise KitError(f"{self.name}: not a full-integer int8 model (it holds {held} "
                            "tensors); export with --int8")
         return self
 
@@ -321,7 +322,7 @@ def _from_bundle(path: Path, member: str | None) -> tuple[bytes, str]:
     if not chosen:
         raise KitError(f"{path}: bundle holds no TFLite model ({', '.join(sorted(bundle.models))}); "
                        "build it with an int8 TFLite export")
-    name = bundle.default_model if bundle.default_model in chosen else sorted(chosen)[0]
+    name = bundle.default_model if bundle.default_model in chosen else min(chosen)
     return bundle.models[name], f"{path}:{name}"
 
 

@@ -74,7 +74,9 @@ def wrap_int32(x: np.ndarray) -> np.ndarray:
     return ((np.asarray(x, np.int64) + 2**31) & 0xFFFFFFFF) - 2**31
 
 
-def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
+def multiply_by_quantized_multiplier(
+    x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int
+) -> np.ndarray:
     """TFLite MultiplyByQuantizedMultiplier (double rounding); broadcasts per-channel params."""
     shift = np.asarray(shift, np.int64)
     left = np.maximum(shift, 0)
@@ -83,7 +85,9 @@ def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray | int
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
 
 
-def activation_range(activation: str, scale: float, zero_point: int, qmin: int = -128, qmax: int = 127) -> tuple[int, int]:
+def activation_range(
+    activation: str, scale: float, zero_point: int, qmin: int = -128, qmax: int = 127
+) -> tuple[int, int]:
     """CalculateActivationRangeQuantized: the int8 clamp of a fused activation."""
 
     def quantize(value: float) -> int:

@@ -36,7 +36,8 @@ def _tflm(model: Model, arena_size: int | None = None) -> Any:
     try:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError:
-        raise KitError("comparing with TensorFlow Lite Micro needs tflite-micro (pip install 'audio-distill-kit[mcu]')") from None
+        raise KitError("comparing with TensorFlow Lite Micro needs tflite-micro "
+                       "(pip install 'audio-distill-kit[mcu]')") from None
     size = arena_size or (len(model.data) * 10 + (1 << 20))
     try:
         return runtime.Interpreter.from_bytes(model.data, arena_size=size)

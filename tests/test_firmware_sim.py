@@ -18,7 +18,14 @@ import pytest
 
 from deploy.runtime.errors import KitError
 from firmware_sim import (
-    ARENA_TOLERANCE, Interpreter, budget_for, check_budget, estimate, load_model, parse_model, plan_arena,
+    ARENA_TOLERANCE,
+    Interpreter,
+    budget_for,
+    check_budget,
+    estimate,
+    load_model,
+    parse_model,
+    plan_arena,
 )
 from firmware_sim.cli import main as cli_main
 from firmware_sim.quant import multiply_by_quantized_multiplier, quantize_multiplier
