@@ -245,3 +245,20 @@ def test_cli_report_and_check(exports: dict[str, bytes], features: np.ndarray, t
     np.save(tmp_path / "x.npy", features[:4])
     assert cli_main(["check", str(model_path), "--clips", str(tmp_path / "x.npy")]) == 0
     assert "4/4 clips" in capsys.readouterr().out
+
+
+def test_bundle_gives_its_int8_tflite_member(exports: dict[str, bytes], features: np.ndarray, tmp_path: Path) -> None:
+    from deploy.runtime.bundle import Bundle
+    from deploy.runtime.features import FeatureConfig
+
+    bundle = Bundle(classes=[f"c{i}" for i in range(12)], feature_config=FeatureConfig(sample_rate=16000),
+                    normalizer=None, models={"model.int8.tflite": exports["dscnn"]}, default_model="model.int8.tflite",
+                    head_weight=np.zeros((12, 16), np.float32), head_bias=np.zeros(12, np.float32),
+                    replay_features=features[:2], replay_labels=np.array([0, 1]))
+    path = bundle.save(tmp_path / "b.kit")
+    model = load_model(path)
+    assert model.data == exports["dscnn"] and model.name.endswith("b.kit:model.int8.tflite")
+    assert Interpreter(model).run(features[:2])["embedding"].shape == (2, 16)
+    with pytest.raises(KitError) as exc:
+        load_model(path, member="other.tflite")
+    assert "no model 'other.tflite'" in _one_line(exc)
