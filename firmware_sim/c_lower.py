@@ -17,7 +17,7 @@ from deploy.runtime.errors import KitError
 from .c_emit import Buffer, Layer
 from .kernels import channel_multipliers, same_padding
 from .memory import plan_arena
-from .model import Model, Operator, load_model
+from .model import Model, Operator, model_layout, parse_model
 from .quant import activation_range, quantize_multiplier
 
 #: The operators the C kernels implement (RESHAPE is a copy or nothing).
@@ -123,8 +123,7 @@ def _add(model: Model, op: Operator) -> dict:
 
 def _input_axes(model: Model) -> tuple[int, int, int]:
     """Where the features' (C, F, T) axes sit in the model input: the export records its layout."""
-    layout = str(model.kit_metadata.get("layout", "NCHW")).upper()
-    return (1, 2, 0) if layout == "NHWC" else (0, 1, 2)
+    return (1, 2, 0) if model_layout(model) == "NHWC" else (0, 1, 2)
 
 
 def lower(model: Model) -> LoweredModel:
@@ -135,7 +134,9 @@ def lower(model: Model) -> LoweredModel:
         raise KitError(f"{model.name}: the firmware has no C kernel for {', '.join(missing)} "
                        f"(it runs {', '.join(C_OPS)}); export an MCU-ready model (dscnn-mcu, convnet-mcu)")
     plan = plan_arena(model)
-    offsets, arena_bytes = plan.offsets, plan.arena_bytes
+    # the firmware has no interpreter: its arena is the planned head alone (no TFLM bookkeeping tail)
+    offsets = {b.tensor: b.offset for b in plan.buffers if b.tensor >= 0}
+    arena_bytes = plan.head_bytes
     layers: list[Layer] = []
     for op in model.operators:
         out = _buffer(model, offsets, op.outputs[0])
@@ -183,4 +184,4 @@ def int8_tflite_member(bundle: Bundle, where: str, name: str | None = None) -> s
 
 def lower_model(bundle: Bundle, where: str, name: str | None = None) -> LoweredModel:
     member = int8_tflite_member(bundle, where, name)
-    return lower(load_model(bundle.models[member], name=f"{where}:{member}"))
+    return lower(parse_model(bundle.models[member], f"{where}:{member}"))

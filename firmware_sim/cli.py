@@ -19,7 +19,7 @@ from deploy.runtime.errors import KitError
 from .budget import budget_for
 from .cost import target_names
 from .interpreter import Interpreter
-from .model import Model, load_model
+from .model import Model, features_to_input, load_model
 from .report import report
 
 
@@ -27,7 +27,7 @@ def _kb(n: float) -> str:
     return f"{n / 1024:.1f} KB"
 
 
-def _print_report(rep: dict[str, Any]) -> None:
+def print_report(rep: dict[str, Any]) -> None:
     headers = ["#", "op", "output", "MACs", "read B", "written B", "live arena B", "est. cycles"]
     rows = [[str(r["index"]), r["opcode"], "x".join(map(str, r["output_shape"])), f"{r['macs']:,}",
              f"{r['bytes_read']:,}", f"{r['bytes_written']:,}", f"{r['live_bytes']:,}", f"{r['cycles']:,}"]
@@ -58,7 +58,7 @@ def _print_report(rep: dict[str, Any]) -> None:
     print(f"verdict  {rep['verdict']}")
 
 
-def _features(model: Model, clips: list[str]) -> np.ndarray:
+def clip_features(model: Model, clips: list[str]) -> np.ndarray:
     """Normalised features for the clips: .npy arrays (N, C, F, T) as they are, WAVs through the front-end."""
     from deploy.runtime.features import extract_features, resample
     from deploy.runtime.inference import ModelMetadata
@@ -99,7 +99,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rep, indent=1, default=str))
     else:
-        _print_report(rep)
+        print_report(rep)
     return 0 if rep["fits"] else 1
 
 
@@ -108,7 +108,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     interpreter = Interpreter(model)
-    x = interpreter.quantize_input(_features(model, args.clips))
+    x = interpreter.quantize_input(features_to_input(model, clip_features(model, args.clips)))
     ours = interpreter.run(x)
     print(f"firmware_sim ran {len(x)} clips: outputs {', '.join(f'{k} {v.shape[1:]}' for k, v in ours.items())}")
     if not have_tflm():

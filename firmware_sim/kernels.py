@@ -41,7 +41,7 @@ def _ratio(a: float, b: float) -> float:
     return float(np.float64(np.float32(a)) / np.float64(np.float32(b)))
 
 
-def _padding(padding: str, in_size: int, filter_size: int, stride: int, dilation: int, out_size: int) -> int:
+def same_padding(padding: str, in_size: int, filter_size: int, stride: int, dilation: int, out_size: int) -> int:
     """ComputePaddingWithOffset (tensorflow/lite/kernels/padding.h): the top/left padding."""
     if padding != "SAME":
         return 0
@@ -56,7 +56,7 @@ def _requantize(acc: np.ndarray, out: Tensor, multiplier: np.ndarray, shift: np.
     return np.clip(y, lo, hi).astype(np.int8)
 
 
-def _channel_multipliers(inp: Tensor, filt: Tensor, out: Tensor, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def channel_multipliers(inp: Tensor, filt: Tensor, out: Tensor, channels: int) -> tuple[np.ndarray, np.ndarray]:
     """PopulateConvolutionQuantizationParams: per-channel input*filter/output scale, in double."""
     assert filt.quant is not None
     scales = np.broadcast_to(filt.quant.scale.astype(np.float64), (channels,)) if filt.quant.scale.size == 1 \
@@ -93,15 +93,15 @@ def conv_2d(model: Model, op: Operator, args: list[np.ndarray | None]) -> np.nda
     oc, kh, kw, ic = w.shape
     _, oh, ow, _ = out.shape
     sh, sw, dh, dw = o["stride_h"], o["stride_w"], o["dilation_h"], o["dilation_w"]
-    ph = _padding(o["padding"], x.shape[1], kh, sh, dh, oh)
-    pw = _padding(o["padding"], x.shape[2], kw, sw, dw, ow)
+    ph = same_padding(o["padding"], x.shape[1], kh, sh, dh, oh)
+    pw = same_padding(o["padding"], x.shape[2], kw, sw, dw, ow)
     xp = _padded_input(x, inp, ph, pw, kh, kw, sh, sw, dh, dw, oh, ow)
     patches = np.stack([view for _, _, view in _window_views(xp, kh, kw, sh, sw, dh, dw, oh, ow)], axis=3)
     acc = patches.reshape(x.shape[0], oh, ow, kh * kw * ic) @ w.reshape(oc, -1).T
     acc = acc.astype(np.int64)
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         acc += _const(model, op.inputs[2]).astype(np.int64)
-    multiplier, shift = _channel_multipliers(inp, filt, out, oc)
+    multiplier, shift = channel_multipliers(inp, filt, out, oc)
     return _requantize(acc, out, multiplier, shift, o["activation"])
 
 
@@ -116,8 +116,8 @@ def depthwise_conv_2d(model: Model, op: Operator, args: list[np.ndarray | None])
     ic = x.shape[3]
     mult = oc // ic
     sh, sw, dh, dw = o["stride_h"], o["stride_w"], o["dilation_h"], o["dilation_w"]
-    ph = _padding(o["padding"], x.shape[1], kh, sh, dh, oh)
-    pw = _padding(o["padding"], x.shape[2], kw, sw, dw, ow)
+    ph = same_padding(o["padding"], x.shape[1], kh, sh, dh, oh)
+    pw = same_padding(o["padding"], x.shape[2], kw, sw, dw, ow)
     xp = _padded_input(x, inp, ph, pw, kh, kw, sh, sw, dh, dw, oh, ow)
     if mult > 1:  # output channel c * mult + m reads input channel c
         xp = np.repeat(xp, mult, axis=3)
@@ -127,7 +127,7 @@ def depthwise_conv_2d(model: Model, op: Operator, args: list[np.ndarray | None])
     acc = acc.astype(np.int64)
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         acc += _const(model, op.inputs[2]).astype(np.int64)
-    multiplier, shift = _channel_multipliers(inp, filt, out, oc)
+    multiplier, shift = channel_multipliers(inp, filt, out, oc)
     return _requantize(acc, out, multiplier, shift, o["activation"])
 
 
@@ -140,7 +140,7 @@ def fully_connected(model: Model, op: Operator, args: list[np.ndarray | None]) -
     acc = (x @ (w - filt.zero_point).T).astype(np.int64)  # (N, rows, units)
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         acc += _const(model, op.inputs[2]).astype(np.int64)
-    multiplier, shift = _channel_multipliers(inp, filt, out, units)
+    multiplier, shift = channel_multipliers(inp, filt, out, units)
     y = _requantize(acc, out, multiplier, shift, op.options["activation"])
     return y.reshape((args[0].shape[0],) + tuple(out.shape[1:]))
 
@@ -150,8 +150,8 @@ def _pool_windows(model: Model, op: Operator, x: np.ndarray):
     o = op.options
     _, oh, ow, _ = out.shape
     kh, kw, sh, sw = o["filter_h"], o["filter_w"], o["stride_h"], o["stride_w"]
-    ph = _padding(o["padding"], x.shape[1], kh, sh, 1, oh)
-    pw = _padding(o["padding"], x.shape[2], kw, sw, 1, ow)
+    ph = same_padding(o["padding"], x.shape[1], kh, sh, 1, oh)
+    pw = same_padding(o["padding"], x.shape[2], kw, sw, 1, ow)
     inside = np.pad(np.ones(x.shape[1:3], bool), ((ph, kh), (pw, kw)))[None, :, :, None]
     xp = np.pad(x.astype(np.int64), ((0, 0), (ph, kh), (pw, kw), (0, 0)))
     return out, [(view, mask) for (_, _, view), (_, _, mask) in zip(

@@ -153,6 +153,19 @@ class Model:
         return self
 
 
+def model_layout(model: "Model") -> str:
+    """The input layout the export recorded (``kit.layout``): NHWC for MCU-ready models, else NCHW."""
+    return str(model.kit_metadata.get("kit.layout", "NCHW")).upper()
+
+
+def features_to_input(model: "Model", features: np.ndarray) -> np.ndarray:
+    """The kit's feature maps (N, C, F, T) laid out as the model's input ((N, F, T, C) for NHWC models)."""
+    x = np.asarray(features)
+    if model_layout(model) == "NHWC" and x.ndim == 4:
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return x
+
+
 def _op_name(code: int, custom: str) -> str:
     if code == 32 and custom:
         return f"CUSTOM({custom})"
