@@ -4,8 +4,12 @@ the tensor arena it needs.
 Why TFLM and not LiteRT for these numbers: the arena (activations, scratch buffers and the
 interpreter's own structures, planned by TFLM's greedy memory planner) is what must fit in an
 MCU's SRAM, and only TFLM's RecordingMicroAllocator reports it. Its int8 kernels are the reference
-kernels: LiteRT with ``OpResolverType.BUILTIN_REF`` gives bit-identical outputs, its default
-XNNPACK kernels do not (measured in issue 14: up to 2 LSB apart in 55 % of the values).
+kernels. LiteRT with ``OpResolverType.BUILTIN_REF`` is the closest desktop match: bit-identical
+for CONV_2D, DEPTHWISE_CONV_2D and AVERAGE_POOL_2D, but (ai-edge-litert 2.3) its FULLY_CONNECTED
+requantises with single rounding where TFLM uses double rounding (SaturatingRoundingDoublingHighMul
+then RoundingDivideByPOT), so logits at a rounding tie differ by 1 LSB (tests/test_mcu_models.py
+pins TFLM's FC to the double-rounding arithmetic). LiteRT's default XNNPACK kernels differ more
+(issue 14: up to 2 LSB in 55 % of the values).
 
 PyPI ``tflite-micro`` (the ``mcu`` extra) is optional: without it ``TflmModel`` raises a one-line
 ``KitError`` and ``tflm_available()`` is False. The Python binding prints the allocation record

@@ -107,8 +107,8 @@ class TfliteModel(KitOutputs):
     interpreter's built-in kernels only: ai-edge-litert 2.3 hands int8 ops to XNNPACK by default
     while tflite-runtime 2.14 does not, and the two int8 kernel sets round differently (measured
     up to 4 output steps apart, same accuracy); with the built-in kernels both runtimes give
-    bit-identical outputs. ``reference=True`` uses the reference kernels (``BUILTIN_REF``), whose
-    int8 outputs are bit-identical to TensorFlow Lite Micro's: what a microcontroller computes.
+    bit-identical outputs. ``reference=True`` uses the reference kernels (``BUILTIN_REF``), the closest
+    match to TensorFlow Lite Micro (bit-identical except FULLY_CONNECTED rounding ties, 1 LSB).
     """
 
     def __init__(

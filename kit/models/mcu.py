@@ -44,11 +44,13 @@ class ConvNetMCU(KitModel):
     """A small ConvNet for microcontrollers. kwargs: ``width`` (32), ``depth`` (3), ``norm``
     (batch|none|instance; batch by default), ``dropout`` before the head (0.0).
 
-    Layers: a 3x3 convolution with stride 2 and no padding (shrinks the map 4x before anything
-    is stored at full width: the arena is set by the largest pair of live activations), then
-    ``depth - 1`` blocks of 3x3 convolution (padding 1 = SAME) -> norm -> ReLU -> 2x2 average
-    pooling (only while an axis can still halve), global average pooling and one linear layer.
-    At width 32 and the default 3 x 13 x 64 FD-MFCC input it has about 20 K weights.
+    Layers: a stem of one 3x3 convolution with stride 2 and no padding -> norm -> ReLU -> average
+    pooling (2 x 2; 1 x 2 when fewer than 8 coefficients are left), so the map shrinks 8-16x
+    before the first full-width pair of activations is live (the TFLM arena is set by the
+    largest such pair: 40 log-mel bands x 64 frames needed 40.7 KB without the stem pool, over
+    the 32 KB target), then ``depth - 1`` blocks of 3x3 convolution (padding 1 = SAME) -> norm ->
+    ReLU -> 2x2 average pooling (not after the last block), global average pooling and one
+    linear layer. At width 32 and the default 3 x 13 x 64 FD-MFCC input it has about 20 K weights.
     """
 
     arch = "convnet-mcu"
@@ -76,6 +78,10 @@ class ConvNetMCU(KitModel):
         layers: list[nn.Module] = [nn.Conv2d(channels, width, kernel, stride=stride, bias=norm != "batch"),
                                    make_norm(norm, width), nn.ReLU()]
         height, frames = (height - kernel[0]) // stride[0] + 1, (frames - kernel[1]) // stride[1] + 1
+        stem_pool = (2 if height >= 8 else 1, 2 if frames >= 2 else 1)  # keep a short coefficient axis
+        if stem_pool != (1, 1):
+            layers.append(nn.AvgPool2d(stem_pool, stride=stem_pool))
+            height, frames = height // stem_pool[0], frames // stem_pool[1]
         for block in range(depth - 1):
             layers += [nn.Conv2d(width, width, 3, padding=1, bias=norm != "batch"), make_norm(norm, width), nn.ReLU()]
             pool = pool_kernel(height, frames)
