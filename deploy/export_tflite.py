@@ -18,9 +18,21 @@ Why this route (measured here, litert-torch 0.10, ai-edge-quantizer 0.10, ai-edg
   better on the 300 real FSDD test clips (ConvNet width 32, 100-clip random coreset):
   top-1 agreement with fp32 99.0 % vs 97.7 %, accuracy drop 1.0 vs 2.3 points.
 
+Layout and MCU models (``deploy.edge_graph``): the converter sees a copy of the model with batch
+norm folded into the convolutions and global average pooling as a fixed ``AvgPool2d``. Models
+whose ``tflite_layout`` is ``NHWC`` (the MCU-ready ``dscnn-mcu`` / ``convnet-mcu``) are exported
+with an (1, F, T, C) input so the graph has no TRANSPOSE; the metadata records ``kit.layout`` and
+the runtime transposes the (C, F, T) features on the host. For an MCU-ready model the export
+refuses a graph holding any op outside ``MCU_OPS``.
+
 Every export is run in the TFLite interpreter before the file is written (atomically): fp32 must
 match PyTorch within ``verify_atol``; int8 must be integer-only and agree with the PyTorch model on
-the calibration clips at least ``min_agreement`` of the time. The kit metadata (the same ``kit.*``
+the calibration clips at least ``min_agreement`` of the time, run with LiteRT's reference kernels
+(``BUILTIN_REF``: what a microcontroller computes, up to one rounding difference: measured with
+ai-edge-litert 2.3, its convolutions and pools are bit-identical to TFLite Micro's, but its int8
+FULLY_CONNECTED requantises with single rounding where TFLM uses gemmlowp's double rounding, so a
+logit at a rounding tie can differ by 1 LSB (3 of 200 random inputs, 2 of 24 real clips); the
+default XNNPACK kernels differ by up to 2 LSB in most values). The kit metadata (the same ``kit.*``
 properties the ONNX export stores, plus output order and quantisation parameters) is embedded as a
 TFLite ``Model.metadata`` entry named ``kit_metadata`` (JSON), read back by
 ``deploy.runtime.tflite_model.TfliteModel``.
@@ -28,6 +40,7 @@ TFLite ``Model.metadata`` entry named ``kit_metadata`` (JSON), read back by
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -39,6 +52,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from deploy.edge_graph import MCU_OPS, edge_graph, mcu_op_violations, to_layout
 from deploy.export_onnx import onnx_metadata
 from deploy.runtime.artifact import atomic_write_bytes
 from deploy.runtime.errors import KitError
@@ -88,43 +102,45 @@ def _quiet() -> Iterator[None]:
                     print(f"[converter output before the error]\n{tail}", file=sys.stderr)
 
 
-def _with_embedding(model: Any) -> Any:
-    """Wrap ``model`` so the graph has the two named outputs (dict keys become signature names)."""
+def model_layout(model: Any, layout: str | None = None) -> str:
+    """The input layout to export ``model`` in: ``layout`` if given, else the model's preference."""
+    chosen = str(layout or getattr(model, "tflite_layout", "NCHW")).upper()
+    if chosen not in ("NCHW", "NHWC"):
+        raise KitError(f"unknown TFLite layout '{layout}' (choose NCHW or NHWC)")
+    return chosen
+
+
+def convert_fp32(model: Any, layout: str | None = None) -> bytes:
+    """The fp32 TFLite flatbuffer of ``model`` (batch 1) in ``layout``, without kit metadata."""
     import torch
 
-    class WithEmbedding(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-            logits, embedding = self.inner.forward_with_embedding(features)
-            return {"logits": logits, "embedding": embedding}
-
-    return WithEmbedding(model).eval()
-
-
-def convert_fp32(model: Any) -> bytes:
-    """The fp32 TFLite flatbuffer of ``model`` (batch 1), without kit metadata."""
-    import torch
-
-    sample = torch.zeros((1, *model.in_shape), dtype=torch.float32)
+    layout = model_layout(model, layout)
+    sample = torch.from_numpy(to_layout(np.zeros((1, *model.in_shape), dtype=np.float32), layout))
     with _quiet(), torch.no_grad():
         import litert_torch  # its import prints C++ and torchao notices: keep it inside _quiet
 
         litert_torch.config.show_progress = False
-        edge = litert_torch.convert(_with_embedding(model), sample_kwargs={INPUT_NAME: sample})
+        edge = litert_torch.convert(edge_graph(model, layout), sample_kwargs={INPUT_NAME: sample})
         return bytes(edge.model_content())  # the flatbuffer is built lazily, here
 
 
-def quantize_int8(fp32: bytes, calibration: np.ndarray) -> bytes:
-    """Full-integer int8 flatbuffer: ai-edge-quantizer ``static_wi8_ai8``, global min/max calibration."""
-    samples = [{INPUT_NAME: np.ascontiguousarray(x[None], dtype=np.float32)} for x in calibration]
+def quantize_int8(fp32: bytes, calibration: np.ndarray, layout: str = "NCHW", mcu: bool = False) -> bytes:
+    """Full-integer int8 flatbuffer: ai-edge-quantizer ``static_wi8_ai8``, global min/max calibration.
+
+    ``calibration`` is (N, C, F, T); it is fed in the file's ``layout``. ``mcu=True`` quantises the
+    FULLY_CONNECTED weights per tensor instead of per channel: CMSIS-NN's classic
+    ``arm_fully_connected_s8`` (and older TFLM builds) take one scale for the layer."""
+    samples = [{INPUT_NAME: to_layout(np.asarray(x[None], dtype=np.float32), layout)} for x in calibration]
     with _quiet():
         from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
         from ai_edge_quantizer.utils import qsv_utils
 
         plan = recipe.static_wi8_ai8()
+        if mcu:
+            fc = copy.deepcopy(plan[0])
+            fc["operation"] = "FULLY_CONNECTED"
+            fc["op_config"]["weight_tensor_config"]["granularity"] = "TENSORWISE"
+            plan.append(fc)
         manager = recipe_manager.RecipeManager()
         manager.load_quantization_recipe(plan)
         calib = calibrator.Calibrator(fp32, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
@@ -211,6 +227,7 @@ def export_tflite(
     meta: dict[str, Any] | None = None,
     verify_atol: float = 1e-4,
     min_agreement: float = 0.9,
+    layout: str | None = None,
 ) -> Path:
     """Export a model artifact path (``.kit``) or a ``KitModel`` to ``out`` (.tflite).
 
@@ -220,7 +237,8 @@ def export_tflite(
     given. The fp32 graph must match PyTorch within ``verify_atol`` (max |diff| of logits and
     embeddings on random inputs and the calibration clips); an int8 graph must contain no float
     tensor and agree with PyTorch's top-1 on at least ``min_agreement`` of the calibration clips.
-    Nothing is written unless these hold.
+    ``layout`` (NCHW|NHWC) overrides the model's ``tflite_layout``. Nothing is written unless
+    these hold.
     """
     if isinstance(model, (str, os.PathLike)):
         if not Path(model).is_file():
@@ -234,15 +252,17 @@ def export_tflite(
     net = net.cpu().eval()
     in_shape = tuple(net.in_shape)
     x_cal = _check_calibration(calibration, in_shape) if int8 or calibration is not None else None
-    fp32 = convert_fp32(net)
+    layout = model_layout(net, layout)
+    fp32 = convert_fp32(net, layout)
     props = onnx_metadata(net, meta)
     props["kit.format"] = "tflite"
     props["kit.batch"] = "1"
+    props["kit.layout"] = layout
     if not int8:
         data = fp32
         props["kit.quantization"] = json.dumps({"type": "float32"})
     else:
-        data = quantize_int8(fp32, x_cal)
+        data = quantize_int8(fp32, x_cal, layout, mcu=bool(getattr(net, "mcu_ready", False)))
         props["kit.quantization"] = json.dumps({
             "type": "int8",
             "scheme": "full-integer: int8 weights (per-channel, symmetric), int8 activations (per-tensor, asymmetric), int8 input/outputs",
@@ -251,6 +271,8 @@ def export_tflite(
             **quantization_params(data),
         }, sort_keys=True)
     props["kit.outputs"] = json.dumps(output_order(data))
+    if getattr(net, "mcu_ready", False):
+        _check_mcu_ops(data, net, out)
     data = attach_metadata(data, props)
     report = _verify(data, net, int8, x_cal, verify_atol, min_agreement, out)
     if int8:  # record what the check measured (re-attach: the metadata is part of the file)
@@ -262,6 +284,16 @@ def export_tflite(
     return Path(out)
 
 
+def _check_mcu_ops(data: bytes, net: Any, out: Any) -> None:
+    """An MCU-ready model whose graph holds other ops is an exporter bug: refuse to write it."""
+    from deploy.model_report import tflite_report
+
+    extra = mcu_op_violations(tflite_report(data).ops)
+    if extra:
+        raise RuntimeError(f"{getattr(net, 'arch', 'model')} is MCU-ready but its TFLite graph holds {extra} "
+                           f"(allowed: {sorted(MCU_OPS)}); not writing {out}")
+
+
 def _verify(
     data: bytes, net: Any, int8: bool, x_cal: np.ndarray | None, atol: float, min_agreement: float, out: Any
 ) -> dict[str, float]:
@@ -269,8 +301,8 @@ def _verify(
     from deploy.model_report import tflite_report
     from deploy.runtime.tflite_model import TfliteModel
 
-    with _quiet():
-        runtime = TfliteModel(data)
+    with _quiet():  # int8: reference kernels, bit-identical to TFLite Micro (see the module docstring)
+        runtime = TfliteModel(data, reference=int8)
     if runtime.output_names[:2] != list(OUTPUT_NAMES):
         raise RuntimeError(f"TFLite export has outputs {runtime.output_names}, expected {list(OUTPUT_NAMES)}; not writing {out}")
     if not int8:

@@ -154,6 +154,10 @@ def _rounded(array: np.ndarray, digits: int = 7) -> list:
     return np.round(np.asarray(array, dtype=np.float64), digits).tolist()
 
 
+LAYOUT_TEXT = {"NCHW": "NCHW = (batch, channel, coefficient, frame)",
+               "NHWC": "NHWC = (batch, coefficient, frame, channel)"}
+
+
 def _tflite_io(model_bytes: bytes, roles: dict[str, np.ndarray], probe_x: np.ndarray) -> dict:
     """Input/output tensors of the .tflite file with quantisation, outputs named by role.
 
@@ -172,7 +176,12 @@ def _tflite_io(model_bytes: bytes, roles: dict[str, np.ndarray], probe_x: np.nda
         scale, zero = detail.get("quantization", (0.0, 0))
         return {"scale": float(scale), "zero_point": int(zero)} if scale else None
 
+    from deploy.runtime.tflite_model import kit_props
+
+    layout = kit_props(model_bytes, "model.tflite").get("kit.layout", "NCHW")
     x = probe_x[None].astype(np.float32)
+    if layout == "NHWC":  # MCU-ready exports take (batch, coefficient, frame, channel)
+        x = x.transpose(0, 2, 3, 1)
     q_in = quant(inp)
     if q_in:
         x = np.clip(np.round(x / q_in["scale"]) + q_in["zero_point"], -128, 127)
@@ -190,7 +199,7 @@ def _tflite_io(model_bytes: bytes, roles: dict[str, np.ndarray], probe_x: np.nda
         outputs.append({"name": detail["name"], "index": len(outputs), "role": role, "shape": [int(v) for v in detail["shape"]],
                         "dtype": np.dtype(detail["dtype"]).name, "quantization": q})
     return {
-        "input": {"name": inp["name"], "shape": [int(v) for v in inp["shape"]], "layout": "NCHW = (batch, channel, coefficient, frame)",
+        "input": {"name": inp["name"], "shape": [int(v) for v in inp["shape"]], "layout": LAYOUT_TEXT[layout],
                   "dtype": np.dtype(inp["dtype"]).name, "quantization": q_in},
         "outputs": outputs,
     }

@@ -148,7 +148,7 @@ def test_dscnn_exports_to_onnx_and_int8_tflite(fsdd, tmp_path: Path) -> None:
 
 def test_kit_models_lists_the_zoo() -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["models", "--input-shape", "3,13,64", "--classes", "12", "--json"])
+    result = runner.invoke(app, ["models", "--input-shape", "3,13,64", "--classes", "12", "--json", "--no-mcu"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     rows = {(r["arch"], r["variant"]): r for r in data["models"]}
@@ -159,7 +159,7 @@ def test_kit_models_lists_the_zoo() -> None:
     assert small["macs"] == count_macs(build_model("dscnn", (3, 13, 64), 12))
     assert small["fp32_bytes"] == 4 * small["parameters"]
     assert rows[("resnet18", "width 64")]["parameters"] > 10_000_000 > rows[("resnet18", "width 16")]["parameters"]
-    table = runner.invoke(app, ["models", "--input-shape", "1,40,64"])
+    table = runner.invoke(app, ["models", "--input-shape", "1,40,64", "--no-mcu"])
     assert table.exit_code == 0 and "dscnn" in table.output and "MACs" in table.output and "1x40x64" in table.output
     bad = runner.invoke(app, ["models", "--input-shape", "3,13"])
     assert bad.exit_code != 0 and isinstance(bad.exception, KitError) and "--input-shape" in str(bad.exception)

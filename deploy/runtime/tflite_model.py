@@ -11,6 +11,10 @@ int8 input and output tensors. Callers always pass normalised float32 features a
 logits and embeddings back, so an application never needs to know which file it was given; the
 scale / zero-point come from the interpreter's tensor details (the file's own parameters).
 
+Why a layout: PyTorch is NCHW, TFLite kernels are NHWC. MCU-ready exports take (1, F, T, C) so
+their graph has no TRANSPOSE op (metadata ``kit.layout`` = ``NHWC``); callers still pass (C, F, T)
+features and this class transposes them on the host. Files without the key are NCHW.
+
 Why a loop over the batch: the kit's TFLite exports have a fixed batch of 1 (the converter
 cannot trace the instance-norm ConvNet with a dynamic batch, and one clip at a time is what a
 keyword spotter runs); ``run`` on (N, C, F, T) invokes the interpreter N times.
@@ -32,6 +36,7 @@ from .tflite_metadata import KIT_METADATA_NAME, is_tflite, read_metadata
 RUNTIMES = ("ai_edge_litert", "tflite_runtime")
 INPUT_NAME = "features"
 OUTPUT_NAMES = ("logits", "embedding")
+LAYOUTS = ("NCHW", "NHWC")
 
 
 def tflite_interpreter_class(runtime: str | None = None) -> tuple[Any, str]:
@@ -103,11 +108,13 @@ class TfliteModel(KitOutputs):
     interpreter's built-in kernels only: ai-edge-litert 2.3 hands int8 ops to XNNPACK by default
     while tflite-runtime 2.14 does not, and the two int8 kernel sets round differently (measured
     up to 4 output steps apart, same accuracy); with the built-in kernels both runtimes give
-    bit-identical outputs.
+    bit-identical outputs. ``reference=True`` uses the reference kernels (``BUILTIN_REF``), the closest
+    match to TensorFlow Lite Micro (bit-identical except FULLY_CONNECTED rounding ties, 1 LSB).
     """
 
     def __init__(
-        self, source: str | os.PathLike | bytes, threads: int = 1, runtime: str | None = None, xnnpack: bool = True
+        self, source: str | os.PathLike | bytes, threads: int = 1, runtime: str | None = None, xnnpack: bool = True,
+        reference: bool = False,
     ) -> None:
         if isinstance(source, (bytes, bytearray, memoryview)):
             self.path: Path | str = "<tflite bytes>"
@@ -121,13 +128,18 @@ class TfliteModel(KitOutputs):
         if not is_tflite(data):
             raise KitError(f"{name}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
         self.metadata = ModelMetadata.from_props(kit_props(data, name), name)
+        self.layout = self.metadata.props.get("kit.layout", "NCHW")
+        if self.layout not in LAYOUTS:
+            raise KitError(f"{name}: metadata 'kit.layout' is '{self.layout}' (expected {' or '.join(LAYOUTS)})")
         interpreter_class, self.runtime = tflite_interpreter_class(runtime)
         self._data = data  # the interpreter reads the buffer in place: keep it alive
         options: dict[str, Any] = {}
-        if not xnnpack:
+        if not xnnpack or reference:
             resolver = __import__(interpreter_class.__module__, fromlist=["OpResolverType"]).OpResolverType
-            options["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        self.xnnpack = xnnpack
+            options["experimental_op_resolver_type"] = (
+                resolver.BUILTIN_REF if reference else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.xnnpack = xnnpack and not reference
+        self.reference = reference
         try:
             self.interpreter = interpreter_class(model_content=data, num_threads=max(1, int(threads)), **options)
             self.interpreter.allocate_tensors()
@@ -166,7 +178,7 @@ class TfliteModel(KitOutputs):
         )
         shape = [int(v) for v in self._input["shape"]]
         if len(shape) != 4:
-            raise KitError(f"{name}: input must be (N, C, F, T), the model's is {shape}")
+            raise KitError(f"{name}: input must be 4-D ({self.layout}), the model's is {shape}")
         self._batch = shape[0]
 
     def _recorded_order(self, n: int, name: str) -> list[str]:
@@ -186,7 +198,8 @@ class TfliteModel(KitOutputs):
         """(C, F, T) the model expects (from the kit metadata, else from the graph)."""
         if self.metadata.in_shape is not None:
             return tuple(self.metadata.in_shape)  # type: ignore[return-value]
-        return tuple(int(v) for v in self._input["shape"][1:])  # type: ignore[return-value]
+        shape = [int(v) for v in self._input["shape"][1:]]
+        return tuple(shape if self.layout == "NCHW" else shape[2:] + shape[:2])  # type: ignore[return-value]
 
     @property
     def quantized(self) -> bool:
@@ -204,6 +217,8 @@ class TfliteModel(KitOutputs):
 
     def _invoke(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """One interpreter call on a batch of exactly the model's batch size."""
+        if self.layout == "NHWC":
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         feed = _quantize(x, self._input, str(self.path))
         if self._runner is not None:
             raw = self._runner(**{self.input_name: feed})

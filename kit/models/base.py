@@ -19,6 +19,17 @@ class KitModel(nn.Module):
 
     arch: str = ""
 
+    @property
+    def mcu_ready(self) -> bool:
+        """True when the int8 TFLite export uses only ops CMSIS-NN accelerates (see ``kit.models.mcu``)."""
+        return False
+
+    @property
+    def tflite_layout(self) -> str:
+        """Input layout of the TFLite export: ``NCHW`` (N, C, F, T) as in PyTorch, or ``NHWC``
+        (N, F, T, C), the layout TFLite kernels use natively (no TRANSPOSE ops in the graph)."""
+        return "NCHW"
+
     def __init__(self, in_shape: tuple[int, int, int], n_classes: int, arch_kwargs: dict[str, Any]) -> None:
         super().__init__()
         if len(in_shape) != 3 or min(in_shape) < 1:

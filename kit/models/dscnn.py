@@ -25,6 +25,8 @@ DSCNN_SIZES: dict[str, tuple[int, int]] = {"small": (64, 4), "medium": (172, 4)}
 #: first convolution (coefficients, frames) kernel and stride, after the paper's (10 time x 4 freq, stride 2 x 2)
 FIRST_KERNEL = (4, 10)
 FIRST_STRIDE = (2, 2)
+#: first-convolution paddings: centred as before, or none
+FIRST_PADDINGS = ("centred", "valid")
 
 
 def _separable(channels: int, norm: str) -> list[nn.Module]:
@@ -37,7 +39,11 @@ def _separable(channels: int, norm: str) -> list[nn.Module]:
 
 class DSCNN(KitModel):
     """kwargs: ``size`` (small|medium), ``channels``/``blocks`` (None: from the size), ``norm``
-    (batch|instance|none; the paper uses batch norm), ``dropout`` before the head (0.0)."""
+    (batch|instance|none; the paper uses batch norm), ``dropout`` before the head (0.0),
+    ``padding`` of the first convolution: ``centred`` ((k - 1) // 2 each side) or ``valid`` (none;
+    what ``dscnn-mcu`` uses: a centred pad of the even (4, 10) kernel is not TFLite's SAME, so the
+    converter would emit a separate PAD op). ``padding`` is recorded only when not ``centred``, so
+    artifacts written before the option existed rebuild unchanged."""
 
     arch = "dscnn"
 
@@ -51,6 +57,7 @@ class DSCNN(KitModel):
         blocks: int | None = None,
         norm: str = "batch",
         dropout: float = 0.0,
+        padding: str = "centred",
     ) -> None:
         if size not in DSCNN_SIZES:
             raise ValueError(f"unknown dscnn size '{size}' (choose {', '.join(DSCNN_SIZES)})")
@@ -58,7 +65,10 @@ class DSCNN(KitModel):
         channels = default_channels if channels is None else int(channels)
         blocks = default_blocks if blocks is None else int(blocks)
         super().__init__(in_shape, n_classes, {"size": size, "channels": channels, "blocks": blocks, "norm": norm,
-                                               "dropout": float(dropout)})
+                                               "dropout": float(dropout),
+                                               **({"padding": padding} if padding != "centred" else {})})
+        if padding not in FIRST_PADDINGS:
+            raise ValueError(f"unknown dscnn padding '{padding}' (choose {', '.join(FIRST_PADDINGS)})")
         if channels < 1 or blocks < 0:
             raise ValueError(f"dscnn needs channels >= 1 and blocks >= 0 (got {channels}, {blocks})")
         if not 0.0 <= float(dropout) < 1.0:
@@ -67,9 +77,9 @@ class DSCNN(KitModel):
         in_channels, height, frames = self.in_shape
         kernel = (min(FIRST_KERNEL[0], height), min(FIRST_KERNEL[1], frames))
         stride = tuple(s if n >= k else 1 for s, n, k in zip(FIRST_STRIDE, (height, frames), FIRST_KERNEL))
-        padding = ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
+        pad = ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2) if padding == "centred" else (0, 0)
         layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, channels, kernel, stride=stride, padding=padding, bias=norm == "none"),
+            nn.Conv2d(in_channels, channels, kernel, stride=stride, padding=pad, bias=norm == "none"),
             make_norm(norm, channels), nn.ReLU(),
         ]
         for _ in range(blocks):

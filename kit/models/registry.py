@@ -18,6 +18,7 @@ from .dscnn import DSCNN
 from .resnet import ResNet18
 from .vgg import VGG11
 from .convnet_space import ConvNetNAS
+from .mcu import ConvNetMCU, DSCNNMCU
 
 _ARCHS: dict[str, type[KitModel]] = {}
 M = TypeVar("M", bound=type[KitModel])
@@ -71,3 +72,5 @@ register_arch("resnet18")(ResNet18)
 register_arch("vgg11")(VGG11)
 register_arch("dscnn")(DSCNN)
 register_arch("convnet-nas")(ConvNetNAS)
+register_arch("dscnn-mcu")(DSCNNMCU)
+register_arch("convnet-mcu")(ConvNetMCU)

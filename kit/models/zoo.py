@@ -36,6 +36,9 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("vgg11", "width 16", {"width": 16}, "CPU-sized"),
     Variant("dscnn", "small", {"size": "small"}, "Hello Edge DS-CNN-S"),
     Variant("dscnn", "medium", {"size": "medium"}, "Hello Edge DS-CNN-M"),
+    Variant("dscnn-mcu", "small", {"size": "small"}, "Hello Edge DS-CNN-S, MCU-ready"),
+    Variant("dscnn-mcu", "medium", {"size": "medium"}, "Hello Edge DS-CNN-M, MCU-ready"),
+    Variant("convnet-mcu", "width 32", {}, "small ConvNet, MCU-ready"),
 )
 
 
