@@ -2,7 +2,7 @@
 
 Why measured and not estimated: the flash is the int8 flatbuffer as ``kit export --int8`` writes
 it (weights, graph, quantisation parameters and the kit metadata), and the arena is what TFLM's
-memory planner actually allocates for it (``deploy.tflm``); both depend on the converter's graph,
+memory planner actually allocates for it (``firmware_sim.reference``); both depend on the converter's graph,
 which a formula would only guess. The numbers do not depend on the weights' values, so a randomly
 initialised network calibrated on random features gives them. An export takes seconds, so results
 are cached in a JSON file keyed by architecture, arguments, input shape, classes and the versions
@@ -54,7 +54,7 @@ def measure_budget(model: Any) -> dict[str, Any]:
     from deploy.edge_graph import mcu_op_violations
     from deploy.export_tflite import export_tflite
     from deploy.model_report import model_report
-    from deploy.tflm import TflmModel, tflm_available
+    from firmware_sim.reference import TflmModel, have_tflm  # lazy: the optional TFLM wheel
 
     calibration = np.random.default_rng(0).standard_normal((CALIBRATION_CLIPS, *model.in_shape)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +64,7 @@ def measure_budget(model: Any) -> dict[str, Any]:
     report = model_report(data, "tflite")
     row: dict[str, Any] = {"int8_flash_bytes": len(data), "arena_bytes": None, "ops": report.ops,
                            "mcu_ops_only": not mcu_op_violations(report.ops), "layout": model.tflite_layout}
-    if not tflm_available():
+    if not have_tflm():
         row["note"] = "tflite-micro not installed (pip install tflite-micro): no arena"
         return row
     try:

@@ -21,7 +21,7 @@ import numpy as np
 
 from deploy.runtime.errors import KitError
 
-from .model import Model
+from .model import Model, parse_model
 
 
 def have_tflm() -> bool:
@@ -32,12 +32,18 @@ def have_tflm() -> bool:
     return True
 
 
-def _tflm(model: Model, arena_size: int | None = None) -> Any:
+def _tflm_runtime() -> Any:
+    """TFLM's Python runtime module, or a one-line error saying how to install it."""
     try:
-        from tflite_micro.python.tflite_micro import runtime
+        from tflite_micro.python.tflite_micro import runtime  # lazy: optional wheel (extra 'mcu')
     except ImportError:
-        raise KitError("comparing with TensorFlow Lite Micro needs tflite-micro "
-                       "(pip install 'audio-distill-kit[mcu]')") from None
+        raise KitError("tflite-micro is not installed; pip install 'audio-distill-kit[mcu]' (or tflite-micro) "
+                       "to run models in TensorFlow Lite Micro") from None
+    return runtime
+
+
+def _tflm(model: Model, arena_size: int | None = None) -> Any:
+    runtime = _tflm_runtime()
     size = arena_size or (len(model.data) * 10 + (1 << 20))
     try:
         return runtime.Interpreter.from_bytes(model.data, arena_size=size)
@@ -65,16 +71,44 @@ def _captured_fd(fd: int) -> Iterator[list[str]]:
             out.append(sink.read().decode("utf-8", "replace"))
 
 
-def tflm_arena(model: Model) -> dict[str, int]:
-    """TFLM's recorded arena: total, head (planned tensors) and tail (persistent), bytes."""
-    interpreter = _tflm(model)
+class TflmModel:
+    """One int8 ``.tflite`` in TensorFlow Lite Micro: raw outputs of one input, and the arena it used."""
+
+    def __init__(self, data: bytes | Model, name: str = "<tflite>") -> None:
+        _tflm_runtime()  # the missing wheel is the first thing to report
+        self.model = data if isinstance(data, Model) else parse_model(bytes(data), name)
+        self.name = self.model.name
+        self.interpreter = _tflm(self.model)
+        self._invoked = False
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Raw outputs (subgraph order) for one input already in the file's dtype and layout (batch 1)."""
+        self.interpreter.set_input(np.ascontiguousarray(x), 0)
+        self.interpreter.invoke()
+        self._invoked = True
+        return [np.array(self.interpreter.get_output(k)) for k in range(len(self.model.outputs))]
+
+    def arena_bytes(self) -> int:
+        """TFLM's recorded arena total (scratch buffers are requested at the first invoke)."""
+        if not self._invoked:
+            tensor = self.model.tensors[self.model.inputs[0]]
+            self.run(np.zeros(tensor.shape, dtype=tensor.dtype))
+        return _allocations(self.interpreter, self.name)["total"]
+
+
+def _allocations(interpreter: Any, name: str) -> dict[str, int]:
     with _captured_fd(1) as out1, _captured_fd(2) as out2:
         interpreter.print_allocations()
     text = "".join(out1 + out2)
     found = {k: re.search(rf"Arena allocation {k} (\d+) bytes", text) for k in ("total", "head", "tail")}
     if not all(found.values()):
-        raise KitError(f"{model.name}: could not read TFLM's allocation report")
+        raise KitError(f"{name}: could not read TFLM's allocation report")
     return {k: int(m.group(1)) for k, m in found.items() if m}
+
+
+def tflm_arena(model: Model) -> dict[str, int]:
+    """TFLM's recorded arena: total, head (planned tensors) and tail (persistent), bytes."""
+    return _allocations(_tflm(model), model.name)
 
 
 def tflm_run(model: Model, x_int8: np.ndarray) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ from deploy.export_tflite import export_tflite
 from deploy.model_report import model_report
 from deploy.runtime.errors import KitError
 from deploy.runtime.tflite_model import TfliteModel
-from deploy.tflm import TflmModel
+from firmware_sim.reference import TflmModel
 from kit.cli import app
 from kit.models import build_model
 
@@ -240,7 +240,7 @@ def test_without_tflite_micro_the_arena_degrades_to_a_note(tmp_path: Path) -> No
         "import torch; torch.manual_seed(0)\n"
         "from kit.models import build_model\n"
         "from deploy.mcu_budget import measure_budget\n"
-        "from deploy.tflm import TflmModel\n"
+        "from firmware_sim.reference import TflmModel\n"
         "from deploy.runtime.errors import KitError\n"
         "row = measure_budget(build_model('convnet-mcu', (1, 13, 32), 3))\n"
         "print(row['arena_bytes'], row['int8_flash_bytes'] > 0, row['note'])\n"

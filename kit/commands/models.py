@@ -88,12 +88,12 @@ def _kib(value: int | None) -> str:
 def _add_mcu_columns(rows: list[dict], variants: list, shape: tuple[int, int, int], classes: int) -> list[str]:
     """Add int8 flash / TFLM arena / op-set columns to ``rows``; return notes for the reader."""
     from deploy.mcu_budget import BudgetCache
-    from deploy.tflm import tflm_available
+    from firmware_sim.reference import have_tflm
     from kit.data.paths import user_cache_root
     from kit.models import build_model
 
     cache = BudgetCache(user_cache_root() / "mcu_budget.json")
-    notes = [] if tflm_available() else ["tflite-micro is not installed (pip install tflite-micro): no TFLM arena"]
+    notes = [] if have_tflm() else ["tflite-micro is not installed (pip install tflite-micro): no TFLM arena"]
     for row, variant in zip(rows, variants):
         budget = cache.get(build_model(variant.arch, shape, classes, **variant.kwargs))
         row.update({k: budget.get(k) for k in ("int8_flash_bytes", "arena_bytes", "mcu_ops_only", "ops")})
