@@ -81,8 +81,9 @@ def frontend_source(config: FeatureConfig, normalizer: Normalizer, input_scale: 
 
 
 def frontend_scratch_floats(config: FeatureConfig) -> int:
-    channels, coeffs, frames = config.shape
-    return 2 * config.n_fft + config.n_mels + (channels * coeffs * frames if config.kind == "fd_mfcc" else 0)
+    """Floats of scratch the C front-end uses (see kws_frontend.h): FFT buffers, mel energies, FD-MFCC planes."""
+    _, coeffs, frames = config.shape
+    return 2 * max(config.n_fft, frames) + config.n_mels + (2 * coeffs * frames if config.kind == "fd_mfcc" else 0)
 
 
 def _c_string(text: str) -> str:

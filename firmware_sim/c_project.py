@@ -21,7 +21,8 @@ from deploy.runtime.bundle import Bundle
 from deploy.runtime.errors import KitError
 
 from .c_emit import C_SOURCES, c_float_array, model_source
-from .c_frontend import detector_source, frontend_scratch_floats, frontend_source
+from .c_frontend import detector_source, frontend_scratch_floats, frontend_source, mel_rows
+from .budget import Budget, budget_for
 from .c_lower import LoweredModel, lower_model
 
 COMMON_SOURCES = ("kws_kernels.c", "kws_kernels.h", "kws_frontend.c", "kws_frontend.h", "kws_detector.c",
@@ -32,12 +33,10 @@ STACK_HEAP_BYTES = 8 * 1024
 
 @dataclass(frozen=True)
 class FirmwareTarget:
-    """How to compile for a core, which memory it has, and the QEMU board that runs it (if any)."""
+    """How to compile for a core and the QEMU board that runs it (if any); memory comes from a ``Budget``."""
 
     name: str
     cflags: str
-    flash_bytes: int
-    ram_bytes: int
     qemu_machine: str | None = None
 
     @property
@@ -45,22 +44,55 @@ class FirmwareTarget:
         return self.name == "host"
 
 
-# Memory is a common small part of each family (the budget the linker enforces); QEMU's board has more.
 FIRMWARE_TARGETS: dict[str, FirmwareTarget] = {
-    "host": FirmwareTarget("host", "-O2", 0, 0),
+    "host": FirmwareTarget("host", "-O2"),
     "cortex-m4f": FirmwareTarget("cortex-m4f", "-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -O2",
-                                 256 * 1024, 64 * 1024, "mps2-an386"),
-    "cortex-m7": FirmwareTarget("cortex-m7", "-mcpu=cortex-m7 -mthumb -mfloat-abi=hard -mfpu=fpv5-d16 -O2",
-                                1024 * 1024, 256 * 1024),
-    "cortex-m33": FirmwareTarget("cortex-m33", "-mcpu=cortex-m33 -mthumb -mfloat-abi=hard -mfpu=fpv5-sp-d16 -O2",
-                                 512 * 1024, 128 * 1024),
+                                 "mps2-an386"),
+    "cortex-m7": FirmwareTarget("cortex-m7", "-mcpu=cortex-m7 -mthumb -mfloat-abi=hard -mfpu=fpv5-d16 -O2"),
+    "cortex-m33": FirmwareTarget("cortex-m33", "-mcpu=cortex-m33 -mthumb -mfloat-abi=hard -mfpu=fpv5-sp-d16 -O2"),
 }
+#: Code and constant data beside the model's weights: kernels, front-end, newlib's printf and
+#: semihosting (measured: 34 KB for a semihosting hello-world, about 45 KB for a built firmware).
+FIRMWARE_CODE_BYTES = 48 * 1024
+#: Static RAM beside the arena and the audio ring: detector history, newlib and stdio state (measured 2.5 KB), globals.
+FIRMWARE_STATIC_BYTES = 4 * 1024
 
 
 def firmware_target(name: str) -> FirmwareTarget:
     if name not in FIRMWARE_TARGETS:
         raise KitError(f"--target: unknown firmware target '{name}' (choose from {', '.join(FIRMWARE_TARGETS)})")
     return FIRMWARE_TARGETS[name]
+
+
+def memory_estimate(model: LoweredModel, bundle: Bundle) -> dict[str, int]:
+    """Flash and static RAM the firmware will need, before compiling (``arm-none-eabi-size`` measures them after)."""
+    weights = sum(int(a.nbytes) for layer in model.layers for a in layer.arrays.values())
+    config = bundle.feature_config
+    mel_weights = len(mel_rows(config)[2])
+    tables = (4 * (2 * config.n_fft + mel_weights + config.n_mfcc * config.n_mels + 2 * config.shape[0] * config.shape[1]
+                   + int(np.prod(config.shape)) + int(np.asarray(bundle.head_weight).size) + len(bundle.classes))
+              + 4 * config.n_mels)
+    ring = 2 * config.n_samples
+    return {"flash": weights + tables + FIRMWARE_CODE_BYTES,
+            "static_ram": model.arena_bytes + ring + FIRMWARE_STATIC_BYTES,
+            "stack_heap": STACK_HEAP_BYTES}
+
+
+def check_fits(model: LoweredModel, bundle: Bundle, budget: Budget, where: str) -> dict[str, int]:
+    """Refuse, in one line and before anything is written, a firmware that cannot fit ``budget``'s memory."""
+    need = memory_estimate(model, bundle)
+    over = []
+    if need["flash"] > budget.flash_bytes:
+        over.append(f"flash ~{need['flash'] / 1024:.1f} KB > {budget.flash_bytes / 1024:.0f} KB")
+    ram = need["static_ram"] + need["stack_heap"]
+    if ram > budget.sram_bytes:
+        over.append(f"RAM ~{ram / 1024:.1f} KB (arena {model.arena_bytes / 1024:.1f} KB, audio ring "
+                    f"{2 * bundle.feature_config.n_samples / 1024:.1f} KB, stack and heap {STACK_HEAP_BYTES // 1024} KB) "
+                    f"> {budget.sram_bytes / 1024:.0f} KB")
+    if over:
+        raise KitError(f"{where}: the firmware does not fit {budget.name}: {'; '.join(over)}; choose a smaller model "
+                       "(kit models) or a larger part (--flash-kb/--sram-kb)")
+    return need
 
 
 def _header(model: LoweredModel, bundle: Bundle) -> str:
@@ -80,7 +112,7 @@ def _header(model: LoweredModel, bundle: Bundle) -> str:
         f"#define KWS_EMBEDDING_ZERO_POINT {model.embedding_zero_point}",
         f"#define KWS_ARENA_BYTES {model.arena_bytes}",
         f"#define KWS_FRONTEND_SCRATCH_FLOATS {frontend_scratch_floats(config)}", "",
-        "int8_t *kws_model_input(void);", "void kws_model_invoke(void);",
+        "int8_t *kws_model_input(void);", "void kws_model_invoke(void);", "float *kws_model_scratch(void);",
         "const int8_t *kws_model_logits(void);", "const int8_t *kws_model_embedding(void);", "",
         "extern const char *const kws_labels[];", "extern const kws_detector_settings kws_detector_config;",
         "extern const kws_frontend_config kws_frontend_config_data;",
@@ -98,13 +130,24 @@ def _head_source(bundle: Bundle) -> str:
     ])
 
 
-def _makefile(target: FirmwareTarget) -> str:
+def scratch_place(model: LoweredModel, scratch_bytes: int) -> tuple[int, int]:
+    """(offset, arena bytes): the front-end scratch in the arena's largest gap beside the model input,
+    growing the arena only when no gap is big enough (16-byte aligned, like the planner's buffers)."""
+    start, end = model.input.offset, model.input.offset + model.input.size
+    if start >= scratch_bytes:  # the gap before the input is enough
+        return 0, model.arena_bytes
+    after = (end + 15) // 16 * 16
+    return after, max(model.arena_bytes, after + scratch_bytes)
+
+
+def _makefile(target: FirmwareTarget, n_classes: int) -> str:
     sources = "kws_main.c kws_kernels.c kws_frontend.c kws_detector.c kws_model.c kws_frontend_data.c " \
               "kws_detector_data.c kws_head.c"
     if target.is_host:
         return "\n".join([
             "# Host build: reads 16-bit PCM (or a KWSF feature file) on standard input.", "CC ?= cc",
-            "CFLAGS ?= -std=c99 -O2 -Wall -Wextra", f"SOURCES = {sources} kws_platform_host.c", "",
+            f"CFLAGS ?= -std=c99 -O2 -Wall -Wextra -DKWS_DETECTOR_MAX_CLASSES={n_classes}",
+            f"SOURCES = {sources} kws_platform_host.c", "",
             "kws: $(SOURCES) $(wildcard *.h)", "\t$(CC) $(CFLAGS) -o $@ $(SOURCES) -lm", "",
             "run: kws", "\t./kws < $(INPUT)", "", "clean:", "\trm -f kws", "", ".PHONY: run clean", "",
         ])
@@ -112,8 +155,8 @@ def _makefile(target: FirmwareTarget) -> str:
     lines = [
         f"# {target.name}: arm-none-eabi-gcc, semihosting I/O (newlib rdimon), memory per kws.ld.",
         "CC = arm-none-eabi-gcc", "SIZE = arm-none-eabi-size",
-        f"CFLAGS = -std=c99 -Wall -Wextra {target.cflags} -ffunction-sections -fdata-sections"
-        + (" -DKWS_QEMU" if qemu else ""),
+        f"CFLAGS = -std=c99 -Wall -Wextra {target.cflags} -ffunction-sections -fdata-sections "
+        f"-DKWS_DETECTOR_MAX_CLASSES={n_classes}" + (" -DKWS_QEMU" if qemu else ""),
         "LDFLAGS = --specs=rdimon.specs -nostartfiles -T kws.ld -Wl,--gc-sections",
         f"SOURCES = {sources} kws_platform_cortexm.c startup_cortexm.c", "",
         "kws.elf: $(SOURCES) $(wildcard *.h) kws.ld",
@@ -129,13 +172,14 @@ def _makefile(target: FirmwareTarget) -> str:
     return "\n".join(lines)
 
 
-def _linker_script(target: FirmwareTarget) -> str:
+def _linker_script(budget: Budget) -> str:
     text = (C_SOURCES / "cortexm.ld.in").read_text()
-    return (text.replace("@FLASH_BYTES@", str(target.flash_bytes)).replace("@RAM_BYTES@", str(target.ram_bytes))
+    return (text.replace("@FLASH_BYTES@", str(budget.flash_bytes)).replace("@RAM_BYTES@", str(budget.sram_bytes))
             .replace("@STACK_HEAP_BYTES@", str(STACK_HEAP_BYTES)))
 
 
-def _readme(target: FirmwareTarget, bundle_path: str, model: LoweredModel, bundle: Bundle) -> str:
+def _readme(target: FirmwareTarget, budget: Budget | None, bundle_path: str, model: LoweredModel,
+            bundle: Bundle) -> str:
     run = ("`make && ./kws < audio.pcm` (16-bit little-endian mono PCM at "
            f"{bundle.feature_config.sample_rate} Hz, e.g. `sox clip.wav -t raw -e signed -b 16 -c 1 - | ./kws`)"
            if target.is_host else
@@ -159,16 +203,26 @@ code; `-DUSE_CMSIS_NN` is reserved for a CMSIS-NN back-end that is not implement
 (weights, requantisation multipliers and shifts, arena offsets, the layer sequence), `kws_frontend.c`
 + `kws_frontend_data.c` (the training front-end in float32), `kws_detector.c` + `kws_detector_data.c`
 (RecognizeCommands with the bundle's settings), `kws_head.c` (the bundle's linear head),
-`kws_main.c` (the stream loop){', `startup_cortexm.c` + `kws.ld` (vector table, memory: %d KB flash, %d KB RAM)' % (target.flash_bytes // 1024, target.ram_bytes // 1024) if not target.is_host else ''}.
+`kws_main.c` (the stream loop){', `startup_cortexm.c` + `kws.ld` (vector table, memory: %d KB flash, %d KB RAM)' % (budget.flash_bytes // 1024, budget.sram_bytes // 1024) if budget else ''}.
 """
 
 
 def write_project(bundle_path: str | os.PathLike, target_name: str, out: str | os.PathLike,
-                  model_name: str | None = None) -> Path:
-    """Write the C project for ``bundle_path``'s int8 TFLite model into ``out`` (a new or generated folder)."""
+                  model_name: str | None = None, *, flash_bytes: int | None = None,
+                  sram_bytes: int | None = None) -> Path:
+    """Write the C project for ``bundle_path``'s int8 TFLite model into ``out`` (a new or generated folder).
+
+    Cortex-M targets take their memory from firmware_sim's profile of the part (``flash_bytes`` /
+    ``sram_bytes`` override it); a firmware that cannot fit is refused before anything is written.
+    """
     target = firmware_target(target_name)
     bundle = Bundle.load(bundle_path)
     model = lower_model(bundle, str(bundle_path), model_name)
+    scratch_offset, model.arena_bytes = scratch_place(model, 4 * frontend_scratch_floats(bundle.feature_config))
+    budget = None
+    if not target.is_host:
+        budget = budget_for(target.name, bundle.detector.hop_s * 1000, flash_bytes=flash_bytes, sram_bytes=sram_bytes)
+        check_fits(model, bundle, budget, str(bundle_path))
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise KitError(f"--out {out}: exists and is not a folder")
@@ -182,19 +236,22 @@ def write_project(bundle_path: str | os.PathLike, target_name: str, out: str | o
         shutil.copyfile(C_SOURCES / name, tmp / name)
     files = {
         "kws_model.h": _header(model, bundle),
-        "kws_model.c": model_source(model.layers, model.arena_bytes, model.input, model.logits, model.embedding),
+        "kws_model.c": model_source(model.layers, model.arena_bytes, model.input, model.logits, model.embedding,
+                                    scratch_offset),
         "kws_frontend_data.c": frontend_source(bundle.feature_config, bundle.normalizer, model.input_scale,
                                                model.input_zero_point, model.input_axes, str(bundle_path)),
         "kws_detector_data.c": detector_source(bundle.classes, bundle.detector),
         "kws_head.c": _head_source(bundle),
-        "Makefile": _makefile(target),
-        "README.md": _readme(target, str(bundle_path), model, bundle),
+        "Makefile": _makefile(target, len(bundle.classes)),
+        "README.md": _readme(target, budget, str(bundle_path), model, bundle),
     }
-    if not target.is_host:
-        files["kws.ld"] = _linker_script(target)
+    if budget is not None:
+        files["kws.ld"] = _linker_script(budget)
     for name, text in files.items():
         (tmp / name).write_text(text)
     record = {"bundle": str(bundle_path), "model": model.name, "target": asdict(target),
+              "memory": asdict(budget) if budget else None,
+              "estimate": memory_estimate(model, bundle),
               "arena_bytes": model.arena_bytes, "classes": list(bundle.classes),
               "feature_config": bundle.feature_config.to_dict(), "detector": bundle.detector.to_dict()}
     (tmp / "firmware.json").write_text(json.dumps(record, indent=1) + "\n")

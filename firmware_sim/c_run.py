@@ -87,9 +87,11 @@ def build(project: str | Path) -> Path:
     binary = project / ("kws" if target == "host" else "kws.elf")
     proc = subprocess.run(["make", "-s", "-C", str(project), binary.name], capture_output=True, text=True)
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        last = next((line for line in reversed(detail) if "error" in line.lower()), detail[-1] if detail else "")
-        raise KitError(f"{project}: build failed: {last.strip()}")
+        detail = [line.strip() for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+        # the linker's "region `RAM' overflowed by N bytes" says more than make's closing line
+        keys = ("overflowed", "will not fit", "static RAM leaves", "error:", "undefined reference")
+        cause = next((line for key in keys for line in detail if key in line), detail[-1] if detail else "")
+        raise KitError(f"{project}: build failed: {cause.split('ld: ')[-1]}")
     return binary
 
 

@@ -12,8 +12,8 @@ from rich.console import Console
 
 from . import __version__
 from .commands import (
-    ablate, al, bundle, cl, classify, data, demo, deploy, distill, export, finetune, inspect, live, models, nas,
-    noise, render, report, train, xarch,
+    ablate, al, bundle, cl, classify, data, demo, deploy, distill, export, finetune, firmware, inspect, live, models,
+    nas, noise, render, report, train, xarch,
 )
 from .errors import KitError
 
@@ -43,7 +43,7 @@ def _root(
 # torch-side libraries inside the command, so ``kit --help`` and the numpy-only commands start in a fraction of a second.
 COMMAND_MODULES = (
     demo, data, distill, train, models, inspect, export, bundle, classify,
-    live, finetune, deploy, xarch, al, ablate, render, noise, cl, nas, report,
+    live, finetune, deploy, firmware, xarch, al, ablate, render, noise, cl, nas, report,
 )
 for _module in COMMAND_MODULES:
     _module.register(app)

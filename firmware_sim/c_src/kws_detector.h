@@ -8,8 +8,12 @@
 #define KWS_DETECTOR_H
 #include <stdint.h>
 
-#define KWS_DETECTOR_MAX_RESULTS 32 /* results inside one averaging window; more are dropped oldest first */
-#define KWS_DETECTOR_MAX_CLASSES 32
+#ifndef KWS_DETECTOR_MAX_RESULTS
+#define KWS_DETECTOR_MAX_RESULTS 16 /* results inside one averaging window; more are dropped oldest first */
+#endif
+#ifndef KWS_DETECTOR_MAX_CLASSES
+#define KWS_DETECTOR_MAX_CLASSES 32 /* the generated Makefile sets the model's class count */
+#endif
 
 typedef struct {
   int32_t n_classes, minimum_count;

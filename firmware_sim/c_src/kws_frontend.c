@@ -27,23 +27,21 @@ static void fft(float *re, float *im, int32_t n, const float *tc, const float *t
   }
 }
 
-/* HTK regression delta along time of one (coeffs, frames) plane, edges replicated. */
-static void delta(const float *x, float *out, int32_t coeffs, int32_t frames, int32_t width) {
+/* HTK regression delta along time of one coefficient's row, edges replicated. */
+static void delta_row(const float *x, float *out, int32_t frames, int32_t width) {
   const int32_t half = width / 2;
   float denom = 0.0f;
   for (int32_t k = 1; k <= half; ++k) denom += (float)(k * k);
   denom *= 2.0f;
-  for (int32_t f = 0; f < coeffs; ++f) {
-    for (int32_t t = 0; t < frames; ++t) {
-      float acc = 0.0f;
-      for (int32_t k = 1; k <= half; ++k) {
-        int32_t a = t + k, b = t - k;
-        a = a >= frames ? frames - 1 : a;
-        b = b < 0 ? 0 : b;
-        acc += (float)k * (x[f * frames + a] - x[f * frames + b]);
-      }
-      out[f * frames + t] = acc / denom;
+  for (int32_t t = 0; t < frames; ++t) {
+    float acc = 0.0f;
+    for (int32_t k = 1; k <= half; ++k) {
+      int32_t a = t + k, b = t - k;
+      a = a >= frames ? frames - 1 : a;
+      b = b < 0 ? 0 : b;
+      acc += (float)k * (x[a] - x[b]);
     }
+    out[t] = acc / denom;
   }
 }
 
@@ -88,13 +86,16 @@ void kws_frontend_run(const kws_frontend_config *cfg, const int16_t *ring, int32
     }
   }
   if (cfg->kind != KWS_FD_MFCC) return;
-  float *d1 = maps + coeffs * frames, *d2 = d1 + coeffs * frames;
-  delta(maps, d1, coeffs, frames, cfg->delta_width);
-  delta(d1, d2, coeffs, frames, cfg->delta_width);
-  for (int32_t c = 0; c < cfg->channels; ++c)
-    for (int32_t f = 0; f < coeffs; ++f)
-      for (int32_t t = 0; t < frames; ++t) {
-        const int32_t i = (c * coeffs + f) * frames + t;
-        out[cfg->input_index[i]] = quantize(cfg, maps[i], c, f);
-      }
+  /* FD-MFCC: the coefficients and their first deltas are kept whole; each second-delta row is made
+   * and quantised on its own (in the FFT buffer, free by now), so only two planes need RAM. */
+  float *d1 = maps + coeffs * frames, *d2 = re;
+  for (int32_t f = 0; f < coeffs; ++f) {
+    delta_row(maps + f * frames, d1 + f * frames, frames, cfg->delta_width);
+    delta_row(d1 + f * frames, d2, frames, cfg->delta_width);
+    for (int32_t t = 0; t < frames; ++t) {
+      out[cfg->input_index[f * frames + t]] = quantize(cfg, maps[f * frames + t], 0, f);
+      out[cfg->input_index[(coeffs + f) * frames + t]] = quantize(cfg, d1[f * frames + t], 1, f);
+      out[cfg->input_index[(2 * coeffs + f) * frames + t]] = quantize(cfg, d2[t], 2, f);
+    }
+  }
 }

@@ -25,10 +25,9 @@ typedef struct {
   const int32_t *input_index;                   /* [channels * coeffs * n_frames]: (c, f, t) -> model input offset */
 } kws_frontend_config;
 
-/* Scratch floats kws_frontend_run needs: one FFT frame, the mel energies, and (FD-MFCC only, whose
- * deltas need every frame) the three coefficient planes. */
-#define KWS_FRONTEND_SCRATCH(n_fft, channels, coeffs, n_frames, n_mels, kind) \
-  (2 * (n_fft) + (n_mels) + ((kind) == KWS_FD_MFCC ? (channels) * (coeffs) * (n_frames) : 0))
+/* Scratch floats kws_frontend_run needs (firmware_sim.c_frontend.frontend_scratch_floats computes the
+ * same): one FFT frame (real + imaginary, at least one frame row), the mel energies, and for FD-MFCC,
+ * whose deltas need every frame, the coefficient and first-delta planes. */
 
 /* The window is ring[(start + s) % n_samples] for s = 0 .. n_samples - 1, 16-bit PCM; out: the int8 model input. */
 void kws_frontend_run(const kws_frontend_config *cfg, const int16_t *ring, int32_t start, float *scratch, int8_t *out);

@@ -17,7 +17,6 @@
 #include "kws_platform.h"
 
 static int16_t ring[KWS_WINDOW_SAMPLES];
-static float scratch[KWS_FRONTEND_SCRATCH_FLOATS];
 static kws_detector detector;
 
 /* softmax(W e + b) of the dequantised int8 embedding e: the bundle's head, in float. */
@@ -81,7 +80,7 @@ static int run_stream(const int16_t *first, size_t first_count) {
     have = 0;
     if (total < KWS_WINDOW_SAMPLES) continue;
     kws_counter_start();
-    kws_frontend_run(&kws_frontend_config_data, ring, (int32_t)pos, scratch, kws_model_input());
+    kws_frontend_run(&kws_frontend_config_data, ring, (int32_t)pos, kws_model_scratch(), kws_model_input());
     frontend_total += kws_counter_stop();
     kws_counter_start();
     kws_model_invoke();
