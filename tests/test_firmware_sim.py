@@ -60,6 +60,9 @@ def _tiny_ops_model(in_shape: tuple[int, ...], softmax: bool):
             self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
             self.fc = nn.Linear(8 * (in_shape[1] // 2) * (in_shape[2] // 2), 5)
 
+        def forward(self, x):
+            return self.forward_with_embedding(x)[0]
+
         def forward_with_embedding(self, x):
             h = self.pool(torch.relu(self.conv(x)))
             h = h + torch.relu(self.conv2(h))
@@ -127,7 +130,7 @@ def test_bit_identical_to_tflite_micro_and_litert_reference(name: str, exports: 
     x = interpreter.quantize_input(features)
     ours = interpreter.run(x)
     assert set(ours) == {"logits", "embedding"}
-    expected_ops = {"dscnn": {"TRANSPOSE", "PAD", "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"},
+    expected_ops = {"dscnn": {"TRANSPOSE", "PAD", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"},
                     "convnet": {"TRANSPOSE", "CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED"},
                     "ops": {"CONV_2D", "MAX_POOL_2D", "ADD", "FULLY_CONNECTED"}}[name]
     assert expected_ops <= set(model.op_counts())
@@ -165,7 +168,8 @@ def test_cost_model_counts_the_macs_vela_counts(exports: dict[str, bytes]) -> No
     assert estimate(model, "cortex-m55").ms < m4.ms
     pytest.importorskip("ethosu.vela")
     npu = estimate(model, "ethos-u55")
-    assert npu.macs == m4.macs and npu.cpu_ops == 0 and 0 < npu.ms < m4.ms
+    # vela also counts one operation per channel for the global average pool's scaling (16 here)
+    assert abs(npu.macs - m4.macs) <= 0.001 * m4.macs and npu.cpu_ops == 0 and 0 < npu.ms < m4.ms
 
 
 # Import rule --------------------------------------------------------------------------------------
