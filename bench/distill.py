@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -45,7 +46,12 @@ DATASETS: dict[str, dict[str, Any]] = {
     # the same split on log-mel features: the feature ablation found log-mel the best front-end on kws10
     "kws10-logmel": {**_KWS10, "feature": "log_mel", "title": _KWS10["title"] + ", log-mel features"},
     "esc10": {"dataset": "esc10", "test_fold": 5, "ipcs": (1, 5, 10), "title": "ESC-10, fold 5 test"},
+    # the official protocol: every cell distils from four folds and tests on the fifth, five times
+    "esc10-cv": {"dataset": "esc10", "folds": (1, 2, 3, 4, 5), "ipcs": (1, 5, 10),
+                 "title": "ESC-10, 5-fold cross-validation (mean ± std over folds)"},
 }
+#: ``--folds all`` runs these benchmark datasets under their official k-fold protocol
+CV_VARIANT = {"esc10": "esc10-cv"}
 
 
 def results_stem(name: str, dataset: str, quick: bool = False) -> str:
@@ -66,22 +72,47 @@ def cell_key(dataset: str, method: str, ipc: int | None) -> str:
     return f"{dataset}/{method}/{'full' if ipc is None else ipc}"
 
 
-def load_cell_data(spec: dict[str, Any]):
+def load_cell_data(spec: dict[str, Any], test_fold: int | None = None):
     """The cell's feature set and loader record; ``limit_per_class`` in the spec (tests only) takes a
-    few clips per class so the real recordings load in seconds."""
+    few clips per class so the real recordings load in seconds. ``test_fold`` overrides the
+    dataset's held-out fold (cross-validation cells)."""
     from kit.pipeline import load_training_set
 
     d = DATASETS[spec["dataset"]]
+    fold = test_fold if test_fold is not None else d.get("test_fold", 5)
     return load_training_set(d["dataset"], spec.get("data_dir"), split=d.get("split", "official"),
-                             task=d.get("task", "kws10"), test_fold=d.get("test_fold", 5), feature=d.get("feature"),
+                             task=d.get("task", "kws10"), test_fold=fold, feature=d.get("feature"),
                              limit_per_class=spec.get("limit_per_class"), progress=False)
 
 
 def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
-    """One cell in this process: distil (or take all training data), then train and score over seeds."""
+    """One cell; a cross-validation dataset runs the cell once per fold and reports mean ± std over folds."""
+    folds = spec.get("folds") or DATASETS[spec["dataset"]].get("folds")
+    if not folds:
+        return run_fold(spec)
+    per_fold = [run_fold(spec, fold) for fold in folds]
+    means = [row["accuracy_mean"] for row in per_fold]
+    result = dict(per_fold[0])
+    result.update(
+        accuracy_mean=round(statistics.fmean(means), 2),
+        accuracy_std=round(statistics.pstdev(means), 2),
+        accuracies=[a for row in per_fold for a in row["accuracies"]],
+        folds=[{"fold": fold, **{k: row[k] for k in ("accuracy_mean", "accuracy_std", "accuracies", "n_test",
+                                                    "distill_s")}} for fold, row in zip(folds, per_fold, strict=True)],
+        distill_s=round(sum(row["distill_s"] for row in per_fold), 2),
+        train_s=round(sum(row["train_s"] for row in per_fold), 2),
+        n_test=sum(row["n_test"] for row in per_fold),
+        protocol=f"{len(folds)}-fold cross-validation, folds {list(folds)}; mean ± std over folds of the seed means",
+    )
+    return result
+
+
+def run_fold(spec: dict[str, Any], test_fold: int | None = None) -> dict[str, Any]:
+    """One cell (or one fold of it) in this process: distil (or take all training data), then train and
+    score over seeds."""
     from kit.pipeline import distill_coreset, peak_rss_mb, score_coreset
 
-    fs, loader = load_cell_data(spec)
+    fs, loader = load_cell_data(spec, test_fold)
     train_options = {"max_samples": spec["max_samples"], "threads": 1}
     if spec.get("train_batch"):
         train_options["batch_size"] = spec["train_batch"]
@@ -276,6 +307,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _cell_folds(args: argparse.Namespace, dataset: str) -> list[int] | None:
+    """``--folds all`` -> every fold of a cross-validation dataset; ``--folds 1,2`` -> those (smoke runs)."""
+    official = DATASETS[dataset].get("folds")
+    if not official or not args.folds or args.folds.strip().lower() in ("all", "cv"):
+        return None
+    folds = [int(f) for f in args.folds.split(",")]
+    bad = [f for f in folds if f not in official]
+    if bad:
+        raise SystemExit(f"error: --folds: fold {bad[0]} is out of range for {dataset} (folds {list(official)})")
+    return folds
+
+
 def build_specs(args: argparse.Namespace, cells: dict[str, dict]) -> list[dict[str, Any]]:
     """The cells still to run for the requested grid (cells already in the results are skipped)."""
     specs = []
@@ -284,6 +327,11 @@ def build_specs(args: argparse.Namespace, cells: dict[str, dict]) -> list[dict[s
     if unknown:
         raise SystemExit(f"error: unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)})")
     for dataset in [d for d in args.datasets.split(",") if d]:
+        if args.folds:
+            if dataset not in CV_VARIANT and not DATASETS.get(dataset, {}).get("folds"):
+                raise SystemExit(f"error: --folds: benchmark dataset '{dataset}' has no k-fold protocol here "
+                                 f"(only {', '.join(CV_VARIANT)})")
+            dataset = CV_VARIANT.get(dataset, dataset)
         if dataset not in DATASETS:
             raise SystemExit(f"error: unknown dataset '{dataset}' (choose from {', '.join(DATASETS)})")
         if args.quick:
@@ -303,7 +351,9 @@ def build_specs(args: argparse.Namespace, cells: dict[str, dict]) -> list[dict[s
                           "seeds": [int(s) for s in args.seeds.split(",")], "max_samples": args.max_samples,
                           "full_max_samples": args.full_max_samples, "time_budget_s": args.time_budget,
                           "train_batch": args.train_batch,
-                          "params": json.loads(args.params) if args.params else {}, "data_dir": args.data_dir})
+                          "params": json.loads(args.params) if args.params else {}, "data_dir": args.data_dir,
+                          **({"folds": folds} if (folds := _cell_folds(args, dataset)) else {}),
+                          **({"limit_per_class": args.limit_per_class} if args.limit_per_class else {})})
     # long cells first so the workers finish together
     specs.sort(key=lambda s: (s["method"] != "full", s["method"] not in ITERATIVE, -(s["ipc"] or 0)))
     return specs
@@ -334,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one size per dataset (10/class, ESC-10 5/class), "
                         "one seed, 40-s distillation budget, 6000 training samples: about 20 minutes on 2 cores")
     parser.add_argument("--report-only", action="store_true", help="rewrite the table and plot from the JSON")
+    parser.add_argument("--folds", default=None, help="all: run datasets with an official k-fold protocol (esc10) "
+                        "under it, every cell once per fold, mean ± std over folds; 1,2: those folds only (smoke runs)")
+    parser.add_argument("--limit-per-class", type=positive_int, default=None,
+                        help="smoke runs only: at most N training/test clips per class")
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell spec (JSON) and print JSON
     args = parser.parse_args(argv)
 

@@ -13,11 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-DATASET_HELP = "fsdd, speech_commands, esc10, esc50, a folder with one sub-folder per class, or a CSV manifest"
+DATASET_HELP = ("fsdd, speech_commands, esc10, esc50, urbansound8k (us8k), ravdess, a folder with one sub-folder per "
+                "class, or a CSV manifest")
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="folder holding the datasets (default: $KIT_DATA_DIR, else the user cache)")]
-Split = Annotated[str, typer.Option("--split", help="fsdd: official (takes 0-4 test) or speaker (held-out speakers)")]
+Split = Annotated[str, typer.Option("--split", help="fsdd: official (takes 0-4 test) or speaker (held-out speakers); "
+                                    "ravdess: official (actors 21-24 test) or actors (k-fold, --test-fold 1..6)")]
 Task = Annotated[str, typer.Option("--task", help="speech_commands: kws10 (10 keywords) or kws12 (+ _unknown_, _silence_)")]
-TestFold = Annotated[int, typer.Option("--test-fold", help="esc10/esc50 or manifest fold held out for test")]
+TestFold = Annotated[int, typer.Option("--test-fold", help="esc10/esc50 (1-5), urbansound8k (1-10), "
+                                      "ravdess --split actors (1-6) or manifest fold held out for test")]
 
 
 def info(
@@ -28,13 +31,17 @@ def info(
     test_fold: TestFold = 5,
 ) -> None:
     """Classes, clips per split and class, speakers/groups, durations and sample rates."""
-    from kit.data import load_dataset, summarize
+    from kit.data import PLANS, canonical_name, load_dataset, summarize
 
     ds = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold)
     summary = summarize(ds)
     console = Console()
     console.print(f"[bold]{ds.name}[/] at {ds.root}", highlight=False)
     console.print(ds.description, highlight=False)
+    plan = PLANS.get(canonical_name(dataset))
+    if plan:
+        console.print(f"cross-validation: {plan.rule}; `--folds all` runs folds {plan.folds[0]}..{plan.folds[-1]} "
+                      f"(split '{plan.split}')", highlight=False)
     splits = list(summary)
     table = Table(title=f"{len(ds.classes)} classes, {len(ds.clips)} clips")
     table.add_column("class")
@@ -53,14 +60,15 @@ def info(
 
 
 def download(
-    name: Annotated[str, typer.Argument(help="fsdd, speech_commands (2.4 GB) or speech_commands_test (113 MB)")],
+    name: Annotated[str, typer.Argument(help="fsdd, speech_commands (2.4 GB), speech_commands_test (113 MB), "
+                                             "urbansound8k (6.6 GB), ravdess (208 MB) or esc50 (646 MB)")],
     data_dir: DataDir = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing copy")] = False,
 ) -> None:
     """Download a public archive, verify its pinned SHA-256, and unpack it into the data dir."""
-    from kit.data import REGISTRY, download_dataset, resolve_data_dir
+    from kit.data import REGISTRY, canonical_name, download_dataset, resolve_data_dir
 
-    spec = REGISTRY.get(name.lower().replace("-", "_"))
+    spec = REGISTRY.get(canonical_name(name))
     console = Console()
     target = resolve_data_dir(data_dir) / spec.target if spec else None
     existed = bool(target and target.is_dir() and any(target.iterdir()))

@@ -58,7 +58,10 @@ def distill_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where datasets live (default $KIT_DATA_DIR or the cache)."),
     split: str = typer.Option("official", "--split", help="fsdd: official or speaker."),
     task: str = typer.Option("kws10", "--task", help="speech_commands: kws10 or kws12."),
-    test_fold: int = typer.Option(5, "--test-fold", help="esc10/esc50/CSV: fold held out for testing."),
+    test_fold: int = typer.Option(5, "--test-fold", help="esc10/esc50 (1-5), urbansound8k (1-10), ravdess "
+                                  "--split actors (1-6) or CSV: fold held out for testing."),
+    folds: Optional[str] = typer.Option(None, "--folds", help="all (or a list like 1,3): one coreset per official "
+                                        "fold, each from the other folds only, written as OUT with .foldN."),
     feature: Optional[str] = typer.Option(None, "--feature", help="mfcc, fd_mfcc, log_mel or lpcc (default: the dataset's)."),
     device: Optional[str] = typer.Option(None, "--device", help=_SHORTCUT.format("device")),
     lr: Optional[float] = typer.Option(None, "--lr", help=_SHORTCUT.format("lr")),
@@ -116,6 +119,13 @@ def distill_command(
         raise KitError(f"--threads must be >= 1, got {threads}")
     if nproc < 1:
         raise KitError(f"--nproc must be >= 1, got {nproc}")
+    if folds is not None:
+        _run_folds(dataset, folds, out, checkpoint, valid, {
+            "dataset": dataset, "method": method, "ipc": ipc, "seed": seed, "params": params,
+            "data_dir": None if data_dir is None else str(data_dir), "task": task, "feature": feature,
+            "limit_per_class": limit_per_class, "skip_bad": skip_bad, "progress": progress, "threads": threads,
+            "argv": sys.argv[1:]}, nproc)
+        return
     job = {
         "dataset": dataset, "method": method, "ipc": ipc, "out": str(out), "seed": seed, "params": params,
         "data_dir": None if data_dir is None else str(data_dir), "split": split, "task": task, "test_fold": test_fold,
@@ -130,6 +140,27 @@ def distill_command(
         launch(run_distill_job, job, nproc)
         return
     run_distill_job(job)
+
+
+def _run_folds(dataset: str, folds_text: str, out: Path, checkpoint: Path | None, valid: set[str],
+               base: dict[str, Any], nproc: int) -> None:
+    """One coreset per official fold (``OUT`` -> ``OUT.foldN``), each distilled from the other folds only."""
+    from .crossval import fold_file, plan_and_folds
+
+    if nproc > 1:
+        raise KitError("--folds: run the folds one after another with --nproc 1 (or launch one job per fold)")
+    if checkpoint is not None:
+        raise KitError("--checkpoint: with --folds each fold keeps its own checkpoint beside its OUT.foldN")
+    plan, folds = plan_and_folds(dataset, folds_text)
+    for fold in folds:
+        check_distill_outputs(dataset, fold_file(out, fold), None, "checkpoint_path" in valid)
+    for fold in folds:
+        fold_out = fold_file(out, fold)
+        params = dict(base["params"])
+        if "checkpoint_path" in params:
+            params["checkpoint_path"] = str(fold_out.with_name(fold_out.name + ".ckpt"))
+        run_distill_job({**base, "params": params, "out": str(fold_out), "split": plan.split, "test_fold": fold,
+                         "cv": {"held_out_fold": fold, "folds": folds, "protocol": plan.rule}})
 
 
 def config_path(out: Path) -> Path:
@@ -190,6 +221,8 @@ def run_distill_job(job: dict[str, Any]) -> None:
     )
     if group.is_main:
         group.barrier()
+    if job.get("cv"):  # the coreset records which fold it held out (and never saw)
+        loader.update(job["cv"])
     params = dict(job["params"])
     if not group.is_main and "progress" in params:
         params["progress"] = False

@@ -9,6 +9,7 @@ commands so ``kit --help`` stays fast.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,9 @@ def train_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(1, "--threads", help="torch threads (0 = torch's choice; 1 is fastest on busy shared cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    folds: str | None = typer.Option(None, "--folds", help="all (or 1,3): cross-validation over the official folds; "
+                                     "a coreset C means C.foldN.kit per fold (kit distill --folds), a dataset trains "
+                                     "one model per fold; writes OUT/foldN/ and OUT/cv.json (mean ± std over folds)."),
 ) -> None:
     """Train on a coreset (one model per seed, mean ± std) or on a whole dataset (the production model)."""
     if not _is_coreset(source):
@@ -102,23 +106,23 @@ def train_command(
         }
         name = Path(source).stem if Path(source).exists() else source
         run_dir = out or Path("runs") / f"{name}-{arch}"
-        check_output_dir(run_dir, "--out", ("config.json", "metrics.json", "model.kit", "recipe_set.npz"))
+        if folds is None:
+            check_output_dir(run_dir, "--out", ("config.json", "metrics.json", "model.kit", "recipe_set.npz"))
         options = DatasetTrainOptions(source, run_dir, data_dir, task, split, test_fold, list(extra_train),
                                       max_per_class, recipe, recipe_options, quiet)
+        if folds is not None:
+            _train_dataset_folds(options, folds, config)
+            return
         metrics = train_dataset(options, config)
         print(f"{source} on {arch}: accuracy {100 * metrics['accuracy']:.2f} % on {metrics['n_test']} test clips "
               f"(trained on {metrics['n_train']} examples)")
         Console(stderr=True).print(f"wrote {run_dir}/config.json, metrics.json, model.kit", highlight=False)
         return
     coreset_path = Path(source)
-    from deploy.runtime.coreset import Coreset
-    from kit.training import TrainConfig, load_test_split, save_trained, train_eval_seeds, write_run
+    from kit.training import TrainConfig  # torch-side: imported inside the command
 
-    console = Console(stderr=True)
     seed_list = parse_seeds(seeds)
     run_dir = out or Path("runs") / f"{coreset_path.stem}-{arch}"
-    check_output_dir(run_dir, "--out", ("config.json", "metrics.json", "model.kit"), inputs=(coreset_path,))
-    coreset = Coreset.load(coreset_path)
     config = TrainConfig(
         arch=arch,
         arch_kwargs=_arch_kwargs(width, arch_kwargs),
@@ -130,6 +134,78 @@ def train_command(
         device=device,
         threads=threads or None,
     )
+    if folds is not None:
+        _train_coreset_folds(coreset_path, folds, run_dir, config, seed_list, data_dir, dataset, test_limit, quiet)
+        return
+    check_output_dir(run_dir, "--out", ("config.json", "metrics.json", "model.kit"), inputs=(coreset_path,))
+    train_coreset_file(coreset_path, run_dir, config, seed_list, data_dir, dataset, test_limit, quiet)
+
+
+def _train_dataset_folds(options: DatasetTrainOptions, folds_text: str, config: Any) -> None:
+    """``kit train DATASET --folds all``: one production-recipe model per official fold, each tested on its fold."""
+    from dataclasses import replace
+
+    from .crossval import fold_dir, format_cv, plan_and_folds, summarize_folds, write_summary
+
+    plan, folds = plan_and_folds(options.dataset, folds_text)
+    for fold in folds:
+        check_output_dir(fold_dir(options.out, fold), "--out",
+                         ("config.json", "metrics.json", "model.kit", "recipe_set.npz"))
+    per_fold = []
+    for fold in folds:
+        fold_options = replace(options, out=fold_dir(options.out, fold), split=plan.split, test_fold=fold)
+        metrics = train_dataset(fold_options, config)
+        per_fold.append({"fold": fold, "mean": metrics["accuracy"], "accuracies": [metrics["accuracy"]],
+                         "n_test": metrics["n_test"], "n_train": metrics["n_train"]})
+    summary = summarize_folds(per_fold)
+    write_summary(options.out, summary, {"command": "train", "mode": "dataset-cv", "dataset": plan.dataset,
+                                         "protocol": plan.rule, "train": config.to_dict()})
+    print(f"{options.dataset} (cross-validation): accuracy {format_cv(summary)}")
+    Console(stderr=True).print(f"wrote {options.out}/cv.json and {options.out}/fold*/", highlight=False)
+
+
+def _train_coreset_folds(base: Path, folds_text: str, run_dir: Path, config: Any, seed_list: list[int],
+                         data_dir: Path | None, dataset: str | None, test_limit: int | None, quiet: bool) -> None:
+    """``kit train c.kit --folds all``: train every ``c.foldN.kit`` and test it on the fold it held out."""
+    from deploy.runtime.coreset import Coreset
+
+    from .crossval import fold_dir, format_cv, plan_and_folds, require_fold_coresets, summarize_folds, write_summary
+
+    stem = re.sub(r"\.fold\d+$", "", base.stem)
+    found = sorted(base.parent.glob(f"{stem}.fold*{base.suffix}"))
+    if not found:
+        raise KitError(f"{base}: no per-fold coresets {stem}.foldN{base.suffix} beside it; write them with "
+                       f"`kit distill DATASET --folds all --out {base}`")
+    name = dataset or str(Coreset.load(found[0]).source.get("dataset_name") or "")
+    plan, folds = plan_and_folds(name, folds_text)
+    paths = require_fold_coresets(base, folds)
+    for fold, path in zip(folds, paths, strict=True):
+        check_output_dir(fold_dir(run_dir, fold), "--out", ("config.json", "metrics.json", "model.kit"), inputs=(path,))
+    per_fold = []
+    for fold, path in zip(folds, paths, strict=True):
+        held_out = Coreset.load(path).source.get("test_fold")
+        if held_out != fold:
+            raise KitError(f"{path}: this coreset held out fold {held_out}, not fold {fold}; "
+                           f"it cannot be scored as fold {fold}")
+        result = train_coreset_file(path, fold_dir(run_dir, fold), config, seed_list, data_dir, dataset,
+                                    test_limit, quiet)
+        per_fold.append({"fold": fold, "mean": result["mean"], "std": result["std"],
+                         "accuracies": [row["accuracy"] for row in result["per_seed"]], "coreset": str(path)})
+    summary = summarize_folds(per_fold)
+    write_summary(run_dir, summary, {"command": "train", "mode": "coreset-cv", "dataset": plan.dataset,
+                                     "protocol": plan.rule, "seeds": seed_list, "train": config.to_dict()})
+    print(f"{base.name} (cross-validation, {plan.dataset}): accuracy {format_cv(summary)}")
+    Console(stderr=True).print(f"wrote {run_dir}/cv.json and {run_dir}/fold*/", highlight=False)
+
+
+def train_coreset_file(coreset_path: Path, run_dir: Path, config: Any, seed_list: list[int], data_dir: Path | None,
+                       dataset: str | None, test_limit: int | None, quiet: bool) -> dict[str, Any]:
+    """Train ``config`` on one coreset over ``seed_list``, score on its test split, write the run folder."""
+    from deploy.runtime.coreset import Coreset
+    from kit.training import load_test_split, save_trained, train_eval_seeds, write_run
+
+    console = Console(stderr=True)
+    coreset = Coreset.load(coreset_path)
     test = load_test_split(
         coreset.source, coreset.feature_config, coreset.normalizer, coreset.classes, data_dir,
         dataset=dataset, limit_per_class=test_limit, progress=not quiet,
@@ -172,10 +248,11 @@ def train_command(
     )
     per_seed = ", ".join(f"{row['seed']}: {100 * row['accuracy']:.1f}" for row in result["per_seed"])
     print(
-        f"{coreset_path.name} on {arch}: accuracy {100 * result['mean']:.2f} ± {100 * result['std']:.2f} % "
+        f"{coreset_path.name} on {config.arch}: accuracy {100 * result['mean']:.2f} ± {100 * result['std']:.2f} % "
         f"over {len(seed_list)} seed(s) [{per_seed}] on {test.info['n_test']} test clips"
     )
     console.print(f"wrote {run_dir}/config.json, metrics.json, model.kit", highlight=False)
+    return result
 
 
 def eval_command(

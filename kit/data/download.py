@@ -13,16 +13,19 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.runtime.artifact import atomic_write_text, safe_member_path
 from deploy.runtime.errors import KitError
 
+from .folds import canonical_name
 from .paths import resolve_data_dir
 
 MARKER = ".kit-download.json"
@@ -36,6 +39,9 @@ class ArchiveSpec:
     ``target`` is the folder created under the data dir; ``expect`` a path that must exist in the
     unpacked tree (checked before it is installed). A single top-level folder without it is
     stripped, so ``free-spoken-digit-dataset-1.0.9/recordings`` becomes ``fsdd/recordings``.
+    ``md5``: where the publisher lists only an MD5 (Zenodo's file listing does), that published
+    figure is pinned instead of a SHA-256 nobody published; ``sha256`` is then empty. Either way
+    the SHA-256 of what was installed is recorded in the marker file. Tar and zip both unpack.
     """
 
     name: str
@@ -46,6 +52,7 @@ class ArchiveSpec:
     expect: str
     source: str = ""
     description: str = ""
+    md5: str = ""
 
 
 REGISTRY: dict[str, ArchiveSpec] = {
@@ -86,12 +93,52 @@ REGISTRY: dict[str, ArchiveSpec] = {
         source="tensorflow/datasets tensorflow_datasets/url_checksums/speech_commands.txt",
         description="Google Speech Commands v0.02 official test set only (113 MB), installed as speech_commands",
     ),
+    # Zenodo publishes an MD5 per file, no SHA-256: record 1203745 lists UrbanSound8K.tar.gz with
+    # md5 9aa69802...; soundata's urbansound8k loader pins the same figure. Zenodo states the size
+    # only as "6.6 GB", so no byte count is pinned (the MD5 still refuses a truncated file).
+    "urbansound8k": ArchiveSpec(
+        name="urbansound8k",
+        url="https://zenodo.org/record/1203745/files/UrbanSound8K.tar.gz",
+        sha256="",
+        md5="9aa69802bbf37fb986f71ec1483a196e",
+        size=None,
+        target="urbansound8k",
+        expect="audio",
+        source="Zenodo record 10.5281/zenodo.1203745 file listing (MD5); also soundata urbansound8k.py REMOTES",
+        description="UrbanSound8K v1.0: 8732 slices, 10 classes, official folds fold1..fold10 (6.6 GB)",
+    ),
+    # Zenodo record 1188976 lists Audio_Speech_Actors_01-24.zip at 208,468,073 bytes, md5 bc696df6...
+    "ravdess": ArchiveSpec(
+        name="ravdess",
+        url="https://zenodo.org/record/1188976/files/Audio_Speech_Actors_01-24.zip",
+        sha256="",
+        md5="bc696df654c87fed845eb13823edef8a",
+        size=208468073,
+        target="ravdess",
+        expect="Actor_01",
+        source="Zenodo record 10.5281/zenodo.1188976 file listing (MD5 and size)",
+        description="RAVDESS audio-only speech, 24 actors x 60 files, 48 kHz (208 MB)",
+    ),
+    # The ESC-50 repository has no release archive; the master-branch zip is what its README links.
+    # Size and SHA-256 as measured and published by a third party (a data-provenance table in a
+    # public project, found through a code search); if the branch moves, the check refuses it.
+    "esc50": ArchiveSpec(
+        name="esc50",
+        url="https://github.com/karolpiczak/ESC-50/archive/master.zip",
+        sha256="805afc618aff80eff0641d51311647871fead5807da68bb18e43a27db47a79ce",
+        size=645695005,
+        target="esc50",
+        expect="meta/esc50.csv",
+        source="third-party measurement of ESC-50-master.zip (645,695,005 bytes); branch archives can change",
+        description="ESC-50 (includes ESC-10 via the esc10 column): 2000 5-s clips, 5 folds (646 MB)",
+    ),
 }
 
 
-def fetch(url: str, dest: Path, expected_size: int | None = None, progress: bool = True) -> str:
-    """Stream ``url`` into ``dest``; returns the SHA-256 of what was written."""
+def fetch(url: str, dest: Path, expected_size: int | None = None, progress: bool = True) -> tuple[str, str]:
+    """Stream ``url`` into ``dest``; returns the SHA-256 and MD5 of what was written."""
     digest = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False)
     try:
         with urllib.request.urlopen(url, timeout=60) as response, dest.open("wb") as out:
             total = expected_size or int(response.headers.get("Content-Length") or 0) or None
@@ -105,10 +152,11 @@ def fetch(url: str, dest: Path, expected_size: int | None = None, progress: bool
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
+                    md5.update(chunk)
                     bar.advance(task, len(chunk))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise KitError(f"download of {url} failed: {getattr(exc, 'reason', exc)}") from None
-    return digest.hexdigest()
+    return digest.hexdigest(), md5.hexdigest()
 
 
 def _check_members(archive: Path, members: list[tarfile.TarInfo], target_dir: Path) -> None:
@@ -150,6 +198,49 @@ def safe_extract_tar(archive: Path, target_dir: Path) -> int:
     return written
 
 
+def _check_zip_member(archive: Path, info: zipfile.ZipInfo, target_dir: Path) -> None:
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise KitError(f"{archive}: refusing to extract link '{info.filename}'")
+    kind = stat.S_IFMT(mode)  # 0 when the zip records permission bits only
+    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+        raise KitError(f"{archive}: refusing to extract special file '{info.filename}'")
+    name = info.filename.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in Path(name).parts:
+        raise KitError(f"{archive}: refusing to extract '{info.filename}': it would land outside {target_dir}")
+    safe_member_path(target_dir, name)
+
+
+def safe_extract_zip_archive(archive: Path, target_dir: Path) -> int:
+    """Extract a zip under ``target_dir`` after checking every member (no links, no escapes), streaming
+    each file (dataset members can be large); returns the number of files written."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            for info in members:
+                _check_zip_member(archive, info, target_dir)
+            written = 0
+            for info in members:
+                dest = safe_member_path(target_dir, info.filename.replace("\\", "/"))
+                if info.is_dir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as source, dest.open("wb") as out:
+                    shutil.copyfileobj(source, out, _CHUNK)
+                written += 1
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise KitError(f"{archive}: not a readable zip archive ({exc})") from None
+    return written
+
+
+def safe_extract(archive: Path, target_dir: Path) -> int:
+    """A zip or a (compressed) tar, by content rather than by URL suffix."""
+    if zipfile.is_zipfile(archive):
+        return safe_extract_zip_archive(archive, target_dir)
+    return safe_extract_tar(archive, target_dir)
+
+
 def _content_root(extracted: Path, expect: str) -> Path:
     """The unpacked dataset folder: the archive root if it holds ``expect``, else its only sub-folder
     (GitHub release archives wrap everything in ``<repo>-<tag>/``)."""
@@ -179,20 +270,26 @@ def install_archive(
     work = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", suffix=".partial", dir=root))
     try:
         archive = work / "archive"
-        sha = fetch(spec.url, archive, spec.size, progress)
+        sha, md5 = fetch(spec.url, archive, spec.size, progress)
         size = archive.stat().st_size
         if spec.size is not None and size != spec.size:
             raise KitError(f"download of {spec.url} has {size} bytes, expected {spec.size} (truncated or changed upstream); nothing was installed")
-        if sha != spec.sha256:
+        if not (spec.sha256 or spec.md5):
+            raise KitError(f"{spec.name}: no pinned checksum; refusing to extract an unverified download")
+        if spec.sha256 and sha != spec.sha256:
             raise KitError(f"download of {spec.url} has SHA-256 {sha}, expected {spec.sha256}; refusing to extract it")
+        if spec.md5 and md5 != spec.md5:
+            raise KitError(f"download of {spec.url} has MD5 {md5}, expected the published {spec.md5}; "
+                           "refusing to extract it")
         extracted = work / "extracted"
         extracted.mkdir()
-        safe_extract_tar(archive, extracted)
+        safe_extract(archive, extracted)
         archive.unlink()
         content = _content_root(extracted, spec.expect)
         if not (content / spec.expect).exists():
             raise KitError(f"{spec.url}: the archive has no '{spec.expect}' (not the {spec.name} layout); nothing was installed")
-        atomic_write_text(content / MARKER, json.dumps({"name": spec.name, "url": spec.url, "sha256": spec.sha256}, indent=1))
+        record = {"name": spec.name, "url": spec.url, "sha256": sha, "md5": md5}
+        atomic_write_text(content / MARKER, json.dumps(record, indent=1))
         old = work / "previous"
         if target.exists():
             os.replace(target, old)
@@ -209,7 +306,7 @@ def install_archive(
 
 def download_dataset(name: str, data_dir: str | os.PathLike | None = None, *, force: bool = False, progress: bool = True) -> Path:
     """Install a registered dataset by name (see ``REGISTRY``)."""
-    spec = REGISTRY.get(name.lower().replace("-", "_"))
+    spec = REGISTRY.get(canonical_name(name))
     if spec is None:
         raise KitError(f"no download known for '{name}' (choose from {', '.join(sorted(REGISTRY))})")
     return install_archive(spec, data_dir, force=force, progress=progress)

@@ -16,6 +16,7 @@ from deploy.runtime.safeio import require_regular_file
 
 from ..audio import is_audio_file
 from .errors import missing_data
+from .folds import check_test_fold
 from .types import AudioDataset, Clip
 
 # 5-s clips at 16 kHz (content above 8 kHz adds little for these classes and the models stay
@@ -51,32 +52,50 @@ def _clips_from_folders(root: Path) -> list[tuple[Path, str, int]]:
     return rows
 
 
-def _clips_from_meta(root: Path, meta: Path) -> list[tuple[Path, str, int]]:
-    """ESC-50 layout: ``audio/<file>`` listed in ``meta/esc50.csv`` (filename, fold, category)."""
-    rows = []
+def _clips_from_meta(root: Path, meta: Path, esc10_only: bool = False) -> tuple[list[tuple[Path, str, int]], list[str]]:
+    """ESC-50 layout: ``audio/<file>`` listed in ``meta/esc50.csv`` (filename, fold, target, category,
+    esc10, src_file, take). ``esc10_only`` keeps the rows whose ``esc10`` flag is True (ESC-10 is
+    the 10-class subset of ESC-50 with the same folds). Returns the rows whose file exists and the
+    listed files that do not."""
+    rows, missing = [], []
     require_regular_file(meta, "ESC-50 metadata")
     with meta.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        needed = {"filename", "fold", "category"}
-        if not needed <= set(reader.fieldnames or ()):
-            raise KitError(f"{meta}: expected columns {sorted(needed)}, found {reader.fieldnames}")
-        for record in reader:
-            path = root / "audio" / record["filename"]
+        needed = ["filename", "fold", "category"] + (["esc10"] if esc10_only else [])
+        absent = [c for c in needed if c not in (reader.fieldnames or ())]
+        if absent:
+            raise KitError(f"{meta}: column '{absent[0]}' is missing (expected {', '.join(needed)})")
+        for line, record in enumerate(reader, start=2):
+            if esc10_only and record["esc10"].strip().lower() not in ("true", "1"):
+                continue
             try:
                 fold = int(record["fold"])
             except ValueError:
-                raise KitError(f"{meta}: row for {record['filename']} has fold '{record['fold']}', not a number") from None
-            rows.append((path, record["category"], fold))
-    return sorted(rows)
+                raise KitError(f"{meta} line {line}: fold '{record['fold']}' is not a number") from None
+            if fold not in ESC_FOLDS:
+                raise KitError(f"{meta} line {line}: fold {fold} is out of range (ESC has folds 1..5)")
+            path = root / "audio" / record["filename"]
+            if path.is_file():
+                rows.append((path, record["category"], fold))
+            else:
+                missing.append(record["filename"])
+    return sorted(rows), missing
 
 
 def load_esc(name: str, data_dir: Path, test_fold: int = 5) -> AudioDataset:
     """ESC-10 or ESC-50 with fold ``test_fold`` as the test split."""
     root = data_dir / name
+    if name == "esc10" and not root.is_dir() and (data_dir / "esc50" / "meta" / "esc50.csv").is_file():
+        root = data_dir / "esc50"  # ESC-10 is the esc10-flagged part of an ESC-50 download
     if not root.is_dir():
         raise missing_data(name, root, data_dir, _DOWNLOAD_HINT[name].format(where=root))
+    check_test_fold(name, test_fold, ESC_FOLDS)
     meta = root / "meta" / "esc50.csv"
-    rows = _clips_from_meta(root, meta) if meta.is_file() else _clips_from_folders(root)
+    missing: list[str] = []
+    if meta.exists():
+        rows, missing = _clips_from_meta(root, meta, esc10_only=name == "esc10")
+    else:
+        rows = _clips_from_folders(root)
     if not rows:
         raise KitError(f"{root}: no audio clips found for {name}")
     folds = sorted({fold for _, _, fold in rows})
@@ -93,7 +112,9 @@ def load_esc(name: str, data_dir: Path, test_fold: int = 5) -> AudioDataset:
         classes=sorted({c.label for c in clips}),
         clips=clips,
         feature_config=ESC_CONFIG,
-        description=f"{name.upper()} environmental sounds, 5-s clips; split {rule}",
+        description=(f"{name.upper()} environmental sounds, 5-s clips (window: the whole clip); split {rule}"
+                     + (f"; {len(missing)} clip(s) listed in meta/esc50.csv are missing on disk and left out "
+                        f"(first: {missing[0]})" if missing else "")),
         split_rule=rule,
         origin=name,
     )

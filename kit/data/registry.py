@@ -14,12 +14,15 @@ from deploy.runtime.errors import KitError
 
 from .custom import load_folder, load_manifest
 from .esc import load_esc
+from .folds import canonical_name
 from .fsdd import load_fsdd
 from .paths import resolve_data_dir
+from .ravdess import load_ravdess
 from .speech_commands import load_speech_commands
 from .types import AudioDataset, check_dataset
+from .urbansound import load_urbansound8k
 
-DATASET_NAMES = ("fsdd", "speech_commands", "esc10", "esc50")
+DATASET_NAMES = ("fsdd", "speech_commands", "esc10", "esc50", "urbansound8k", "ravdess")
 
 
 def _builtin(name: str, data_dir: Path, split: str, task: str, test_fold: int,
@@ -29,8 +32,10 @@ def _builtin(name: str, data_dir: Path, split: str, task: str, test_fold: int,
         "speech_commands": lambda: load_speech_commands(data_dir, task, extra_train),
         "esc10": lambda: load_esc("esc10", data_dir, test_fold),
         "esc50": lambda: load_esc("esc50", data_dir, test_fold),
+        "urbansound8k": lambda: load_urbansound8k(data_dir, test_fold),
+        "ravdess": lambda: load_ravdess(data_dir, split, test_fold),
     }
-    if name != "fsdd" and split not in ("official", "default"):
+    if name not in ("fsdd", "ravdess") and split not in ("official", "default"):
         raise KitError(f"{name}: unknown split '{split}' ({name} has only its official split)")
     return loaders[name]()
 
@@ -45,16 +50,17 @@ def load_dataset(
     seed: int = 0,
     extra_train: Sequence[str | os.PathLike] = (),
 ) -> AudioDataset:
-    """A built-in dataset by name (``fsdd``, ``speech_commands``, ``esc10``, ``esc50``), a
-    folder-per-class directory or a CSV manifest.
+    """A built-in dataset by name (``fsdd``, ``speech_commands``, ``esc10``, ``esc50``,
+    ``urbansound8k`` alias ``us8k``, ``ravdess``), a folder-per-class directory or a CSV manifest.
 
-    ``split`` selects FSDD's "official" or "speaker" split; ``task`` selects Speech Commands'
-    kws10 or kws12; ``test_fold`` the ESC (or manifest) fold held out; ``seed`` the hash salt of
+    ``split`` selects FSDD's "official" or "speaker" split, RAVDESS's "official" (actors 21-24 test)
+    or "actors" (k-fold); ``task`` selects Speech Commands' kws10 or kws12; ``test_fold`` the ESC,
+    UrbanSound8K, RAVDESS-actor (or manifest) fold held out; ``seed`` the hash salt of
     folder/manifest splits. Built-in splits ignore ``seed``: they are fixed by the datasets.
     ``extra_train`` folders add training-only clips (Speech Commands only).
     """
     text = os.fspath(name_or_path)
-    key = text.lower().replace("-", "_")
+    key = canonical_name(text)
     if extra_train and key != "speech_commands":
         raise KitError(f"--extra-train: extra training folders are supported for speech_commands only, not '{text}'")
     if key in DATASET_NAMES:  # a folder that happens to share a name is passed as ./name
