@@ -310,9 +310,10 @@ def positive_int(text: str) -> int:
 def _cell_folds(args: argparse.Namespace, dataset: str) -> list[int] | None:
     """``--folds all`` -> every fold of a cross-validation dataset; ``--folds 1,2`` -> those (smoke runs)."""
     official = DATASETS[dataset].get("folds")
-    if not official or not args.folds or args.folds.strip().lower() in ("all", "cv"):
+    chosen = getattr(args, "folds", None)  # absent in callers that predate --folds
+    if not official or not chosen or chosen.strip().lower() in ("all", "cv"):
         return None
-    folds = [int(f) for f in args.folds.split(",")]
+    folds = [int(f) for f in chosen.split(",")]
     bad = [f for f in folds if f not in official]
     if bad:
         raise SystemExit(f"error: --folds: fold {bad[0]} is out of range for {dataset} (folds {list(official)})")
@@ -327,7 +328,7 @@ def build_specs(args: argparse.Namespace, cells: dict[str, dict]) -> list[dict[s
     if unknown:
         raise SystemExit(f"error: unknown method(s) {', '.join(unknown)} (choose from {', '.join(METHODS)})")
     for dataset in [d for d in args.datasets.split(",") if d]:
-        if args.folds:
+        if getattr(args, "folds", None):
             if dataset not in CV_VARIANT and not DATASETS.get(dataset, {}).get("folds"):
                 raise SystemExit(f"error: --folds: benchmark dataset '{dataset}' has no k-fold protocol here "
                                  f"(only {', '.join(CV_VARIANT)})")
@@ -353,7 +354,7 @@ def build_specs(args: argparse.Namespace, cells: dict[str, dict]) -> list[dict[s
                           "train_batch": args.train_batch,
                           "params": json.loads(args.params) if args.params else {}, "data_dir": args.data_dir,
                           **({"folds": folds} if (folds := _cell_folds(args, dataset)) else {}),
-                          **({"limit_per_class": args.limit_per_class} if args.limit_per_class else {})})
+                          **({"limit_per_class": getattr(args, "limit_per_class", None)} if getattr(args, "limit_per_class", None) else {})})
     # long cells first so the workers finish together
     specs.sort(key=lambda s: (s["method"] != "full", s["method"] not in ITERATIVE, -(s["ipc"] or 0)))
     return specs
