@@ -108,6 +108,8 @@ class Bundle:
     #: per model file: format, precision, in_shape, embedding_dim (recorded by the builder)
     model_info: dict[str, dict] = field(default_factory=dict)
     created: str = ""
+    #: where the bundle came from (its file), to name it in errors; not stored in the file
+    origin: str = field(default="bundle", compare=False)
 
     def __post_init__(self) -> None:
         self.classes = [str(c) for c in self.classes]
@@ -277,8 +279,16 @@ class Bundle:
             replay_dtype=replay_dtype,
             model_info=info,
             created=artifact.created,
+            origin=str(path),
         )
-        return bundle.validate(path)
+        return bundle.validate(path).verify_models()
+
+    def verify_models(self) -> "Bundle":
+        """Open every model file (not only the default one): a garbage blob with consistent checksums is
+        refused when the bundle is loaded, by inspect, info and deploy alike, not later by live."""
+        for name in sorted(self.models):
+            self.open_model(name)
+        return self
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Bundle":
@@ -290,11 +300,13 @@ class Bundle:
         """A runtime model (ONNX or TFLite, from the file name) for one of the bundle's model files."""
         name = name or self.default_model
         if name not in self.models:
-            raise KitError(f"bundle has no model '{name}' (it holds {', '.join(sorted(self.models))})")
-        model = open_model(self.models[name], fmt=model_format(name), threads=threads)
+            raise KitError(f"{self.origin}: bundle has no model '{name}' (it holds {', '.join(sorted(self.models))})")
+        label = f"{self.origin} member blobs/models/{name}"
+        model = open_model(self.models[name], fmt=model_format(name), threads=threads, label=label)
         shape = tuple(self.feature_config.shape)
         if model.input_shape is not None and tuple(model.input_shape) != shape:
-            raise KitError(f"bundle model '{name}' expects input {tuple(model.input_shape)} but the feature config gives {shape}")
+            raise KitError(f"{label}: model expects input {tuple(model.input_shape)} but the feature config "
+                           f"gives {shape}")
         return model
 
     def with_head(

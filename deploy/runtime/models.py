@@ -59,15 +59,17 @@ def model_format(source: str | os.PathLike | bytes, fmt: str | None = None) -> s
     raise KitError(f"{path}: cannot tell the model format from the suffix '{path.suffix}' (use .onnx or .tflite)")
 
 
-def open_model(source: str | os.PathLike | bytes, fmt: str | None = None, threads: int = 1) -> RuntimeModel:
-    """An ``OnnxModel`` or ``TfliteModel`` for a path or the file's bytes."""
+def open_model(source: str | os.PathLike | bytes, fmt: str | None = None, threads: int = 1,
+               label: str | None = None) -> RuntimeModel:
+    """An ``OnnxModel`` or ``TfliteModel`` for a path or the file's bytes (``label`` names bytes in errors,
+    e.g. "b.kit member blobs/models/m.onnx")."""
     if not isinstance(source, (bytes, bytearray, memoryview)):
         require_regular_file(source, "model")
     kind = model_format(source, fmt)
     if kind == "tflite":
         from .tflite_model import TfliteModel
 
-        return TfliteModel(source, threads=threads)
+        return TfliteModel(source, threads=threads, label=label)
     from .inference import OnnxModel
 
-    return OnnxModel(source, threads=threads)
+    return OnnxModel(source, threads=threads, label=label)
