@@ -152,6 +152,16 @@ def verify_signature(path: str | os.PathLike, key: bytes) -> None:
                        f"signed with {signature.get('key_id', '?')}): tampered or signed with another key")
 
 
+KEY_ENV = "KIT_BUNDLE_KEY"
+
+
+def configured_key() -> bytes | None:
+    """The verification key, if one is configured: the file named by ``$KIT_BUNDLE_KEY`` (the
+    device command's ``--key KEYFILE`` sets it for its process). None: signatures are not checked."""
+    where = os.environ.get(KEY_ENV)
+    return read_key(where, KEY_ENV) if where else None
+
+
 def read_key(path: str | os.PathLike, option: str = "--key") -> bytes:
     """A signing key from a file: its bytes (surrounding whitespace stripped), at least 16 of them."""
     try:

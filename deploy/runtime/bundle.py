@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import Artifact, read_artifact, write_artifact
+from .artifact import Artifact, configured_key, read_artifact, verify_signature, write_artifact
 from .classifier import HeadClassifier
 from .classify import KeywordClassifier
 from .coreset import Normalizer
@@ -213,9 +213,9 @@ class Bundle:
         blobs = {f"models/{name}": blob for name, blob in self.models.items()}
         return Artifact(kind=BUNDLE_KIND, meta=meta, arrays=arrays, blobs=blobs, created=self.created)
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, sign_key: bytes | None = None) -> Path:
         """Write the bundle atomically (verified first: a bundle that would not load is not written)."""
-        return write_artifact(path, self.to_artifact())
+        return write_artifact(path, self.to_artifact(), sign_key=sign_key or configured_key())
 
     @classmethod
     def from_artifact(cls, artifact: Artifact, path: str | os.PathLike = "<memory>") -> "Bundle":
@@ -292,7 +292,11 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Bundle":
-        """Read and verify a bundle file (see the module docstring for what is checked)."""
+        """Read and verify a bundle file (see the module docstring for what is checked); when a key is
+        configured (``$KIT_BUNDLE_KEY``, ``--key``), its signature first."""
+        key = configured_key()
+        if key is not None:
+            verify_signature(path, key)
         return cls.from_artifact(read_artifact(path, kind=BUNDLE_KIND), path)
 
     # Use ---------------------------------------------------------------------------------------

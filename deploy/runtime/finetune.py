@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import artifact_bytes, atomic_write_bytes
+from .artifact import artifact_bytes, atomic_write_bytes, configured_key
 from .bundle import Bundle, BundleClassifier
 from .errors import KitError
 from .head import HEADS, balanced_weights, make_head
@@ -403,7 +403,7 @@ def save_updated(new: Bundle, source: Path, out: Path | None, *, held: bool = Fa
     if backup is None:
         return new.save(target), None
     atomic_write_bytes(backup, read_regular_bytes(source))
-    atomic_write_files({target: artifact_bytes(new.to_artifact())}, held=(target,) if held else ())
+    atomic_write_files({target: artifact_bytes(new.to_artifact(), configured_key())}, held=(target,) if held else ())
     return target, backup
 
 
