@@ -165,7 +165,7 @@ def configured_key() -> bytes | None:
 def read_key(path: str | os.PathLike, option: str = "--key") -> bytes:
     """A signing key from a file: its bytes (surrounding whitespace stripped), at least 16 of them."""
     try:
-        with open_regular(path, "key file") as handle:
+        with open_regular(path, "key") as handle:
             key = handle.read(1 << 16).strip()
     except KitError as exc:
         raise KitError(f"{option}: {exc}") from None

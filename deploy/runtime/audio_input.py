@@ -74,13 +74,25 @@ class PcmStreamSource:
         self.chunk = _chunk_size(self.rate, chunk_s)
         self.name = name
         self.description = f"{name} (raw PCM s16le mono at {self.rate} Hz)"
+        self._first: bytes | None = None
+
+    def wait_for_audio(self) -> None:
+        """Block until the first bytes arrive; none at all (an empty pipe) is a one-line error before
+        anything is reported, not "listened to 0.00 s"."""
+        if self._first is None:
+            self._first = self.stream.read(2 * self.chunk)
+            if not self._first:
+                raise KitError(f"{self.name}: no audio arrived (0 bytes); pipe raw PCM s16le mono, e.g. "
+                               "arecord -f S16_LE -c 1 -r 16000 -t raw")
 
     def chunks(self) -> Iterator[np.ndarray]:
         """16-bit samples as they arrive. Empty input is an error (nothing was listened to); an odd
         trailing byte (half a sample: a misaligned or cut stream) is reported once on stderr."""
         carry, total = b"", 0
+        first, self._first = self._first, b""
         while True:
-            data = self.stream.read(2 * self.chunk - len(carry))
+            data = first if first else self.stream.read(2 * self.chunk - len(carry))
+            first = None
             if not data:
                 break
             total += len(data)
@@ -220,7 +232,9 @@ def open_source(spec: str, rate: int, *, pcm_rate: int | None = None, device: st
     if spec == "mic":
         return MicrophoneSource(rate, device=device, chunk_s=chunk_s)
     if spec == "-":
-        return PcmStreamSource(stdin, rate=rate if pcm_rate is None else pcm_rate, chunk_s=chunk_s)
+        source = PcmStreamSource(stdin, rate=rate if pcm_rate is None else pcm_rate, chunk_s=chunk_s)
+        source.wait_for_audio()
+        return source
     path = Path(spec)
     if path.suffix.lower() not in (".wav", ".wave") and not path.exists():
         raise KitError(f"--input '{spec}': not a WAV file, 'mic' or '-'")

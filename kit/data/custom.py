@@ -135,6 +135,8 @@ def _read_csv(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
                 if None in record or None in record.values():
                     raise KitError(f"{csv_path}:{reader.line_num}: row has {'more' if None in record else 'fewer'} "
                                    f"cells than the header's {len(columns)} columns")
+                if any("\x00" in (v or "") for v in record.values()):
+                    raise KitError(f"{csv_path}:{reader.line_num}: row holds a NUL byte (a binary file, not a CSV)")
                 records.append({(k or "").strip(): (v or "").strip() for k, v in record.items()})
     except UnicodeDecodeError as exc:
         raise KitError(f"{csv_path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the manifest as UTF-8") from None
