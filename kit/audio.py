@@ -121,4 +121,4 @@ def _check_file(path: Path) -> None:
         check_wav_chunks(path, head, size)  # the device's rule: a truncated data chunk is refused
     elif path.suffix.lower() == ".wav":
         # libsndfile would try other decoders (mpg123 prints to stderr before failing): refuse here
-        raise KitError(f"{path}: not a WAV file (no RIFF/WAVE header)")
+        raise KitError(f"{path}: unreadable or corrupt audio file (not a WAV file: no RIFF/WAVE header)")

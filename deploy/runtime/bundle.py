@@ -40,7 +40,7 @@ from .classify import KeywordClassifier
 from .coreset import Normalizer
 from .errors import KitError
 from .features import FeatureConfig
-from .models import RuntimeModel, open_model
+from .models import RuntimeModel, open_model, runtime_installed, verify_model_bytes
 from .recognizer import DetectorSettings
 
 BUNDLE_KIND = "bundle"
@@ -287,7 +287,10 @@ class Bundle:
         """Open every model file (not only the default one): a garbage blob with consistent checksums is
         refused when the bundle is loaded, by inspect, info and deploy alike, not later by live."""
         for name in sorted(self.models):
-            self.open_model(name)
+            if runtime_installed(model_format(name)):
+                self.open_model(name)  # also checks the input shape against the feature config
+            else:  # e.g. the .tflite member on an onnxruntime-only device: what can be checked here is
+                verify_model_bytes(self.models[name], model_format(name), f"{self.origin} member blobs/models/{name}")
         return self
 
     @classmethod

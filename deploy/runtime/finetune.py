@@ -249,11 +249,11 @@ def _check_numbers(*, seed: int, l2: float, l2_new: float, new_weight: float | N
     warn from numpy and fail later with a less useful message."""
     if not 0 <= int(seed) < 2**32:
         raise KitError(f"--seed: {seed} is outside 0..{2**32 - 1}")
-    for option, value in (("--l2", l2), ("--l2-new", l2_new), ("--new-weight", new_weight)):
+    for option, value in (("--l2", l2), ("--l2-new", l2_new)):
         if value is not None and not (np.isfinite(value) and value >= 0):
             raise KitError(f"{option}: {value} must be a finite number >= 0")
-    if new_weight is not None and new_weight == 0:
-        raise KitError("--new-weight: 0 would ignore the clips; give a positive weight")
+    if new_weight is not None and not (np.isfinite(new_weight) and new_weight > 0):
+        raise KitError(f"--new-weight must be positive and finite, got {new_weight}")
 
 
 def _storable(head: str) -> None:

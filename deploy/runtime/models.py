@@ -8,6 +8,7 @@ TFLite flatbuffer identifier.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,6 +58,29 @@ def model_format(source: str | os.PathLike | bytes, fmt: str | None = None) -> s
             if is_tflite(handle.read(8)):
                 return "tflite"
     raise KitError(f"{path}: cannot tell the model format from the suffix '{path.suffix}' (use .onnx or .tflite)")
+
+
+#: the packages that can run each format (any one suffices)
+RUNTIME_PACKAGES = {"onnx": ("onnxruntime",), "tflite": ("ai_edge_litert", "tflite_runtime")}
+
+
+def runtime_installed(fmt: str) -> bool:
+    """Whether this machine can run ``fmt`` models (a device may carry onnxruntime only)."""
+    return any(importlib.util.find_spec(name) is not None for name in RUNTIME_PACKAGES[fmt])
+
+
+def verify_model_bytes(data: bytes, fmt: str, label: str) -> None:
+    """Check a model file as far as this machine can: open it in its runtime when one is installed,
+    else check its structure (a TFLite flatbuffer and its kit metadata; an ONNX file is non-empty)."""
+    if runtime_installed(fmt):
+        open_model(data, fmt=fmt, label=label)
+    elif fmt == "tflite":
+        from .tflite_model import kit_props
+
+        if not kit_props(data, label):  # parses the flatbuffer's metadata (numpy only)
+            raise KitError(f"{label}: TFLite model carries no kit metadata")
+    elif not data:
+        raise KitError(f"{label}: empty model, not an ONNX file")
 
 
 def open_model(source: str | os.PathLike | bytes, fmt: str | None = None, threads: int = 1,
