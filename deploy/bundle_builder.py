@@ -25,12 +25,13 @@ from typing import Any
 import numpy as np
 
 from deploy.runtime.artifact import sha256_file
-from deploy.runtime.bundle import REPLAY_DTYPES, Bundle, model_format, quantize_replay, dequantize_replay
+from deploy.runtime.bundle import REPLAY_DTYPES, Bundle, dequantize_replay, model_format, quantize_replay
 from deploy.runtime.compat import require_same_space
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig
 from deploy.runtime.recognizer import DetectorSettings
+from deploy.runtime.safeio import require_regular_file
 
 FORMATS = ("onnx", "tflite")
 #: |head logits - model logits| allowed for fp32 files, relative to the largest |logit| (at least 1).
@@ -111,6 +112,7 @@ def build_bundle(
     int8: bool = False,
     replay_dtype: str = "int8",
     detector: DetectorSettings | None = None,
+    sign_key: bytes | None = None,
 ) -> Path:
     """Write a bundle for ``model_path`` (from ``kit train``) with ``coreset_path`` as replay memory.
 
@@ -118,6 +120,7 @@ def build_bundle(
     calibrated on the coreset, and makes the first one the default model). ``replay_dtype``:
     "int8" (per-row symmetric scale) or "float16". ``detector``: stream settings stored for
     the device (default ``DetectorSettings`` with the model's clip length as window).
+    ``sign_key``: add an HMAC-SHA256 signature (else the configured ``$KIT_BUNDLE_KEY``, if any).
     """
     import torch
 
@@ -132,10 +135,8 @@ def build_bundle(
         raise KitError(f"--format: '{bad[0]}' is not supported (choose from {', '.join(FORMATS)})")
     if replay_dtype not in REPLAY_DTYPES:
         raise KitError(f"--replay-dtype: '{replay_dtype}' is not supported (choose from {', '.join(REPLAY_DTYPES)})")
-    if not model_path.is_file():
-        raise KitError(f"{model_path}: no such model file")
-    if not coreset_path.is_file():
-        raise KitError(f"{coreset_path}: no such coreset file")
+    require_regular_file(model_path, "model")  # "no such" only when missing; a folder/FIFO is said to be one
+    require_regular_file(coreset_path, "coreset")  # "no such" only when missing; a folder/FIFO is said to be one
     model, meta = load_model(model_path)
     coreset = Coreset.load(coreset_path)
     config = _check_pair(model_path, meta, coreset, coreset_path)
@@ -199,4 +200,4 @@ def build_bundle(
         replay_dtype=replay_dtype,
         model_info=model_info,
     )
-    return bundle.save(out)
+    return bundle.save(out, sign_key=sign_key)

@@ -27,6 +27,7 @@ from deploy.runtime.artifact import atomic_write_bytes
 from deploy.runtime.errors import KitError
 
 OPSET = 18
+MIN_OPSET = 17
 INPUT_NAME = "features"
 OUTPUT_NAMES = ("logits", "embedding")
 METADATA_VERSION = "1"
@@ -117,6 +118,16 @@ def check_parity(onnx_bytes: bytes, model: Any, n: int = 4, seed: int = 0) -> fl
     return float(max(np.abs(logits - ref_logits.numpy()).max(), np.abs(embedding - ref_embedding.numpy()).max()))
 
 
+def check_opset(opset: int) -> int:
+    """An opset this onnx package knows and the kit's graphs use (checked before any work)."""
+    import onnx
+
+    highest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= highest:
+        raise KitError(f"--opset {opset}: choose an ONNX opset from {MIN_OPSET} to {highest}")
+    return opset
+
+
 def export_onnx(
     model_or_path: Any,
     out_path: str | os.PathLike,
@@ -134,8 +145,7 @@ def export_onnx(
     """
     import onnx
 
-    if opset < 17:
-        raise KitError(f"ONNX opset must be >= 17, got {opset}")
+    check_opset(opset)
     if isinstance(model_or_path, (str, os.PathLike)):
         from kit.models import load_model
 
@@ -144,16 +154,24 @@ def export_onnx(
     else:
         model, meta = model_or_path, dict(meta or {})
     model = model.cpu().eval()
-    proto = _to_onnx_proto(model, opset)
+    try:
+        proto = _to_onnx_proto(model, opset)
+    except (RuntimeError, ValueError, NotImplementedError) as exc:  # torch.onnx: an opset it cannot target
+        if opset == OPSET:
+            raise
+        raise KitError(f"--opset {opset}: torch cannot export to this opset ({' '.join(str(exc).split())[:160]})") from None
     for key, value in onnx_metadata(model, meta).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "audio-distill-kit"
-    onnx.checker.check_model(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        raise KitError(f"--opset {opset}: the exported model does not validate ({' '.join(str(exc).split())[:160]})") from None
     data = proto.SerializeToString()
     if verify_atol is not None:
         diff = check_parity(data, model)
         if not diff <= verify_atol:
-            raise RuntimeError(f"ONNX export differs from PyTorch by {diff:.3g} (> {verify_atol}); not writing {out_path}")
+            raise KitError(f"{out_path}: ONNX export differs from PyTorch by {diff:.3g} (> {verify_atol}); not written")
     atomic_write_bytes(out_path, data)
     return Path(out_path)

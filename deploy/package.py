@@ -42,7 +42,7 @@ from deploy.runtime.artifact import atomic_write_bytes, sha256_bytes
 from deploy.runtime.bundle import Bundle, BundleClassifier, model_format, model_precision
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig, dct_matrix, extract_features, hann_window, mel_filterbank
-from deploy.runtime.safeio import check_output_dir
+from deploy.runtime.safeio import check_output_dir, require_regular_file
 
 TARGETS = ("rpi", "android", "dir")
 RUNTIMES = ("onnx", "tflite")
@@ -356,8 +356,7 @@ def build_folder(bundle_path: str | os.PathLike, target: str, root: str | os.Pat
     bundle_path = Path(bundle_path)
     if target not in TARGETS:
         raise KitError(f"--target: '{target}' is not one of {', '.join(TARGETS)}")
-    if not bundle_path.is_file():
-        raise KitError(f"{bundle_path}: no such bundle file")
+    require_regular_file(bundle_path, "bundle")  # "no such" only when missing; a folder/FIFO is said to be one
     root = Path(root)
     bundle = Bundle.load(bundle_path)
     model_name, runtime = choose_model(bundle, bundle_path, target, runtime)
@@ -491,8 +490,7 @@ def deploy(bundle_path: str | os.PathLike, target: str, to: str, *, runtime: str
     if runtime is not None and runtime not in RUNTIMES:
         raise KitError(f"--runtime: '{runtime}' is not one of {', '.join(RUNTIMES)}")
     bundle_path = Path(bundle_path)
-    if not bundle_path.is_file():
-        raise KitError(f"{bundle_path}: no such bundle file")
+    require_regular_file(bundle_path, "bundle")  # "no such" only when missing; a folder/FIFO is said to be one
     user, host, path = parse_destination(str(to))
 
     if host is None:

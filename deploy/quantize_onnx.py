@@ -37,6 +37,7 @@ import numpy as np
 
 from deploy.runtime.artifact import atomic_write_bytes
 from deploy.runtime.errors import KitError
+from deploy.runtime.safeio import require_regular_file
 
 INPUT_NAME = "features"
 OUTPUT_NAMES = ("logits", "embedding")
@@ -119,8 +120,7 @@ def quantize_onnx(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     source = Path(fp32_onnx)
-    if not source.is_file():
-        raise KitError(f"{source}: no such model file")
+    require_regular_file(source, "model")  # "no such" only when missing; a folder/FIFO is said to be one
     if activation_type not in ACTIVATION_TYPES:
         raise KitError(f"activation type must be one of {', '.join(ACTIVATION_TYPES)}, not '{activation_type}'")
     try:

@@ -72,6 +72,10 @@ def parse_destination(to: str) -> tuple[str | None, str | None, str]:
     """
     match = _REMOTE.match(to)
     if not match:
+        head = to.split("/", 1)[0]
+        if "@" in head or ":" in head:  # "user@host" without ":PATH", "@:": almost surely a mistyped remote
+            raise KitError(f"--to {to}: neither user@host:PATH nor a plain local path; for a local folder whose "
+                           f"name holds '@' or ':' write ./{to}")
         return None, None, to
     host = match.group("host").strip("[]")
     path = match.group("path")

@@ -8,6 +8,7 @@ checkpoint intact. Torch tensors and generator states round-trip through numpy h
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -78,4 +79,18 @@ def load_checkpoint(path: str | os.PathLike, expect: dict[str, Any] | None = Non
                 f"{path}: checkpoint was made with {key}={identity.get(key)!r}, this run has {key}={value!r}; "
                 "use the same settings or drop --resume"
             )
+    _check_progress(path, artifact.meta)
     return artifact.arrays, artifact.meta
+
+
+def _check_progress(path: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """The loop appends one history entry per step, so ``step`` must equal the history's length and
+    the entries count 1..step: a re-signed checkpoint claiming step=1e9 is refused, not reported."""
+    step, elapsed, history = meta.get("step"), meta.get("elapsed"), meta.get("history")
+    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0 and isinstance(history, list)
+            and isinstance(elapsed, (int, float)) and math.isfinite(elapsed) and elapsed >= 0):
+        raise KitError(f"{path}: checkpoint has no valid step / elapsed / history (edited or corrupted)")
+    counted = [entry.get("step") if isinstance(entry, dict) else None for entry in history]
+    if step != len(history) or counted != list(range(1, step + 1)):
+        raise KitError(f"{path}: checkpoint claims step {step} but its history holds {len(history)} steps "
+                       "(edited or corrupted)")

@@ -17,7 +17,7 @@ import soundfile as sf
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import resample as runtime_resample
 from deploy.runtime.safeio import require_regular_file
-from deploy.runtime.wavio import mono_finite
+from deploy.runtime.wavio import check_length, check_rate, check_wav_chunks, mono_finite
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -48,6 +48,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as exc:
         raise KitError(f"{path}: unreadable or corrupt audio file ({_reason(exc)})") from None
+    check_rate(info.samplerate, str(path))
     return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
 
 
@@ -94,6 +95,9 @@ def load_audio(
         raise KitError(f"{path}: unreadable or corrupt audio file ({_reason(exc)})") from None
     if data.size == 0:
         raise KitError(f"{path}: empty audio (0 samples)")
+    check_rate(rate, str(path))
+    if offset_s == 0 and duration_s is None:
+        check_length(len(data), rate, str(path))  # a whole clip: the same minimum as the device's
     return resample(mono_finite(path, data), rate, int(sample_rate))
 
 
@@ -108,5 +112,13 @@ def _reason(exc: BaseException) -> str:
 
 def _check_file(path: Path) -> None:
     require_regular_file(path, "audio")  # a FIFO would block libsndfile forever; a folder is not "missing"
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise KitError(f"{path}: empty file (0 bytes)")
+    with path.open("rb") as handle:
+        head = handle.read(1 << 16)
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        check_wav_chunks(path, head, size)  # the device's rule: a truncated data chunk is refused
+    elif path.suffix.lower() == ".wav":
+        # libsndfile would try other decoders (mpg123 prints to stderr before failing): refuse here
+        raise KitError(f"{path}: unreadable or corrupt audio file (not a WAV file: no RIFF/WAVE header)")

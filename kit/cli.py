@@ -9,6 +9,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 from .commands import (
@@ -55,7 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except KitError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # one line, printable whatever the message holds (a non-UTF-8 file name arrives as surrogates)
+        text = " ".join(str(exc).split()).encode("utf-8", "backslashreplace").decode("utf-8")
+        err.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -116,7 +116,7 @@ def test_writes_refuse_special_files_and_write_through_symlinks(specials) -> Non
     assert specials["fifo"].is_fifo() and specials["socket"].is_socket() and specials["dir"].is_dir()
     assert not list(specials["dir"].iterdir())
     # the documented symlink rule: the link stays, its regular-file target is replaced atomically
-    write_artifact(specials["to_reg"], Artifact(kind="coreset", meta={"x": 1}))
+    write_artifact(specials["to_reg"], Artifact(kind="model", meta={"x": 1}))
     assert specials["to_reg"].is_symlink() and read_artifact(specials["regular"]).meta == {"x": 1}
     assert not [p for p in specials["regular"].parent.iterdir() if p.name.endswith(".tmp")]
 

@@ -8,8 +8,10 @@ one line on stderr with exit status 2, like ``kit`` does.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
+from .artifact import KEY_ENV, read_key
 from .errors import KitError
 
 #: sub-command -> module (relative to this package) that defines ``main(argv) -> int``
@@ -25,8 +27,26 @@ def _usage() -> str:
     return "usage: python -m runtime {" + ",".join(SUBCOMMANDS) + "} [options]  (COMMAND --help for its options)"
 
 
+def _take_key(argv: list[str]) -> list[str]:
+    """``--key KEYFILE`` (anywhere): verify (and, when fine-tuning, sign) bundles with this key, as
+    ``$KIT_BUNDLE_KEY`` does; a missing or short key file is refused before anything runs."""
+    if "--key" not in argv:
+        return argv
+    at = argv.index("--key")
+    if at + 1 >= len(argv):
+        raise KitError("--key needs a KEYFILE")
+    read_key(argv[at + 1], "--key")
+    os.environ[KEY_ENV] = argv[at + 1]
+    return argv[:at] + argv[at + 2 :]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = _take_key(argv)
+    except KitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
@@ -38,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.main(rest) or 0)
     except KitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        text = " ".join(str(exc).split()).encode("utf-8", "backslashreplace").decode("utf-8")
+        print(f"error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

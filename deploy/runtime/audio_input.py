@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import KitError
 from .features import resample
-from .wavio import read_wav
+from .wavio import check_rate, read_wav
 
 DEFAULT_CHUNK_S = 0.05
 
@@ -68,25 +68,45 @@ class PcmStreamSource:
 
     def __init__(self, stream: BinaryIO | None = None, rate: int = 16000, chunk_s: float = DEFAULT_CHUNK_S,
                  name: str = "stdin") -> None:
-        if rate <= 0:
-            raise KitError(f"--rate must be a positive sample rate, got {rate}")
+        check_rate(rate, "--rate")
         self.stream = stream if stream is not None else sys.stdin.buffer
         self.rate = int(rate)
         self.chunk = _chunk_size(self.rate, chunk_s)
         self.name = name
         self.description = f"{name} (raw PCM s16le mono at {self.rate} Hz)"
+        self._first: bytes | None = None
+
+    def wait_for_audio(self) -> None:
+        """Block until the first bytes arrive; none at all (an empty pipe) is a one-line error before
+        anything is reported, not "listened to 0.00 s"."""
+        if self._first is None:
+            self._first = self.stream.read(2 * self.chunk)
+            if not self._first:
+                raise KitError(f"{self.name}: no audio arrived (0 bytes); pipe raw PCM s16le mono, e.g. "
+                               "arecord -f S16_LE -c 1 -r 16000 -t raw")
 
     def chunks(self) -> Iterator[np.ndarray]:
-        carry = b""
+        """16-bit samples as they arrive. Empty input is an error (nothing was listened to); an odd
+        trailing byte (half a sample: a misaligned or cut stream) is reported once on stderr."""
+        carry, total = b"", 0
+        first, self._first = self._first, b""
         while True:
-            data = self.stream.read(2 * self.chunk - len(carry))
+            data = first if first else self.stream.read(2 * self.chunk - len(carry))
+            first = None
             if not data:
                 break
+            total += len(data)
             data = carry + data
             usable = len(data) - len(data) % 2
             carry = data[usable:]
             if usable:
                 yield np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+        if total == 0:
+            raise KitError(f"{self.name}: no audio arrived (0 bytes); pipe raw PCM s16le mono, e.g. "
+                           "arecord -f S16_LE -c 1 -r 16000 -t raw")
+        if carry:
+            print(f"warning: {self.name} ended with an odd trailing byte (half a 16-bit sample); it was dropped",
+                  file=sys.stderr)
 
 
 # Microphone ------------------------------------------------------------------------------------------
@@ -212,7 +232,9 @@ def open_source(spec: str, rate: int, *, pcm_rate: int | None = None, device: st
     if spec == "mic":
         return MicrophoneSource(rate, device=device, chunk_s=chunk_s)
     if spec == "-":
-        return PcmStreamSource(stdin, rate=pcm_rate or rate, chunk_s=chunk_s)
+        source = PcmStreamSource(stdin, rate=rate if pcm_rate is None else pcm_rate, chunk_s=chunk_s)
+        source.wait_for_audio()
+        return source
     path = Path(spec)
     if path.suffix.lower() not in (".wav", ".wave") and not path.exists():
         raise KitError(f"--input '{spec}': not a WAV file, 'mic' or '-'")

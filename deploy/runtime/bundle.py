@@ -34,13 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import Artifact, read_artifact, write_artifact
+from .artifact import Artifact, configured_key, read_artifact, verify_signature, write_artifact
 from .classifier import HeadClassifier
 from .classify import KeywordClassifier
 from .coreset import Normalizer
 from .errors import KitError
 from .features import FeatureConfig
-from .models import RuntimeModel, open_model
+from .models import RuntimeModel, open_model, runtime_installed, verify_model_bytes
 from .recognizer import DetectorSettings
 
 BUNDLE_KIND = "bundle"
@@ -108,6 +108,8 @@ class Bundle:
     #: per model file: format, precision, in_shape, embedding_dim (recorded by the builder)
     model_info: dict[str, dict] = field(default_factory=dict)
     created: str = ""
+    #: where the bundle came from (its file), to name it in errors; not stored in the file
+    origin: str = field(default="bundle", compare=False)
 
     def __post_init__(self) -> None:
         self.classes = [str(c) for c in self.classes]
@@ -211,9 +213,9 @@ class Bundle:
         blobs = {f"models/{name}": blob for name, blob in self.models.items()}
         return Artifact(kind=BUNDLE_KIND, meta=meta, arrays=arrays, blobs=blobs, created=self.created)
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, sign_key: bytes | None = None) -> Path:
         """Write the bundle atomically (verified first: a bundle that would not load is not written)."""
-        return write_artifact(path, self.to_artifact())
+        return write_artifact(path, self.to_artifact(), sign_key=sign_key or configured_key())
 
     @classmethod
     def from_artifact(cls, artifact: Artifact, path: str | os.PathLike = "<memory>") -> "Bundle":
@@ -277,12 +279,27 @@ class Bundle:
             replay_dtype=replay_dtype,
             model_info=info,
             created=artifact.created,
+            origin=str(path),
         )
-        return bundle.validate(path)
+        return bundle.validate(path).verify_models()
+
+    def verify_models(self) -> "Bundle":
+        """Open every model file (not only the default one): a garbage blob with consistent checksums is
+        refused when the bundle is loaded, by inspect, info and deploy alike, not later by live."""
+        for name in sorted(self.models):
+            if runtime_installed(model_format(name)):
+                self.open_model(name)  # also checks the input shape against the feature config
+            else:  # e.g. the .tflite member on an onnxruntime-only device: what can be checked here is
+                verify_model_bytes(self.models[name], model_format(name), f"{self.origin} member blobs/models/{name}")
+        return self
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Bundle":
-        """Read and verify a bundle file (see the module docstring for what is checked)."""
+        """Read and verify a bundle file (see the module docstring for what is checked); when a key is
+        configured (``$KIT_BUNDLE_KEY``, ``--key``), its signature first."""
+        key = configured_key()
+        if key is not None:
+            verify_signature(path, key)
         return cls.from_artifact(read_artifact(path, kind=BUNDLE_KIND), path)
 
     # Use ---------------------------------------------------------------------------------------
@@ -290,11 +307,13 @@ class Bundle:
         """A runtime model (ONNX or TFLite, from the file name) for one of the bundle's model files."""
         name = name or self.default_model
         if name not in self.models:
-            raise KitError(f"bundle has no model '{name}' (it holds {', '.join(sorted(self.models))})")
-        model = open_model(self.models[name], fmt=model_format(name), threads=threads)
+            raise KitError(f"{self.origin}: bundle has no model '{name}' (it holds {', '.join(sorted(self.models))})")
+        label = f"{self.origin} member blobs/models/{name}"
+        model = open_model(self.models[name], fmt=model_format(name), threads=threads, label=label)
         shape = tuple(self.feature_config.shape)
         if model.input_shape is not None and tuple(model.input_shape) != shape:
-            raise KitError(f"bundle model '{name}' expects input {tuple(model.input_shape)} but the feature config gives {shape}")
+            raise KitError(f"{label}: model expects input {tuple(model.input_shape)} but the feature config "
+                           f"gives {shape}")
         return model
 
     def with_head(

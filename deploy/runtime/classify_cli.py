@@ -15,7 +15,7 @@ from .bundle import BUNDLE_KIND, Bundle, BundleClassifier
 from .classify import KeywordClassifier
 from .errors import KitError
 from .models import open_model
-from .safeio import open_regular
+from .safeio import open_regular, require_regular_file
 from .wavio import read_wav
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -33,8 +33,7 @@ def _is_bundle(path: Path) -> bool:
 
 def load_classifier(path: Path, model: str | None = None, threads: int = 1) -> KeywordClassifier:
     """A ``BundleClassifier`` for a bundle, else a ``KeywordClassifier`` on an exported model file."""
-    if not path.is_file():
-        raise KitError(f"{path}: no such bundle or model file")
+    require_regular_file(path, "bundle or model")  # "no such" only when missing; a folder/FIFO is said to be one
     if _is_bundle(path):
         return BundleClassifier(Bundle.load(path), model, threads=threads)
     if model is not None:

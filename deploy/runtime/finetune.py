@@ -35,16 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import artifact_bytes, atomic_write_bytes
+from .artifact import artifact_bytes, atomic_write_bytes, configured_key
 from .bundle import Bundle, BundleClassifier
 from .errors import KitError
 from .head import HEADS, balanced_weights, make_head
+from .names import check_class_name
 from .safeio import atomic_write_files, check_output_path, file_lock, read_regular_bytes, require_regular_file
 from .threads import one_blas_thread
-from .wavio import read_wav
+from .wavio import MIN_CLIP_S, read_wav  # noqa: F401  (MIN_CLIP_S: the one minimum, re-exported)
 
-#: A clip shorter than this cannot hold a spoken word (Speech Commands words last 0.4-1 s).
-MIN_CLIP_S = 0.1
 #: Peak amplitude below which a clip is taken for digital silence (-80 dBFS).
 SILENT_PEAK = 1e-4
 #: L2 pull of the old classes' rows towards the current head, and of new rows towards zero;
@@ -88,9 +87,7 @@ def clip_features(classifier: BundleClassifier, path: Path, *, require_sound: bo
     Too short, silent or unreadable clips are one-line ``KitError``s naming the file: a bad clip
     in a handful would silently teach the head noise.
     """
-    y, rate = read_wav(path)  # names the file in its own errors (missing, empty, corrupt)
-    if len(y) < MIN_CLIP_S * rate:
-        raise KitError(f"{path}: clip is too short ({len(y) / rate:.3f} s; at least {MIN_CLIP_S} s needed)")
+    y, rate = read_wav(path)  # names the file in its own errors (missing, empty, corrupt, too short)
     if require_sound and float(np.max(np.abs(y))) < SILENT_PEAK:
         raise KitError(f"{path}: clip is silent (peak amplitude {float(np.max(np.abs(y))):.1e})")
     try:
@@ -247,6 +244,18 @@ def fit_head(
     return model, info
 
 
+def _check_numbers(*, seed: int, l2: float, l2_new: float, new_weight: float | None) -> None:
+    """Finite, non-negative numbers only, checked before any work: ``--l2-new inf`` would otherwise
+    warn from numpy and fail later with a less useful message."""
+    if not 0 <= int(seed) < 2**32:
+        raise KitError(f"--seed: {seed} is outside 0..{2**32 - 1}")
+    for option, value in (("--l2", l2), ("--l2-new", l2_new)):
+        if value is not None and not (np.isfinite(value) and value >= 0):
+            raise KitError(f"{option}: {value} must be a finite number >= 0")
+    if new_weight is not None and not (np.isfinite(new_weight) and new_weight > 0):
+        raise KitError(f"--new-weight must be positive and finite, got {new_weight}")
+
+
 def _storable(head: str) -> None:
     """Only a linear head fits the bundle's ``logits = embedding @ W.T + b``; refuse others up front."""
     if head not in HEADS:
@@ -297,9 +306,8 @@ def add_keyword(
     """
     started = time.perf_counter()
     _storable(head)
-    name = str(name).strip()
-    if not name:
-        raise KitError("--add-keyword: the keyword name is empty")
+    _check_numbers(seed=seed, l2=l2, l2_new=l2_new, new_weight=new_weight)
+    name = check_class_name(str(name), "--add-keyword", new_keyword=True)
     if name in bundle.classes:
         raise KitError(f"--add-keyword: '{name}' is already a class of this bundle; use --personalize to adapt it")
     paths = expand_clips(clips)
@@ -344,6 +352,7 @@ def personalize(
     """
     started = time.perf_counter()
     _storable(head)
+    _check_numbers(seed=seed, l2=l2, l2_new=l2_new, new_weight=new_weight)
     paths = expand_clips(clips)
     classes = list(bundle.classes)
     labels = [label_of(p, classes) for p in paths]
@@ -394,7 +403,7 @@ def save_updated(new: Bundle, source: Path, out: Path | None, *, held: bool = Fa
     if backup is None:
         return new.save(target), None
     atomic_write_bytes(backup, read_regular_bytes(source))
-    atomic_write_files({target: artifact_bytes(new.to_artifact())}, held=(target,) if held else ())
+    atomic_write_files({target: artifact_bytes(new.to_artifact(), configured_key())}, held=(target,) if held else ())
     return target, backup
 
 

@@ -117,9 +117,9 @@ class OnnxModel(KitOutputs):
     contention with the audio thread).
     """
 
-    def __init__(self, path: str | os.PathLike | bytes, threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike | bytes, threads: int = 1, label: str | None = None) -> None:
         if isinstance(path, (bytes, bytearray, memoryview)):  # e.g. a model file held in a bundle
-            self.path: Path | str = "<onnx bytes>"
+            self.path: Path | str = label or "<onnx bytes>"  # label: "bundle.kit member models/x.onnx"
             source: str | bytes = bytes(path)
             if not source:
                 raise KitError(f"{self.path}: empty model, not an ONNX file")

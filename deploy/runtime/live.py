@@ -28,6 +28,7 @@ from .audio_input import DEFAULT_CHUNK_S, AudioSource, input_devices, limit_dura
 from .bundle import Bundle, BundleClassifier
 from .errors import KitError
 from .recognizer import Detection, DetectorSettings, add_detector_options, detector_options
+from .safeio import require_regular_file
 from .stream import StreamRecognizer, StreamResult
 
 
@@ -219,8 +220,7 @@ def prepare(options: ListenOptions) -> tuple[BundleClassifier, AudioSource, Dete
     if not options.chunk_ms > 0:
         raise KitError(f"--chunk-ms must be positive, got {options.chunk_ms}")
     bundle_path = Path(options.bundle)
-    if not bundle_path.is_file():
-        raise KitError(f"{bundle_path}: no such bundle file")
+    require_regular_file(bundle_path, "bundle")  # "no such" only when missing; a folder/FIFO is said to be one
     bundle = Bundle.load(bundle_path)
     settings = bundle.detector.with_options(options.detector)
     classifier = BundleClassifier(bundle, options.model, threads=options.threads)

@@ -8,6 +8,7 @@ TFLite flatbuffer identifier.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,15 +60,40 @@ def model_format(source: str | os.PathLike | bytes, fmt: str | None = None) -> s
     raise KitError(f"{path}: cannot tell the model format from the suffix '{path.suffix}' (use .onnx or .tflite)")
 
 
-def open_model(source: str | os.PathLike | bytes, fmt: str | None = None, threads: int = 1) -> RuntimeModel:
-    """An ``OnnxModel`` or ``TfliteModel`` for a path or the file's bytes."""
+#: the packages that can run each format (any one suffices)
+RUNTIME_PACKAGES = {"onnx": ("onnxruntime",), "tflite": ("ai_edge_litert", "tflite_runtime")}
+
+
+def runtime_installed(fmt: str) -> bool:
+    """Whether this machine can run ``fmt`` models (a device may carry onnxruntime only)."""
+    return any(importlib.util.find_spec(name) is not None for name in RUNTIME_PACKAGES[fmt])
+
+
+def verify_model_bytes(data: bytes, fmt: str, label: str) -> None:
+    """Check a model file as far as this machine can: open it in its runtime when one is installed,
+    else check its structure (a TFLite flatbuffer and its kit metadata; an ONNX file is non-empty)."""
+    if runtime_installed(fmt):
+        open_model(data, fmt=fmt, label=label)
+    elif fmt == "tflite":
+        from .tflite_model import kit_props
+
+        if not kit_props(data, label):  # parses the flatbuffer's metadata (numpy only)
+            raise KitError(f"{label}: TFLite model carries no kit metadata")
+    elif not data:
+        raise KitError(f"{label}: empty model, not an ONNX file")
+
+
+def open_model(source: str | os.PathLike | bytes, fmt: str | None = None, threads: int = 1,
+               label: str | None = None) -> RuntimeModel:
+    """An ``OnnxModel`` or ``TfliteModel`` for a path or the file's bytes (``label`` names bytes in errors,
+    e.g. "b.kit member blobs/models/m.onnx")."""
     if not isinstance(source, (bytes, bytearray, memoryview)):
         require_regular_file(source, "model")
     kind = model_format(source, fmt)
     if kind == "tflite":
         from .tflite_model import TfliteModel
 
-        return TfliteModel(source, threads=threads)
+        return TfliteModel(source, threads=threads, label=label)
     from .inference import OnnxModel
 
-    return OnnxModel(source, threads=threads)
+    return OnnxModel(source, threads=threads, label=label)

@@ -114,10 +114,10 @@ class TfliteModel(KitOutputs):
 
     def __init__(
         self, source: str | os.PathLike | bytes, threads: int = 1, runtime: str | None = None, xnnpack: bool = True,
-        reference: bool = False,
+        reference: bool = False, label: str | None = None,
     ) -> None:
         if isinstance(source, (bytes, bytearray, memoryview)):
-            self.path: Path | str = "<tflite bytes>"
+            self.path: Path | str = label or "<tflite bytes>"  # label: "bundle.kit member models/x.tflite"
             data = bytes(source)
         else:
             self.path = Path(source)

@@ -19,9 +19,45 @@ import numpy as np
 from .errors import KitError
 from .safeio import open_regular
 
+# The one set of audio limits, for training (kit.audio), the device and every command: a rate
+# outside [MIN_RATE, MAX_RATE] is a broken header, not audio; a clip under MIN_CLIP_S holds no word.
+MIN_RATE = 4000
+MAX_RATE = 384000
+MIN_CLIP_S = 0.1
+
 WAVE_FORMAT_PCM = 0x0001
 WAVE_FORMAT_IEEE_FLOAT = 0x0003
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+
+
+def check_rate(rate: float, where: str) -> int:
+    """Refuse a sample rate no microphone or file of speech has (1 Hz, 1e9 Hz, 0, negative)."""
+    if not (MIN_RATE <= rate <= MAX_RATE) or int(rate) != rate:
+        raise KitError(f"{where}: sample rate {rate:g} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
+    return int(rate)
+
+
+def check_length(frames: int, rate: int, where: str) -> None:
+    """The one minimum clip length: shorter clips are refused everywhere (classify, train, fine-tune)."""
+    if frames < MIN_CLIP_S * rate:
+        raise KitError(f"{where}: clip is too short ({frames / rate:.3f} s; at least {MIN_CLIP_S} s needed)")
+
+
+def check_wav_chunks(path: Path, head: bytes, size: int) -> None:
+    """Refuse a WAV whose ``data`` chunk claims more bytes than the file holds (a truncated download).
+
+    ``head`` is the start of the file (at least up to the data chunk header), ``size`` its length.
+    """
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk_id, length = head[offset : offset + 4], struct.unpack_from("<I", head, offset + 4)[0]
+        if chunk_id == b"data":
+            have = size - offset - 8
+            if length > have and length != 0xFFFFFFFF:  # 0xFFFFFFFF: a streaming writer's "unknown"
+                raise KitError(f"{path}: WAV data chunk claims {length} bytes but the file holds {have} "
+                               "(truncated download?)")
+            return
+        offset += 8 + length + (length & 1)
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
@@ -33,6 +69,8 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         head = handle.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
             raise KitError(f"{path}: not a WAV file (no RIFF/WAVE header); the edge runtime reads .wav only")
+        handle.seek(0)
+        check_wav_chunks(path, handle.read(1 << 16), os.fstat(handle.fileno()).st_size)
         handle.seek(0)
         try:
             with wave.open(handle, "rb") as reader:
@@ -50,10 +88,10 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 def _finish(path: Path, samples: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
-    if rate <= 0:
-        raise KitError(f"{path}: WAV header gives an invalid sample rate ({rate})")
+    check_rate(rate, str(path))
     if samples.size == 0:
         raise KitError(f"{path}: WAV file has no audio samples")
+    check_length(len(samples), rate, str(path))
     return mono_finite(path, samples), int(rate)
 
 

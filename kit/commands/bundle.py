@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from deploy.runtime.errors import KitError
-from deploy.runtime.safeio import check_output_path
+from deploy.runtime.safeio import check_output_path, require_regular_file
 
 from .detector_options import with_detector_options
 
@@ -33,6 +33,8 @@ def bundle_command(
     fmt: list[str] = typer.Option(["onnx"], "--format", "-f", help="Model format(s): onnx, tflite (repeat or comma-separate)."),
     int8: bool = typer.Option(False, "--int8", help="Add a full-integer int8 model per format, calibrated on the coreset (the default model)."),
     replay_dtype: str = typer.Option("int8", "--replay-dtype", help="Replay coreset storage: int8 (per-row scale) or float16."),
+    sign: Path | None = typer.Option(None, "--sign", metavar="KEYFILE",
+                                     help="Sign the bundle with HMAC-SHA256 using the key in KEYFILE (>= 16 bytes)."),
     detector: dict[str, Any] | None = None,
 ) -> None:
     """Bundle a trained model with its coreset, front-end and detector settings for a device."""
@@ -42,17 +44,19 @@ def bundle_command(
     from deploy.runtime.recognizer import DetectorSettings
 
     check_output_path(out, "--out", inputs=(model_path, coreset))
+    from deploy.runtime.artifact import read_key
+
+    key = read_key(sign, "--sign") if sign is not None else None
     settings = None
     if detector and any(v is not None for v in detector.values()):
         from deploy.runtime.artifact import read_manifest
 
-        if not model_path.is_file():
-            raise KitError(f"{model_path}: no such model file")
+        require_regular_file(model_path, "model")  # "no such" only when missing; a folder/FIFO is said to be one
         config = read_manifest(model_path).get("meta", {}).get("feature_config")
         window = FeatureConfig.from_dict(config).duration_s if isinstance(config, dict) else 1.0
         settings = DetectorSettings(window_s=window).with_options(detector)
     path = build_bundle(model_path, coreset, out, formats=_formats(fmt), int8=int8, replay_dtype=replay_dtype.lower(),
-                        detector=settings)
+                        detector=settings, sign_key=key)
     bundle = Bundle.load(path)
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, verified)")
     for key, value in describe(bundle, path):

@@ -11,14 +11,13 @@ from pathlib import Path
 import typer
 
 from deploy.runtime.classifier import Classifier
-from deploy.runtime.errors import KitError
+from deploy.runtime.safeio import require_regular_file
 
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _load_model(path: Path) -> Classifier:
-    if not path.is_file():
-        raise KitError(f"{path}: no such model file")
+    require_regular_file(path, "model")  # "no such" only when missing; a folder/FIFO is said to be one
     with open(path, "rb") as handle:
         magic = handle.read(4)
     if magic == _ZIP_MAGIC:

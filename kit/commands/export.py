@@ -18,7 +18,7 @@ import numpy as np
 import typer
 
 from deploy.runtime.errors import KitError
-from deploy.runtime.safeio import check_output_path
+from deploy.runtime.safeio import check_output_path, require_regular_file
 
 FORMATS = ("onnx", "tflite")
 
@@ -53,13 +53,16 @@ def export_command(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise KitError(f"--format: '{fmt}' is not supported (choose from {', '.join(FORMATS)})")
-    if not model_path.is_file():
-        raise KitError(f"{model_path}: no such model file")
+    require_regular_file(model_path, "model")  # "no such" only when missing; a folder/FIFO is said to be one
     if int8 and calibration is None:
         raise KitError("--int8 needs --calibration CORESET.kit (the coreset's features set the int8 ranges)")
-    if calibration is not None and not calibration.is_file():
-        raise KitError(f"{calibration}: no such coreset file")
+    if calibration is not None:
+        require_regular_file(calibration, "coreset")
     target = out or _default_out(model_path, fmt, int8)
+    if fmt == "onnx":
+        from deploy.export_onnx import check_opset  # torch-side module: only when exporting
+
+        check_opset(opset)
     check_output_path(target, "--out", inputs=(model_path, *([calibration] if calibration else [])))
     from deploy.model_report import model_report
     from kit.models import load_model

@@ -16,10 +16,10 @@ def _describe_array(array: np.ndarray) -> str:
     return f"{array.dtype} {tuple(array.shape)}"
 
 
-def _coreset_rows(artifact: Artifact) -> list[tuple[str, str]]:
+def _coreset_rows(artifact: Artifact, path: Path) -> list[tuple[str, str]]:
     from kit.coreset import Coreset
 
-    coreset = Coreset.from_artifact(artifact)
+    coreset = Coreset.from_artifact(artifact, path)
     cfg = coreset.feature_config
     labels = "soft" if coreset.labels.ndim == 2 else "hard"
     counts = ", ".join(f"{name}:{n}" for name, n in coreset.class_counts().items())
@@ -61,7 +61,12 @@ def inspect_command(
     if artifact.kind == "bundle":
         rows = _bundle_rows(artifact, path)  # verifies the bundle before anything is shown
     elif artifact.kind == "coreset":
-        rows = _coreset_rows(artifact)
+        rows = _coreset_rows(artifact, path)
+    elif artifact.kind == "model":
+        from kit.models.artifact import load_model  # torch-side: only for model files
+
+        load_model(path)  # rebuilds the network: weights that do not fit the architecture are refused
+        rows = _generic_rows(artifact)
     else:
         rows = _generic_rows(artifact)
     if as_json:

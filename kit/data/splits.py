@@ -18,7 +18,9 @@ _NOHASH = re.compile(r"_nohash_.*$")
 
 
 def sha1_int(text: str) -> int:
-    return int(hashlib.sha1(text.encode("utf-8")).hexdigest(), 16)
+    # surrogateescape: file names that are not UTF-8 reach Python as lone surrogates (PEP 383);
+    # encoding them back gives the name's own bytes (as os.fsencode does), so they hash like any other
+    return int(hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest(), 16)
 
 
 def hash_percent(text: str) -> int:

@@ -121,8 +121,10 @@ def check_dataset(dataset: AudioDataset) -> AudioDataset:
     for split in ("test", "val"):
         missing = sorted({clip.label for clip in dataset.clips if clip.split == split} - train)
         if missing:
+            held = [c for c in dataset.clips if c.label == missing[0] and c.split == split]
             raise KitError(
-                f"dataset '{dataset.name}': class '{missing[0]}' is in the {split} split but has no training clips"
-                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                f"{held[0].path}: class '{missing[0]}' is in the {split} split but has no training clips "
+                f"({len(held)} clip(s), e.g. this one, in group '{held[0].group}'; split: {dataset.split_rule})"
+                + (f" (and {len(missing) - 1} more classes)" if len(missing) > 1 else "")
             )
     return dataset

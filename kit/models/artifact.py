@@ -78,8 +78,27 @@ def save_model(path: str | os.PathLike, model: KitModel, meta: dict[str, Any]) -
     state = model.state_dict()
     for name, tensor in state.items():
         arrays[PARAM_PREFIX + name] = tensor.detach().cpu().numpy()
-    full_meta = {**_jsonable(meta), **_jsonable(model.spec), "state_keys": list(state)}
+    full_meta = {**_jsonable(meta), **_jsonable(model.spec), "state_keys": list(state),
+                 "has_normalizer": bool(arrays)}  # so a removed normaliser is refused, not silently skipped
     return write_artifact(path, Artifact(kind=MODEL_KIND, meta=full_meta, arrays=arrays))
+
+
+def _stored_normalizer(path: str | os.PathLike, arrays: dict[str, np.ndarray],
+                       meta: dict[str, Any]) -> Normalizer | None:
+    """The model's normaliser: both arrays or neither (and both when the model says it has one), shaped (C, F)."""
+    present = [name for name in ("norm_mean", "norm_std") if name in arrays]
+    wanted = meta.get("has_normalizer")  # absent in files written before it was recorded
+    if (len(present) == 1) or (wanted is True and not present) or (wanted is False and present):
+        raise KitError(f"{path}: model normaliser is incomplete (arrays {present or 'none'}, "
+                       f"has_normalizer={wanted}); the file was edited")
+    if not present:
+        return None
+    mean, std = arrays["norm_mean"].astype(np.float32), arrays["norm_std"].astype(np.float32)
+    config = meta.get("feature_config")
+    want = tuple(FeatureConfig.from_dict(config).shape[:2]) if isinstance(config, dict) else mean.shape
+    if mean.shape != want or std.shape != want:
+        raise KitError(f"{path}: model normaliser has shape {mean.shape}/{std.shape}, the feature config needs {want}")
+    return Normalizer(mean, std)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[KitModel, dict[str, Any]]:
@@ -111,8 +130,5 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         state[name] = torch.from_numpy(np.array(array, copy=True)).to(reference.dtype)
     model.load_state_dict(state)
     model.to(device).eval()
-    if "norm_mean" in artifact.arrays:
-        meta["normalizer"] = Normalizer(artifact.arrays["norm_mean"].astype(np.float32), artifact.arrays["norm_std"].astype(np.float32))
-    else:
-        meta["normalizer"] = None
+    meta["normalizer"] = _stored_normalizer(path, artifact.arrays, meta)
     return model, meta

@@ -144,6 +144,9 @@ def train_model(
                 seen += len(index)
                 if step % 10 == 0 or step == total - 1:
                     loss_value = float(loss.detach())
+                    if not np.isfinite(loss_value):  # NaN stays NaN: stop instead of saving a NaN model
+                        raise KitError(f"training stopped: the loss became {loss_value} at step {step + 1} "
+                                       "(non-finite input features, or try a lower --lr)")
                     bar.update(task, completed=step + 1, loss=loss_value)
         seconds = time.perf_counter() - started
     model.eval()
