@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from deploy.runtime.errors import KitError
+from deploy.runtime.artifact import atomic_write_bytes
 from deploy.runtime.safeio import check_output_path
 
 from .detector_options import with_detector_options
@@ -33,6 +34,15 @@ def bundle_command(
     fmt: list[str] = typer.Option(["onnx"], "--format", "-f", help="Model format(s): onnx, tflite (repeat or comma-separate)."),
     int8: bool = typer.Option(False, "--int8", help="Add a full-integer int8 model per format, calibrated on the coreset (the default model)."),
     replay_dtype: str = typer.Option("int8", "--replay-dtype", help="Replay coreset storage: int8 (per-row scale) or float16."),
+    calibration_data: str | None = typer.Option(
+        None, "--calibration-data", metavar="DATASET|auto",
+        help="With --int8: calibrate on real training clips of DATASET (auto: the model's own), not the coreset."),
+    calibration_clips: int = typer.Option(400, "--calibration-clips", help="Clips drawn for --calibration-data."),
+    max_fa_per_hour: float | None = typer.Option(
+        None, "--max-fa-per-hour", metavar="N",
+        help="Per-keyword thresholds for at most N false accepts per hour on a validation stream of training audio."),
+    validation_minutes: float = typer.Option(30.0, "--validation-minutes", help="Length of that validation stream."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where the datasets live (calibration, validation)."),
     detector: dict[str, Any] | None = None,
 ) -> None:
     """Bundle a trained model with its coreset, front-end and detector settings for a device."""
@@ -51,8 +61,43 @@ def bundle_command(
         config = read_manifest(model_path).get("meta", {}).get("feature_config")
         window = FeatureConfig.from_dict(config).duration_s if isinstance(config, dict) else 1.0
         settings = DetectorSettings(window_s=window).with_options(detector)
-    path = build_bundle(model_path, coreset, out, formats=_formats(fmt), int8=int8, replay_dtype=replay_dtype.lower(),
-                        detector=settings)
+    if max_fa_per_hour is not None and (max_fa_per_hour != max_fa_per_hour or max_fa_per_hour <= 0):
+        raise KitError(f"--max-fa-per-hour must be a number > 0, got {max_fa_per_hour}")
+    x_cal = None
+    if calibration_data is not None:
+        if not int8:
+            raise KitError("--calibration-data calibrates the int8 model: add --int8")
+        from kit.models import load_model
+        from kit.training.calibration import calibration_set
+
+        _, meta = load_model(model_path)
+        x_cal = calibration_set(meta, data_dir, dataset=None if calibration_data == "auto" else calibration_data,
+                                n=calibration_clips)
+    source = None if x_cal is None else f"{len(x_cal)} training clips ({calibration_data})"
+    if max_fa_per_hour is None:
+        path = build_bundle(model_path, coreset, out, formats=_formats(fmt), int8=int8,
+                            replay_dtype=replay_dtype.lower(), detector=settings, calibration=x_cal,
+                            calibration_source=source)
+    else:
+        from .bundle_thresholds import check_budget, set_thresholds
+
+        check_budget(max_fa_per_hour, validation_minutes)  # before any work: a budget the stream cannot resolve
+        # built beside the target and renamed only once the thresholds are in: no bundle without them is left
+        tmp = out.with_name(f".{out.name}.thresholds.tmp")
+        try:
+            build_bundle(model_path, coreset, tmp, formats=_formats(fmt), int8=int8, replay_dtype=replay_dtype.lower(),
+                         detector=settings, calibration=x_cal, calibration_source=source)
+            choice = set_thresholds(tmp, model_path, max_fa_per_hour, validation_minutes, data_dir)
+            atomic_write_bytes(out, tmp.read_bytes(), lock=True)
+            path = out
+        finally:
+            tmp.unlink(missing_ok=True)
+        print(f"thresholds for <= {max_fa_per_hour:g} false accepts per hour ({choice['hours'] * 60:.0f}-min "
+              f"validation stream of training audio): {choice['fa_per_hour']:g} FA/h, "
+              f"false rejects {100 * choice['frr']:.1f} %")
+        for label, row in choice["per_keyword"].items():
+            print(f"  {label}: {row['threshold']:g} ({row['hits']}/{row['words']} words, "
+                  f"{row['false_accepts']} false accepts)")
     bundle = Bundle.load(path)
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, verified)")
     for key, value in describe(bundle, path):
