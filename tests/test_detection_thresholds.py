@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from export_fixtures import digits
 from typer.testing import CliRunner
 
 from deploy.runtime.bundle import Bundle
 from deploy.runtime.errors import KitError
 from deploy.runtime.recognizer import DetectorSettings, RecognizeCommands
 from deploy.thresholds import GRID
-from export_fixtures import digits
 from firmware_sim.c_frontend import detector_source
 from kit.cli import app
 

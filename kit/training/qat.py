@@ -84,7 +84,7 @@ def qat_finetune(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int 
                 loss = loss_fn(model(xt[idx]), yt[idx])
                 loss.backward()
                 optimiser.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
     finally:
         for handle in handles:
             handle.remove()
