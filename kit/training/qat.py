@@ -97,3 +97,27 @@ def qat_finetune(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int 
     return {"epochs": epochs, "lr": lr, "batch_size": batch_size, "steps": len(losses), "n": int(len(xt)),
             "final_loss": float(np.mean(losses[-20:])) if losses else None, "seed": seed}
 
+
+
+def qat_for_int8(model: nn.Module, meta: dict[str, Any], data_dir: Any = None, *, epochs: int = 2, clips: int = 8000,
+                 lr: float = 1e-4, seed: int = 0) -> dict[str, Any]:
+    """Fine-tune ``model`` in place on up to ``clips`` clean training clips of its own dataset (its ``source``).
+
+    The features come through the kit's feature cache in the model's input space; returns what
+    ``qat_finetune`` did plus the dataset it used (for the model's ``train_config``).
+    """
+    from deploy.runtime.compat import FeatureSpace, renormalize
+    from deploy.runtime.errors import KitError
+
+    from ..features import load_feature_set
+
+    source = meta.get("source") or {}
+    if not source.get("dataset_path"):
+        raise KitError("--qat-epochs: the model records no dataset to fine-tune on (train it with `kit train`)")
+    fs = load_feature_set(source["dataset_path"], data_dir, split=source.get("split", "official"),
+                          task=source.get("task", "kws10"), test_fold=source.get("test_fold", 5),
+                          extra_train=source.get("extra_train", ()), progress=False)
+    x = renormalize(fs.x_train, fs.normalizer, FeatureSpace.of(meta).normalizer)
+    pick = np.random.default_rng(seed).permutation(len(x))[:clips]
+    done = qat_finetune(model, x[pick], fs.y_train[pick], epochs=epochs, lr=lr, seed=seed)
+    return {**done, "dataset": source["dataset_path"]}

@@ -10,7 +10,7 @@ dataset (keywords and ``_unknown_`` words), the first 80 % of the background-noi
 the recipe's hard negatives (FSDD training takes, ESC-10 training folds).
 
 Layout: a noise bed (random training-noise pieces at random levels) with events placed one
-after another after random gaps: a keyword, or with ``negative_rate`` a negative.
+after another after random gaps, as in the benchmark's keyword and negatives-only streams.
 """
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ class ValidationStream:
 
 
 def _sources(meta: dict[str, Any], data_dir: str | os.PathLike | None, keywords: list[str], per_keyword: int,
-             rate: int, rng: np.random.Generator) -> tuple[list[tuple[str, np.ndarray]], list[np.ndarray]]:
+             n_negatives: int, rate: int, rng: np.random.Generator
+             ) -> tuple[list[tuple[str, np.ndarray]], list[np.ndarray]]:
     """(keyword label, waveform) pairs and negative waveforms, all from training material."""
     source = meta.get("source") or {}
     name = source.get("dataset_path")
@@ -70,11 +71,11 @@ def _sources(meta: dict[str, Any], data_dir: str | os.PathLike | None, keywords:
             clip = clips[int(i)]
             words.append((label, load_audio(clip.path, rate, clip.offset_s, clip.duration_s)))
     unknown = [c for c in train if c.label == UNKNOWN]
-    for i in rng.permutation(len(unknown))[:per_keyword]:
+    for i in rng.permutation(len(unknown))[:n_negatives]:
         negatives.append(load_audio(unknown[int(i)].path, rate, unknown[int(i)].offset_s, unknown[int(i)].duration_s))
-    digits, sounds, _ = hard_negative_clips(data_dir, per_keyword, True, rng, exclude=audio.name)
+    digits, sounds, _ = hard_negative_clips(data_dir, n_negatives, True, rng, exclude=audio.name)
     negatives += [load_audio(c.path, rate) for c in digits]
-    for i in rng.permutation(len(sounds))[:per_keyword]:  # one loudest second of each picked training sound
+    for i in rng.permutation(len(sounds))[: n_negatives // 2]:  # one loudest second of each picked training sound
         negatives += loudest_cuts(load_audio(sounds[int(i)].path, rate), rate, 1)
     if not words:
         raise KitError(f"validation stream: dataset '{name}' has no training clips of the keywords {keywords}")
@@ -82,15 +83,24 @@ def _sources(meta: dict[str, Any], data_dir: str | os.PathLike | None, keywords:
 
 
 def build_validation_stream(meta: dict[str, Any], keywords: list[str], data_dir: str | os.PathLike | None = None, *,
-                            minutes: float = 20.0, per_keyword: int = 40, negative_rate: float = 0.3,
-                            gap_s: tuple[float, float] = (1.5, 4.0), gain_db: tuple[float, float] = (-6.0, 0.0),
-                            noise_dbfs: tuple[float, float] = (-60.0, -35.0), seed: int = 0) -> ValidationStream:
-    """``minutes`` of stream at the model's sample rate (see the module docstring); deterministic in ``seed``."""
+                            minutes: float = 20.0, per_keyword: int = 40, n_negatives: int = 200,
+                            negative_rate: float = 0.2, negatives_only_share: float = 0.45,
+                            negatives_only_rate: float = 0.6, gap_s: tuple[float, float] = (1.2, 3.0),
+                            gain_db: tuple[float, float] = (-6.0, 0.0),
+                            noise_dbfs: tuple[float, float] = (-50.0, -35.0),
+                            seed: int = 0) -> ValidationStream:
+    """``minutes`` of stream at the model's sample rate (see the module docstring); deterministic in ``seed``.
+
+    The layout follows the benchmark's held-out streams (``bench.streaming.build_streams``), with
+    training material: the first part holds keywords with ``negative_rate`` negatives among them, the
+    last ``negatives_only_share`` only negatives (a slot holds one with ``negatives_only_rate``, else
+    noise alone), because a detector's false accepts come mostly from what is not a keyword.
+    """
     if minutes <= 0:
         raise KitError(f"--validation-minutes must be > 0, got {minutes}")
     rate = int((meta.get("feature_config") or {}).get("sample_rate", 16000))
     rng = np.random.default_rng(seed)
-    words, negatives = _sources(meta, data_dir, keywords, per_keyword, rate, rng)
+    words, negatives = _sources(meta, data_dir, keywords, per_keyword, n_negatives, rate, rng)
     try:
         noise = [rec.audio for rec in background_noise(data_dir, rate, "train")]
     except KitError:
@@ -106,8 +116,16 @@ def build_validation_stream(meta: dict[str, Any], keywords: list[str], data_dir:
     t = int(rng.uniform(*gap_s) * rate)
     order = rng.permutation(len(words))
     k = 0
+    negatives_from = int(total * (1.0 - negatives_only_share))
     while True:
-        if negatives and rng.random() < negative_rate:
+        if t >= negatives_from:  # the negatives-only part
+            if not negatives or rng.random() >= negatives_only_rate:
+                t += int(rng.uniform(*gap_s) * rate)  # noise alone in this slot
+                if t >= total:
+                    break
+                continue
+            kind, label, y = "negative", "negative", negatives[int(rng.integers(len(negatives)))]
+        elif negatives and rng.random() < negative_rate:
             kind, label, y = "negative", "negative", negatives[int(rng.integers(len(negatives)))]
         else:
             label, y = words[int(order[k % len(order)])]
