@@ -78,7 +78,8 @@ RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "active_learning": _active_learning, "continual": _exported_run, "feature_ablation": _exported_run,
     "cross_arch": _cross_arch, "distill": _distill, "nas_proxy": _nas_proxy, "render": _render,
     "noise_robustness": _render, "finetune": _whole("finetune"), "latency": _whole("latency"),
-    "quantization": _whole("quantization"), "streaming": _whole("streaming", "{stem}.png"),
+    "quantization": _whole("quantization"), "quantization_model": _whole("quantization_model"),
+    "streaming": _whole("streaming", "{stem}.png"),
 }
 
 

@@ -82,6 +82,7 @@ class StreamScore:
     fa_by_kind: dict[str, int] = field(default_factory=dict)
     missed: list[int] = field(default_factory=list)  # indices (into the keyword events) never credited
     substituted: int = 0  # missed keywords during which another keyword was reported (a confusion)
+    per_label: dict[str, list[int]] = field(default_factory=dict)  # keyword label -> [words, missed]
 
     @property
     def substitutions(self) -> int:
@@ -142,8 +143,13 @@ def score_detections(detections: Sequence[Any], events: Sequence[Any], duration_
         e.start_s <= d.time_s <= e.end_s + tolerance_s and e.label != d.label for e in keywords)]
     substituted = sum(1 for i in missed if any(
         keywords[i].start_s <= t <= keywords[i].end_s + tolerance_s for t in wrong_times))
+    per_label: dict[str, list[int]] = {}
+    for i, event in enumerate(keywords):
+        counts = per_label.setdefault(event.label, [0, 0])
+        counts[0] += 1
+        counts[1] += int(not credited[i])
     return StreamScore(len(keywords), len(keywords) - len(missed), false_accepts, float(duration_s), dict(by_kind), missed,
-                       substituted)
+                       substituted, per_label)
 
 
 def pooled_row(threshold: float, scores: dict[str, StreamScore]) -> dict[str, Any]:
@@ -155,9 +161,13 @@ def pooled_row(threshold: float, scores: dict[str, StreamScore]) -> dict[str, An
     substituted = sum(s.substituted for s in scores.values())
     hours = sum(s.seconds for s in scores.values()) / 3600.0
     by_kind: dict[str, int] = defaultdict(int)
+    per_label: dict[str, list[int]] = {}
     for s in scores.values():
         for kind, n in s.fa_by_kind.items():
             by_kind[kind] += n
+        for label, (words, missed) in s.per_label.items():
+            pooled = per_label.setdefault(label, [0, 0])
+            pooled[0], pooled[1] = pooled[0] + words, pooled[1] + missed
     return {
         "threshold": float(threshold),
         "false_accepts": accepts,
@@ -172,6 +182,7 @@ def pooled_row(threshold: float, scores: dict[str, StreamScore]) -> dict[str, An
         "substituted_rate": round(substituted / keywords, 4) if keywords else None,
         "fa_per_hour_without_substitutions": round((accepts - substitutions) / hours, 3) if hours > 0 else None,
         "fa_by_kind": dict(sorted(by_kind.items())),
+        "per_keyword_frr": {label: round(missed / words, 4) for label, (words, missed) in sorted(per_label.items())},
         "per_stream": {name: {"false_accepts": s.false_accepts, "fa_per_hour": round(s.fa_per_hour, 3),
                               "keywords": s.keywords, "false_rejects": s.false_rejects} for name, s in scores.items()},
     }
@@ -286,6 +297,19 @@ def _check_coreset(coreset: Any, fs: Any, path: Path) -> None:
     from deploy.runtime.compat import require_same_space
 
     require_same_space(fs, coreset, path, expected_name="the Speech Commands kws12 training split's")
+
+
+def bundle_spec(path: Path) -> ModelSpec:
+    """A bundle built outside the benchmark (``kit bundle``): its default model, its recorded metrics."""
+    from deploy.runtime.bundle import Bundle
+
+    bundle = Bundle.load(path)
+    provenance = bundle.provenance
+    metrics = provenance.get("metrics") or {}
+    info = {"clip_accuracy_kws12_test": metrics.get("accuracy"), "n_train": metrics.get("n_train", "?"),
+            "model": provenance.get("model", {}).get("path"), "arch": provenance.get("model", {}).get("arch"),
+            "arch_kwargs": provenance.get("model", {}).get("arch_kwargs"), "calibration": provenance.get("calibration")}
+    return ModelSpec(f"{path.stem} ({bundle.default_model})", path, bundle.default_model, "bundle", info)
 
 
 def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list[ModelSpec], dict[str, Any]]:
@@ -478,6 +502,38 @@ def _substitution_row(m: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
             f"{op['fa_per_hour_without_substitutions']:.2f}"]
 
 
+def _keyword_sections(result: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """Operating points at <= 0.5 FA/h, the bundles' own per-keyword thresholds, and per-keyword false
+    rejects (results written before these were measured have none of them: nothing is added)."""
+    models = [m for m in result["models"] if "operating_point_0.5" in m]
+    if not models:
+        return []
+    lines = ["", "Operating points at ≤ 2 and ≤ 0.5 FA/h (one threshold for all keywords), and each bundle's own "
+             "per-keyword thresholds (chosen by `kit bundle --max-fa-per-hour` on a validation stream of training "
+             "audio only):", ""]
+    rows = []
+    for m in models:
+        for label, op in (("≤ 2 FA/h", m["operating_point"]), ("≤ 0.5 FA/h", m["operating_point_0.5"]),
+                          ("bundle thresholds", m.get("bundle_thresholds"))):
+            if label == "bundle thresholds" and op is None:
+                continue
+            threshold = "per keyword" if label == "bundle thresholds" else (f"{op['threshold']:g}" if op else "–")
+            rows.append([m["name"], label, threshold, _fmt(op and op["frr"], True),
+                         _fmt(op and op["fa_per_hour"]), op["false_accepts"] if op else "–"])
+    lines.append(markdown_table(["model", "operating point", "threshold", "FRR", "FA/h", "false accepts"], rows))
+    labels = sorted({k for m in models for op in (m["operating_point"], m.get("bundle_thresholds")) if op
+                     for k in op.get("per_keyword_frr", {})})
+    if labels:
+        lines += ["", "False rejects per keyword (at ≤ 2 FA/h, and with the bundle's thresholds):", ""]
+        rows = []
+        for m in models:
+            for label, op in (("≤ 2 FA/h", m["operating_point"]), ("bundle thresholds", m.get("bundle_thresholds"))):
+                if op and op.get("per_keyword_frr"):
+                    rows.append([m["name"], label, *[_fmt(op["per_keyword_frr"].get(k), True) for k in labels]])
+        lines.append(markdown_table(["model", "operating point", *labels], rows))
+    return lines
+
+
 def markdown(result: dict[str, Any], png_name: str = "streaming.png") -> str:
     cfg, streams = result["config"], result["streams"]
     lines = [
@@ -529,6 +585,7 @@ def markdown(result: dict[str, Any], png_name: str = "streaming.png") -> str:
     if full and full["operating_point"]:
         kinds = ", ".join(f"{k}: {v}" for k, v in full["operating_point"]["fa_by_kind"].items()) or "none"
         lines += ["", f"False accepts of {full['name']} at its operating point, by what was playing: {kinds}."]
+    lines += _keyword_sections(result, cfg)
     lines += ["", f"![DET curves]({png_name})", "",
               f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores (shared; load average at start "
               f"{result['load_average_start']}). Stage times (s): "
@@ -554,6 +611,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
         if m["operating_point"]:
             op = m["operating_point"]
             ax.plot([max(op["fa_per_hour"], floor)], [100 * op["frr"]], "k*", markersize=9)
+        if m.get("bundle_thresholds"):  # the bundle's own per-keyword thresholds: one point, not a curve
+            op = m["bundle_thresholds"]
+            ax.plot([max(op["fa_per_hour"], floor)], [100 * op["frr"]], "D", markersize=6, color=colours(index % 20))
     cfg = result["config"]
     ax.axvline(cfg["max_fa_per_hour"], color="grey", lw=0.8, ls=":")
     ax.axhline(100 * cfg["target_frr"], color="grey", lw=0.8, ls=":")
@@ -600,6 +660,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stream-epochs", type=int, default=None, help="epochs of the stream-trained model (default 25, quick 2)")
     parser.add_argument("--coreset", action="append", help="also benchmark a model trained on this coreset file (kws12)")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE_S, help="seconds after a keyword's end a detection may come")
+    parser.add_argument("--bundle", action="append", type=Path, default=None,
+                        help="also benchmark this bundle's default model (kws12, e.g. from kit train + kit bundle)")
+    parser.add_argument("--stem", default=None,
+                        help="results file stem (default streaming, or streaming.quick); e.g. streaming_kws12_bundles")
+    parser.add_argument("--only-bundles", action="store_true", help="benchmark only the --bundle files (train nothing)")
     parser.add_argument("--reuse", action="store_true", help="reuse coresets, models and bundles already in the work dir")
     return parser
 
@@ -656,8 +721,9 @@ def main(argv: list[str] | None = None) -> int:
     work: Path = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    specs, info = prepare_models(args, work, log)
+    specs, info = ([], {"stages_s": {}}) if args.only_bundles else prepare_models(args, work, log)
     stages = info.pop("stages_s")
+    specs += [bundle_spec(path) for path in args.bundle or []]
 
     log("loading held-out material and building the streams")
     t0 = time.perf_counter()
@@ -670,6 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     # The kit's current default detector, not whatever a reused bundle recorded when it was built:
     # the benchmark measures the defaults every new bundle gets.
     from deploy.runtime.recognizer import DetectorSettings
+    from deploy.runtime.stream import detections_from_scores
 
     settings = DetectorSettings()
     memos: dict[str, dict[bytes, np.ndarray]] = {name: {} for name in streams}
@@ -685,9 +752,18 @@ def main(argv: list[str] | None = None) -> int:
             seconds.update(sec)
         rows = sweep_thresholds(scores, streams, settings, THRESHOLDS, args.tolerance)
         op = operating_point(rows)
+        extra = {"operating_point_0.5": operating_point(rows, 0.5)}
+        own = classifier.bundle.detector
+        if own.thresholds:  # the per-keyword thresholds the bundle chose on its validation stream of training audio
+            own_settings = settings.with_(threshold=own.threshold)
+            own_settings = DetectorSettings.from_dict({**own_settings.to_dict(), "thresholds": own.thresholds})
+            extra["bundle_thresholds"] = pooled_row(own.threshold, {
+                name: score_detections(detections_from_scores(scores[name], own_settings), stream.events,
+                                       stream.duration_s, args.tolerance) for name, stream in streams.items()})
+            extra["bundle_thresholds"]["thresholds"] = dict(own.thresholds)
         results.append({"name": spec.name, "training": spec.training, "bundle": str(spec.bundle), "model_file": spec.model_file,
                         "bundle_bytes": spec.bundle.stat().st_size, "model_bytes": len(classifier.bundle.models[spec.model_file]),
-                        "info": spec.info, "rows": rows, "operating_point": op, "scoring_s": seconds,
+                        "info": spec.info, "rows": rows, "operating_point": op, **extra, "scoring_s": seconds,
                         "sweep_and_score_s": round(time.perf_counter() - t0, 1)})
         summary = f"FRR {100 * op['frr']:.1f} % at {op['fa_per_hour']:.2f} FA/h (threshold {op['threshold']:g})" if op else "no threshold reaches ≤ 2 FA/h"
         log(f"{spec.name}: {summary}")
@@ -718,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
         "stages_s": stages,
         "models": results,
     }
-    out, stem = args.results_dir, "streaming.quick" if args.quick else "streaming"
+    out, stem = args.results_dir, args.stem or ("streaming.quick" if args.quick else "streaming")
     events = {name: [e.to_dict() for e in s.events] for name, s in streams.items()}
     atomic_write_text(out / f"{stem}.events.json", json.dumps(events, indent=0))
     atomic_write_text(out / f"{stem}.json", json.dumps(result, indent=1, default=str))

@@ -113,6 +113,8 @@ def build_bundle(
     replay_dtype: str = "int8",
     detector: DetectorSettings | None = None,
     sign_key: bytes | None = None,
+    calibration: np.ndarray | None = None,
+    calibration_source: str | None = None,
 ) -> Path:
     """Write a bundle for ``model_path`` (from ``kit train``) with ``coreset_path`` as replay memory.
 
@@ -121,6 +123,9 @@ def build_bundle(
     "int8" (per-row symmetric scale) or "float16". ``detector``: stream settings stored for
     the device (default ``DetectorSettings`` with the model's clip length as window).
     ``sign_key``: add an HMAC-SHA256 signature (else the configured ``$KIT_BUNDLE_KEY``, if any).
+    ``calibration``: int8 calibration features in the model's input space (e.g.
+    ``kit.training.calibration.calibration_set``, real training clips); the coreset by default.
+    ``calibration_source`` says in the provenance where they came from.
     """
     import torch
 
@@ -152,13 +157,16 @@ def build_bundle(
         raise KitError(f"detector window_s ({detector.window_s:g} s) must equal the model's clip length ({config.duration_s:g} s)")
 
     x = np.ascontiguousarray(coreset.features, dtype=np.float32)
+    x_cal = x if calibration is None else np.ascontiguousarray(calibration, dtype=np.float32)
+    if x_cal.ndim != 4 or tuple(x_cal.shape[1:]) != tuple(config.shape) or not len(x_cal):
+        raise KitError(f"calibration features of shape {x_cal.shape} do not fit the model input {config.shape}")
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy().astype(np.float64)
     export_meta = {k: meta.get(k) for k in ("classes", "feature_config", "normalizer", "seed", "metrics", "source")}
     models: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="kit-bundle-") as tmp:
         for fmt in formats:
-            models.update(_export(model, export_meta, fmt, int8, x, Path(tmp)))
+            models.update(_export(model, export_meta, fmt, int8, x_cal, Path(tmp)))
     checks = {name: head_check(name, blob, weight, bias, x, reference) for name, blob in models.items()}
     first = formats[0]
     default = f"model.int8.{first}" if int8 else f"model.fp32.{first}"
@@ -179,6 +187,8 @@ def build_bundle(
         "source": meta.get("source") or coreset.source,
         "formats": formats,
         "int8": bool(int8),
+        "calibration": ({"source": calibration_source or ("coreset" if calibration is None else "features"),
+                         "n": int(len(x_cal))} if int8 else None),
         "checks": checks,
         "replay": {"dtype": replay_dtype,
                    "int8_max_abs_error": replay_error if replay_dtype == "int8" else None,

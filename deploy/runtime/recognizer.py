@@ -4,7 +4,8 @@ Why not simply report the arg-max of each window: a live recogniser classifies a
 window every ``hop_s``, so one spoken word yields several consecutive high-scoring windows, and a
 single noisy window can spike. Following TensorFlow Lite Micro's micro_speech
 ``RecognizeCommands``, the scores are averaged over the last ``average_window_s`` seconds, a
-keyword is reported only when the averaged top score reaches ``threshold`` with at least
+keyword is reported only when the averaged top score reaches its threshold (``threshold``, or the
+label's own in ``thresholds``) with at least
 ``minimum_count`` results in the averaging window, and no further keyword is reported during
 ``suppression_s`` after a detection (one word, one event). Labels in ``ignore`` (silence, unknown
 words) may win the average, which suppresses keywords, but are never reported themselves.
@@ -20,7 +21,7 @@ import argparse
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,7 @@ DETECTOR_OPTIONS: tuple[DetectorOption, ...] = (
     DetectorOption("hop_s", "--hop", float, "seconds between classifications of the stream", 0.0,
                    minimum_allowed=False),
 )
+_THRESHOLD = DETECTOR_OPTIONS[0]
 _WINDOW = DetectorOption("window_s", "--window", float, "audio per classification (the model's clip length)", 0.0,
                          minimum_allowed=False)
 
@@ -114,17 +116,33 @@ class DetectorSettings:
     suppression_s: float = 1.5
     minimum_count: int = 3
     ignore: tuple[str, ...] = DEFAULT_IGNORE
+    #: per-label thresholds (label -> smoothed score needed), e.g. chosen by ``kit bundle
+    #: --max-fa-per-hour`` on a validation stream; a label not listed uses ``threshold``. Bundles
+    #: written before this field load with none.
+    thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ignore", tuple(str(label) for label in self.ignore))
         for option in (_WINDOW, *DETECTOR_OPTIONS):
             option.check(getattr(self, option.field))
+        if not isinstance(self.thresholds, Mapping):
+            raise KitError("detector setting thresholds must be a JSON object {label: threshold}")
+        by_label = {str(label): _THRESHOLD.check(value, f"detector threshold of '{label}'")
+                    for label, value in self.thresholds.items()}
+        object.__setattr__(self, "thresholds", dict(sorted(by_label.items())))
         if self.hop_s > self.window_s:
             raise KitError(f"detector settings: hop_s ({self.hop_s}) must not exceed window_s ({self.window_s})")
+
+    def threshold_for(self, label: str) -> float:
+        """The smoothed score ``label`` needs: its own threshold, else the common one."""
+        return float(self.thresholds.get(label, self.threshold))
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["ignore"] = list(self.ignore)
+        data["thresholds"] = dict(self.thresholds)
+        if not data["thresholds"]:
+            del data["thresholds"]  # bundles without per-label thresholds stay readable by older runtimes
         return data
 
     @classmethod
@@ -196,6 +214,7 @@ class RecognizeCommands:
             raise KitError(f"a recogniser needs at least 2 classes, got {len(self.classes)}")
         self.settings = settings or DetectorSettings()
         self._reportable = np.array([c not in self.settings.ignore for c in self.classes])
+        self._thresholds = np.array([self.settings.threshold_for(c) for c in self.classes])
         self.reset()
 
     def reset(self) -> None:
@@ -224,7 +243,7 @@ class RecognizeCommands:
             return None
         top = int(np.argmax(self.smoothed))
         score = float(self.smoothed[top])
-        if not self._reportable[top] or score < self.settings.threshold:
+        if not self._reportable[top] or score < self._thresholds[top]:
             return None
         if time_s - self._last_detection_time < self.settings.suppression_s - 1e-9:
             return None

@@ -33,7 +33,7 @@ int32_t kws_detector_process(kws_detector *d, const float *probabilities, double
   }
   *score = (float)mean[top];
   if (d->count < s->minimum_count) return -1;
-  if (!s->reportable[top] || mean[top] < s->threshold) return -1;
+  if (!s->reportable[top] || mean[top] < s->thresholds[top]) return -1;
   if (time_s - d->last_detection < s->suppression_s - 1e-9) return -1;
   d->last_detection = time_s;
   return top;

@@ -1,7 +1,7 @@
 /* RecognizeCommands in C: the device runtime's smoother and decision rule (deploy/runtime/recognizer.py).
  *
  * Scores are averaged over the last average_window_s seconds; a label is reported when the averaged
- * top score reaches the threshold with at least minimum_count results in the window, the label is
+ * top score reaches that label's threshold (thresholds[top]) with at least minimum_count results in the window, the label is
  * not ignored (silence, unknown), and no detection happened in the last suppression_s seconds.
  */
 #ifndef KWS_DETECTOR_H
@@ -19,6 +19,7 @@ typedef struct {
   int32_t n_classes, minimum_count;
   double average_window_s, threshold, suppression_s; /* double: the same comparisons as the Python runtime */
   const uint8_t *reportable; /* [n_classes]: 0 for ignored labels */
+  const double *thresholds;  /* [n_classes]: each label's threshold (the bundle's per-label ones, else threshold) */
 } kws_detector_settings;
 
 typedef struct {

@@ -1,9 +1,10 @@
-"""``kit export MODEL --format onnx|tflite [--int8 --calibration CORESET.kit] [--out FILE]``.
+"""``kit export MODEL --format onnx|tflite [--int8 --calibration CORESET.kit|--calibration-data auto] [--out FILE]``.
 
 Why ``--int8`` demands ``--calibration``: static int8 quantisation fixes every activation range
 from example inputs. Ranges taken from random or made-up features would silently ruin accuracy
 on real audio, and a model file does not carry its training data, so the coreset (normalised
-features of the same front-end) must be named explicitly. A coreset normalised with other
+features of the same front-end) must be named explicitly, or ``--calibration-data`` draws a few
+hundred real training clips of the model's dataset (``kit.training.calibration``). A coreset normalised with other
 statistics than the model is re-normalised into the model's input space first.
 
 After writing, the command prints the file size in bytes and the operator histogram
@@ -46,6 +47,11 @@ def export_command(
     int8: bool = typer.Option(False, "--int8", help="Static int8 quantisation (needs --calibration)."),
     calibration: Path | None = typer.Option(None, "--calibration", "-c", metavar="CORESET.kit",
                                             help="Coreset whose features calibrate the int8 ranges."),
+    calibration_data: str | None = typer.Option(
+        None, "--calibration-data", metavar="DATASET|auto",
+        help="Calibrate on real training clips of DATASET (auto: the model's own), half augmented by the recipe."),
+    calibration_clips: int = typer.Option(400, "--calibration-clips", help="Clips drawn for --calibration-data."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where the datasets live (for --calibration-data)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: MODEL[.int8].onnx|.tflite)."),
     opset: int = typer.Option(18, "--opset", help="ONNX opset (>= 17)."),
 ) -> None:
@@ -54,8 +60,10 @@ def export_command(
     if fmt not in FORMATS:
         raise KitError(f"--format: '{fmt}' is not supported (choose from {', '.join(FORMATS)})")
     require_regular_file(model_path, "model")  # "no such" only when missing; a folder/FIFO is said to be one
-    if int8 and calibration is None:
-        raise KitError("--int8 needs --calibration CORESET.kit (the coreset's features set the int8 ranges)")
+    if int8 and calibration is None and calibration_data is None:
+        raise KitError("--int8 needs --calibration CORESET.kit or --calibration-data DATASET|auto (the int8 ranges)")
+    if calibration is not None and calibration_data is not None:
+        raise KitError("--calibration and --calibration-data: give one of them")
     if calibration is not None:
         require_regular_file(calibration, "coreset")
     target = out or _default_out(model_path, fmt, int8)
@@ -69,6 +77,11 @@ def export_command(
 
     model, meta = load_model(model_path)
     x_cal = calibration_features(calibration, meta) if calibration is not None else None
+    if calibration_data is not None and int8:
+        from kit.training.calibration import calibration_set
+
+        x_cal = calibration_set(meta, data_dir, dataset=None if calibration_data == "auto" else calibration_data,
+                                n=calibration_clips)
     if fmt == "tflite":
         from deploy.export_tflite import export_tflite
 
