@@ -73,13 +73,19 @@ def _whole(module: str, *args: str) -> Callable[[dict[str, Any], str], str]:
     return render
 
 
+def _reliability(payload: dict[str, Any], stem: str) -> str:
+    from bench.reliability import render
+
+    return render(payload) + "\n"
+
+
 #: results-file stem prefix -> how to call its module's markdown()
 RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "active_learning": _active_learning, "continual": _exported_run, "feature_ablation": _exported_run,
     "cross_arch": _cross_arch, "distill": _distill, "nas_proxy": _nas_proxy, "render": _render,
     "noise_robustness": _render, "finetune": _whole("finetune"), "latency": _whole("latency"),
     "quantization": _whole("quantization"), "quantization_model": _whole("quantization_model"),
-    "streaming": _whole("streaming", "{stem}.png"),
+    "streaming": _whole("streaming", "{stem}.png"), "reliability": _reliability,
 }
 
 
