@@ -234,6 +234,82 @@ def _stream_audio(meta: dict[str, Any], y: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
+FRONTEND_DRIVER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "kws_frontend.h"
+extern const kws_frontend_config kws_frontend_config_data;
+int main(int argc, char **argv) {
+  const kws_frontend_config *c = &kws_frontend_config_data;
+  const int total = c->channels * c->coeffs * c->n_frames;
+  int16_t *ring = calloc(c->n_samples, 2);
+  float *scratch = calloc(atoi(argv[1]), sizeof(float));
+  int8_t *out = calloc(total, 1);
+  int count = 0;
+  if (fread(&count, 4, 1, stdin) != 1) return 1;
+  for (int i = 0; i < count; i++) {
+    if (fread(ring, 2, c->n_samples, stdin) != (size_t)c->n_samples) return 1;
+    kws_frontend_run(c, ring, 0, scratch, out);
+    fwrite(out, 1, total, stdout);
+  }
+  return 0;
+}
+"""
+
+
+def mcu_frontend(bundle_path: Path, bundle: Any, meta: dict[str, Any], y: np.ndarray, q_python: np.ndarray,
+                 work: Path, log: Any) -> dict[str, Any]:
+    """The firmware's C front-end (kws_frontend.c, host build) on every test clip, then firmware_sim on its output.
+
+    Why: the model was trained on the Python front-end; the MCU computes its input in float32 C. This measures
+    what that costs in accuracy on the real test split (issue 14 d), against the same int8 model on the
+    Python front-end's input.
+    """
+    import subprocess
+
+    from deploy.runtime.features import fix_length
+    from firmware_sim import Interpreter, load_model
+    from firmware_sim.c_emit import C_SOURCES
+    from firmware_sim.c_frontend import frontend_scratch_floats, frontend_source
+    from firmware_sim.c_lower import lower_model
+    from firmware_sim.c_run import pcm_bytes
+    from kit.audio import load_audio
+
+    if shutil.which("cc") is None:
+        return {"skipped": "no host C compiler (cc); not measured"}
+    config = bundle.feature_config
+    lowered = lower_model(bundle, str(bundle_path))
+    folder = work / "frontend"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "data.c").write_text(frontend_source(config, bundle.normalizer, lowered.input_scale,
+                                                   lowered.input_zero_point, lowered.input_axes, str(bundle_path)))
+    (folder / "driver.c").write_text(FRONTEND_DRIVER)
+    binary = folder / "frontend"
+    subprocess.run(["cc", "-std=c99", "-O2", "-I", str(C_SOURCES), "-o", str(binary), str(folder / "driver.c"),
+                    str(C_SOURCES / "kws_frontend.c"), str(folder / "data.c"), "-lm"], check=True)
+    clips = meta["clips"]
+    pcm = b"".join(pcm_bytes(fix_length(load_audio(c.path, config.sample_rate, c.offset_s, c.duration_s),
+                                        config.n_samples)) for c in clips)
+    started = time.perf_counter()
+    done = subprocess.run([str(binary), str(frontend_scratch_floats(config))],
+                          input=np.int32(len(clips)).tobytes() + pcm, capture_output=True, check=True)
+    seconds = time.perf_counter() - started
+    q_c = np.frombuffer(done.stdout, np.int8).reshape(q_python.shape)
+    model = load_model(bundle_path).require_int8()
+    interpreter = Interpreter(model)
+    logits_c = interpreter.run(q_c)["logits"].reshape(len(y), -1)
+    logits_py = interpreter.run(q_python)["logits"].reshape(len(y), -1)
+    diff = np.abs(q_c.astype(int) - q_python.astype(int))
+    out = {"clips": int(len(y)), "build": "host cc -std=c99 -O2 (x86-64), float32",
+           "input_values_equal": float((diff == 0).mean()), "input_max_lsb_diff": int(diff.max()),
+           "clips_input_identical": int((diff.reshape(len(y), -1).max(1) == 0).sum()),
+           "accuracy_python_frontend": _accuracy(logits_py, y), "accuracy_c_frontend": _accuracy(logits_c, y),
+           "top1_agreement": float((logits_c.argmax(1) == logits_py.argmax(1)).mean()),
+           "seconds": round(seconds, 2)}
+    log(f"  MCU front-end: {out}")
+    return out
+
+
 def targets_met(models: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, each met or not with the number measured."""
     out = []
@@ -246,14 +322,18 @@ def targets_met(models: dict[str, Any]) -> list[dict[str, Any]]:
                                     f"({100 * ident['identical'] / ident['clips']:.1f} %)",
                         "met": ident["identical"] == ident["clips"]})
         row = next((r for r in m["targets"] if r["target"] == "cortex-m4f" and r["cmsis_nn"] is True), None)
-        drop = acc["fp32_accuracy"] - acc["int8_litert_accuracy"] if "fp32_accuracy" in acc else None
+        # the MCU's int8 accuracy is firmware_sim's (= TFLM's when bit-exact); LiteRT's default kernels round differently
+        drop = acc["fp32_accuracy"] - acc["fwsim_accuracy"] if "fp32_accuracy" in acc else None
+        litert_drop = acc["fp32_accuracy"] - acc["int8_litert_accuracy"] if "fp32_accuracy" in acc else None
         flash_ok = m["flatbuffer_bytes"] <= MAX_FLASH_BYTES
         arena_ok = m["arena_planned_bytes"] <= MAX_ARENA_BYTES
         out.append({"target": "int8 flash <= 64 KB, arena <= 32 KB, int8 accuracy within 1 point of fp32",
                     "model": name,
                     "measured": (f"flatbuffer {m['flatbuffer_bytes'] / 1024:.1f} KB, arena "
                                  f"{m['arena_planned_bytes'] / 1024:.1f} KB, drop "
-                                 + (f"{100 * drop:.1f} points" if drop is not None else "n/a")),
+                                 + (f"{100 * drop:.1f} points (firmware_sim/TFLM; int8 LiteRT "
+                                    f"{100 * litert_drop:.1f})" if drop is not None and litert_drop is not None
+                                    else "n/a")),
                     "met": bool(flash_ok and arena_ok and drop is not None and drop <= MAX_ACCURACY_DROP)})
         if row is not None and "ms" in row:
             out.append({"target": "<= 50 ms per inference, Cortex-M4F @ 80 MHz, CMSIS-NN (cost model)", "model": name,
@@ -295,6 +375,7 @@ def run(args: argparse.Namespace, log: Any) -> dict[str, Any]:
             x = bundle.normalizer.transform(meta["features"]).astype(np.float32)
             acc = accuracy_block(bundle, name, model, x, y, log)
             q, ours = acc.pop("_q"), acc.pop("_ours")
+            frontend = mcu_frontend(path, bundle, meta, y, q, work, log) if args.frontend else {"skipped": "--no-frontend"}
             emulated: dict[str, Any] = {"skipped": "not run (--quick or --qemu-clips 0)"}
             if args.qemu_clips > 0:
                 pick = np.arange(min(args.qemu_clips, len(q)))
@@ -304,7 +385,7 @@ def run(args: argparse.Namespace, log: Any) -> dict[str, Any]:
                 "bundle": str(path), "member": model.name, "hop_ms": hop_ms, "ops": model.op_counts(),
                 "flatbuffer_bytes": model.flash_bytes, "arena_planned_bytes": rows[0]["arena_planned_bytes"],
                 "arena_tflm_bytes": tflm_arena, "arena_diff_pct": rows[0]["arena_diff_pct"],
-                "targets": rows, "accuracy": acc, "emulated_m4f": emulated,
+                "targets": rows, "accuracy": acc, "mcu_frontend": frontend, "emulated_m4f": emulated,
             }
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -358,7 +439,8 @@ def markdown(result: dict[str, Any], png: str = "firmware.png") -> str:
                          r["arena_tflm_bytes"] or "n/a",
                          "n/a" if r["arena_diff_pct"] is None else f"{r['arena_diff_pct']:+.1f} %",
                          f"{r['ms']:.2f} @ {r['clock_mhz']:g} MHz", f"{100 * r['duty_cycle']:.1f} % of {r['hop_ms']:g} ms",
-                         ("fits" if r["fits"] else "does NOT fit")])
+                         ("fits" if r["fits"] else "does NOT fit")
+                         + (f" ({r['npu_cpu_ops']} op(s) left on the CPU, not timed)" if r.get("npu_cpu_ops") else "")])
     lines += [markdown_table(["model", "target", "kernels", "flash (B)", "arena plan (B)", "arena TFLM (B)",
                               "arena diff", "ms / inference", "duty cycle", "budget verdict"], rows), ""]
     lines += ["## Accuracy on the test split and bit-exactness", "",
@@ -375,6 +457,25 @@ def markdown(result: dict[str, Any], png: str = "firmware.png") -> str:
            f"{100 * (m['accuracy']['fp32_accuracy'] - m['accuracy']['int8_litert_accuracy']):.1f}"),
           _ident(m["accuracy"]["vs_tflm"]), _ident(m["accuracy"]["vs_litert_ref"])]
          for name, m in result["models"].items()]), ""]
+    lines += ["## The firmware's C front-end on the test split (issue 14 d)", "",
+              "Each test clip (cropped/padded to the window as the Python front-end does, 16-bit PCM) through the "
+              "firmware's float32 C front-end (`kws_frontend.c`, built for the host), then the same int8 model in "
+              "firmware_sim; compared with the model on the Python (training) front-end's input. A Cortex-M4F "
+              "build may contract multiply-adds into FMAs, so its float32 rounding can differ slightly.", ""]
+    rows = []
+    for name, m in result["models"].items():
+        f = m.get("mcu_frontend") or {"skipped": "not measured"}
+        if "skipped" in f:
+            rows.append([name, "skipped: " + f["skipped"], "", "", "", "", ""])
+            continue
+        rows.append([name, f["clips"], f"{100 * f['input_values_equal']:.2f} % (max {f['input_max_lsb_diff']} LSB)",
+                     f"{f['clips_input_identical']}/{f['clips']}", _pct(f["accuracy_python_frontend"]),
+                     _pct(f["accuracy_c_frontend"]),
+                     f"{100 * (f['accuracy_c_frontend'] - f['accuracy_python_frontend']):+.1f}",
+                     f"{100 * f['top1_agreement']:.1f} %"])
+    lines += [markdown_table(["model", "clips", "int8 input values equal", "clips with identical input",
+                              "accuracy, Python front-end (%)", "accuracy, C front-end (%)", "difference (points)",
+                              "top-1 agreement"], rows), ""]
     lines += ["## Emulated Cortex-M4F (QEMU mps2-an386, `-icount shift=0`)", "",
               "The generated C firmware (portable C99 kernels, no CMSIS-NN) compiled with arm-none-eabi-gcc -O2 and "
               "run on QEMU. QEMU counts instructions; it does not model cycles, so ms = instructions x CPI / 80 MHz "
@@ -451,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clips", type=int, default=None, help="test clips (default: the whole split)")
     parser.add_argument("--qemu-clips", type=int, default=8, help="real clips fed to the emulated board (0: none)")
     parser.add_argument("--stream-clips", type=int, default=3, help="real clips streamed for the front-end cost")
+    parser.add_argument("--no-frontend", dest="frontend", action="store_false",
+                        help="skip the firmware's C front-end accuracy row")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
