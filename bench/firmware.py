@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.paths import DEFAULT_DATA_DIR, REPO, RESULTS_DIR
+from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
 from kit.report.tables import markdown_table
 
 DEFAULT_MODELS = ("runs/fwbench/kws12-convnet-mcu.bundle.kit", "runs/fwbench/kws12-dscnn-mcu.bundle.kit")
@@ -206,14 +206,19 @@ def emulated_m4f(bundle_path: Path, model_name: str, q: np.ndarray, expected: di
         "cost_note": feats.cost_note, "sizes": sizes, "estimate": record["estimate"],
         "memory": record["memory"], "arena_bytes": record["arena_bytes"],
         "clock_mhz": QEMU_CLOCK_MHZ,
-        "ms_at_cpi": {f"{cpi:g}": {"model": round(model_instr * cpi / (QEMU_CLOCK_MHZ * 1e3), 3) if model_instr else None,
-                                   "frontend": (round(frontend_instr * cpi / (QEMU_CLOCK_MHZ * 1e3), 3)
-                                                if frontend_instr else None)} for cpi in CPIS},
+        "ms_at_cpi": {f"{cpi:g}": {"model": _ms(model_instr, cpi), "frontend": _ms(frontend_instr, cpi)}
+                      for cpi in CPIS},
         "emulator_wall_seconds": round(wall_feats + wall_stream, 2),
     }
     log(f"  {model_name}: emulated Cortex-M4F: {model_instr:,} instructions (model), {frontend_instr} (front-end); "
-        f"{same}/{len(q)} logits identical to firmware_sim; flash {sizes['flash']:,} B, static RAM {sizes['static_ram']:,} B")
+        f"{same}/{len(q)} logits identical to firmware_sim; flash {sizes['flash']:,} B, "
+        f"static RAM {sizes['static_ram']:,} B")
     return result
+
+
+def _ms(instructions: int | None, cpi: float) -> float | None:
+    """Instructions at ``cpi`` cycles each on the 80 MHz Cortex-M4F, in ms (None when not measured)."""
+    return round(instructions * cpi / (QEMU_CLOCK_MHZ * 1e3), 3) if instructions else None
 
 
 def _windows(note: str, lines: list[str]) -> int | None:
@@ -322,7 +327,8 @@ def targets_met(models: dict[str, Any]) -> list[dict[str, Any]]:
                                     f"({100 * ident['identical'] / ident['clips']:.1f} %)",
                         "met": ident["identical"] == ident["clips"]})
         row = next((r for r in m["targets"] if r["target"] == "cortex-m4f" and r["cmsis_nn"] is True), None)
-        # the MCU's int8 accuracy is firmware_sim's (= TFLM's when bit-exact); LiteRT's default kernels round differently
+        # the MCU's int8 accuracy is firmware_sim's (= TFLM's when bit-exact); LiteRT's default kernels round
+        # differently
         drop = acc["fp32_accuracy"] - acc["fwsim_accuracy"] if "fp32_accuracy" in acc else None
         litert_drop = acc["fp32_accuracy"] - acc["int8_litert_accuracy"] if "fp32_accuracy" in acc else None
         flash_ok = m["flatbuffer_bytes"] <= MAX_FLASH_BYTES
@@ -375,7 +381,8 @@ def run(args: argparse.Namespace, log: Any) -> dict[str, Any]:
             x = bundle.normalizer.transform(meta["features"]).astype(np.float32)
             acc = accuracy_block(bundle, name, model, x, y, log)
             q, ours = acc.pop("_q"), acc.pop("_ours")
-            frontend = mcu_frontend(path, bundle, meta, y, q, work, log) if args.frontend else {"skipped": "--no-frontend"}
+            frontend = (mcu_frontend(path, bundle, meta, y, q, work, log) if args.frontend
+                        else {"skipped": "--no-frontend"})
             emulated: dict[str, Any] = {"skipped": "not run (--quick or --qemu-clips 0)"}
             if args.qemu_clips > 0:
                 pick = np.arange(min(args.qemu_clips, len(q)))
@@ -438,7 +445,8 @@ def markdown(result: dict[str, Any], png: str = "firmware.png") -> str:
             rows.append([name, r["target"], kernels, r["flash_bytes"], r["arena_planned_bytes"],
                          r["arena_tflm_bytes"] or "n/a",
                          "n/a" if r["arena_diff_pct"] is None else f"{r['arena_diff_pct']:+.1f} %",
-                         f"{r['ms']:.2f} @ {r['clock_mhz']:g} MHz", f"{100 * r['duty_cycle']:.1f} % of {r['hop_ms']:g} ms",
+                         f"{r['ms']:.2f} @ {r['clock_mhz']:g} MHz",
+                         f"{100 * r['duty_cycle']:.1f} % of {r['hop_ms']:g} ms",
                          ("fits" if r["fits"] else "does NOT fit")
                          + (f" ({r['npu_cpu_ops']} op(s) left on the CPU, not timed)" if r.get("npu_cpu_ops") else "")])
     lines += [markdown_table(["model", "target", "kernels", "flash (B)", "arena plan (B)", "arena TFLM (B)",
@@ -547,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.firmware", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
                         help="kit bundles with an int8 TFLite model (kit bundle --int8 -f tflite)")
-    parser.add_argument("--targets", nargs="+", default=None, help="target profiles (default: all Cortex-M and Ethos-U)")
+    parser.add_argument("--targets", nargs="+", default=None,
+                        help="target profiles (default: all Cortex-M and Ethos-U)")
     parser.add_argument("--quick", action="store_true", help="20 clips, cortex-m4f only, no QEMU")
     parser.add_argument("--clips", type=int, default=None, help="test clips (default: the whole split)")
     parser.add_argument("--qemu-clips", type=int, default=8, help="real clips fed to the emulated board (0: none)")
