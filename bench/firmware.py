@@ -464,7 +464,7 @@ def markdown(result: dict[str, Any], png: str = "firmware.png") -> str:
               "LiteRT: the int8 TFLite in LiteRT's default kernels; firmware_sim: this kit's integer interpreter. "
               "Bit-identical: every int8 output vector (logits and embedding) equal byte for byte.", ""]
     lines += [markdown_table(
-        ["model", "clips", "fp32 (%)", "int8 LiteRT (%)", "firmware_sim (%)", "TFLM (%)", "int8 drop (points)",
+        ["model", "clips", "fp32 (%)", "int8 LiteRT (%)", "firmware_sim (%)", "TFLM (%)", "int8 LiteRT drop (points)",
          "fwsim = TFLM", "fwsim = LiteRT BUILTIN_REF"],
         [[name, m["accuracy"]["n_clips"], _pct(m["accuracy"].get("fp32_accuracy")),
           _pct(m["accuracy"]["int8_litert_accuracy"]), _pct(m["accuracy"]["fwsim_accuracy"]),
@@ -488,7 +488,7 @@ def markdown(result: dict[str, Any], png: str = "firmware.png") -> str:
         if "skipped" in f:
             rows.append([name, "skipped: " + f["skipped"], "", "", "", "", ""])
             continue
-        rows.append([name, f["clips"], f"{100 * f['input_values_equal']:.2f} % (max {f['input_max_lsb_diff']} LSB)",
+        rows.append([name, f["clips"], f"{100 * f['input_values_equal']:.3f} % (max {f['input_max_lsb_diff']} LSB)",
                      f"{f['clips_input_identical']}/{f['clips']}", _pct(f["accuracy_python_frontend"]),
                      _pct(f["accuracy_c_frontend"]),
                      f"{100 * (f['accuracy_c_frontend'] - f['accuracy_python_frontend']):+.1f}",
