@@ -86,6 +86,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "noise_robustness": _render, "finetune": _whole("finetune"), "latency": _whole("latency"),
     "quantization": _whole("quantization"), "quantization_model": _whole("quantization_model"),
     "streaming": _whole("streaming", "{stem}.png"), "reliability": _reliability,
+    "firmware": _whole("firmware", "{stem}.png"),
 }
 
 

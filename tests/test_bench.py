@@ -119,7 +119,8 @@ def test_the_table_states_each_columns_training_budget_and_names_mixed_ones() ->
 
 
 BENCH_MODULES = ("distill", "streaming", "latency", "finetune", "quantization", "tflite_runtime_compat", "cross_arch",
-                 "active_learning", "feature_ablation", "render", "noise_robustness", "continual", "nas_proxy")
+                 "active_learning", "feature_ablation", "render", "noise_robustness", "continual", "nas_proxy",
+                 "firmware")
 
 
 @pytest.mark.parametrize("name", BENCH_MODULES)
