@@ -103,8 +103,14 @@ def firmware_step(out: Path, method: str, dataset: str, data_dir: Optional[Path]
     Why a separate model: the demo's comparison model (the default ConvNet, instance norm) has ops the
     C kernels do not implement; convnet-mcu is the <= 64 KB model the firmware is written for.
     """
+    from firmware_sim.c_run import require_tools
     from kit.data import load_dataset
 
+    try:
+        require_tools("host")
+    except KitError as exc:  # no C compiler: the rest of the demo stands, the firmware step says why it is skipped
+        console.print(f"[bold]firmware[/]: skipped: {exc}", highlight=False)
+        return {"skipped": str(exc)}
     clips = [c for c in load_dataset(dataset, data_dir, split=split, task=task).clips_in("test")
              if c.offset_s == 0.0 and c.duration_s is None]
     if not clips:
