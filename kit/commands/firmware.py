@@ -167,7 +167,7 @@ def _print_time_lines(record: dict, model_instructions: int, frontend_instructio
     if target not in TARGETS:
         return
     mhz = TARGETS[target].clock_mhz
-    front = f", front-end {frontend_instructions / (mhz * 1e3):.1f} ms per hop" if frontend_instructions else ""
+    front = f", front-end {frontend_instructions / (mhz * 1e3):.1f} ms per window" if frontend_instructions else ""
     print(f"at {mhz:g} MHz assuming CPI 1 (one instruction per cycle; a lower bound, a real core stalls on "
           f"loads and flash): model {model_instructions / (mhz * 1e3):.1f} ms per inference{front}; "
           "the emulator's wall-clock is not device time")
