@@ -99,7 +99,8 @@ def test_border_positions_without_the_patch_buffer_give_the_same_integers(built:
     makefile = project / "Makefile"
     text = makefile.read_text()
     assert "-DKWS_DETECTOR_MAX_CLASSES" in text
-    makefile.write_text(text.replace("-DKWS_DETECTOR_MAX_CLASSES", "-DKWS_PATCH_BYTES=16 -DKWS_DETECTOR_MAX_CLASSES", 1))
+    flag = "-DKWS_DETECTOR_MAX_CLASSES"
+    makefile.write_text(text.replace(flag, f"-DKWS_PATCH_BYTES=16 {flag}", 1))
     model = load_model(built["bundles"][arch])
     interpreter = Interpreter(model)
     q = interpreter.quantize_input(features_to_input(model, built["x"][:12]))
