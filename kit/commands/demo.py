@@ -95,6 +95,34 @@ def _kit(args: list[str], console: Console) -> str:
     return proc.stdout
 
 
+def padded_clip(clip: Path, out: Path, lead_s: float = 0.5, total_s: float = 2.0) -> Path:
+    """The clip at ``lead_s`` in silence of at least ``total_s`` (16-bit WAV, written atomically).
+
+    Why: a spoken digit lasts under a second, shorter than the firmware's 1 s window, so streamed
+    alone it yields no window at all; with silence around it the detector sees whole windows, as it
+    would on a device listening continuously.
+    """
+    import os
+    import wave
+
+    import numpy as np
+
+    from deploy.runtime.wavio import read_wav
+
+    y, rate = read_wav(clip)
+    lead = int(lead_s * rate)
+    padded = np.zeros(max(int(total_s * rate), lead + len(y) + rate // 2), np.float64)
+    padded[lead:lead + len(y)] = y
+    tmp = out.with_name(out.name + ".tmp")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.clip(np.round(padded * 32768.0), -32768, 32767).astype("<i2").tobytes())
+    os.replace(tmp, out)
+    return out
+
+
 def firmware_step(out: Path, method: str, dataset: str, data_dir: Optional[Path], split: str, task: str,
                   console: Console) -> dict:
     """dataset -> firmware: an MCU-ready ConvNet (convnet-mcu) trained on the distilled coreset, its int8
@@ -124,8 +152,11 @@ def firmware_step(out: Path, method: str, dataset: str, data_dir: Optional[Path]
     _kit(["bundle", str(mcu / "model.kit"), "--coreset", str(coreset), "--format", "tflite", "--int8",
           "--out", str(bundle)], console)
     _kit(["firmware", "build", str(bundle), "--target", "host", "--out", str(project)], console)
-    lines = _kit(["firmware", "run", str(project), "--input", str(clip.path)], console).strip().splitlines()
-    console.print(f"held-out clip {clip.path.name} (label {clip.label}):", highlight=False)
+    wav = padded_clip(clip.path, out / "heldout-clip.wav")
+    console.print(f"held-out test clip {clip.path} (label {clip.label}) at 0.5 s in silence -> {wav}",
+                  highlight=False)
+    lines = _kit(["firmware", "run", str(project), "--input", str(wav)], console).strip().splitlines()
+    console.print(f"the firmware on {clip.path.name} (label {clip.label}):", highlight=False)
     for line in lines:
         console.print(f"  {line}", highlight=False)
     return {"clip": str(clip.path), "label": clip.label, "bundle": str(bundle), "project": str(project),

@@ -144,6 +144,9 @@ def run_command(
     output = run(project, pcm_bytes(y))
     for time_s, label, score in output.detections:
         print(f"t={time_s:.2f}s {label} {score:.2f}")
+    for line in output.lines:
+        if line.startswith("per inference: no window"):
+            print(line)
     if not output.detections:
         print("no detection (the detector's averaging and thresholds did not fire on this clip)")
     if output.model_cost is not None:
