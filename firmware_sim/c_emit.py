@@ -73,6 +73,7 @@ def _struct_fields(layer: Layer, index: int) -> str:
                                                "act_min", "act_max")),
             f".filter = {prefix}filter", f".bias = {prefix + 'bias' if 'bias' in layer.arrays else 'NULL'}",
             f".multiplier = {prefix}multiplier", f".shift = {prefix}shift",
+            f".offset_bias = {prefix + 'offset_bias' if 'offset_bias' in layer.arrays else 'NULL'}",
         ]
     elif layer.kind == "fc":
         items = [
@@ -80,6 +81,7 @@ def _struct_fields(layer: Layer, index: int) -> str:
                                                "output_offset", "act_min", "act_max")),
             f".filter = {prefix}filter", f".bias = {prefix + 'bias' if 'bias' in layer.arrays else 'NULL'}",
             f".multiplier = {prefix}multiplier", f".shift = {prefix}shift",
+            f".offset_bias = {prefix + 'offset_bias' if 'offset_bias' in layer.arrays else 'NULL'}",
         ]
     elif layer.kind in ("avgpool", "maxpool"):
         items = [f".in = {_shape(p['in_shape'])}", f".out = {_shape(p['out_shape'])}",

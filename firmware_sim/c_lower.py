@@ -47,6 +47,21 @@ def _buffer(model: Model, plan: dict[int, int], index: int) -> Buffer:
     return Buffer(plan[index], model.tensors[index].size)
 
 
+def _offset_bias(arrays: dict, input_offset: int, tap_axes: tuple[int, ...]) -> None:
+    """Add ``offset_bias`` = bias + input_offset * (sum of each output channel's filter taps).
+
+    Why: the kernels' interior fast paths then accumulate sum(x * f) and start from this constant
+    instead of adding the input offset to every input value (the CMSIS-NN/TFLM trick); the integers
+    are the same. Left out when a channel's value would not fit in int32 (the kernels then keep the
+    reference loop).
+    """
+    sums = np.asarray(arrays["filter"], np.int64).sum(axis=tap_axes).reshape(-1)
+    bias = np.asarray(arrays["bias"], np.int64).reshape(-1) if "bias" in arrays else np.zeros_like(sums)
+    folded = bias + np.int64(input_offset) * sums
+    if np.all((folded >= np.iinfo(np.int32).min) & (folded <= np.iinfo(np.int32).max)):
+        arrays["offset_bias"] = folded.astype(np.int32)
+
+
 def _conv(model: Model, op: Operator, depthwise: bool) -> tuple[dict, dict]:
     inp, filt, out = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
     o = op.options
@@ -71,6 +86,7 @@ def _conv(model: Model, op: Operator, depthwise: bool) -> tuple[dict, dict]:
               "shift": shift.astype(np.int32)}
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         arrays["bias"] = np.asarray(model.tensors[op.inputs[2]].data, np.int32)
+    _offset_bias(arrays, params["input_offset"], (0, 1, 2) if depthwise else (1, 2, 3))
     return params, arrays
 
 
@@ -88,6 +104,8 @@ def _fully_connected(model: Model, op: Operator) -> tuple[dict, dict]:
               "shift": shift.astype(np.int32)}
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         arrays["bias"] = np.asarray(model.tensors[op.inputs[2]].data, np.int32)
+    if params["filter_offset"] == 0:
+        _offset_bias(arrays, params["input_offset"], (1,))
     return params, arrays
 
 

@@ -57,6 +57,12 @@ def test_demo_runs_end_to_end_on_a_small_set(tone_tree: Path, tmp_path: Path) ->
         assert 0.0 <= metrics[name]["accuracy_mean"] <= 1.0 and len(metrics[name]["accuracies"]) == 2
         assert Coreset.load(out / f"{name}.kit").method == name
     assert "rfad" in result.output and "random" in result.output
+    # the demo ends with the host firmware of a convnet-mcu streaming one held-out test clip
+    firmware = metrics["firmware"]
+    if "skipped" not in firmware:  # no C compiler on this machine
+        assert (out / "firmware-host" / "kws").is_file() and (out / "mcu.bundle.kit").is_file()
+        assert any(line.startswith("per inference:") for line in firmware["output"]), firmware
+        assert "kit firmware run" in result.output
 
 
 def test_unknown_dataset_and_missing_data_dir_are_one_line_errors(tmp_path: Path) -> None:

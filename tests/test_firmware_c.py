@@ -86,6 +86,28 @@ def test_firmware_logits_and_embeddings_equal_firmware_sim_on_real_clips(built: 
     assert out.cost_unit == ("host ns" if target == "host" else "instructions")
 
 
+@pytest.mark.parametrize("arch", ["convnet-mcu", "dscnn-mcu"])
+def test_border_positions_without_the_patch_buffer_give_the_same_integers(built: dict, arch: str) -> None:
+    """A 16-byte patch buffer sends every border position through the reference loop (offset added per tap)."""
+    _need("host")
+    from firmware_sim.c_project import write_project
+    from firmware_sim.c_run import feature_input_bytes, run
+    from firmware_sim.interpreter import Interpreter
+    from firmware_sim.model import features_to_input, load_model
+
+    project = write_project(built["bundles"][arch], "host", built["root"] / f"{arch}-host-nopatch")
+    makefile = project / "Makefile"
+    text = makefile.read_text()
+    assert "-DKWS_DETECTOR_MAX_CLASSES" in text
+    flag = "-DKWS_DETECTOR_MAX_CLASSES"
+    makefile.write_text(text.replace(flag, f"-DKWS_PATCH_BYTES=16 {flag}", 1))
+    model = load_model(built["bundles"][arch])
+    interpreter = Interpreter(model)
+    q = interpreter.quantize_input(features_to_input(model, built["x"][:12]))
+    out = run(project, feature_input_bytes(q))
+    assert np.array_equal(np.array(out.logits), interpreter.run(q)["logits"].reshape(len(q), -1))
+
+
 def test_a_one_minute_real_stream_gives_the_runtimes_detections(built: dict) -> None:
     """Python runtime (LiteRT int8), firmware_sim's stream, host firmware and emulated Cortex-M4F agree."""
     from bench.stream_builder import StreamSpec, build_stream, load_material

@@ -14,6 +14,11 @@
 #error "USE_CMSIS_NN: the CMSIS-NN back-end is not implemented in this generated project; build without it"
 #endif
 
+/* bytes of the border-patch buffer (kh*kw*in_c of one output position); larger layers keep the reference loop */
+#ifndef KWS_PATCH_BYTES
+#define KWS_PATCH_BYTES 1024
+#endif
+
 typedef struct {
   int32_t h, w, c;
 } kws_shape;
@@ -27,6 +32,7 @@ typedef struct {
   const int8_t *filter;              /* conv: [out_c][kh][kw][in_c]; depthwise: [kh][kw][out_c] */
   const int32_t *bias;               /* [out_c] or NULL */
   const int32_t *multiplier, *shift; /* [out_c] */
+  const int32_t *offset_bias;        /* [out_c]: bias + input_offset * sum of the channel's taps, or NULL */
 } kws_conv_params;
 
 typedef struct {
@@ -36,6 +42,7 @@ typedef struct {
   const int8_t *filter;              /* [out_depth][in_depth] */
   const int32_t *bias;               /* [out_depth] or NULL */
   const int32_t *multiplier, *shift; /* [out_depth] (per-tensor models repeat one value) */
+  const int32_t *offset_bias;        /* [out_depth]: bias + input_offset * sum(filter row), or NULL */
 } kws_fc_params;
 
 typedef struct {

@@ -31,6 +31,9 @@ def demo_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where datasets live (default $KIT_DATA_DIR or the cache)."),
     split: str = typer.Option("official", "--split", help="fsdd: official or speaker."),
     task: str = typer.Option("kws10", "--task", help="speech_commands: kws10 or kws12."),
+    firmware: bool = typer.Option(True, "--firmware/--no-firmware",
+                                  help="End by training an MCU model on the coreset, building the host C firmware "
+                                       "and streaming one held-out clip through it."),
 ) -> None:
     """Distil DATASET to IPC samples per class, train a ConvNet on it, and print its test accuracy next to a random coreset."""
     from deploy.runtime.safeio import check_output_dir
@@ -71,10 +74,93 @@ def demo_command(
     config = {"command": "demo", "dataset": dataset, "method": method, "baseline": baseline, "ipc": ipc,
               "seeds": list(seed_list), "seed": seed, "time_budget_s": time_budget, "loader": loader,
               "feature_config": fs.config.to_dict()}
+    if firmware:
+        metrics["firmware"] = firmware_step(out, method, dataset, data_dir, split, task, console)
     metrics["wall_s"] = round(time.time() - started, 1)
     atomic_write_text(out / "config.json", json.dumps(config, indent=1, sort_keys=True, default=str))
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True, default=str))
     console.print(f"wrote {out}/config.json, metrics.json and the coresets", highlight=False)
+
+
+def _kit(args: list[str], console: Console) -> str:
+    """Run one ``kit`` command as a user would type it (printed first); its output, or a one-line error."""
+    import subprocess
+    import sys
+
+    console.print(f"$ kit {' '.join(args)}", highlight=False)
+    proc = subprocess.run([sys.executable, "-m", "kit", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise KitError(f"demo firmware step: kit {args[0]} {args[1]} failed: {last[0]}")
+    return proc.stdout
+
+
+def padded_clip(clip: Path, out: Path, lead_s: float = 0.5, total_s: float = 2.0) -> Path:
+    """The clip at ``lead_s`` in silence of at least ``total_s`` (16-bit WAV, written atomically).
+
+    Why: a spoken digit lasts under a second, shorter than the firmware's 1 s window, so streamed
+    alone it yields no window at all; with silence around it the detector sees whole windows, as it
+    would on a device listening continuously.
+    """
+    import os
+    import wave
+
+    import numpy as np
+
+    from deploy.runtime.wavio import read_wav
+
+    y, rate = read_wav(clip)
+    lead = int(lead_s * rate)
+    padded = np.zeros(max(int(total_s * rate), lead + len(y) + rate // 2), np.float64)
+    padded[lead:lead + len(y)] = y
+    tmp = out.with_name(out.name + ".tmp")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.clip(np.round(padded * 32768.0), -32768, 32767).astype("<i2").tobytes())
+    os.replace(tmp, out)
+    return out
+
+
+def firmware_step(out: Path, method: str, dataset: str, data_dir: Optional[Path], split: str, task: str,
+                  console: Console) -> dict:
+    """dataset -> firmware: an MCU-ready ConvNet (convnet-mcu) trained on the distilled coreset, its int8
+    bundle, the host build of the generated C firmware, and one held-out test clip streamed through it.
+
+    Why a separate model: the demo's comparison model (the default ConvNet, instance norm) has ops the
+    C kernels do not implement; convnet-mcu is the <= 64 KB model the firmware is written for.
+    """
+    from firmware_sim.c_run import require_tools
+    from kit.data import load_dataset
+
+    try:
+        require_tools("host")
+    except KitError as exc:  # no C compiler: the rest of the demo stands, the firmware step says why it is skipped
+        console.print(f"[bold]firmware[/]: skipped: {exc}", highlight=False)
+        return {"skipped": str(exc)}
+    clips = [c for c in load_dataset(dataset, data_dir, split=split, task=task).clips_in("test")
+             if c.offset_s == 0.0 and c.duration_s is None]
+    if not clips:
+        raise KitError(f"demo firmware step: {dataset} has no whole-file test clip to stream; use --no-firmware")
+    clip = clips[0]
+    coreset, mcu = out / f"{method}.kit", out / "mcu"
+    bundle, project = out / "mcu.bundle.kit", out / "firmware-host"
+    console.print(f"[bold]firmware[/]: convnet-mcu on the {method} coreset -> int8 bundle -> C firmware (host)",
+                  highlight=False)
+    _kit(["train", str(coreset), "--arch", "convnet-mcu", "--seeds", "0", "--out", str(mcu)], console)
+    _kit(["bundle", str(mcu / "model.kit"), "--coreset", str(coreset), "--format", "tflite", "--int8",
+          "--out", str(bundle)], console)
+    _kit(["firmware", "build", str(bundle), "--target", "host", "--out", str(project)], console)
+    wav = padded_clip(clip.path, out / "heldout-clip.wav")
+    console.print(f"held-out test clip {clip.path} (label {clip.label}) at 0.5 s in silence -> {wav}",
+                  highlight=False)
+    lines = _kit(["firmware", "run", str(project), "--input", str(wav)], console).strip().splitlines()
+    console.print(f"the firmware on {clip.path.name} (label {clip.label}):", highlight=False)
+    for line in lines:
+        console.print(f"  {line}", highlight=False)
+    return {"clip": str(clip.path), "label": clip.label, "bundle": str(bundle), "project": str(project),
+            "output": lines}
 
 
 def register(app: typer.Typer) -> None:

@@ -144,10 +144,44 @@ def run_command(
     output = run(project, pcm_bytes(y))
     for time_s, label, score in output.detections:
         print(f"t={time_s:.2f}s {label} {score:.2f}")
+    for line in output.lines:
+        if line.startswith("per inference: no window"):
+            print(line)
+    if not output.detections:
+        print("no detection (the detector's averaging and thresholds did not fire on this clip)")
     if output.model_cost is not None:
         print(f"per inference: {output.model_cost:,} {output.cost_unit} (model)"
               + (f", {output.frontend_cost:,} (front-end)" if output.frontend_cost is not None else "")
               + f"; {output.cost_note}")
+        if record is not None and output.cost_unit == "instructions":
+            _print_time_lines(record, output.model_cost, output.frontend_cost)
+
+
+def _print_time_lines(record: dict, model_instructions: int, frontend_instructions: int | None) -> None:
+    """Measured instructions as ms at the part's clock (CPI 1, stated) next to firmware_sim's cycle model.
+
+    Why both: the emulator counts instructions, not cycles; on a real Cortex-M4 loads, multiplies by
+    64 bits and flash wait states take more than one cycle, so CPI 1 is a lower bound of the device
+    time, and the cycle model is an estimate of another kind. Neither is the emulator's wall-clock.
+    """
+    from firmware_sim.cost import TARGETS, estimate
+
+    target = record["target"]["name"]
+    if target not in TARGETS:
+        return
+    mhz = TARGETS[target].clock_mhz
+    front = f", front-end {frontend_instructions / (mhz * 1e3):.1f} ms per window" if frontend_instructions else ""
+    print(f"at {mhz:g} MHz assuming CPI 1 (one instruction per cycle; a lower bound, a real core stalls on "
+          f"loads and flash): model {model_instructions / (mhz * 1e3):.1f} ms per inference{front}; "
+          "the emulator's wall-clock is not device time")
+    try:
+        model = load_model(record["bundle"])
+    except (KitError, OSError):
+        return  # the bundle moved since the build: the measured line above stands alone
+    for cmsis in (False, True):
+        est = estimate(model, target, cmsis_nn=cmsis)
+        print(f"firmware_sim cycle model ({'CMSIS-NN' if cmsis else 'reference kernels'}): {est.cycles:,} cycles, "
+              f"{est.ms:.1f} ms at {mhz:g} MHz (estimate) vs {model_instructions:,} instructions measured")
 
 
 def register(app: typer.Typer) -> None:
