@@ -20,7 +20,10 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.machine import machine_info
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
 from kit.options import parse_seeds
 from kit.report.tables import markdown_tables
 
@@ -48,8 +51,6 @@ def report_run(run: Any, args: argparse.Namespace, started: float) -> int:
 
 def export_run(run: Any, name: str, results_dir: Path, extra: dict[str, Any] | None = None) -> list[Path]:
     """Copy an experiment run folder's results to ``results_dir/name.{json,md,png}`` with the machine info."""
-    from bench.machine import machine_info
-    from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
     from kit.experiments.rundir import load_results, to_jsonable
 
     machine = machine_info()

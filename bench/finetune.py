@@ -28,6 +28,7 @@ does not retrain.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,9 +42,14 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from deploy.runtime.artifact import atomic_write_text
-from deploy.runtime.threads import one_blas_thread
+from bench.machine import machine_info
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from deploy.bundle_builder import build_bundle
+from deploy.runtime import finetune
+from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.bundle import Bundle, BundleClassifier
+from deploy.runtime.threads import one_blas_thread
+from deploy.runtime.wavio import read_wav
 from kit.report.tables import markdown_table
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_finetune"
@@ -84,7 +90,6 @@ def base_model(fs, config: dict, seed: int, work: Path, console: Console) -> tup
 
 def build_base(fs, dataset_source: dict, config: dict, seed: int, work: Path, console: Console) -> dict:
     """The base model for ``seed`` (see ``base_model``), its coreset as replay memory, and the bundle."""
-    from deploy.bundle_builder import build_bundle
     from kit.pipeline import distill_coreset
 
     folder = work / f"{_key({**config, 'seed': seed})}"
@@ -104,15 +109,11 @@ def build_base(fs, dataset_source: dict, config: dict, seed: int, work: Path, co
 
 # Evaluation helpers ------------------------------------------------------------------------------
 def file_features(classifier, paths: list[Path]) -> np.ndarray:
-    from deploy.runtime.wavio import read_wav
-
     return np.stack([classifier.features(*read_wav(p)) for p in paths])
 
 
 def predict(bundle, x: np.ndarray, head=None) -> np.ndarray:
     """Class predictions of a bundle's head (or of an in-memory head on the bundle's embeddings)."""
-    from deploy.runtime.bundle import BundleClassifier
-
     classifier = BundleClassifier(bundle)
     if head is None:
         return classifier.logits(x).argmax(axis=1)
@@ -135,8 +136,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args, console: Console, progress) -> list[dict]:
     """Every (word, shots, variant) fine-tune for one base seed."""
     from bench.finetune_data import split_by_speaker
-    from deploy.runtime import finetune
-    from deploy.runtime.bundle import Bundle, BundleClassifier
 
     bundle = Bundle.load(base["bundle"])
     seed = base["seed"]
@@ -187,8 +186,6 @@ def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args,
 def personalize_runs(base: dict, speakers: list[str], ds, test: dict, args, progress) -> list[dict]:
     """Per held-out speaker: adapt on ``per_class`` clips per keyword, test on the rest and on others."""
     from bench.finetune_data import personal_split
-    from deploy.runtime import finetune
-    from deploy.runtime.bundle import Bundle, BundleClassifier
 
     bundle = Bundle.load(base["bundle"])
     classifier = BundleClassifier(bundle)
@@ -218,11 +215,7 @@ def personalize_runs(base: dict, speakers: list[str], ds, test: dict, args, prog
 def timing_large_replay(base: dict, fs, words: dict[str, list[Path]], per_class: int, repeats: int = 3) -> dict:
     """Wall time of ``add_keyword`` (10 clips) with a replay memory of ``per_class`` real samples
     per class (the top of the 10-50/class range a bundle may carry), on one core."""
-    import dataclasses
-
     from bench.finetune_data import split_by_speaker
-    from deploy.runtime import finetune
-    from deploy.runtime.bundle import Bundle
 
     bundle = Bundle.load(base["bundle"])
     rng = np.random.default_rng(base["seed"])
@@ -435,8 +428,6 @@ def main(argv: list[str] | None = None) -> int:
     words_list = [w.strip() for w in args.words.split(",") if w.strip()]
 
     from bench.finetune_data import base_dataset, personal_speakers, word_clips
-    from bench.machine import machine_info
-    from deploy.runtime import finetune
     from kit.features import extract_clips, load_feature_set
 
     console = Console(stderr=True)

@@ -26,7 +26,20 @@ heavy packages it found loaded, as a check).
 """
 from __future__ import annotations
 
+import io
 import os
+
+from bench.machine import machine_info
+from bench.stream_builder import StreamSpec, build_stream, load_material
+from deploy.bundle_builder import build_bundle
+from deploy.model_report import model_report
+from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
+from deploy.runtime.audio_input import PcmStreamSource
+from deploy.runtime.bundle import Bundle, BundleClassifier, model_precision
+from deploy.runtime.errors import KitError
+from deploy.runtime.features import extract_features
+from deploy.runtime.stream import StreamRecognizer
+from kit.report.tables import markdown_table
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core, as on the device (set before numpy loads)
@@ -42,6 +55,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
 from bench.paths import DEFAULT_DATA_DIR, REPO, RESULTS_DIR
 
 DEFAULT_WORK_DIR = REPO / "runs" / "bench-latency"
@@ -97,10 +111,6 @@ def rtf_child(bundle_path: str, model_name: str, wav_path: str, chunk_ms: float)
     Imports only ``deploy.runtime`` (and numpy): this is what a Raspberry Pi or phone runs.
     """
     started = time.perf_counter()
-    from deploy.runtime.audio_input import PcmStreamSource
-    from deploy.runtime.bundle import Bundle, BundleClassifier
-    from deploy.runtime.errors import KitError
-    from deploy.runtime.stream import StreamRecognizer
 
     bundle = Bundle.load(bundle_path)
     classifier = BundleClassifier(bundle, model_name, threads=1)
@@ -158,9 +168,6 @@ def run_child(bundle: Path, model_name: str, wav: Path, chunk_ms: float) -> dict
 
 # Preparing models ----------------------------------------------------------------------------------
 def _write_wav(path: Path, y: np.ndarray, rate: int) -> None:
-    import io
-
-    from deploy.runtime.artifact import atomic_write_bytes
 
     pcm = (np.clip(y, -1.0, 1.0) * 32767.0).round().astype("<i2")
     buffer = io.BytesIO()
@@ -176,8 +183,6 @@ def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
     """Model + calibration coreset, exported files, bundles, a real feature window and a stream."""
     import torch
 
-    from bench.stream_builder import StreamSpec, build_stream, load_material
-    from deploy.bundle_builder import build_bundle
     from kit.models import load_model
     from kit.pipeline import distill_coreset, load_training_set
     from kit.training import TrainConfig, train_and_save
@@ -233,10 +238,6 @@ def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
 
 # Measuring -----------------------------------------------------------------------------------------
 def measure(args: argparse.Namespace, prepared: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
-    from deploy.model_report import model_report
-    from deploy.runtime.bundle import Bundle, model_precision
-    from deploy.runtime.features import extract_features
-
     fs = prepared["fs"]
     x = np.ascontiguousarray(fs.x_test[:1], dtype=np.float32)
     config, normalizer = fs.config, fs.normalizer
@@ -302,8 +303,6 @@ def _rtf_row(r: dict[str, Any]) -> list[str]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    from kit.report.tables import markdown_table  # not at the top: the --rtf-child device process imports this module
-
     m = result["measured"]
     lines = [
         "# Latency benchmark: one CPU thread",
@@ -411,9 +410,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from bench.machine import machine_info
-    from deploy.runtime.artifact import atomic_write_text
-    from deploy.runtime.bundle import Bundle
 
     console = Console(stderr=True)
     started = time.perf_counter()

@@ -4,10 +4,11 @@ from __future__ import annotations
 import os
 import platform
 
+import numpy
+
 
 def machine_info() -> dict:
     """CPU model, core count, memory and library versions: what a reader needs to compare figures."""
-    import numpy
     import torch
 
     cpu = platform.processor() or "unknown"

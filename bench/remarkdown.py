@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -17,7 +18,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from bench.continual import markdown
 from bench.paths import RESULTS_DIR
+from bench.reliability import render
 from deploy.runtime.artifact import atomic_write_text
 
 
@@ -30,8 +33,6 @@ def _active_learning(payload: dict[str, Any], stem: str) -> str:
 
 def _exported_run(payload: dict[str, Any], stem: str) -> str:
     """``bench.continual.export_run`` output (continual, feature ablation)."""
-    from bench.continual import markdown
-
     results = payload["results"]
     run = SimpleNamespace(title=results["title"], summary=results["summary"], tables=results["tables"],
                           figures=results["figures"])
@@ -67,15 +68,11 @@ def _render(payload: dict[str, Any], stem: str) -> str:
 def _whole(module: str, *args: str) -> Callable[[dict[str, Any], str], str]:
     """A module whose ``markdown(result, ...)`` takes the stored JSON as it is."""
     def render(payload: dict[str, Any], stem: str) -> str:
-        import importlib
-
         return importlib.import_module(f"bench.{module}").markdown(payload, *[a.format(stem=stem) for a in args])
     return render
 
 
 def _reliability(payload: dict[str, Any], stem: str) -> str:
-    from bench.reliability import render
-
     return render(payload) + "\n"
 
 

@@ -37,6 +37,16 @@ from __future__ import annotations
 
 import os
 
+from bench.machine import machine_info
+from bench.stream_builder import StreamSpec, build_stream, load_material
+from deploy.bundle_builder import build_bundle
+from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.bundle import Bundle, BundleClassifier
+from deploy.runtime.compat import require_same_space, same_front_end, same_normalizer
+from deploy.runtime.coreset import Coreset
+from deploy.runtime.recognizer import DetectorSettings
+from deploy.runtime.stream import detect_stream, detections_from_scores
+
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core per process, as on the device (set before numpy loads)
 
@@ -52,8 +62,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deploy.runtime.errors import KitError
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from deploy.runtime.errors import KitError
 from kit.report.tables import markdown_table
 
 DEFAULT_WORK_DIR = Path(__file__).resolve().parents[1] / "runs" / "bench-streaming"
@@ -217,8 +227,6 @@ class FeatureMemo:
         self.hits = self.misses = 0
 
     def share(self, classifier: Any) -> "FeatureMemo":
-        from deploy.runtime.compat import same_front_end, same_normalizer
-
         a, b = self.inner, classifier
         if not (same_front_end(a.feature_config, b.feature_config) and same_normalizer(a.normalizer, b.normalizer)):
             raise KitError("feature memo: the classifiers have different front-ends or normalisers; features cannot be shared")
@@ -242,8 +250,6 @@ class FeatureMemo:
 def sweep_thresholds(scores: dict[str, Any], streams: dict[str, Any], settings: Any,
                      thresholds: Sequence[float] = THRESHOLDS, tolerance_s: float = TOLERANCE_S) -> list[dict[str, Any]]:
     """DET rows: rerun the recogniser on precomputed per-hop scores (``StreamScores``) at each threshold."""
-    from deploy.runtime.stream import detections_from_scores
-
     rows = []
     for threshold in thresholds:
         per_stream = {}
@@ -257,8 +263,6 @@ def sweep_thresholds(scores: dict[str, Any], streams: dict[str, Any], settings: 
 def stream_scores(classifier: Any, streams: dict[str, Any], settings: Any) -> tuple[dict[str, Any], dict[str, float]]:
     """Per-hop ``StreamScores`` of every stream via ``detect_stream`` (the device's offline path),
     and the seconds each took."""
-    from deploy.runtime.stream import detect_stream
-
     scores, seconds = {}, {}
     for name, stream in streams.items():
         started = time.perf_counter()
@@ -294,15 +298,11 @@ def _save_model(path: Path, model: Any, fs: Any, config: Any, accuracy: float, e
 
 def _check_coreset(coreset: Any, fs: Any, path: Path) -> None:
     """A reused coreset must live in this benchmark's input space (kws12 classes, front-end, normaliser)."""
-    from deploy.runtime.compat import require_same_space
-
     require_same_space(fs, coreset, path, expected_name="the Speech Commands kws12 training split's")
 
 
 def bundle_spec(path: Path) -> ModelSpec:
     """A bundle built outside the benchmark (``kit bundle``): its default model, its recorded metrics."""
-    from deploy.runtime.bundle import Bundle
-
     bundle = Bundle.load(path)
     provenance = bundle.provenance
     metrics = provenance.get("metrics") or {}
@@ -316,9 +316,6 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
     """Train the full-data model and the coreset models and build their bundles (or reuse them)."""
     import torch
 
-    from deploy.bundle_builder import build_bundle
-    from deploy.runtime.artifact import atomic_write_text
-    from deploy.runtime.coreset import Coreset
     from kit.pipeline import distill_coreset, load_training_set
     from kit.training import TrainConfig, evaluate
 
@@ -692,8 +689,6 @@ def build_streams(material: Any, minutes: float, negative_minutes: float, seed: 
     Gaps of 1.2-3 s keep consecutive events further apart than the 1-s scoring tolerance (so at
     most one keyword can claim a detection) and longer than the recogniser's 1-s suppression.
     """
-    from bench.stream_builder import StreamSpec, build_stream
-
     return {
         "keywords": build_stream(material, StreamSpec(minutes=minutes, with_keywords=True, negative_rate=0.2,
                                                       gap_s=(1.2, 3.0)), seed=seed),
@@ -705,10 +700,6 @@ def build_streams(material: Any, minutes: float, negative_minutes: float, seed: 
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
-    from bench.machine import machine_info
-    from bench.stream_builder import load_material
-    from deploy.runtime.artifact import atomic_write_text
-    from deploy.runtime.bundle import Bundle, BundleClassifier
 
     args = resolve_args(build_parser().parse_args(argv))
     console = Console(stderr=True)
@@ -735,8 +726,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # The kit's current default detector, not whatever a reused bundle recorded when it was built:
     # the benchmark measures the defaults every new bundle gets.
-    from deploy.runtime.recognizer import DetectorSettings
-    from deploy.runtime.stream import detections_from_scores
 
     settings = DetectorSettings()
     memos: dict[str, dict[bytes, np.ndarray]] = {name: {} for name in streams}

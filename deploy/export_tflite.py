@@ -51,12 +51,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import torch
 
 from deploy.edge_graph import MCU_OPS, edge_graph, mcu_op_violations, to_layout
 from deploy.export_onnx import onnx_metadata
+from deploy.model_report import tflite_report
 from deploy.runtime.artifact import atomic_write_bytes
 from deploy.runtime.errors import KitError
 from deploy.runtime.tflite_metadata import KIT_METADATA_NAME
+from deploy.runtime.tflite_model import TfliteModel
+from kit.models import load_model
 
 INPUT_NAME = "features"
 OUTPUT_NAMES = ("logits", "embedding")
@@ -112,8 +116,6 @@ def model_layout(model: Any, layout: str | None = None) -> str:
 
 def convert_fp32(model: Any, layout: str | None = None) -> bytes:
     """The fp32 TFLite flatbuffer of ``model`` (batch 1) in ``layout``, without kit metadata."""
-    import torch
-
     layout = model_layout(model, layout)
     sample = torch.from_numpy(to_layout(np.zeros((1, *model.in_shape), dtype=np.float32), layout))
     with _quiet(), torch.no_grad():
@@ -200,8 +202,6 @@ def quantization_params(data: bytes) -> dict[str, Any]:
 
 
 def _torch_outputs(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
     with torch.no_grad():
         logits, embedding = model.forward_with_embedding(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
     return logits.numpy(), embedding.numpy()
@@ -243,7 +243,6 @@ def export_tflite(
     if isinstance(model, (str, os.PathLike)):
         if not Path(model).is_file():
             raise KitError(f"{model}: no such model file")
-        from kit.models import load_model
 
         net, stored = load_model(model)
         meta = {**stored, **(meta or {})}
@@ -286,8 +285,6 @@ def export_tflite(
 
 def _check_mcu_ops(data: bytes, net: Any, out: Any) -> None:
     """An MCU-ready model whose graph holds other ops is an exporter bug: refuse to write it."""
-    from deploy.model_report import tflite_report
-
     extra = mcu_op_violations(tflite_report(data).ops)
     if extra:
         raise RuntimeError(f"{getattr(net, 'arch', 'model')} is MCU-ready but its TFLite graph holds {extra} "
@@ -298,9 +295,6 @@ def _verify(
     data: bytes, net: Any, int8: bool, x_cal: np.ndarray | None, atol: float, min_agreement: float, out: Any
 ) -> dict[str, float]:
     """Run the exported bytes in the runtime class the device uses; refuse a bad export."""
-    from deploy.model_report import tflite_report
-    from deploy.runtime.tflite_model import TfliteModel
-
     with _quiet():  # int8: reference kernels, bit-identical to TFLite Micro (see the module docstring)
         runtime = TfliteModel(data, reference=int8)
     if runtime.output_names[:2] != list(OUTPUT_NAMES):

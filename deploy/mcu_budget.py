@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from deploy.model_report import model_report
 from deploy.runtime.artifact import atomic_write_bytes
 from deploy.runtime.errors import KitError
 
@@ -53,7 +54,6 @@ def measure_budget(model: Any) -> dict[str, Any]:
     """
     from deploy.edge_graph import mcu_op_violations
     from deploy.export_tflite import export_tflite
-    from deploy.model_report import model_report
     from firmware_sim.reference import TflmModel, have_tflm  # lazy: the optional TFLM wheel
 
     calibration = np.random.default_rng(0).standard_normal((CALIBRATION_CLIPS, *model.in_shape)).astype(np.float32)

@@ -21,6 +21,7 @@ from typing import Any
 from deploy.runtime.errors import KitError
 from deploy.runtime.models import model_format
 from deploy.runtime.safeio import read_regular_bytes
+from deploy.runtime.tflite_metadata import is_tflite, read_metadata
 
 
 @dataclass
@@ -73,8 +74,6 @@ def _histogram(names: list[str]) -> dict[str, int]:
 
 def tflite_report(data: bytes, name: str = "<tflite>") -> ModelReport:
     """Report on a TFLite flatbuffer (parsed with the schema shipped in ai-edge-litert)."""
-    from deploy.runtime.tflite_metadata import is_tflite, read_metadata
-
     if not is_tflite(data):
         raise KitError(f"{name}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
     metadata = read_metadata(data, name)  # bounds-checked walk: refuses truncated files first

@@ -18,7 +18,8 @@ import numpy as np
 from deploy.runtime.compat import renormalize, require_same_space
 from deploy.runtime.coreset import Coreset
 
-from .features import FeatureSet
+from .data import load_dataset
+from .features import FeatureSet, load_feature_set
 
 
 def peak_rss_mb() -> float:
@@ -55,9 +56,6 @@ def load_training_set(
     progress: bool = True,
 ) -> tuple[FeatureSet, dict[str, Any]]:
     """The feature set and a record of exactly how it was loaded (the loader options)."""
-    from .data import load_dataset
-    from .features import load_feature_set
-
     ds = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold)
     config = ds.feature_config.with_(kind=feature) if feature is not None else None
     fs = load_feature_set(

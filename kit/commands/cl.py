@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from deploy.runtime.errors import KitError
+from kit.commands.distill import parse_params
 from kit.commands.experiment_options import DataDir, LimitPerClass, Overwrite, Progress, Split, Task, TestFold
 from kit.options import parse_seeds
 
@@ -57,7 +58,6 @@ def cl_command(
 
     Tasks of --task-size classes; accuracy after each task and its average."""
     from distill.registry import METHODS
-    from kit.commands.distill import parse_params
     from kit.experiments.continual import QUICK, ContinualSettings, run_continual
     from kit.experiments.rundir import check_run_dir
 

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from deploy.runtime.artifact import atomic_write_text
 from deploy.runtime.errors import KitError
+from deploy.runtime.safeio import check_output_dir
 
 
 def demo_command(
@@ -33,8 +34,6 @@ def demo_command(
     task: str = typer.Option("kws10", "--task", help="speech_commands: kws10 or kws12."),
 ) -> None:
     """Distil DATASET to IPC samples per class, train a ConvNet on it, and print its test accuracy next to a random coreset."""
-    from deploy.runtime.safeio import check_output_dir
-
     check_output_dir(out, "--out", ("config.json", "metrics.json"))
     from kit.pipeline import distill_coreset, load_training_set, score_coreset
 

@@ -23,6 +23,7 @@ from typer.core import TyperCommand
 from deploy.runtime.artifact import artifact_bytes, sha256_bytes
 from deploy.runtime.errors import KitError
 from deploy.runtime.safeio import atomic_write_files, check_output_path
+from kit.distributed_launch import launch
 
 #: the shortcut flags whose name is not ``--`` + the parameter name with dashes
 _FLAG_NAMES = {"time_budget_s": "--time-budget", "learn_labels": "--learn-labels/--fixed-labels"}
@@ -135,7 +136,6 @@ def distill_command(
     if nproc > 1:
         if "checkpoint_path" not in valid:
             raise KitError(f"--nproc applies to iterative methods only, not {method}")
-        from kit.distributed_launch import launch
 
         launch(run_distill_job, job, nproc)
         return

@@ -20,7 +20,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from deploy.mcu_budget import BudgetCache
 from deploy.runtime.errors import KitError
+from firmware_sim.reference import have_tflm
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -87,8 +89,6 @@ def _kib(value: int | None) -> str:
 
 def _add_mcu_columns(rows: list[dict], variants: list, shape: tuple[int, int, int], classes: int) -> list[str]:
     """Add int8 flash / TFLM arena / op-set columns to ``rows``; return notes for the reader."""
-    from deploy.mcu_budget import BudgetCache
-    from firmware_sim.reference import have_tflm
     from kit.data.paths import user_cache_root
     from kit.models import build_model
 

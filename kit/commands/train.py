@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
+from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
+from deploy.runtime.features import FeatureConfig
 from deploy.runtime.safeio import check_output_dir
 from kit.options import parse_seeds
 
@@ -143,8 +146,6 @@ def train_command(
 
 def _train_dataset_folds(options: DatasetTrainOptions, folds_text: str, config: Any) -> None:
     """``kit train DATASET --folds all``: one production-recipe model per official fold, each tested on its fold."""
-    from dataclasses import replace
-
     from .crossval import fold_dir, format_cv, plan_and_folds, summarize_folds, write_summary
 
     plan, folds = plan_and_folds(options.dataset, folds_text)
@@ -167,8 +168,6 @@ def _train_dataset_folds(options: DatasetTrainOptions, folds_text: str, config: 
 def _train_coreset_folds(base: Path, folds_text: str, run_dir: Path, config: Any, seed_list: list[int],
                          data_dir: Path | None, dataset: str | None, test_limit: int | None, quiet: bool) -> None:
     """``kit train c.kit --folds all``: train every ``c.foldN.kit`` and test it on the fold it held out."""
-    from deploy.runtime.coreset import Coreset
-
     from .crossval import fold_dir, format_cv, plan_and_folds, require_fold_coresets, summarize_folds, write_summary
 
     stem = re.sub(r"\.fold\d+$", "", base.stem)
@@ -201,7 +200,6 @@ def _train_coreset_folds(base: Path, folds_text: str, run_dir: Path, config: Any
 def train_coreset_file(coreset_path: Path, run_dir: Path, config: Any, seed_list: list[int], data_dir: Path | None,
                        dataset: str | None, test_limit: int | None, quiet: bool) -> dict[str, Any]:
     """Train ``config`` on one coreset over ``seed_list``, score on its test split, write the run folder."""
-    from deploy.runtime.coreset import Coreset
     from kit.training import load_test_split, save_trained, train_eval_seeds, write_run
 
     console = Console(stderr=True)
@@ -265,7 +263,6 @@ def eval_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Score a saved model on the test split of the dataset it was trained for."""
-    from deploy.runtime.features import FeatureConfig
     from kit.models import load_model
     from kit.training import evaluate, load_test_split, torch_threads
 

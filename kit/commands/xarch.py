@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from deploy.runtime.errors import KitError
+from kit.commands.distill import parse_params
 from kit.commands.experiment_options import DataDir, LimitPerClass, Overwrite, Progress, Split, Task, TestFold
 from kit.options import parse_seeds
 
@@ -70,7 +71,6 @@ def xarch_command(
 ) -> None:
     """Distil a coreset with each architecture A and train every architecture B on it (DDFAD Table II)."""
     from distill.registry import METHODS
-    from kit.commands.distill import parse_params
     from kit.experiments import RunDir
     from kit.experiments.cross_arch import CrossArchSettings, loader_options, run_config, run_cross_arch
     from kit.experiments.rundir import check_run_dir

@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from deploy.runtime.artifact import sha256_file
+from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
+from kit.pipeline import coreset_features_for
 
 EXPERIMENT = "active_learning"
 TITLE = "Active learning vs distilled coresets"
@@ -147,9 +149,6 @@ def load_coresets(paths: list[Path], fs: Any) -> list[CoresetRow]:
     """Load ``kit`` coreset files for this feature set; a class or feature mismatch is a KitError
     naming the file. Features are re-normalised from the coreset's statistics to the dataset's
     (they differ when, e.g., the experiment uses a subset of the training split)."""
-    from deploy.runtime.coreset import Coreset
-    from kit.pipeline import coreset_features_for
-
     rows = []
     for path in paths:
         path = Path(path)

@@ -55,7 +55,9 @@ from typing import Any
 
 import numpy as np
 
+from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
+from kit.pipeline import load_training_set
 
 from .rundir import RunDir
 
@@ -369,7 +371,6 @@ def _checkpoint_paths(run: RunDir, strategy: str, seed: int, task: int) -> tuple
 
 def _save_checkpoint(run: RunDir, fs: Any, strategy: str, seed: int, task: int, model: Any, memory: RehearsalMemory,
                      config: Any, seen: list[int], accuracy: float) -> None:
-    from deploy.runtime.coreset import Coreset
     from kit.training import save_trained
 
     model_path, memory_path = _checkpoint_paths(run, strategy, seed, task)
@@ -386,7 +387,6 @@ def _save_checkpoint(run: RunDir, fs: Any, strategy: str, seed: int, task: int, 
 
 
 def _load_checkpoint(run: RunDir, strategy: str, seed: int, task: int) -> tuple[Any, RehearsalMemory] | None:
-    from deploy.runtime.coreset import Coreset
     from kit.models import load_model
 
     model_path, memory_path = _checkpoint_paths(run, strategy, seed, task)
@@ -511,7 +511,6 @@ def run_continual(dataset: str, out: str | os.PathLike, settings: ContinualSetti
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from kit.pipeline import load_training_set
 
     # an unknown method or parameter fails before any data is loaded
     distiller_options(settings.distill_method, settings.distill_params, settings.distill_steps, settings.threads)

@@ -34,6 +34,7 @@ import numpy as np
 
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
+from kit.pipeline import distill_coreset
 
 from .rundir import RunDir
 
@@ -160,8 +161,6 @@ def coreset_file(run: RunDir, row: str) -> Path:
 def _distil_row(fs: Any, loader: dict[str, Any], settings: CrossArchSettings, run: RunDir, row: str,
                 progress: bool) -> Coreset:
     """The coreset of one row (distilled with ``row``, or random real clips), from its cell if done."""
-    from kit.pipeline import distill_coreset
-
     key, path = f"distill/{row}", coreset_file(run, row)
     if run.has(key) and path.exists():
         return Coreset.load(path)

@@ -34,6 +34,7 @@ import numpy as np
 
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FEATURE_KINDS
+from kit.pipeline import distill_coreset, load_training_set, score_coreset
 
 from .continual import distiller_options, save_png
 from .rundir import RunDir
@@ -124,8 +125,6 @@ def cell_key(feature: str, ipc: int, method: str) -> str:
 def run_cell(run: RunDir, fs: Any, loader: dict[str, Any], feature: str, ipc: int, method: str,
              settings: AblationSettings) -> dict[str, Any]:
     """Distil (or select) one coreset on ``fs``, save it in the run folder and score it."""
-    from kit.pipeline import distill_coreset, score_coreset
-
     params = settings.method_params if method == settings.method else {}
     options = distiller_options(method, params, settings.distill_steps, settings.threads, option="--method")
     coreset, _, summary = distill_coreset(fs, loader, method, ipc, seed=settings.seed, **options)
@@ -187,7 +186,6 @@ def run_feature_ablation(dataset: str, out: str | os.PathLike, settings: Ablatio
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from kit.pipeline import load_training_set
 
     for method in settings.methods:  # unknown methods or parameters fail before any data is loaded
         distiller_options(method, settings.method_params if method == settings.method else {},

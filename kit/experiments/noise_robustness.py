@@ -31,6 +31,9 @@ from deploy.runtime.coreset import Coreset, Normalizer
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig, fix_length
 
+from ..audio import load_audio
+from ..data import load_dataset
+from ..features import limit_clips
 from ..render import DEFAULT_ITERATIONS, check_invertible, reextract, render_coreset
 from .render_audio import accuracy_cells, pct
 from .rundir import RunDir
@@ -120,7 +123,6 @@ def _load_window(clips: list, config: FeatureConfig, progress: bool, what: str) 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from ..audio import load_audio
 
     out = np.zeros((len(clips), config.n_samples), dtype=np.float32)
     with Progress(f"[progress.description]{what}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -140,8 +142,6 @@ def load_source_audio(coreset: Coreset, *, data_dir: str | os.PathLike | None = 
     The dataset and its loader options come from the coreset's ``source`` exactly as
     ``kit.training.load_test_split`` reads them, so the test clips are the ones ``kit train`` scores.
     """
-    from ..data import load_dataset
-    from ..features import limit_clips
     from ..training.testset import _LOADER_OPTIONS, dataset_reference
 
     source = coreset.source

@@ -19,7 +19,7 @@ import numpy as np
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
 
-from ..render import DEFAULT_ITERATIONS, RenderResult, channel_names, noise_baseline, render_coreset
+from ..render import DEFAULT_ITERATIONS, RenderResult, channel_names, check_invertible, noise_baseline, render_coreset
 from .rundir import RunDir
 
 EXPERIMENT = "render"
@@ -125,8 +125,6 @@ def run_render(
     overwrite: bool = False,
 ) -> RunDir:
     """Render ``coreset`` into ``out/audio``, measure the round trip, optionally retrain; write the RunDir."""
-    from ..render import check_invertible
-
     check_invertible(coreset.feature_config)
     if settings.examples < 1:
         raise KitError(f"--examples must be at least 1, got {settings.examples}")

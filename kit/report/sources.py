@@ -25,7 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from deploy.runtime.artifact import read_manifest
+from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
+from deploy.runtime.features import FeatureConfig
 from deploy.runtime.safeio import require_regular_file
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -161,8 +164,6 @@ def train_section(folder: Path, data_dir: str | os.PathLike | None = None, progr
 def _evaluate_saved_model(model_file: Path, data_dir: str | os.PathLike | None, progress: bool,
                           limit_per_class: int | None = None) -> tuple[np.ndarray, list[str], int]:
     """Confusion matrix of a saved model on the same test clips its run was scored on (same per-class limit)."""
-    from deploy.runtime.features import FeatureConfig
-
     from ..models import load_model
     from ..training import evaluate, load_test_split, torch_threads
 
@@ -177,8 +178,6 @@ def _evaluate_saved_model(model_file: Path, data_dir: str | os.PathLike | None, 
 
 
 def coreset_section(path: Path, per_class: int = 2) -> Section:
-    from deploy.runtime.coreset import Coreset
-
     from .plots import coreset_channels_figure, figure_png
 
     coreset = Coreset.load(path)
@@ -242,8 +241,6 @@ def read_input(path: str | os.PathLike, data_dir: str | os.PathLike | None = Non
             return train_section(path, data_dir, progress)
         raise KitError(f"{path}: neither an experiment run folder (results.json) nor a kit train run (metrics.json)")
     if path.suffix == ".kit":
-        from deploy.runtime.artifact import read_manifest
-
         kind = read_manifest(path).get("kind")
         if kind != "coreset":
             raise KitError(f"{path}: a '{kind}' artifact; the report shows coresets (give a model's run folder instead)")
