@@ -37,6 +37,7 @@ import numpy as np
 from deploy.bundle_builder import build_bundle
 from deploy.runtime.__main__ import main as runtime_main
 from deploy.runtime.artifact import Artifact, manifest_digest, read_artifact, write_artifact
+from kit.cli import main as kit_main
 from kit.coreset import Coreset
 from kit.errors import KitError
 
@@ -665,8 +666,6 @@ class _Hang(Exception):
 def _in_process(runnable: Runnable, stdin: bytes | None) -> tuple[int | None, str, str]:
     """(exit code, stdout, stderr) of one invocation in this interpreter; a non-KitError exception
     becomes a traceback in stderr, as it would print from the real command."""
-    from kit.cli import main as kit_main
-
     out, err = io.StringIO(), io.StringIO()
     code: int | None = 0
     old_stdin, old_key = sys.stdin, os.environ.get("KIT_BUNDLE_KEY")  # the device's --key sets it

@@ -29,6 +29,8 @@ from __future__ import annotations
 import io
 import os
 
+from rich.console import Console
+
 from bench.machine import machine_info
 from bench.stream_builder import StreamSpec, build_stream, load_material
 from deploy.bundle_builder import build_bundle
@@ -408,7 +410,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rtf_child(bundle, model, wav, float(chunk_ms))))
         return 0
 
-    from rich.console import Console
 
 
     console = Console(stderr=True)

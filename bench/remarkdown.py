@@ -18,9 +18,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bench.continual import markdown
+from bench import continual, nas_proxy, reliability
 from bench.paths import RESULTS_DIR
-from bench.reliability import render
 from deploy.runtime.artifact import atomic_write_text
 
 
@@ -36,7 +35,7 @@ def _exported_run(payload: dict[str, Any], stem: str) -> str:
     results = payload["results"]
     run = SimpleNamespace(title=results["title"], summary=results["summary"], tables=results["tables"],
                           figures=results["figures"])
-    return markdown(run, payload["machine"], payload["command"], f"{stem}.png")
+    return continual.markdown(run, payload["machine"], payload["command"], f"{stem}.png")
 
 
 def _cross_arch(payload: dict[str, Any], stem: str) -> str:
@@ -52,9 +51,7 @@ def _distill(payload: dict[str, Any], stem: str) -> str:
 
 
 def _nas_proxy(payload: dict[str, Any], stem: str) -> str:
-    from bench.nas_proxy import markdown
-
-    return markdown(payload, payload["settings"], payload["machine"], payload["load_average_at_start"])
+    return nas_proxy.markdown(payload, payload["settings"], payload["machine"], payload["load_average_at_start"])
 
 
 def _render(payload: dict[str, Any], stem: str) -> str:
@@ -73,7 +70,7 @@ def _whole(module: str, *args: str) -> Callable[[dict[str, Any], str], str]:
 
 
 def _reliability(payload: dict[str, Any], stem: str) -> str:
-    return render(payload) + "\n"
+    return reliability.render(payload) + "\n"
 
 
 #: results-file stem prefix -> how to call its module's markdown()

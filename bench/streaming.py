@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import os
 
+from rich.console import Console
+
 from bench.machine import machine_info
 from bench.stream_builder import StreamSpec, build_stream, load_material
 from deploy.bundle_builder import build_bundle
@@ -698,8 +700,6 @@ def build_streams(material: Any, minutes: float, negative_minutes: float, seed: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
-
 
     args = resolve_args(build_parser().parse_args(argv))
     console = Console(stderr=True)

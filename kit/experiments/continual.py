@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
@@ -508,9 +510,6 @@ def run_continual(dataset: str, out: str | os.PathLike, settings: ContinualSetti
                   data_dir: str | os.PathLike | None = None, split: str = "official", task: str = "kws10",
                   test_fold: int = 5, overwrite: bool = False, progress: bool = True) -> RunDir:
     """Load the data, run every (strategy, seed) stream (resumably) and write table, figure and headline."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 
     # an unknown method or parameter fails before any data is loaded
     distiller_options(settings.distill_method, settings.distill_params, settings.distill_steps, settings.threads)

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
@@ -207,9 +209,6 @@ def run_cross_arch(fs: Any, loader: dict[str, Any], settings: CrossArchSettings,
 
     Returns ``{"rows", "archs", "matrix" {row: {arch: cell}}, "distill" {row: cell}, "headline"}``.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     settings.check()
     rows = list(settings.archs) + ([RANDOM_ROW] if settings.include_random else [])
     total = len(rows) * (1 + len(settings.archs))

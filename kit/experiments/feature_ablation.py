@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FEATURE_KINDS
@@ -183,9 +185,6 @@ def run_feature_ablation(dataset: str, out: str | os.PathLike, settings: Ablatio
                          data_dir: str | os.PathLike | None = None, split: str = "official", task: str = "kws10",
                          test_fold: int = 5, overwrite: bool = False, progress: bool = True) -> RunDir:
     """Every (feature, ipc, method) cell, resumably; then the table, the figure and the headline."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 
     for method in settings.methods:  # unknown methods or parameters fail before any data is loaded
         distiller_options(method, settings.method_params if method == settings.method else {},

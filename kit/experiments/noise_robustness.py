@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from deploy.runtime.coreset import Coreset, Normalizer
 from deploy.runtime.errors import KitError
@@ -120,9 +122,6 @@ class SourceAudio:
 
 
 def _load_window(clips: list, config: FeatureConfig, progress: bool, what: str) -> np.ndarray:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
 
     out = np.zeros((len(clips), config.n_samples), dtype=np.float32)
     with Progress(f"[progress.description]{what}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
