@@ -61,13 +61,13 @@ class Env:
 
 def build_env(root: Path, data_dir: Path) -> Env:
     """A tiny ConvNet on FSDD digits 0-3 (real recordings), its random coreset and an ONNX bundle."""
-    import torch
+    import torch  # lazy: torch only when used
 
-    from distill import make_distiller
-    from kit.data import load_dataset
-    from kit.features import load_feature_set
-    from kit.models import save_model
-    from kit.training import TrainConfig, train_model
+    from distill import make_distiller  # lazy: pulls in torch, soundfile
+    from kit.data import load_dataset  # lazy: pulls in soundfile
+    from kit.features import load_feature_set  # lazy: pulls in soundfile
+    from kit.models import save_model  # lazy: pulls in torch
+    from kit.training import TrainConfig, train_model  # lazy: pulls in torch, soundfile
 
     good = root / "good"
     good.mkdir(parents=True, exist_ok=True)
@@ -350,7 +350,7 @@ def _content_cases() -> list[Case]:
 
     @add("checkpoint/step-1e9", "silent", "claims step 1000000000")
     def _(env: Env, tmp: Path) -> Runnable:
-        from distill.checkpoint import CHECKPOINT_KIND, load_checkpoint
+        from distill.checkpoint import CHECKPOINT_KIND, load_checkpoint  # lazy: pulls in torch, soundfile
 
         path = tmp / "x.ckpt"
         write_artifact(path, Artifact(kind=CHECKPOINT_KIND, meta={"identity": {}, "step": 10**9, "elapsed": 1.0,

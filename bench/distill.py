@@ -156,7 +156,7 @@ def merge_cell(path: Path, key: str, cell: dict, machine: dict) -> dict:
     Why re-read under a lock: two benchmark commands may run side by side on one results file (say,
     one dataset each); writing back the cells read at start-up would drop the other command's cells.
     """
-    import fcntl
+    import fcntl  # lazy: platform-specific module
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
@@ -262,10 +262,10 @@ def markdown(cells: dict[str, dict], machine: dict) -> str:
 
 def plot(cells: dict[str, dict], path: Path) -> None:
     """Accuracy vs samples per class, one line per method, error bars = std over seeds."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     datasets = [d for d in DATASETS if any(c["dataset"] == d for c in cells.values())]
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.4), squeeze=False)
@@ -289,7 +289,7 @@ def plot(cells: dict[str, dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    from kit.report.plots import save_figure
+    from kit.report.plots import save_figure  # lazy: pulls in matplotlib
 
     save_figure(fig, path, dpi=110)
 

@@ -183,11 +183,11 @@ def _write_wav(path: Path, y: np.ndarray, rate: int) -> None:
 
 def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     """Model + calibration coreset, exported files, bundles, a real feature window and a stream."""
-    import torch
+    import torch  # lazy: torch only when used
 
-    from kit.models import load_model
-    from kit.pipeline import distill_coreset, load_training_set
-    from kit.training import TrainConfig, train_and_save
+    from kit.models import load_model  # lazy: pulls in torch
+    from kit.pipeline import distill_coreset, load_training_set  # lazy: pulls in soundfile
+    from kit.training import TrainConfig, train_and_save  # lazy: pulls in torch, soundfile
 
     torch.set_num_threads(1)
     work: Path = args.work_dir
@@ -354,10 +354,10 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     m = result["measured"]
     names = ["front-end"] + [f"{r['arch']} {r['file']}" for r in m["models"]]
@@ -381,7 +381,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax2.legend(fontsize=7)
     fig.suptitle("Keyword spotter latency on one CPU thread (shared 2-core machine)", fontsize=10)
     fig.tight_layout()
-    from kit.report.plots import save_figure
+    from kit.report.plots import save_figure  # lazy: pulls in matplotlib
 
     save_figure(fig, path, dpi=130)
 

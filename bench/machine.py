@@ -9,7 +9,7 @@ import numpy
 
 def machine_info() -> dict:
     """CPU model, core count, memory and library versions: what a reader needs to compare figures."""
-    import torch
+    import torch  # lazy: torch only when used
 
     cpu = platform.processor() or "unknown"
     try:

@@ -84,10 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    import torch
+    import torch  # lazy: torch only when used
 
-    from kit.experiments.nas_proxy import QUICK_LIMIT_PER_CLASS, NASSettings, open_run, run_nas_proxy
-    from kit.pipeline import load_training_set
+    from kit.experiments.nas_proxy import (
+        QUICK_LIMIT_PER_CLASS,
+        NASSettings,
+        open_run,
+        run_nas_proxy,
+    )  # lazy: pulls in torch, scipy
+    from kit.pipeline import load_training_set  # lazy: pulls in soundfile
 
     torch.set_num_threads(1)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())

@@ -46,12 +46,12 @@ def _latency_ms(model: Any, x: np.ndarray, repeats: int) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
+    import torch  # lazy: torch only when used
 
-    from deploy.export_tflite import export_tflite
-    from distill import make_distiller
-    from kit.features import load_feature_set
-    from kit.training import TrainConfig, train_model
+    from deploy.export_tflite import export_tflite  # lazy: pulls in torch
+    from distill import make_distiller  # lazy: pulls in torch, soundfile
+    from kit.features import load_feature_set  # lazy: pulls in soundfile
+    from kit.training import TrainConfig, train_model  # lazy: pulls in torch, soundfile
 
     torch.set_num_threads(1)
     name = args.dataset if args.dataset != "speech_commands" else f"speech_commands_{args.task}"

@@ -47,14 +47,14 @@ def _score(path: Path, x: np.ndarray, y: np.ndarray, ref: np.ndarray) -> dict[st
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
+    import torch  # lazy: torch only when used
 
-    from deploy.export_tflite import export_tflite
-    from distill import make_distiller
-    from kit.features import load_feature_set
-    from kit.models import load_model
-    from kit.training.calibration import calibration_set
-    from kit.training.qat import qat_finetune
+    from deploy.export_tflite import export_tflite  # lazy: pulls in torch
+    from distill import make_distiller  # lazy: pulls in torch, soundfile
+    from kit.features import load_feature_set  # lazy: pulls in soundfile
+    from kit.models import load_model  # lazy: pulls in torch
+    from kit.training.calibration import calibration_set  # lazy: pulls in torch, soundfile
+    from kit.training.qat import qat_finetune  # lazy: pulls in torch, soundfile
 
     torch.set_num_threads(args.threads)
     started = time.time()

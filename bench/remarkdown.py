@@ -24,7 +24,7 @@ from deploy.runtime.artifact import atomic_write_text
 
 
 def _active_learning(payload: dict[str, Any], stem: str) -> str:
-    from bench.active_learning import markdown
+    from bench.active_learning import markdown  # lazy: pulls in torch, soundfile
 
     meta = {k: v for k, v in payload.items() if k not in ("results", "distill_rows")}
     return markdown(payload["results"], payload["distill_rows"], meta)
@@ -39,13 +39,13 @@ def _exported_run(payload: dict[str, Any], stem: str) -> str:
 
 
 def _cross_arch(payload: dict[str, Any], stem: str) -> str:
-    from bench.cross_arch import markdown
+    from bench.cross_arch import markdown  # lazy: pulls in torch, soundfile
 
     return markdown(payload, payload["title"], payload["machine"], payload["config"])
 
 
 def _distill(payload: dict[str, Any], stem: str) -> str:
-    from bench.distill import markdown
+    from bench.distill import markdown  # lazy: pulls in torch, soundfile
 
     return markdown(payload["cells"], payload["machine"])
 
@@ -56,7 +56,7 @@ def _nas_proxy(payload: dict[str, Any], stem: str) -> str:
 
 def _render(payload: dict[str, Any], stem: str) -> str:
     """``bench.render.write_results`` output (render, noise robustness)."""
-    from bench.render import markdown
+    from bench.render import markdown  # lazy: pulls in torch, soundfile
 
     meta = {k: v for k, v in payload.items() if k not in ("results", "config")}
     return markdown(payload["results"], f"{stem}.png" if payload["results"]["figures"] else None, meta)

@@ -286,14 +286,14 @@ class ModelSpec:
 
 
 def _train(x: np.ndarray, y: np.ndarray, n_classes: int, config: Any) -> tuple[Any, dict[str, Any]]:
-    from kit.training import train_model
+    from kit.training import train_model  # lazy: pulls in torch, soundfile
 
     model = train_model(x, y, n_classes, config, progress=True)
     return model, dict(model.train_stats)
 
 
 def _save_model(path: Path, model: Any, fs: Any, config: Any, accuracy: float, extra: dict[str, Any]) -> Path:
-    from kit.training import save_trained
+    from kit.training import save_trained  # lazy: pulls in torch, soundfile
 
     return save_trained(path, model, fs, config, metrics={"accuracy": accuracy, "n_test": int(len(fs.y_test))}, **extra)
 
@@ -316,10 +316,10 @@ def bundle_spec(path: Path) -> ModelSpec:
 
 def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list[ModelSpec], dict[str, Any]]:
     """Train the full-data model and the coreset models and build their bundles (or reuse them)."""
-    import torch
+    import torch  # lazy: torch only when used
 
-    from kit.pipeline import distill_coreset, load_training_set
-    from kit.training import TrainConfig, evaluate
+    from kit.pipeline import distill_coreset, load_training_set  # lazy: pulls in soundfile
+    from kit.training import TrainConfig, evaluate  # lazy: pulls in torch, soundfile
 
     torch.set_num_threads(1)
     info: dict[str, Any] = {"stages_s": {}}
@@ -401,9 +401,9 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
         # The same training split plus stream-like copies, hard negatives and quiet silence
         # (bench/stream_training.py), trained for the full number of epochs: the model a user
         # who ships a listening device trains.
-        from bench.stream_training import benchmark_recipe
-        from kit.data import load_dataset
-        from kit.training import recipe_training_set
+        from bench.stream_training import benchmark_recipe  # lazy: pulls in torch, soundfile
+        from kit.data import load_dataset  # lazy: pulls in soundfile
+        from kit.training import recipe_training_set  # lazy: pulls in torch, soundfile
 
         t0 = time.perf_counter()
         recipe = benchmark_recipe(args.stream_copies, args.seed, args.quick)
@@ -593,10 +593,10 @@ def markdown(result: dict[str, Any], png_name: str = "streaming.png") -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     hours = max((r["hours"] for m in result["models"] for r in m["rows"]), default=1.0)
     floor = 0.5 / hours  # where "0 false accepts" is drawn on the log axis
@@ -624,7 +624,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    from kit.report.plots import save_figure
+    from kit.report.plots import save_figure  # lazy: pulls in matplotlib
 
     save_figure(fig, path, dpi=130)
 

@@ -135,7 +135,7 @@ def run_compat(models: list[Path], work: Path, cache: Path = DEFAULT_CACHE,
         tail = " ".join(done.stderr.split())[-400:]
         raise RuntimeError(f"TfliteModel failed under tflite-runtime: {tail}")
     remote = json.loads(done.stdout.strip().splitlines()[-1])
-    import ai_edge_litert
+    import ai_edge_litert  # lazy: ai_edge_litert only when used
 
     record: dict[str, Any] = {
         "tflite_runtime": remote["tflite_runtime"],
@@ -176,12 +176,12 @@ def run_compat(models: list[Path], work: Path, cache: Path = DEFAULT_CACHE,
 
 def _demo_models(work: Path, data_dir: str | None, seed: int) -> tuple[list[Path], dict[str, np.ndarray], dict[str, Any]]:
     """Train a small FSDD ConvNet and export it as fp32 and int8 TFLite (the default inputs)."""
-    import torch
+    import torch  # lazy: torch only when used
 
-    from deploy.export_tflite import export_tflite
-    from distill import make_distiller
-    from kit.features import load_feature_set
-    from kit.training import TrainConfig, train_model
+    from deploy.export_tflite import export_tflite  # lazy: pulls in torch
+    from distill import make_distiller  # lazy: pulls in torch, soundfile
+    from kit.features import load_feature_set  # lazy: pulls in soundfile
+    from kit.training import TrainConfig, train_model  # lazy: pulls in torch, soundfile
 
     torch.set_num_threads(1)
     fsdd = load_feature_set("fsdd", data_dir, limit_per_class=20, progress=False)

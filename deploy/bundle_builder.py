@@ -125,9 +125,9 @@ def build_bundle(
     ``kit.training.calibration.calibration_set``, real training clips); the coreset by default.
     ``calibration_source`` says in the provenance where they came from.
     """
-    import torch
+    import torch  # lazy: torch only when used
 
-    from kit.models import load_model
+    from kit.models import load_model  # lazy: pulls in torch
 
     model_path, coreset_path, out = Path(model_path), Path(coreset_path), Path(out)
     formats = list(dict.fromkeys(f.lower() for f in formats))

@@ -119,7 +119,7 @@ def convert_fp32(model: Any, layout: str | None = None) -> bytes:
     layout = model_layout(model, layout)
     sample = torch.from_numpy(to_layout(np.zeros((1, *model.in_shape), dtype=np.float32), layout))
     with _quiet(), torch.no_grad():
-        import litert_torch  # its import prints C++ and torchao notices: keep it inside _quiet
+        import litert_torch  # lazy: its import prints C++ and torchao notices: keep it inside _quiet
 
         litert_torch.config.show_progress = False
         edge = litert_torch.convert(edge_graph(model, layout), sample_kwargs={INPUT_NAME: sample})
@@ -134,8 +134,13 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, layout: str = "NCHW", mc
     ``arm_fully_connected_s8`` (and older TFLM builds) take one scale for the layer."""
     samples = [{INPUT_NAME: to_layout(np.asarray(x[None], dtype=np.float32), layout)} for x in calibration]
     with _quiet():
-        from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
-        from ai_edge_quantizer.utils import qsv_utils
+        from ai_edge_quantizer import (
+            calibrator,
+            quantizer,
+            recipe,
+            recipe_manager,
+        )  # lazy: ai_edge_quantizer only when used
+        from ai_edge_quantizer.utils import qsv_utils  # lazy: ai_edge_quantizer only when used
 
         plan = recipe.static_wi8_ai8()
         if mcu:
@@ -153,8 +158,8 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, layout: str = "NCHW", mc
 
 def attach_metadata(data: bytes, props: dict[str, str]) -> bytes:
     """``data`` with a ``kit_metadata`` Model.metadata entry holding ``props`` as JSON (replacing any)."""
-    from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils
+    from ai_edge_litert import schema_py_generated as schema  # lazy: ai_edge_litert only when used
+    from ai_edge_litert.tools import flatbuffer_utils  # lazy: ai_edge_litert only when used
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
     payload = np.frombuffer(json.dumps(props, sort_keys=True).encode(), dtype=np.uint8)
@@ -172,7 +177,7 @@ def attach_metadata(data: bytes, props: dict[str, str]) -> bytes:
 
 
 def _interpreter(data: bytes) -> Any:
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # lazy: ai_edge_litert only when used
 
     with _quiet():  # ai-edge-litert announces its XNNPACK delegate on stderr
         interpreter = Interpreter(model_content=data, num_threads=1)

@@ -166,7 +166,7 @@ def _tflite_io(model_bytes: bytes, roles: dict[str, np.ndarray], probe_x: np.nda
     runtime's ``logits`` / ``embedding``, so the description cannot disagree with the model.
     """
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # lazy: optional, guarded by try
     except ImportError:
         raise KitError("ai-edge-litert is not installed on this machine; it is needed to describe model.tflite (pip install ai-edge-litert)") from None
     interpreter = Interpreter(model_content=model_bytes)

@@ -37,8 +37,8 @@ def print_report(rep: dict[str, Any]) -> None:
              f"{r['bytes_read']:,}", f"{r['bytes_written']:,}", f"{r['live_bytes']:,}", f"{r['cycles']:,}"]
             for r in rep["layers"]]
     try:
-        from rich.console import Console
-        from rich.table import Table
+        from rich.console import Console  # lazy: optional, guarded by try
+        from rich.table import Table  # lazy: optional, guarded by try
 
         table = Table(title=f"{rep['model']} on {rep['target']}")
         for h in headers:

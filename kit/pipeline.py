@@ -77,9 +77,9 @@ def distill_coreset(
 
     Returns (coreset, fitted distiller, summary with fit time and peak memory).
     """
-    from distill import make_distiller
-    from distill.base import validate_training_set
-    from distill.iterative import data_fingerprint
+    from distill import make_distiller  # lazy: pulls in torch
+    from distill.base import validate_training_set  # lazy: pulls in torch
+    from distill.iterative import data_fingerprint  # lazy: pulls in torch
 
     distiller = make_distiller(method, ipc, seed=seed, **params)
     validate_training_set(fs.x_train, fs.y_train, len(fs.classes), ipc, class_names=fs.classes)
@@ -131,7 +131,7 @@ def score_coreset(
     x: np.ndarray, y: np.ndarray, fs: FeatureSet, seeds: tuple[int, ...] = (0, 1, 2), **train_options: Any
 ) -> dict[str, Any]:
     """ConvNet test accuracy (mean ± std over ``seeds``) of training on ``(x, y)``, on ``fs``'s test split."""
-    from .training import TrainConfig, train_eval_seeds
+    from .training import TrainConfig, train_eval_seeds  # lazy: pulls in torch
 
     config = TrainConfig(**train_options)
     started = time.time()

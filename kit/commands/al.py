@@ -50,7 +50,7 @@ def al_command(
 
     The table of seed paper (a), Tables 1-2 (method, % of training samples, accuracy) at 20-60 % and tiny
     budgets, and a plot. Resumable cell by cell."""
-    from kit.experiments import RunDir
+    from kit.experiments import RunDir  # lazy: pulls in soundfile
     from kit.experiments.active_learning import (
         EXPERIMENT,
         QUICK_LIMIT_PER_CLASS,
@@ -62,10 +62,10 @@ def al_command(
         quick_settings,
         run_active_learning,
         table_rows,
-    )
-    from kit.experiments.rundir import check_run_dir
-    from kit.pipeline import load_training_set
-    from kit.training import TrainConfig
+    )  # lazy: pulls in soundfile
+    from kit.experiments.rundir import check_run_dir  # lazy: pulls in soundfile
+    from kit.pipeline import load_training_set  # lazy: pulls in soundfile
+    from kit.training import TrainConfig  # lazy: pulls in torch, soundfile
 
     check_run_dir(out)
     console = Console(stderr=True)

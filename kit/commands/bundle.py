@@ -77,8 +77,8 @@ def bundle_command(
     if qat_epochs < 0:
         raise KitError(f"--qat-epochs must be >= 0, got {qat_epochs}")
     if calibration_data is not None:
-        from kit.models import load_model
-        from kit.training.calibration import calibration_set
+        from kit.models import load_model  # lazy: pulls in torch
+        from kit.training.calibration import calibration_set  # lazy: pulls in torch, soundfile
 
         _, meta = load_model(model_path)
         x_cal = calibration_set(meta, data_dir, dataset=None if calibration_data == "auto" else calibration_data,
@@ -92,8 +92,8 @@ def bundle_command(
 
 def _qat_model(model_path: Path, scratch: Path, epochs: int, data_dir: Path | None) -> Path:
     """``model_path`` fine-tuned with fake quantisation, written to ``scratch`` (its train config records it)."""
-    from kit.models import load_model, save_model
-    from kit.training.qat import qat_for_int8
+    from kit.models import load_model, save_model  # lazy: pulls in torch
+    from kit.training.qat import qat_for_int8  # lazy: pulls in torch, soundfile
 
     model, meta = load_model(model_path)
     done = qat_for_int8(model, meta, data_dir, epochs=epochs)

@@ -28,8 +28,8 @@ def set_thresholds(bundle_path: Path, model_path: Path, max_fa_per_hour: float, 
     """Choose and store the thresholds; returns the choice (``deploy.thresholds.choose_thresholds``).
 
     ``sign_key`` re-signs the rewritten bundle (its detector settings are part of what is signed)."""
-    from kit.models import load_model
-    from kit.training.valstream import build_validation_stream
+    from kit.models import load_model  # lazy: pulls in torch
+    from kit.training.valstream import build_validation_stream  # lazy: pulls in torch, soundfile
 
     bundle = Bundle.load(bundle_path)
     _, meta = load_model(model_path)

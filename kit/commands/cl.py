@@ -57,9 +57,9 @@ def cl_command(
     """Class-incremental learning with a rehearsal memory filled by distillation, herding or random.
 
     Tasks of --task-size classes; accuracy after each task and its average."""
-    from distill.registry import METHODS
-    from kit.experiments.continual import QUICK, ContinualSettings, run_continual
-    from kit.experiments.rundir import check_run_dir
+    from distill.registry import METHODS  # lazy: pulls in torch, soundfile
+    from kit.experiments.continual import QUICK, ContinualSettings, run_continual  # lazy: pulls in soundfile
+    from kit.experiments.rundir import check_run_dir  # lazy: pulls in soundfile
 
     check_run_dir(out)
     if distill_method not in METHODS:

@@ -23,7 +23,7 @@ def _load_model(path: Path) -> Classifier:
     with open(path, "rb") as handle:
         magic = handle.read(4)
     if magic == _ZIP_MAGIC:
-        from kit.models import TorchPredictor
+        from kit.models import TorchPredictor  # lazy: pulls in torch
 
         return TorchPredictor(path)
 

@@ -35,7 +35,7 @@ def demo_command(
 ) -> None:
     """Distil DATASET to IPC samples per class, train a ConvNet on it, and print its test accuracy next to a random coreset."""
     check_output_dir(out, "--out", ("config.json", "metrics.json"))
-    from kit.pipeline import distill_coreset, load_training_set, score_coreset
+    from kit.pipeline import distill_coreset, load_training_set, score_coreset  # lazy: pulls in soundfile
 
     seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
     if len(seed_list) < 1:

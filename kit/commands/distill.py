@@ -87,7 +87,7 @@ def distill_command(
     Under ``torchrun`` (or with ``--nproc N``) every process holds a shard of the real data and the
     coreset gradients are combined across processes; rank 0 writes the outputs.
     """
-    from distill.registry import METHODS, make_distiller
+    from distill.registry import METHODS, make_distiller  # lazy: pulls in torch, soundfile
 
     if method not in METHODS:
         raise KitError(f"--method: unknown method '{method}' (choose from {', '.join(METHODS)})")
@@ -145,7 +145,7 @@ def distill_command(
 def _run_folds(dataset: str, folds_text: str, out: Path, checkpoint: Path | None, valid: set[str],
                base: dict[str, Any], nproc: int) -> None:
     """One coreset per official fold (``OUT`` -> ``OUT.foldN``), each distilled from the other folds only."""
-    from .crossval import fold_file, plan_and_folds
+    from .crossval import fold_file, plan_and_folds  # lazy: pulls in soundfile
 
     if nproc > 1:
         raise KitError("--folds: run the folds one after another with --nproc 1 (or launch one job per fold)")
@@ -201,10 +201,10 @@ def parse_params(items: list[str], method: str, valid: set[str]) -> dict[str, An
 
 def run_distill_job(job: dict[str, Any]) -> None:
     """Load, distil and write; run once per process (rank 0 writes, the others only compute)."""
-    import torch
+    import torch  # lazy: torch only when used
 
-    from distill.distributed import init_from_environment
-    from kit.pipeline import distill_coreset, jsonable, load_training_set
+    from distill.distributed import init_from_environment  # lazy: pulls in torch, soundfile
+    from kit.pipeline import distill_coreset, jsonable, load_training_set  # lazy: pulls in soundfile
 
     if job["threads"] is not None:
         torch.set_num_threads(int(job["threads"]))

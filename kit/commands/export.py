@@ -72,17 +72,17 @@ def export_command(
     if fmt == "onnx":
         check_opset(opset)
     check_output_path(target, "--out", inputs=(model_path, *([calibration] if calibration else [])))
-    from kit.models import load_model
+    from kit.models import load_model  # lazy: pulls in torch
 
     model, meta = load_model(model_path)
     x_cal = calibration_features(calibration, meta) if calibration is not None else None
     if calibration_data is not None and int8:
-        from kit.training.calibration import calibration_set
+        from kit.training.calibration import calibration_set  # lazy: pulls in torch, soundfile
 
         x_cal = calibration_set(meta, data_dir, dataset=None if calibration_data == "auto" else calibration_data,
                                 n=calibration_clips)
     if fmt == "tflite":
-        from deploy.export_tflite import export_tflite
+        from deploy.export_tflite import export_tflite  # lazy: pulls in torch
 
         path = export_tflite(model, target, int8=int8, calibration=x_cal, meta=meta)
         how = "full-integer int8, checked in the TFLite interpreter" if int8 else "fp32, checked against PyTorch in the TFLite interpreter"

@@ -61,7 +61,7 @@ def inspect_command(
     elif artifact.kind == "coreset":
         rows = _coreset_rows(artifact, path)
     elif artifact.kind == "model":
-        from kit.models.artifact import load_model  # torch-side: only for model files
+        from kit.models.artifact import load_model  # lazy: torch-side: only for model files
 
         load_model(path)  # rebuilds the network: weights that do not fit the architecture are refused
         rows = _generic_rows(artifact)

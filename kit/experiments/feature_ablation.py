@@ -106,7 +106,7 @@ QUICK_METHOD_PARAMS = {"batch_size": 8, "width": 32}
 
 def quick_method_params(method: str, given: dict[str, Any] | None = None) -> dict[str, Any]:
     """The quick setting's method parameters that ``method`` accepts, under the user's own ``given``."""
-    from distill.registry import METHODS
+    from distill.registry import METHODS  # lazy: pulls in torch
 
     valid = set(METHODS[method].param_names()) if method in METHODS else set()
     return {**{k: v for k, v in QUICK_METHOD_PARAMS.items() if k in valid}, **(given or {})}
@@ -153,10 +153,10 @@ def _fmt(cell: dict[str, Any] | None, n_seeds: int) -> str:
 
 def plot_ablation(cells: dict[str, dict[str, Any]], settings: AblationSettings, path: Path, title: str) -> Path:
     """Accuracy vs samples per class, one colour per front-end: the method solid, random dashed."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]

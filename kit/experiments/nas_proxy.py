@@ -278,12 +278,12 @@ def _write_results(run: RunDir, settings: NASSettings, variants: list[dict[str, 
 
 def plot_scatter(path: Path, accuracy: dict[str, np.ndarray], agreement: dict[str, dict[str, float]]) -> Path:
     """One panel per proxy: proxy accuracy (x) vs ground-truth accuracy (y), rho in the title; PNG, atomic."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
-    from ..report.plots import save_figure
+    from ..report.plots import save_figure  # lazy: pulls in matplotlib
 
     proxies = list(agreement)
     cols = min(3, len(proxies))
