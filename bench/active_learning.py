@@ -21,7 +21,23 @@ from pathlib import Path
 from typing import Any
 
 from bench.distill import DATASETS, DEFAULT_DATA_DIR, RESULTS_DIR, results_stem
+from bench.machine import machine_info
+from deploy.runtime.artifact import atomic_write_text
+from kit.experiments import RunDir, to_jsonable
+from kit.experiments.active_learning import (
+    COLUMNS,
+    EXPERIMENT,
+    TITLE,
+    ALSettings,
+    experiment_config,
+    load_coresets,
+    parse_methods,
+    plot,
+    run_active_learning,
+    table_rows,
+)
 from kit.options import parse_floats, parse_ints, parse_seeds
+from kit.pipeline import load_training_set
 from kit.report.tables import markdown_table
 
 #: benchmark dataset name -> the distill-benchmark dataset whose coreset cells become extra rows
@@ -56,8 +72,6 @@ def plotted_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown(results: dict[str, Any], extra: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    from kit.experiments.active_learning import COLUMNS, table_rows
-
     rows = table_rows(results)
     full = rows.pop()
     rows += [[r["label"] + " †", f"{r['percent']:.2f}" if r["percent"] < 1 else f"{r['percent']:.1f}", r["n"],
@@ -110,13 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                              "for other datasets)")
     args = parser.parse_args(argv)
 
-    from kit.experiments import RunDir
-    from kit.experiments.active_learning import (EXPERIMENT, TITLE, ALSettings, experiment_config, load_coresets,
-                                                 parse_methods, plot, run_active_learning)
-    from kit.pipeline import load_training_set
 
-    from deploy.runtime.artifact import atomic_write_text
-    from bench.machine import machine_info
 
     spec = DATASETS[args.dataset]
     settings = ALSettings(methods=parse_methods(args.methods), budgets=parse_floats(args.budgets, "--budgets"),
@@ -137,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
             "run_dir": str(run_dir), "command": "python -m bench.active_learning " + " ".join(argv or [])}
     out: Path = args.out or RESULTS_DIR / f"{results_stem('active_learning', args.dataset)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    from kit.experiments import to_jsonable
 
     atomic_write_text(out, json.dumps(to_jsonable({**meta, "results": results, "distill_rows": extra}), indent=1) + "\n")
     atomic_write_text(out.with_suffix(".md"), markdown(results, extra, meta))

@@ -17,10 +17,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import time
 import traceback
 import warnings
 import wave
@@ -31,6 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from deploy.bundle_builder import build_bundle
+from deploy.runtime.__main__ import main as runtime_main
+from deploy.runtime.artifact import Artifact, manifest_digest, read_artifact, write_artifact
+from kit.cli import main as kit_main
+from kit.coreset import Coreset
+from kit.errors import KitError
 
 REPO = Path(__file__).resolve().parents[1]
 HANG_S = 60
@@ -52,15 +61,13 @@ class Env:
 
 def build_env(root: Path, data_dir: Path) -> Env:
     """A tiny ConvNet on FSDD digits 0-3 (real recordings), its random coreset and an ONNX bundle."""
-    import torch
+    import torch  # lazy: torch only when used
 
-    from deploy.bundle_builder import build_bundle
-    from distill import make_distiller
-    from kit.coreset import Coreset
-    from kit.data import load_dataset
-    from kit.features import load_feature_set
-    from kit.models import save_model
-    from kit.training import TrainConfig, train_model
+    from distill import make_distiller  # lazy: pulls in torch, soundfile
+    from kit.data import load_dataset  # lazy: pulls in soundfile
+    from kit.features import load_feature_set  # lazy: pulls in soundfile
+    from kit.models import save_model  # lazy: pulls in torch
+    from kit.training import TrainConfig, train_model  # lazy: pulls in torch, soundfile
 
     good = root / "good"
     good.mkdir(parents=True, exist_ok=True)
@@ -106,8 +113,6 @@ def rewrite(src: Path, dst: Path, manifest: Callable[[Any], Any] | None = None,
             members: Callable[[dict[str, bytes]], None] | None = None, resign: bool = True) -> Path:
     """Copy an artifact, editing its manifest and/or members; ``resign`` recomputes every checksum as
     an attacker without a key would (so only schema, content and signature checks can catch it)."""
-    from deploy.runtime.artifact import manifest_digest
-
     with zipfile.ZipFile(src) as zf:
         man = json.loads(zf.read("manifest.json"))
         data = {n: zf.read(n) for n in zf.namelist() if n != "manifest.json"}
@@ -345,8 +350,7 @@ def _content_cases() -> list[Case]:
 
     @add("checkpoint/step-1e9", "silent", "claims step 1000000000")
     def _(env: Env, tmp: Path) -> Runnable:
-        from deploy.runtime.artifact import Artifact, write_artifact
-        from distill.checkpoint import CHECKPOINT_KIND, load_checkpoint
+        from distill.checkpoint import CHECKPOINT_KIND, load_checkpoint  # lazy: pulls in torch, soundfile
 
         path = tmp / "x.ckpt"
         write_artifact(path, Artifact(kind=CHECKPOINT_KIND, meta={"identity": {}, "step": 10**9, "elapsed": 1.0,
@@ -386,8 +390,6 @@ def _content_cases() -> list[Case]:
     def folder_case(name: str, make: Callable[[Env, Path], None], expect: str, category: str = "silent") -> None:
         @add(f"folder/{name}", category, expect)
         def _(env: Env, tmp: Path) -> Runnable:
-            import shutil
-
             shutil.copytree(env.tones, tmp / "ds")
             make(env, tmp / "ds")
             return ["kit", "distill", str(tmp / "ds"), "--method", "random", "--out", str(tmp / "o.kit"),
@@ -574,15 +576,11 @@ def _content_cases() -> list[Case]:
 
     @add("sign/wrong-key", "integrity", "signature does not match")
     def _(env: Env, tmp: Path) -> Runnable:
-        from deploy.runtime.artifact import read_artifact, write_artifact
-
         write_artifact(tmp / "s.kit", read_artifact(env.bundle), sign_key=b"a" * 32)
         return ["runtime", "--key", str(keyfile(tmp, "k", b"b" * 32)), "info", str(tmp / "s.kit")]
 
     @add("sign/tampered-resigned-checksums", "integrity", "signature does not match")
     def _(env: Env, tmp: Path) -> Runnable:
-        from deploy.runtime.artifact import read_artifact, write_artifact
-
         write_artifact(tmp / "s.kit", read_artifact(env.bundle), sign_key=b"a" * 32)
         with zipfile.ZipFile(tmp / "s.kit") as zf:
             signature = json.loads(zf.read("manifest.json"))["signature"]
@@ -668,9 +666,6 @@ class _Hang(Exception):
 def _in_process(runnable: Runnable, stdin: bytes | None) -> tuple[int | None, str, str]:
     """(exit code, stdout, stderr) of one invocation in this interpreter; a non-KitError exception
     becomes a traceback in stderr, as it would print from the real command."""
-    from kit.cli import main as kit_main
-    from kit.errors import KitError
-
     out, err = io.StringIO(), io.StringIO()
     code: int | None = 0
     old_stdin, old_key = sys.stdin, os.environ.get("KIT_BUNDLE_KEY")  # the device's --key sets it
@@ -685,8 +680,6 @@ def _in_process(runnable: Runnable, stdin: bytes | None) -> tuple[int | None, st
                 elif runnable[0] == "kit":
                     kit_main(list(runnable[1:]))
                 else:
-                    from deploy.runtime.__main__ import main as runtime_main
-
                     code = runtime_main(list(runnable[1:]))
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -720,8 +713,6 @@ def _subprocess(runnable: Sequence[str], stdin: bytes | None, cwd: Path) -> tupl
 
 def run_case(case: Case, env: Env, tmp: Path) -> Outcome:
     """Build the case in ``tmp``, run it and classify what happened (see the module docstring)."""
-    import time
-
     tmp.mkdir(parents=True, exist_ok=True)
     runnable = case.build(env, tmp)
     before = {**snapshot(tmp), **snapshot(env.root / "good")}

@@ -20,7 +20,10 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.machine import machine_info
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
 from kit.options import parse_seeds
 from kit.report.tables import markdown_tables
 
@@ -48,9 +51,7 @@ def report_run(run: Any, args: argparse.Namespace, started: float) -> int:
 
 def export_run(run: Any, name: str, results_dir: Path, extra: dict[str, Any] | None = None) -> list[Path]:
     """Copy an experiment run folder's results to ``results_dir/name.{json,md,png}`` with the machine info."""
-    from bench.machine import machine_info
-    from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
-    from kit.experiments.rundir import load_results, to_jsonable
+    from kit.experiments.rundir import load_results, to_jsonable  # lazy: pulls in soundfile
 
     machine = machine_info()
     machine["load_average"] = [round(v, 2) for v in os.getloadavg()]
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kit.experiments.continual import ContinualSettings, quick_settings, run_continual
+    from kit.experiments.continual import ContinualSettings, quick_settings, run_continual  # lazy: pulls in soundfile
 
     args = build_parser().parse_args(argv)
     options = dict(fills=tuple(f for f in args.fills.split(",") if f), bounds=not args.no_bounds, task_size=args.task_size,

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
+from kit.experiments import RunDir, load_results
+from kit.experiments.cross_arch import CrossArchSettings, loader_options, run_config, run_cross_arch
+from kit.pipeline import load_training_set
 from kit.report.tables import markdown_tables
 
 from .distill import DEFAULT_DATA_DIR, RESULTS_DIR, results_stem
@@ -41,10 +44,6 @@ def markdown(results: dict[str, Any], title: str, machine: dict[str, Any], confi
 
 
 def main(argv: list[str] | None = None) -> None:
-    from kit.experiments import RunDir, load_results
-    from kit.experiments.cross_arch import CrossArchSettings, loader_options, run_config, run_cross_arch
-    from kit.pipeline import load_training_set
-
     parser = argparse.ArgumentParser(prog="python -m bench.cross_arch", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="fsdd")
     parser.add_argument("--method", default="dm", help="distiller that takes a network: dm, dc, dsa, mtt")

@@ -28,10 +28,14 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bench.machine import machine_info
+from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from deploy.runtime.artifact import atomic_write_text
+from kit.pipeline import distill_coreset, load_training_set, peak_rss_mb, score_coreset
+from kit.report.tables import markdown_table
+
 # the training batch rule (``TrainConfig(batch_size=None)``): coresets over FULL_BATCH_UP_TO clips train in minibatches
 from kit.training.config import FULL_BATCH_UP_TO, LARGE_SET_BATCH, coreset_batch
-from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
-from kit.report.tables import markdown_table
 
 METHODS = ("random", "herding", "kcenter", "dc", "dsa", "dm", "mtt", "rfad")
 #: optimisation-based methods: they take a time budget, a thread count and a progress flag
@@ -76,8 +80,6 @@ def load_cell_data(spec: dict[str, Any], test_fold: int | None = None):
     """The cell's feature set and loader record; ``limit_per_class`` in the spec (tests only) takes a
     few clips per class so the real recordings load in seconds. ``test_fold`` overrides the
     dataset's held-out fold (cross-validation cells)."""
-    from kit.pipeline import load_training_set
-
     d = DATASETS[spec["dataset"]]
     fold = test_fold if test_fold is not None else d.get("test_fold", 5)
     return load_training_set(d["dataset"], spec.get("data_dir"), split=d.get("split", "official"),
@@ -110,8 +112,6 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
 def run_fold(spec: dict[str, Any], test_fold: int | None = None) -> dict[str, Any]:
     """One cell (or one fold of it) in this process: distil (or take all training data), then train and
     score over seeds."""
-    from kit.pipeline import distill_coreset, peak_rss_mb, score_coreset
-
     fs, loader = load_cell_data(spec, test_fold)
     train_options = {"max_samples": spec["max_samples"], "threads": 1}
     if spec.get("train_batch"):
@@ -147,8 +147,6 @@ def run_fold(spec: dict[str, Any], test_fold: int | None = None) -> dict[str, An
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from deploy.runtime.artifact import atomic_write_text
-
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, default=str))
 
 
@@ -158,7 +156,7 @@ def merge_cell(path: Path, key: str, cell: dict, machine: dict) -> dict:
     Why re-read under a lock: two benchmark commands may run side by side on one results file (say,
     one dataset each); writing back the cells read at start-up would drop the other command's cells.
     """
-    import fcntl
+    import fcntl  # lazy: platform-specific module
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
@@ -264,10 +262,10 @@ def markdown(cells: dict[str, dict], machine: dict) -> str:
 
 def plot(cells: dict[str, dict], path: Path) -> None:
     """Accuracy vs samples per class, one line per method, error bars = std over seeds."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     datasets = [d for d in DATASETS if any(c["dataset"] == d for c in cells.values())]
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.4), squeeze=False)
@@ -291,7 +289,7 @@ def plot(cells: dict[str, dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    from kit.report.plots import save_figure
+    from kit.report.plots import save_figure  # lazy: pulls in matplotlib
 
     save_figure(fig, path, dpi=110)
 
@@ -400,7 +398,6 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds, args.time_budget = "0", args.time_budget or 40.0
         args.max_samples, args.full_max_samples = 6000, 12000
     out: Path = args.out or RESULTS_DIR / ("distill-quick.json" if args.quick else "distill.json")
-    from bench.machine import machine_info
 
     console = Console(stderr=True)
     results = json.loads(out.read_text()) if out.exists() else {}
@@ -443,8 +440,6 @@ def main(argv: list[str] | None = None) -> int:
                                            f"(distill {result['distill_s']:.0f} s, {result['peak_rss_mb']:.0f} MB)")
                 progress.advance(task)
     if cells:
-        from deploy.runtime.artifact import atomic_write_text
-
         atomic_write_text(out.with_suffix(".md"), markdown(cells, results["machine"]))
         plot(cells, out.with_suffix(".png"))
         written = ([] if args.report_only else [str(out)]) + [str(out.with_suffix(".md")), str(out.with_suffix(".png"))]

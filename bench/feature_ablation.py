@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kit.experiments.feature_ablation import AblationSettings, quick_settings, run_feature_ablation
+    from kit.experiments.feature_ablation import (
+        AblationSettings,
+        quick_settings,
+        run_feature_ablation,
+    )  # lazy: pulls in soundfile
 
     args = build_parser().parse_args(argv)
     options = dict(features=tuple(f for f in args.features.split(",") if f), method=args.method,

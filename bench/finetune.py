@@ -28,6 +28,7 @@ does not retrain.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,9 +42,14 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from deploy.runtime.artifact import atomic_write_text
-from deploy.runtime.threads import one_blas_thread
+from bench.machine import machine_info
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from deploy.bundle_builder import build_bundle
+from deploy.runtime import finetune
+from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.bundle import Bundle, BundleClassifier
+from deploy.runtime.threads import one_blas_thread
+from deploy.runtime.wavio import read_wav
 from kit.report.tables import markdown_table
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_finetune"
@@ -57,9 +63,9 @@ def _key(config: dict) -> str:
 def base_model(fs, config: dict, seed: int, work: Path, console: Console) -> tuple[Path, dict]:
     """Train (or reuse) the base model for ``seed``. Cached apart from the coreset, so another
     replay memory (``--coreset``, ``--ipc``) reuses the same trained backbone."""
-    import torch
+    import torch  # lazy: torch only when used
 
-    from kit.training import TrainConfig, train_on_dataset
+    from kit.training import TrainConfig, train_on_dataset  # lazy: pulls in torch, soundfile
 
     model_config = {k: v for k, v in config.items() if k not in ("coreset", "ipc")}
     folder = work / f"model-{_key({**model_config, 'seed': seed})}"
@@ -84,8 +90,7 @@ def base_model(fs, config: dict, seed: int, work: Path, console: Console) -> tup
 
 def build_base(fs, dataset_source: dict, config: dict, seed: int, work: Path, console: Console) -> dict:
     """The base model for ``seed`` (see ``base_model``), its coreset as replay memory, and the bundle."""
-    from deploy.bundle_builder import build_bundle
-    from kit.pipeline import distill_coreset
+    from kit.pipeline import distill_coreset  # lazy: pulls in soundfile
 
     folder = work / f"{_key({**config, 'seed': seed})}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,15 +109,11 @@ def build_base(fs, dataset_source: dict, config: dict, seed: int, work: Path, co
 
 # Evaluation helpers ------------------------------------------------------------------------------
 def file_features(classifier, paths: list[Path]) -> np.ndarray:
-    from deploy.runtime.wavio import read_wav
-
     return np.stack([classifier.features(*read_wav(p)) for p in paths])
 
 
 def predict(bundle, x: np.ndarray, head=None) -> np.ndarray:
     """Class predictions of a bundle's head (or of an in-memory head on the bundle's embeddings)."""
-    from deploy.runtime.bundle import BundleClassifier
-
     classifier = BundleClassifier(bundle)
     if head is None:
         return classifier.logits(x).argmax(axis=1)
@@ -134,9 +135,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args, console: Console, progress) -> list[dict]:
     """Every (word, shots, variant) fine-tune for one base seed."""
-    from bench.finetune_data import split_by_speaker
-    from deploy.runtime import finetune
-    from deploy.runtime.bundle import Bundle, BundleClassifier
+    from bench.finetune_data import split_by_speaker  # lazy: pulls in soundfile
 
     bundle = Bundle.load(base["bundle"])
     seed = base["seed"]
@@ -186,9 +185,7 @@ def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args,
 
 def personalize_runs(base: dict, speakers: list[str], ds, test: dict, args, progress) -> list[dict]:
     """Per held-out speaker: adapt on ``per_class`` clips per keyword, test on the rest and on others."""
-    from bench.finetune_data import personal_split
-    from deploy.runtime import finetune
-    from deploy.runtime.bundle import Bundle, BundleClassifier
+    from bench.finetune_data import personal_split  # lazy: pulls in soundfile
 
     bundle = Bundle.load(base["bundle"])
     classifier = BundleClassifier(bundle)
@@ -218,11 +215,7 @@ def personalize_runs(base: dict, speakers: list[str], ds, test: dict, args, prog
 def timing_large_replay(base: dict, fs, words: dict[str, list[Path]], per_class: int, repeats: int = 3) -> dict:
     """Wall time of ``add_keyword`` (10 clips) with a replay memory of ``per_class`` real samples
     per class (the top of the 10-50/class range a bundle may carry), on one core."""
-    import dataclasses
-
-    from bench.finetune_data import split_by_speaker
-    from deploy.runtime import finetune
-    from deploy.runtime.bundle import Bundle
+    from bench.finetune_data import split_by_speaker  # lazy: pulls in soundfile
 
     bundle = Bundle.load(base["bundle"])
     rng = np.random.default_rng(base["seed"])
@@ -372,10 +365,10 @@ DROP_AXIS_MAX = 15.0
 
 def plot(results: dict, path: Path) -> None:
     """New-word accuracy and old-class drop per variant and number of clips."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     summary = results["summary"]["add_keyword"]
     variants = sorted({k.split("/")[1] for k in summary}, key=_variant_rank)
@@ -402,7 +395,7 @@ def plot(results: dict, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("Adding a keyword on the device (Speech Commands, held-out speakers)")
     fig.tight_layout()
-    from kit.report.plots import save_figure
+    from kit.report.plots import save_figure  # lazy: pulls in matplotlib
 
     save_figure(fig, path, dpi=110)
 
@@ -434,16 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     words_list = [w.strip() for w in args.words.split(",") if w.strip()]
 
-    from bench.finetune_data import base_dataset, personal_speakers, word_clips
-    from bench.machine import machine_info
-    from deploy.runtime import finetune
-    from kit.features import extract_clips, load_feature_set
+    from bench.finetune_data import base_dataset, personal_speakers, word_clips  # lazy: pulls in soundfile
+    from kit.features import extract_clips, load_feature_set  # lazy: pulls in soundfile
 
     console = Console(stderr=True)
     started = time.time()
     machine = machine_info()
     machine["loadavg"] = list(os.getloadavg())
-    import onnxruntime
+    import onnxruntime  # lazy: onnxruntime only when used
 
     machine["onnxruntime"] = onnxruntime.__version__
     ds = base_dataset(args.data_dir, words_list)

@@ -26,7 +26,22 @@ heavy packages it found loaded, as a check).
 """
 from __future__ import annotations
 
+import io
 import os
+
+from rich.console import Console
+
+from bench.machine import machine_info
+from bench.stream_builder import StreamSpec, build_stream, load_material
+from deploy.bundle_builder import build_bundle
+from deploy.model_report import model_report
+from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
+from deploy.runtime.audio_input import PcmStreamSource
+from deploy.runtime.bundle import Bundle, BundleClassifier, model_precision
+from deploy.runtime.errors import KitError
+from deploy.runtime.features import extract_features
+from deploy.runtime.stream import StreamRecognizer
+from kit.report.tables import markdown_table
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core, as on the device (set before numpy loads)
@@ -42,6 +57,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
 from bench.paths import DEFAULT_DATA_DIR, REPO, RESULTS_DIR
 
 DEFAULT_WORK_DIR = REPO / "runs" / "bench-latency"
@@ -97,10 +113,6 @@ def rtf_child(bundle_path: str, model_name: str, wav_path: str, chunk_ms: float)
     Imports only ``deploy.runtime`` (and numpy): this is what a Raspberry Pi or phone runs.
     """
     started = time.perf_counter()
-    from deploy.runtime.audio_input import PcmStreamSource
-    from deploy.runtime.bundle import Bundle, BundleClassifier
-    from deploy.runtime.errors import KitError
-    from deploy.runtime.stream import StreamRecognizer
 
     bundle = Bundle.load(bundle_path)
     classifier = BundleClassifier(bundle, model_name, threads=1)
@@ -158,9 +170,6 @@ def run_child(bundle: Path, model_name: str, wav: Path, chunk_ms: float) -> dict
 
 # Preparing models ----------------------------------------------------------------------------------
 def _write_wav(path: Path, y: np.ndarray, rate: int) -> None:
-    import io
-
-    from deploy.runtime.artifact import atomic_write_bytes
 
     pcm = (np.clip(y, -1.0, 1.0) * 32767.0).round().astype("<i2")
     buffer = io.BytesIO()
@@ -174,13 +183,11 @@ def _write_wav(path: Path, y: np.ndarray, rate: int) -> None:
 
 def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     """Model + calibration coreset, exported files, bundles, a real feature window and a stream."""
-    import torch
+    import torch  # lazy: torch only when used
 
-    from bench.stream_builder import StreamSpec, build_stream, load_material
-    from deploy.bundle_builder import build_bundle
-    from kit.models import load_model
-    from kit.pipeline import distill_coreset, load_training_set
-    from kit.training import TrainConfig, train_and_save
+    from kit.models import load_model  # lazy: pulls in torch
+    from kit.pipeline import distill_coreset, load_training_set  # lazy: pulls in soundfile
+    from kit.training import TrainConfig, train_and_save  # lazy: pulls in torch, soundfile
 
     torch.set_num_threads(1)
     work: Path = args.work_dir
@@ -233,10 +240,6 @@ def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
 
 # Measuring -----------------------------------------------------------------------------------------
 def measure(args: argparse.Namespace, prepared: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
-    from deploy.model_report import model_report
-    from deploy.runtime.bundle import Bundle, model_precision
-    from deploy.runtime.features import extract_features
-
     fs = prepared["fs"]
     x = np.ascontiguousarray(fs.x_test[:1], dtype=np.float32)
     config, normalizer = fs.config, fs.normalizer
@@ -302,8 +305,6 @@ def _rtf_row(r: dict[str, Any]) -> list[str]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    from kit.report.tables import markdown_table  # not at the top: the --rtf-child device process imports this module
-
     m = result["measured"]
     lines = [
         "# Latency benchmark: one CPU thread",
@@ -353,10 +354,10 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     m = result["measured"]
     names = ["front-end"] + [f"{r['arch']} {r['file']}" for r in m["models"]]
@@ -380,7 +381,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax2.legend(fontsize=7)
     fig.suptitle("Keyword spotter latency on one CPU thread (shared 2-core machine)", fontsize=10)
     fig.tight_layout()
-    from kit.report.plots import save_figure
+    from kit.report.plots import save_figure  # lazy: pulls in matplotlib
 
     save_figure(fig, path, dpi=130)
 
@@ -409,11 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rtf_child(bundle, model, wav, float(chunk_ms))))
         return 0
 
-    from rich.console import Console
 
-    from bench.machine import machine_info
-    from deploy.runtime.artifact import atomic_write_text
-    from deploy.runtime.bundle import Bundle
 
     console = Console(stderr=True)
     started = time.perf_counter()

@@ -4,11 +4,12 @@ from __future__ import annotations
 import os
 import platform
 
+import numpy
+
 
 def machine_info() -> dict:
     """CPU model, core count, memory and library versions: what a reader needs to compare figures."""
-    import numpy
-    import torch
+    import torch  # lazy: torch only when used
 
     cpu = platform.processor() or "unknown"
     try:

@@ -22,9 +22,11 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
-from kit.report.tables import markdown_table
 
+from bench.machine import machine_info
+from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from deploy.runtime.artifact import atomic_write_text
+from kit.report.tables import markdown_table
 
 
 def dataset_label(settings: dict) -> str:
@@ -82,12 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    import torch
+    import torch  # lazy: torch only when used
 
-    from bench.machine import machine_info
-    from deploy.runtime.artifact import atomic_write_text
-    from kit.experiments.nas_proxy import QUICK_LIMIT_PER_CLASS, NASSettings, open_run, run_nas_proxy
-    from kit.pipeline import load_training_set
+    from kit.experiments.nas_proxy import (
+        QUICK_LIMIT_PER_CLASS,
+        NASSettings,
+        open_run,
+        run_nas_proxy,
+    )  # lazy: pulls in torch, scipy
+    from kit.pipeline import load_training_set  # lazy: pulls in soundfile
 
     torch.set_num_threads(1)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())

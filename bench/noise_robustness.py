@@ -17,6 +17,8 @@ from typing import Any
 
 from bench.distill import results_stem
 from bench.render import add_shared_options, count_cells, prepared_coreset, shared_changes, work_folder, write_results
+from deploy.runtime.coreset import Coreset
+from kit.experiments.noise_robustness import NoiseSettings, parse_snrs, run_noise_robustness
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,9 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from deploy.runtime.coreset import Coreset
-    from kit.experiments.noise_robustness import NoiseSettings, parse_snrs, run_noise_robustness
-
     args = build_parser().parse_args(argv)
     started, load_before = time.time(), os.getloadavg()
     work = work_folder(args)

@@ -23,6 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from bench.machine import machine_info
+from deploy.export_onnx import export_onnx
+from deploy.model_report import model_report
+from deploy.quantize_onnx import quantize_onnx
+from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.models import open_model
+from deploy.runtime.tflite_model import TfliteModel
 from kit.report.tables import markdown_table
 
 
@@ -39,18 +46,12 @@ def _latency_ms(model: Any, x: np.ndarray, repeats: int) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
+    import torch  # lazy: torch only when used
 
-    from bench.machine import machine_info
-    from deploy.export_onnx import export_onnx
-    from deploy.export_tflite import export_tflite
-    from deploy.model_report import model_report
-    from deploy.quantize_onnx import quantize_onnx
-    from deploy.runtime.models import open_model
-    from deploy.runtime.tflite_model import TfliteModel
-    from distill import make_distiller
-    from kit.features import load_feature_set
-    from kit.training import TrainConfig, train_model
+    from deploy.export_tflite import export_tflite  # lazy: pulls in torch
+    from distill import make_distiller  # lazy: pulls in torch, soundfile
+    from kit.features import load_feature_set  # lazy: pulls in soundfile
+    from kit.training import TrainConfig, train_model  # lazy: pulls in torch, soundfile
 
     torch.set_num_threads(1)
     name = args.dataset if args.dataset != "speech_commands" else f"speech_commands_{args.task}"
@@ -154,7 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=Path("bench/results"), help="where the JSON and Markdown go")
     parser.add_argument("--work", type=Path, default=Path("runs"), help="where the exported model files go")
     args = parser.parse_args(argv)
-    from deploy.runtime.artifact import atomic_write_text
 
     record = run(args)
     stem = args.out_dir / f"quantization_{record['dataset']['name']}"

@@ -28,13 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from bench.machine import machine_info
+from deploy.export_onnx import export_onnx
+from deploy.model_report import model_report
+from deploy.quantize_onnx import quantize_onnx
+from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.compat import FeatureSpace, renormalize
+from deploy.runtime.models import open_model
 from kit.report.tables import markdown_table
 
 
 def _score(path: Path, x: np.ndarray, y: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
-    from deploy.model_report import model_report
-    from deploy.runtime.models import open_model
-
     logits = open_model(path).run(x)["logits"]
     return {"size_bytes": model_report(path).size_bytes,
             "top1_agreement": float((logits.argmax(1) == ref.argmax(1)).mean()),
@@ -43,18 +47,14 @@ def _score(path: Path, x: np.ndarray, y: np.ndarray, ref: np.ndarray) -> dict[st
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
+    import torch  # lazy: torch only when used
 
-    from bench.machine import machine_info
-    from deploy.export_onnx import export_onnx
-    from deploy.export_tflite import export_tflite
-    from deploy.quantize_onnx import quantize_onnx
-    from deploy.runtime.compat import FeatureSpace, renormalize
-    from distill import make_distiller
-    from kit.features import load_feature_set
-    from kit.models import load_model
-    from kit.training.calibration import calibration_set
-    from kit.training.qat import qat_finetune
+    from deploy.export_tflite import export_tflite  # lazy: pulls in torch
+    from distill import make_distiller  # lazy: pulls in torch, soundfile
+    from kit.features import load_feature_set  # lazy: pulls in soundfile
+    from kit.models import load_model  # lazy: pulls in torch
+    from kit.training.calibration import calibration_set  # lazy: pulls in torch, soundfile
+    from kit.training.qat import qat_finetune  # lazy: pulls in torch, soundfile
 
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -159,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=Path("bench/results"))
     parser.add_argument("--work", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
-    from deploy.runtime.artifact import atomic_write_text
 
     record = run(args)
     stem = args.out_dir / f"quantization_model_{args.tag}"

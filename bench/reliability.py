@@ -73,7 +73,7 @@ def _rss_mib(pid: int) -> float:
 def soak(env: Env, seconds: float) -> dict:
     """Stream ``seconds`` of real audio (FSDD digits, Speech Commands words, ESC-10 noise, looped) to
     ``kit live --input -`` as fast as it reads; sample its RSS once it has started and at the end."""
-    from kit.audio import load_audio
+    from kit.audio import load_audio  # lazy: pulls in soundfile
 
     rate = 8000  # the bundle's model rate (FSDD)
     sources = sorted((env.data_dir / "fsdd").rglob("*.wav"))[:60]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -17,12 +18,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from bench import continual, nas_proxy, reliability
 from bench.paths import RESULTS_DIR
 from deploy.runtime.artifact import atomic_write_text
 
 
 def _active_learning(payload: dict[str, Any], stem: str) -> str:
-    from bench.active_learning import markdown
+    from bench.active_learning import markdown  # lazy: pulls in torch, soundfile
 
     meta = {k: v for k, v in payload.items() if k not in ("results", "distill_rows")}
     return markdown(payload["results"], payload["distill_rows"], meta)
@@ -30,35 +32,31 @@ def _active_learning(payload: dict[str, Any], stem: str) -> str:
 
 def _exported_run(payload: dict[str, Any], stem: str) -> str:
     """``bench.continual.export_run`` output (continual, feature ablation)."""
-    from bench.continual import markdown
-
     results = payload["results"]
     run = SimpleNamespace(title=results["title"], summary=results["summary"], tables=results["tables"],
                           figures=results["figures"])
-    return markdown(run, payload["machine"], payload["command"], f"{stem}.png")
+    return continual.markdown(run, payload["machine"], payload["command"], f"{stem}.png")
 
 
 def _cross_arch(payload: dict[str, Any], stem: str) -> str:
-    from bench.cross_arch import markdown
+    from bench.cross_arch import markdown  # lazy: pulls in torch, soundfile
 
     return markdown(payload, payload["title"], payload["machine"], payload["config"])
 
 
 def _distill(payload: dict[str, Any], stem: str) -> str:
-    from bench.distill import markdown
+    from bench.distill import markdown  # lazy: pulls in torch, soundfile
 
     return markdown(payload["cells"], payload["machine"])
 
 
 def _nas_proxy(payload: dict[str, Any], stem: str) -> str:
-    from bench.nas_proxy import markdown
-
-    return markdown(payload, payload["settings"], payload["machine"], payload["load_average_at_start"])
+    return nas_proxy.markdown(payload, payload["settings"], payload["machine"], payload["load_average_at_start"])
 
 
 def _render(payload: dict[str, Any], stem: str) -> str:
     """``bench.render.write_results`` output (render, noise robustness)."""
-    from bench.render import markdown
+    from bench.render import markdown  # lazy: pulls in torch, soundfile
 
     meta = {k: v for k, v in payload.items() if k not in ("results", "config")}
     return markdown(payload["results"], f"{stem}.png" if payload["results"]["figures"] else None, meta)
@@ -67,16 +65,12 @@ def _render(payload: dict[str, Any], stem: str) -> str:
 def _whole(module: str, *args: str) -> Callable[[dict[str, Any], str], str]:
     """A module whose ``markdown(result, ...)`` takes the stored JSON as it is."""
     def render(payload: dict[str, Any], stem: str) -> str:
-        import importlib
-
         return importlib.import_module(f"bench.{module}").markdown(payload, *[a.format(stem=stem) for a in args])
     return render
 
 
 def _reliability(payload: dict[str, Any], stem: str) -> str:
-    from bench.reliability import render
-
-    return render(payload) + "\n"
+    return reliability.render(payload) + "\n"
 
 
 #: results-file stem prefix -> how to call its module's markdown()

@@ -20,8 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.distill import DATASETS, results_stem
+from bench.machine import machine_info
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
+from deploy.runtime.coreset import Coreset
+from kit.experiments.render_audio import RenderSettings, run_render
+from kit.experiments.rundir import load_results
 from kit.options import parse_seeds
+from kit.pipeline import distill_coreset, load_training_set
 from kit.report.tables import markdown_tables
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "runs" / "bench_render"
@@ -32,9 +38,6 @@ def ensure_coreset(path: Path, *, data_dir: str, method: str, ipc: int, budget_s
                    limit_per_class: int | None = None, dataset: str = "fsdd") -> Path:
     """The benchmark's coreset of ``dataset`` (a bench.distill dataset key): made once with the kit's
     pipeline (as ``kit distill``), then reused."""
-    from deploy.runtime.coreset import Coreset
-    from kit.pipeline import distill_coreset, load_training_set
-
     if path.exists():
         coreset = Coreset.load(path)
         if coreset.method == method and coreset.ipc == ipc and coreset.seed == seed:
@@ -121,10 +124,6 @@ def count_cells(run_path: Path) -> int:
 def write_results(run_path: Path, stem: str, results_dir: Path, args: argparse.Namespace, started: float,
                   load_before: tuple[float, ...], cells_before: int = 0, module: str = "render") -> Path:
     """bench/results/<stem>.json (run results + config + machine), .md and .png (the run's first figure)."""
-    from bench.machine import machine_info
-    from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
-    from kit.experiments.rundir import load_results
-
     results = load_results(run_path)
     config = json.loads((run_path / "config.json").read_text())
     cells = json.loads((run_path / "cells.json").read_text()) if (run_path / "cells.json").exists() else {}
@@ -156,9 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from deploy.runtime.coreset import Coreset
-    from kit.experiments.render_audio import RenderSettings, run_render
-
     args = build_parser().parse_args(argv)
     started, load_before = time.time(), os.getloadavg()
     work = work_folder(args)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.paths import RESULTS_DIR
+from deploy.runtime.artifact import atomic_write_text
 from kit.report.tables import markdown_table
 
 PAPERS = Path(__file__).with_name("seed_papers.json")
@@ -59,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="benchmark JSON files whose cells are compared (later files win)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "seed_tables.md")
     args = parser.parse_args(argv)
-    from deploy.runtime.artifact import atomic_write_text
 
     papers = json.loads(PAPERS.read_text())
     cells: dict[str, dict] = {}

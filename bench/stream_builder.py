@@ -296,8 +296,8 @@ def load_material(
     Limits: ``keywords_per_class`` clips per keyword, and at most ``unknown`` / ``fsdd`` / ``esc``
     negatives of each kind. The noise is the test part of every ``_background_noise_`` file.
     """
-    from kit.audio import load_audio
-    from kit.data import load_dataset
+    from kit.audio import load_audio  # lazy: pulls in soundfile
+    from kit.data import load_dataset  # lazy: pulls in soundfile
 
     data_dir = Path(data_dir)
     rng = np.random.default_rng(seed)

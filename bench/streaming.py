@@ -37,6 +37,18 @@ from __future__ import annotations
 
 import os
 
+from rich.console import Console
+
+from bench.machine import machine_info
+from bench.stream_builder import StreamSpec, build_stream, load_material
+from deploy.bundle_builder import build_bundle
+from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.bundle import Bundle, BundleClassifier
+from deploy.runtime.compat import require_same_space, same_front_end, same_normalizer
+from deploy.runtime.coreset import Coreset
+from deploy.runtime.recognizer import DetectorSettings
+from deploy.runtime.stream import detect_stream, detections_from_scores
+
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core per process, as on the device (set before numpy loads)
 
@@ -52,8 +64,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deploy.runtime.errors import KitError
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from deploy.runtime.errors import KitError
 from kit.report.tables import markdown_table
 
 DEFAULT_WORK_DIR = Path(__file__).resolve().parents[1] / "runs" / "bench-streaming"
@@ -217,8 +229,6 @@ class FeatureMemo:
         self.hits = self.misses = 0
 
     def share(self, classifier: Any) -> "FeatureMemo":
-        from deploy.runtime.compat import same_front_end, same_normalizer
-
         a, b = self.inner, classifier
         if not (same_front_end(a.feature_config, b.feature_config) and same_normalizer(a.normalizer, b.normalizer)):
             raise KitError("feature memo: the classifiers have different front-ends or normalisers; features cannot be shared")
@@ -242,8 +252,6 @@ class FeatureMemo:
 def sweep_thresholds(scores: dict[str, Any], streams: dict[str, Any], settings: Any,
                      thresholds: Sequence[float] = THRESHOLDS, tolerance_s: float = TOLERANCE_S) -> list[dict[str, Any]]:
     """DET rows: rerun the recogniser on precomputed per-hop scores (``StreamScores``) at each threshold."""
-    from deploy.runtime.stream import detections_from_scores
-
     rows = []
     for threshold in thresholds:
         per_stream = {}
@@ -257,8 +265,6 @@ def sweep_thresholds(scores: dict[str, Any], streams: dict[str, Any], settings: 
 def stream_scores(classifier: Any, streams: dict[str, Any], settings: Any) -> tuple[dict[str, Any], dict[str, float]]:
     """Per-hop ``StreamScores`` of every stream via ``detect_stream`` (the device's offline path),
     and the seconds each took."""
-    from deploy.runtime.stream import detect_stream
-
     scores, seconds = {}, {}
     for name, stream in streams.items():
         started = time.perf_counter()
@@ -280,29 +286,25 @@ class ModelSpec:
 
 
 def _train(x: np.ndarray, y: np.ndarray, n_classes: int, config: Any) -> tuple[Any, dict[str, Any]]:
-    from kit.training import train_model
+    from kit.training import train_model  # lazy: pulls in torch, soundfile
 
     model = train_model(x, y, n_classes, config, progress=True)
     return model, dict(model.train_stats)
 
 
 def _save_model(path: Path, model: Any, fs: Any, config: Any, accuracy: float, extra: dict[str, Any]) -> Path:
-    from kit.training import save_trained
+    from kit.training import save_trained  # lazy: pulls in torch, soundfile
 
     return save_trained(path, model, fs, config, metrics={"accuracy": accuracy, "n_test": int(len(fs.y_test))}, **extra)
 
 
 def _check_coreset(coreset: Any, fs: Any, path: Path) -> None:
     """A reused coreset must live in this benchmark's input space (kws12 classes, front-end, normaliser)."""
-    from deploy.runtime.compat import require_same_space
-
     require_same_space(fs, coreset, path, expected_name="the Speech Commands kws12 training split's")
 
 
 def bundle_spec(path: Path) -> ModelSpec:
     """A bundle built outside the benchmark (``kit bundle``): its default model, its recorded metrics."""
-    from deploy.runtime.bundle import Bundle
-
     bundle = Bundle.load(path)
     provenance = bundle.provenance
     metrics = provenance.get("metrics") or {}
@@ -314,13 +316,10 @@ def bundle_spec(path: Path) -> ModelSpec:
 
 def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list[ModelSpec], dict[str, Any]]:
     """Train the full-data model and the coreset models and build their bundles (or reuse them)."""
-    import torch
+    import torch  # lazy: torch only when used
 
-    from deploy.bundle_builder import build_bundle
-    from deploy.runtime.artifact import atomic_write_text
-    from deploy.runtime.coreset import Coreset
-    from kit.pipeline import distill_coreset, load_training_set
-    from kit.training import TrainConfig, evaluate
+    from kit.pipeline import distill_coreset, load_training_set  # lazy: pulls in soundfile
+    from kit.training import TrainConfig, evaluate  # lazy: pulls in torch, soundfile
 
     torch.set_num_threads(1)
     info: dict[str, Any] = {"stages_s": {}}
@@ -402,9 +401,9 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
         # The same training split plus stream-like copies, hard negatives and quiet silence
         # (bench/stream_training.py), trained for the full number of epochs: the model a user
         # who ships a listening device trains.
-        from bench.stream_training import benchmark_recipe
-        from kit.data import load_dataset
-        from kit.training import recipe_training_set
+        from bench.stream_training import benchmark_recipe  # lazy: pulls in torch, soundfile
+        from kit.data import load_dataset  # lazy: pulls in soundfile
+        from kit.training import recipe_training_set  # lazy: pulls in torch, soundfile
 
         t0 = time.perf_counter()
         recipe = benchmark_recipe(args.stream_copies, args.seed, args.quick)
@@ -594,10 +593,10 @@ def markdown(result: dict[str, Any], png_name: str = "streaming.png") -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     hours = max((r["hours"] for m in result["models"] for r in m["rows"]), default=1.0)
     floor = 0.5 / hours  # where "0 false accepts" is drawn on the log axis
@@ -625,7 +624,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    from kit.report.plots import save_figure
+    from kit.report.plots import save_figure  # lazy: pulls in matplotlib
 
     save_figure(fig, path, dpi=130)
 
@@ -692,8 +691,6 @@ def build_streams(material: Any, minutes: float, negative_minutes: float, seed: 
     Gaps of 1.2-3 s keep consecutive events further apart than the 1-s scoring tolerance (so at
     most one keyword can claim a detection) and longer than the recogniser's 1-s suppression.
     """
-    from bench.stream_builder import StreamSpec, build_stream
-
     return {
         "keywords": build_stream(material, StreamSpec(minutes=minutes, with_keywords=True, negative_rate=0.2,
                                                       gap_s=(1.2, 3.0)), seed=seed),
@@ -703,12 +700,6 @@ def build_streams(material: Any, minutes: float, negative_minutes: float, seed: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
-
-    from bench.machine import machine_info
-    from bench.stream_builder import load_material
-    from deploy.runtime.artifact import atomic_write_text
-    from deploy.runtime.bundle import Bundle, BundleClassifier
 
     args = resolve_args(build_parser().parse_args(argv))
     console = Console(stderr=True)
@@ -735,8 +726,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # The kit's current default detector, not whatever a reused bundle recorded when it was built:
     # the benchmark measures the defaults every new bundle gets.
-    from deploy.runtime.recognizer import DetectorSettings
-    from deploy.runtime.stream import detections_from_scores
 
     settings = DetectorSettings()
     memos: dict[str, dict[bytes, np.ndarray]] = {name: {} for name in streams}

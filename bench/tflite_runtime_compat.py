@@ -28,6 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.tflite_model import TfliteModel
+
 REPO = Path(__file__).resolve().parents[1]
 #: the last tflite-runtime release and the last numpy 1.x it was built against
 REQUIREMENTS = ("tflite-runtime==2.14.0", "numpy==1.26.4")
@@ -102,8 +105,6 @@ def _steps(name: str, outputs: dict[str, np.ndarray], model: Any) -> dict[str, f
 def run_compat(models: list[Path], work: Path, cache: Path = DEFAULT_CACHE,
                inputs: dict[str, np.ndarray] | None = None, seed: int = 0, n: int = 32) -> dict[str, Any]:
     """Run ``models`` on tflite-runtime (separate venv) and ai-edge-litert (here); compare outputs."""
-    from deploy.runtime.tflite_model import TfliteModel
-
     started = time.time()
     python = build_venv(cache)
     work = Path(work)
@@ -134,7 +135,7 @@ def run_compat(models: list[Path], work: Path, cache: Path = DEFAULT_CACHE,
         tail = " ".join(done.stderr.split())[-400:]
         raise RuntimeError(f"TfliteModel failed under tflite-runtime: {tail}")
     remote = json.loads(done.stdout.strip().splitlines()[-1])
-    import ai_edge_litert
+    import ai_edge_litert  # lazy: ai_edge_litert only when used
 
     record: dict[str, Any] = {
         "tflite_runtime": remote["tflite_runtime"],
@@ -175,12 +176,12 @@ def run_compat(models: list[Path], work: Path, cache: Path = DEFAULT_CACHE,
 
 def _demo_models(work: Path, data_dir: str | None, seed: int) -> tuple[list[Path], dict[str, np.ndarray], dict[str, Any]]:
     """Train a small FSDD ConvNet and export it as fp32 and int8 TFLite (the default inputs)."""
-    import torch
+    import torch  # lazy: torch only when used
 
-    from deploy.export_tflite import export_tflite
-    from distill import make_distiller
-    from kit.features import load_feature_set
-    from kit.training import TrainConfig, train_model
+    from deploy.export_tflite import export_tflite  # lazy: pulls in torch
+    from distill import make_distiller  # lazy: pulls in torch, soundfile
+    from kit.features import load_feature_set  # lazy: pulls in soundfile
+    from kit.training import TrainConfig, train_model  # lazy: pulls in torch, soundfile
 
     torch.set_num_threads(1)
     fsdd = load_feature_set("fsdd", data_dir, limit_per_class=20, progress=False)
@@ -207,7 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-n", type=int, default=32, help="random inputs per given model")
     args = parser.parse_args(argv)
-    from deploy.runtime.artifact import atomic_write_text
 
     setup: dict[str, Any] = {"models": [str(m) for m in args.models], "inputs": f"{args.n} standard-normal feature maps"}
     inputs = None

@@ -24,12 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from deploy.export_onnx import export_onnx
 from deploy.runtime.artifact import sha256_file
 from deploy.runtime.bundle import REPLAY_DTYPES, Bundle, dequantize_replay, model_format, quantize_replay
 from deploy.runtime.compat import require_same_space
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig
+from deploy.runtime.models import open_model
 from deploy.runtime.recognizer import DetectorSettings
 from deploy.runtime.safeio import require_regular_file
 
@@ -54,8 +56,6 @@ def _export(model: Any, meta: dict, fmt: str, int8: bool, calibration: np.ndarra
     """Model file name -> bytes for one format (fp32, plus int8 when asked)."""
     files: dict[str, bytes] = {}
     if fmt == "onnx":
-        from deploy.export_onnx import export_onnx
-
         fp32 = export_onnx(model, tmp / "model.fp32.onnx", meta)
         files["model.fp32.onnx"] = fp32.read_bytes()
         if int8:
@@ -75,8 +75,6 @@ def _export(model: Any, meta: dict, fmt: str, int8: bool, calibration: np.ndarra
 def head_check(name: str, blob: bytes, weight: np.ndarray, bias: np.ndarray, x: np.ndarray,
                reference: np.ndarray) -> dict:
     """Run one exported file on ``x`` and compare embedding @ head with its logits and PyTorch's."""
-    from deploy.runtime.models import open_model
-
     runtime = open_model(blob, fmt=model_format(name), threads=1)
     out = runtime.run(x)
     embedding, logits = np.asarray(out["embedding"], np.float64), np.asarray(out["logits"], np.float64)
@@ -127,9 +125,9 @@ def build_bundle(
     ``kit.training.calibration.calibration_set``, real training clips); the coreset by default.
     ``calibration_source`` says in the provenance where they came from.
     """
-    import torch
+    import torch  # lazy: torch only when used
 
-    from kit.models import load_model
+    from kit.models import load_model  # lazy: pulls in torch
 
     model_path, coreset_path, out = Path(model_path), Path(coreset_path), Path(out)
     formats = list(dict.fromkeys(f.lower() for f in formats))

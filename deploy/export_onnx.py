@@ -62,7 +62,7 @@ def onnx_metadata(model: Any, meta: dict[str, Any]) -> dict[str, str]:
 
 def _with_embedding(model: Any) -> Any:
     """Wrap ``model`` so its forward returns (logits, embedding), the two graph outputs."""
-    import torch
+    import torch  # lazy: torch only when used
 
     class WithEmbedding(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
@@ -77,7 +77,7 @@ def _with_embedding(model: Any) -> Any:
 
 def _to_onnx_proto(model: Any, opset: int) -> Any:
     """Trace with torch.export and return the ``onnx.ModelProto`` (quietly: the exporter is chatty)."""
-    import torch
+    import torch  # lazy: torch only when used
 
     example = torch.zeros((2, *model.in_shape), dtype=torch.float32)
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
@@ -105,8 +105,8 @@ def _to_onnx_proto(model: Any, opset: int) -> Any:
 
 def check_parity(onnx_bytes: bytes, model: Any, n: int = 4, seed: int = 0) -> float:
     """Max |logits_onnx - logits_torch| on random inputs (run by onnxruntime, one thread)."""
-    import onnxruntime as ort
-    import torch
+    import onnxruntime as ort  # lazy: onnxruntime only when used
+    import torch  # lazy: torch only when used
 
     x = np.random.default_rng(seed).standard_normal((n, *model.in_shape)).astype(np.float32)
     options = ort.SessionOptions()
@@ -120,7 +120,7 @@ def check_parity(onnx_bytes: bytes, model: Any, n: int = 4, seed: int = 0) -> fl
 
 def check_opset(opset: int) -> int:
     """An opset this onnx package knows and the kit's graphs use (checked before any work)."""
-    import onnx
+    import onnx  # lazy: onnx only when used
 
     highest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= highest:
@@ -143,11 +143,11 @@ def export_onnx(
     Unless ``verify_atol`` is None the export is run in onnxruntime and refused if its outputs
     differ from PyTorch by more than ``verify_atol``. The file is written atomically.
     """
-    import onnx
+    import onnx  # lazy: onnx only when used
 
     check_opset(opset)
     if isinstance(model_or_path, (str, os.PathLike)):
-        from kit.models import load_model
+        from kit.models import load_model  # lazy: pulls in torch
 
         model, stored = load_model(model_or_path)
         meta = {**stored, **(meta or {})}

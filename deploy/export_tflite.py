@@ -51,12 +51,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import torch
 
 from deploy.edge_graph import MCU_OPS, edge_graph, mcu_op_violations, to_layout
 from deploy.export_onnx import onnx_metadata
+from deploy.model_report import tflite_report
 from deploy.runtime.artifact import atomic_write_bytes
 from deploy.runtime.errors import KitError
 from deploy.runtime.tflite_metadata import KIT_METADATA_NAME
+from deploy.runtime.tflite_model import TfliteModel
+from kit.models import load_model
 
 INPUT_NAME = "features"
 OUTPUT_NAMES = ("logits", "embedding")
@@ -112,12 +116,10 @@ def model_layout(model: Any, layout: str | None = None) -> str:
 
 def convert_fp32(model: Any, layout: str | None = None) -> bytes:
     """The fp32 TFLite flatbuffer of ``model`` (batch 1) in ``layout``, without kit metadata."""
-    import torch
-
     layout = model_layout(model, layout)
     sample = torch.from_numpy(to_layout(np.zeros((1, *model.in_shape), dtype=np.float32), layout))
     with _quiet(), torch.no_grad():
-        import litert_torch  # its import prints C++ and torchao notices: keep it inside _quiet
+        import litert_torch  # lazy: its import prints C++ and torchao notices: keep it inside _quiet
 
         litert_torch.config.show_progress = False
         edge = litert_torch.convert(edge_graph(model, layout), sample_kwargs={INPUT_NAME: sample})
@@ -132,8 +134,13 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, layout: str = "NCHW", mc
     ``arm_fully_connected_s8`` (and older TFLM builds) take one scale for the layer."""
     samples = [{INPUT_NAME: to_layout(np.asarray(x[None], dtype=np.float32), layout)} for x in calibration]
     with _quiet():
-        from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
-        from ai_edge_quantizer.utils import qsv_utils
+        from ai_edge_quantizer import (
+            calibrator,
+            quantizer,
+            recipe,
+            recipe_manager,
+        )  # lazy: ai_edge_quantizer only when used
+        from ai_edge_quantizer.utils import qsv_utils  # lazy: ai_edge_quantizer only when used
 
         plan = recipe.static_wi8_ai8()
         if mcu:
@@ -151,8 +158,8 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, layout: str = "NCHW", mc
 
 def attach_metadata(data: bytes, props: dict[str, str]) -> bytes:
     """``data`` with a ``kit_metadata`` Model.metadata entry holding ``props`` as JSON (replacing any)."""
-    from ai_edge_litert import schema_py_generated as schema
-    from ai_edge_litert.tools import flatbuffer_utils
+    from ai_edge_litert import schema_py_generated as schema  # lazy: ai_edge_litert only when used
+    from ai_edge_litert.tools import flatbuffer_utils  # lazy: ai_edge_litert only when used
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
     payload = np.frombuffer(json.dumps(props, sort_keys=True).encode(), dtype=np.uint8)
@@ -170,7 +177,7 @@ def attach_metadata(data: bytes, props: dict[str, str]) -> bytes:
 
 
 def _interpreter(data: bytes) -> Any:
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # lazy: ai_edge_litert only when used
 
     with _quiet():  # ai-edge-litert announces its XNNPACK delegate on stderr
         interpreter = Interpreter(model_content=data, num_threads=1)
@@ -200,8 +207,6 @@ def quantization_params(data: bytes) -> dict[str, Any]:
 
 
 def _torch_outputs(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
     with torch.no_grad():
         logits, embedding = model.forward_with_embedding(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
     return logits.numpy(), embedding.numpy()
@@ -243,7 +248,6 @@ def export_tflite(
     if isinstance(model, (str, os.PathLike)):
         if not Path(model).is_file():
             raise KitError(f"{model}: no such model file")
-        from kit.models import load_model
 
         net, stored = load_model(model)
         meta = {**stored, **(meta or {})}
@@ -286,8 +290,6 @@ def export_tflite(
 
 def _check_mcu_ops(data: bytes, net: Any, out: Any) -> None:
     """An MCU-ready model whose graph holds other ops is an exporter bug: refuse to write it."""
-    from deploy.model_report import tflite_report
-
     extra = mcu_op_violations(tflite_report(data).ops)
     if extra:
         raise RuntimeError(f"{getattr(net, 'arch', 'model')} is MCU-ready but its TFLite graph holds {extra} "
@@ -298,9 +300,6 @@ def _verify(
     data: bytes, net: Any, int8: bool, x_cal: np.ndarray | None, atol: float, min_agreement: float, out: Any
 ) -> dict[str, float]:
     """Run the exported bytes in the runtime class the device uses; refuse a bad export."""
-    from deploy.model_report import tflite_report
-    from deploy.runtime.tflite_model import TfliteModel
-
     with _quiet():  # int8: reference kernels, bit-identical to TFLite Micro (see the module docstring)
         runtime = TfliteModel(data, reference=int8)
     if runtime.output_names[:2] != list(OUTPUT_NAMES):

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from deploy.model_report import model_report
 from deploy.runtime.artifact import atomic_write_bytes
 from deploy.runtime.errors import KitError
 
@@ -51,9 +52,8 @@ def measure_budget(model: Any) -> dict[str, Any]:
 
     ``arena_bytes`` is None with a ``note`` when tflite-micro is not installed or cannot load the graph.
     """
-    from deploy.edge_graph import mcu_op_violations
-    from deploy.export_tflite import export_tflite
-    from deploy.model_report import model_report
+    from deploy.edge_graph import mcu_op_violations  # lazy: pulls in torch
+    from deploy.export_tflite import export_tflite  # lazy: pulls in torch
     from firmware_sim.reference import TflmModel, have_tflm  # lazy: the optional TFLM wheel
 
     calibration = np.random.default_rng(0).standard_normal((CALIBRATION_CLIPS, *model.in_shape)).astype(np.float32)
@@ -89,7 +89,7 @@ class BudgetCache:
 
     def get(self, model: Any) -> dict[str, Any]:
         """The measurement for ``model`` (from the cache, else measured and stored)."""
-        from kit.models import count_parameters
+        from kit.models import count_parameters  # lazy: pulls in torch
 
         if count_parameters(model) > MAX_MCU_PARAMS:
             return {"int8_flash_bytes": None, "arena_bytes": None,

@@ -21,6 +21,7 @@ from typing import Any
 from deploy.runtime.errors import KitError
 from deploy.runtime.models import model_format
 from deploy.runtime.safeio import read_regular_bytes
+from deploy.runtime.tflite_metadata import is_tflite, read_metadata
 
 
 @dataclass
@@ -73,12 +74,10 @@ def _histogram(names: list[str]) -> dict[str, int]:
 
 def tflite_report(data: bytes, name: str = "<tflite>") -> ModelReport:
     """Report on a TFLite flatbuffer (parsed with the schema shipped in ai-edge-litert)."""
-    from deploy.runtime.tflite_metadata import is_tflite, read_metadata
-
     if not is_tflite(data):
         raise KitError(f"{name}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
     metadata = read_metadata(data, name)  # bounds-checked walk: refuses truncated files first
-    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert import schema_py_generated as schema  # lazy: ai_edge_litert only when used
 
     op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
@@ -119,8 +118,8 @@ def tflite_report(data: bytes, name: str = "<tflite>") -> ModelReport:
 
 def onnx_report(data: bytes, name: str = "<onnx>") -> ModelReport:
     """Report on an ONNX model: node types (domain-qualified outside ai.onnx), initializer types."""
-    import onnx
-    from onnx import TensorProto
+    import onnx  # lazy: onnx only when used
+    from onnx import TensorProto  # lazy: onnx only when used
 
     try:
         model = onnx.load_model_from_string(data)

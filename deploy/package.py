@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,6 +44,8 @@ from deploy.runtime.bundle import Bundle, BundleClassifier, model_format, model_
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig, dct_matrix, extract_features, hann_window, mel_filterbank
 from deploy.runtime.safeio import check_output_dir, require_regular_file
+from deploy.runtime.tflite_model import kit_props
+from kit import __version__
 
 TARGETS = ("rpi", "android", "dir")
 RUNTIMES = ("onnx", "tflite")
@@ -134,8 +137,6 @@ def pinned_versions(constraints: Path = CONSTRAINTS) -> dict[str, str]:
 
 def requirement_lines(runtime: str, constraints: Path = CONSTRAINTS) -> list[str]:
     """Pinned requirements for the device: the constraints file, else the installed version."""
-    from importlib import metadata
-
     pins = pinned_versions(constraints)
     lines = []
     for name in (BASE_REQUIREMENTS[0], RUNTIME_REQUIREMENT[runtime], *BASE_REQUIREMENTS[1:]):
@@ -165,7 +166,7 @@ def _tflite_io(model_bytes: bytes, roles: dict[str, np.ndarray], probe_x: np.nda
     runtime's ``logits`` / ``embedding``, so the description cannot disagree with the model.
     """
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # lazy: optional, guarded by try
     except ImportError:
         raise KitError("ai-edge-litert is not installed on this machine; it is needed to describe model.tflite (pip install ai-edge-litert)") from None
     interpreter = Interpreter(model_content=model_bytes)
@@ -176,7 +177,6 @@ def _tflite_io(model_bytes: bytes, roles: dict[str, np.ndarray], probe_x: np.nda
         scale, zero = detail.get("quantization", (0.0, 0))
         return {"scale": float(scale), "zero_point": int(zero)} if scale else None
 
-    from deploy.runtime.tflite_model import kit_props
 
     layout = kit_props(model_bytes, "model.tflite").get("kit.layout", "NCHW")
     x = probe_x[None].astype(np.float32)
@@ -421,7 +421,6 @@ def build_folder(bundle_path: str | os.PathLike, target: str, root: str | os.Pat
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         data = path.read_bytes()
         files[path.relative_to(root).as_posix()] = {"sha256": sha256_bytes(data), "size": len(data)}
-    from kit import __version__
 
     manifest = {
         "format": DEPLOYMENT_FORMAT,

@@ -60,7 +60,7 @@ def _quiet() -> Iterator[None]:
 
 
 def _reader(calibration: np.ndarray) -> Any:
-    from onnxruntime.quantization import CalibrationDataReader
+    from onnxruntime.quantization import CalibrationDataReader  # lazy: onnxruntime only when used
 
     class CoresetReader(CalibrationDataReader):
         """Feeds the calibration features in batches (the graph has a dynamic batch)."""
@@ -77,7 +77,7 @@ def _reader(calibration: np.ndarray) -> Any:
 
 
 def _session(data: bytes) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: onnxruntime only when used
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -87,7 +87,7 @@ def _session(data: bytes) -> Any:
 
 def per_channel_weights(model: Any) -> dict[str, int]:
     """Conv/Gemm weight name -> number of scales of its DequantizeLinear (1 = per tensor)."""
-    from onnx import numpy_helper
+    from onnx import numpy_helper  # lazy: onnx only when used
 
     inits = {t.name: t for t in model.graph.initializer}
     producers = {out: node for node in model.graph.node for out in node.output}
@@ -115,9 +115,14 @@ def quantize_onnx(
     Refuses (KitError, nothing written) when the quantised model's top-1 agrees with the fp32
     model on fewer than ``min_agreement`` of the calibration clips.
     """
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    import onnx  # lazy: onnx only when used
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )  # lazy: onnxruntime only when used
+    from onnxruntime.quantization.shape_inference import quant_pre_process  # lazy: onnxruntime only when used
 
     source = Path(fp32_onnx)
     require_regular_file(source, "model")  # "no such" only when missing; a folder/FIFO is said to be one

@@ -30,6 +30,7 @@ import numpy as np
 
 from deploy.runtime.errors import KitError
 from deploy.runtime.recognizer import DetectorSettings, RecognizeCommands
+from deploy.runtime.stream import score_stream
 
 GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 TOLERANCE_S = 1.0
@@ -140,8 +141,6 @@ def thresholds_for_stream(classifier: Any, waveform: np.ndarray, rate: int, even
                           settings: DetectorSettings, max_fa_per_hour: float, grid: Sequence[float] = GRID
                           ) -> dict[str, Any]:
     """Score ``waveform`` with ``classifier`` (a ``WaveformClassifier``) through the device's path, then choose."""
-    from deploy.runtime.stream import score_stream
-
     scores = score_stream(classifier, waveform, rate, settings)
     smoothed, ready = smoothed_scores(scores.times, scores.probabilities, scores.classes, settings)
     curves = [keyword_curve(label, k, scores.times, smoothed, ready, events, settings, grid)

@@ -44,6 +44,8 @@ import torch
 from torch import nn
 
 from deploy.runtime.errors import KitError
+from distill.base import validate_training_set
+from kit.training import TrainConfig, evaluate, torch_threads, train_model
 
 ACQUISITIONS = ("random", "entropy", "variation-ratios", "bald")
 _EPS = 1e-12
@@ -267,8 +269,6 @@ class ActiveLearner:
         return int(np.random.default_rng([int(self.seed), round_index]).integers(2**31 - 1))
 
     def _train(self, x: np.ndarray, y: np.ndarray, n_classes: int, round_index: int) -> nn.Module:
-        from kit.training import TrainConfig, train_model
-
         config = self.train_config or TrainConfig()
         kwargs = dict(config.arch_kwargs)
         if self.dropout > 0:
@@ -286,9 +286,6 @@ class ActiveLearner:
         rounds; the loop continues from there. ``on_round(history_row, indices)`` is called after
         every round (e.g. to record it), with the labelled indices in acquisition order.
         """
-        from distill.base import validate_training_set
-        from kit.training import evaluate, torch_threads
-
         x, y, n_classes = validate_training_set(x, y, n_classes)
         start, budget = self._check(len(x), n_classes)
         self.n_classes_ = n_classes

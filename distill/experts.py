@@ -50,6 +50,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from deploy.runtime.artifact import Artifact, read_artifact, read_manifest, write_artifact
 from deploy.runtime.errors import KitError
@@ -427,9 +429,6 @@ class _BuildProgress:
 
     def __enter__(self) -> "_BuildProgress":
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
             self._progress = Progress(TextColumn("mtt experts (epochs)"), BarColumn(), MofNCompleteColumn(),
                                       TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
             self._progress.__enter__()

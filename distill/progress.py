@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 
 class DistillProgress:
     """Context manager; ``update(step, entry)`` reads ``loss`` and optional ``val_acc`` from the entry."""
@@ -17,9 +20,6 @@ class DistillProgress:
 
     def __enter__(self) -> "DistillProgress":
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
             self._progress = Progress(
                 TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
                 TextColumn("val {task.fields[val]}"), TimeElapsedColumn(), console=Console(stderr=True), transient=False,

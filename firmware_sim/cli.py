@@ -15,11 +15,15 @@ from typing import Any
 import numpy as np
 
 from deploy.runtime.errors import KitError
+from deploy.runtime.features import extract_features, resample
+from deploy.runtime.inference import ModelMetadata
+from deploy.runtime.wavio import read_wav
 
 from .budget import budget_for
 from .cost import target_names
 from .interpreter import Interpreter
 from .model import Model, features_to_input, load_model
+from .reference import compare, have_tflm, tflm_run
 from .report import report
 
 
@@ -33,8 +37,8 @@ def print_report(rep: dict[str, Any]) -> None:
              f"{r['bytes_read']:,}", f"{r['bytes_written']:,}", f"{r['live_bytes']:,}", f"{r['cycles']:,}"]
             for r in rep["layers"]]
     try:
-        from rich.console import Console
-        from rich.table import Table
+        from rich.console import Console  # lazy: optional, guarded by try
+        from rich.table import Table  # lazy: optional, guarded by try
 
         table = Table(title=f"{rep['model']} on {rep['target']}")
         for h in headers:
@@ -60,10 +64,6 @@ def print_report(rep: dict[str, Any]) -> None:
 
 def clip_features(model: Model, clips: list[str]) -> np.ndarray:
     """Normalised features for the clips: .npy arrays (N, C, F, T) as they are, WAVs through the front-end."""
-    from deploy.runtime.features import extract_features, resample
-    from deploy.runtime.inference import ModelMetadata
-    from deploy.runtime.wavio import read_wav
-
     meta = ModelMetadata.from_props({k: str(v) for k, v in model.kit_metadata.items()}, model.name)
     paths: list[Path] = []
     for clip in clips:
@@ -104,8 +104,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .reference import compare, have_tflm, tflm_run
-
     model = load_model(args.model)
     interpreter = Interpreter(model)
     x = interpreter.quantize_input(features_to_input(model, clip_features(model, args.clips)))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from deploy.runtime.bundle import Bundle
 from deploy.runtime.errors import KitError
 
 from .flatbuf import FlatReader
@@ -322,8 +323,6 @@ def parse_model(data: bytes, name: str = "<model>") -> Model:
 
 def _from_bundle(path: Path, member: str | None) -> tuple[bytes, str]:
     """The int8 TFLite model of a bundle (or ``member``), read through the bundle's own checks."""
-    from deploy.runtime.bundle import Bundle
-
     bundle = Bundle.load(path)
     if member is not None:
         if member not in bundle.models:

@@ -26,7 +26,7 @@ from .model import Model, parse_model
 
 def have_tflm() -> bool:
     try:
-        import tflite_micro  # noqa: F401
+        import tflite_micro  # lazy: optional, guarded by try  # noqa: F401
     except ImportError:
         return False
     return True
@@ -126,7 +126,7 @@ def tflm_run(model: Model, x_int8: np.ndarray) -> dict[str, np.ndarray]:
 def litert_ref_run(model: Model, x_int8: np.ndarray) -> dict[str, np.ndarray]:
     """Raw int8 outputs of LiteRT with the BUILTIN_REF (reference-kernel) op resolver."""
     try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType  # lazy: optional, guarded by try
     except ImportError:
         raise KitError("comparing with LiteRT needs ai-edge-litert") from None
     interpreter = Interpreter(model_content=model.data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)

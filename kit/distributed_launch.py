@@ -29,7 +29,7 @@ def _worker(rank: int, fn: Callable[[dict[str, Any]], None], job: dict[str, Any]
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
     )
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from distill.distributed import shutdown
+    from distill.distributed import shutdown  # lazy: pulls in torch, soundfile
 
     try:
         fn(job)
@@ -42,7 +42,7 @@ def _worker(rank: int, fn: Callable[[dict[str, Any]], None], job: dict[str, Any]
 
 def launch(fn: Callable[[dict[str, Any]], None], job: dict[str, Any], nproc: int) -> None:
     """Run ``fn(job)`` in ``nproc`` processes of one process group; raise KitError if one fails."""
-    import torch.multiprocessing as mp
+    import torch.multiprocessing as mp  # lazy: torch only when used
 
     if nproc < 2:
         fn(job)

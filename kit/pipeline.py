@@ -18,7 +18,8 @@ import numpy as np
 from deploy.runtime.compat import renormalize, require_same_space
 from deploy.runtime.coreset import Coreset
 
-from .features import FeatureSet
+from .data import load_dataset
+from .features import FeatureSet, load_feature_set
 
 
 def peak_rss_mb() -> float:
@@ -55,9 +56,6 @@ def load_training_set(
     progress: bool = True,
 ) -> tuple[FeatureSet, dict[str, Any]]:
     """The feature set and a record of exactly how it was loaded (the loader options)."""
-    from .data import load_dataset
-    from .features import load_feature_set
-
     ds = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold)
     config = ds.feature_config.with_(kind=feature) if feature is not None else None
     fs = load_feature_set(
@@ -79,9 +77,9 @@ def distill_coreset(
 
     Returns (coreset, fitted distiller, summary with fit time and peak memory).
     """
-    from distill import make_distiller
-    from distill.base import validate_training_set
-    from distill.iterative import data_fingerprint
+    from distill import make_distiller  # lazy: pulls in torch
+    from distill.base import validate_training_set  # lazy: pulls in torch
+    from distill.iterative import data_fingerprint  # lazy: pulls in torch
 
     distiller = make_distiller(method, ipc, seed=seed, **params)
     validate_training_set(fs.x_train, fs.y_train, len(fs.classes), ipc, class_names=fs.classes)
@@ -133,7 +131,7 @@ def score_coreset(
     x: np.ndarray, y: np.ndarray, fs: FeatureSet, seeds: tuple[int, ...] = (0, 1, 2), **train_options: Any
 ) -> dict[str, Any]:
     """ConvNet test accuracy (mean ± std over ``seeds``) of training on ``(x, y)``, on ``fs``'s test split."""
-    from .training import TrainConfig, train_eval_seeds
+    from .training import TrainConfig, train_eval_seeds  # lazy: pulls in torch
 
     config = TrainConfig(**train_options)
     started = time.time()

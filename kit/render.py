@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
 from deploy.runtime.coreset import Coreset, Normalizer
@@ -63,7 +65,7 @@ def features_to_mel_power(raw: np.ndarray, config: FeatureConfig) -> np.ndarray:
     fd_mfcc/mfcc use channel 0 (the MFCC; deltas are derived from it and add nothing invertible);
     log_mel is already dB mel power.
     """
-    import librosa
+    import librosa  # lazy: librosa only when used
 
     check_invertible(config)
     raw = np.asarray(raw, dtype=np.float64)
@@ -83,7 +85,7 @@ def mel_power_to_audio(mel: np.ndarray, config: FeatureConfig, n_iter: int = DEF
     samples into ``T + 1`` centred frames while the kit keeps ``T``, and without it the last hop of
     the waveform would not be covered by any frame.
     """
-    import librosa
+    import librosa  # lazy: librosa only when used
 
     if n_iter < 1:
         raise KitError(f"--iterations must be at least 1, got {n_iter}")
@@ -174,7 +176,7 @@ def channel_names(config: FeatureConfig) -> list[str]:
 # WAV files -------------------------------------------------------------------------------------------
 def write_wav_float(path: str | os.PathLike, y: np.ndarray, sample_rate: int) -> None:
     """32-bit float mono WAV, written atomically (see the module docstring for why float)."""
-    import soundfile as sf
+    import soundfile as sf  # lazy: soundfile only when used
 
     buffer = io.BytesIO()
     sf.write(buffer, np.asarray(y, dtype=np.float32), int(sample_rate), format="WAV", subtype="FLOAT")
@@ -215,7 +217,7 @@ def _render_fingerprint(coreset: Coreset, n_iter: int, seed: int) -> str:
 
 def _read_rendered(path: Path, config: FeatureConfig) -> np.ndarray | None:
     """A previously rendered WAV if it is intact and has the expected rate and length."""
-    import soundfile as sf
+    import soundfile as sf  # lazy: soundfile only when used
 
     try:
         y, rate = sf.read(str(path), dtype="float32", always_2d=False)
@@ -298,9 +300,6 @@ def render_coreset(
 
 
 def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
     return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), console=Console(stderr=True), transient=True, disable=not enabled)
 

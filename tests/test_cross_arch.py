@@ -63,13 +63,14 @@ def test_quick_matrix_is_complete_plotted_and_resumes(data_dir: Path, tmp_path: 
     assert config["config"]["settings"]["archs"] == ["convnet", "dscnn"] and config["config"]["quick"] is True
 
     # resume: a finished run computes nothing again ...
-    import kit.pipeline
+    import kit.experiments.cross_arch
     import kit.training
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr(kit.pipeline, "distill_coreset", forbidden)
+    # cross_arch imports distill_coreset at module top: patch the name where it is looked up
+    monkeypatch.setattr(kit.experiments.cross_arch, "distill_coreset", forbidden)
     real_train = kit.training.train_eval_seeds
     monkeypatch.setattr(kit.training, "train_eval_seeds", forbidden)
     again = _xarch(out, data_dir)

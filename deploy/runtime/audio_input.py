@@ -113,7 +113,7 @@ class PcmStreamSource:
 def _sounddevice() -> Any:
     """Import sounddevice, turning a missing package or PortAudio library into one line."""
     try:
-        import sounddevice
+        import sounddevice  # lazy: optional, guarded by try
     except ImportError:
         raise KitError("microphone input needs the sounddevice package (pip install sounddevice)") from None
     except OSError:

@@ -74,7 +74,7 @@ class ModelMetadata:
 
 def _onnxruntime() -> Any:
     try:
-        import onnxruntime
+        import onnxruntime  # lazy: optional, guarded by try
     except ImportError:
         raise KitError("onnxruntime is not installed; install it (pip install onnxruntime) to run ONNX models") from None
     return onnxruntime

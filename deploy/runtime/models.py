@@ -17,8 +17,10 @@ import numpy as np
 
 from .classifier import Classifier
 from .errors import KitError
+from .inference import OnnxModel
 from .safeio import open_regular, require_regular_file
 from .tflite_metadata import is_tflite
+from .tflite_model import TfliteModel, kit_props
 
 FORMATS = ("onnx", "tflite")
 SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
@@ -75,8 +77,6 @@ def verify_model_bytes(data: bytes, fmt: str, label: str) -> None:
     if runtime_installed(fmt):
         open_model(data, fmt=fmt, label=label)
     elif fmt == "tflite":
-        from .tflite_model import kit_props
-
         if not kit_props(data, label):  # parses the flatbuffer's metadata (numpy only)
             raise KitError(f"{label}: TFLite model carries no kit metadata")
     elif not data:
@@ -91,9 +91,6 @@ def open_model(source: str | os.PathLike | bytes, fmt: str | None = None, thread
         require_regular_file(source, "model")
     kind = model_format(source, fmt)
     if kind == "tflite":
-        from .tflite_model import TfliteModel
-
         return TfliteModel(source, threads=threads, label=label)
-    from .inference import OnnxModel
 
     return OnnxModel(source, threads=threads, label=label)

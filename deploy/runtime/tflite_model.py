@@ -50,9 +50,9 @@ def tflite_interpreter_class(runtime: str | None = None) -> tuple[Any, str]:
     for name in wanted:
         try:
             if name == "ai_edge_litert":
-                from ai_edge_litert.interpreter import Interpreter
+                from ai_edge_litert.interpreter import Interpreter  # lazy: optional, guarded by try
             else:
-                from tflite_runtime.interpreter import Interpreter
+                from tflite_runtime.interpreter import Interpreter  # lazy: optional, guarded by try
         except ImportError:
             continue
         return Interpreter, name

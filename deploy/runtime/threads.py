@@ -17,7 +17,7 @@ import contextlib
 def one_blas_thread() -> contextlib.AbstractContextManager:
     """A context manager limiting BLAS to one thread inside it (a no-op without threadpoolctl)."""
     try:
-        from threadpoolctl import threadpool_limits  # optional back-end, absent on most devices
+        from threadpoolctl import threadpool_limits  # lazy: optional back-end, absent on most devices
     except ImportError:
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")

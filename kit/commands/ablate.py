@@ -12,6 +12,8 @@ from typing import Any, Optional
 import typer
 
 from deploy.runtime.errors import KitError
+from kit.commands.cl import print_run
+from kit.commands.distill import parse_params
 from kit.commands.experiment_options import DataDir, LimitPerClass, Overwrite, Progress, Split, Task, TestFold
 from kit.options import parse_ints, parse_seeds
 
@@ -42,11 +44,14 @@ def ablate_command(
     """Feature ablation: distil under each front-end (FD-MFCC, MFCC, LPCC, log-mel) and score it.
 
     Every samples-per-class value, scored with the benchmark protocol; random real clips as the reference."""
-    from distill.registry import METHODS
-    from kit.commands.cl import print_run
-    from kit.commands.distill import parse_params
-    from kit.experiments.feature_ablation import QUICK, AblationSettings, quick_method_params, run_feature_ablation
-    from kit.experiments.rundir import check_run_dir
+    from distill.registry import METHODS  # lazy: pulls in torch, soundfile
+    from kit.experiments.feature_ablation import (
+        QUICK,
+        AblationSettings,
+        quick_method_params,
+        run_feature_ablation,
+    )  # lazy: pulls in soundfile
+    from kit.experiments.rundir import check_run_dir  # lazy: pulls in soundfile
 
     check_run_dir(out)
     if method not in METHODS:

@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from deploy.runtime.errors import KitError
 from kit.commands.experiment_options import DataDir, LimitPerClass, Overwrite, Progress, Split, Task, TestFold
@@ -49,13 +50,22 @@ def al_command(
 
     The table of seed paper (a), Tables 1-2 (method, % of training samples, accuracy) at 20-60 % and tiny
     budgets, and a plot. Resumable cell by cell."""
-    from kit.experiments import RunDir
-    from kit.experiments.active_learning import (EXPERIMENT, QUICK_LIMIT_PER_CLASS, TITLE, ALSettings,
-                                                 experiment_config, load_coresets, parse_methods, quick_settings,
-                                                 run_active_learning, table_rows)
-    from kit.experiments.rundir import check_run_dir
-    from kit.pipeline import load_training_set
-    from kit.training import TrainConfig
+    from kit.experiments import RunDir  # lazy: pulls in soundfile
+    from kit.experiments.active_learning import (
+        EXPERIMENT,
+        QUICK_LIMIT_PER_CLASS,
+        TITLE,
+        ALSettings,
+        experiment_config,
+        load_coresets,
+        parse_methods,
+        quick_settings,
+        run_active_learning,
+        table_rows,
+    )  # lazy: pulls in soundfile
+    from kit.experiments.rundir import check_run_dir  # lazy: pulls in soundfile
+    from kit.pipeline import load_training_set  # lazy: pulls in soundfile
+    from kit.training import TrainConfig  # lazy: pulls in torch, soundfile
 
     check_run_dir(out)
     console = Console(stderr=True)
@@ -99,7 +109,6 @@ def al_command(
     run = RunDir(out, EXPERIMENT, {**experiment_config(settings, loader, rows), "quick": quick},
                  title=TITLE, overwrite=overwrite)
     results = run_active_learning(run, fs, settings, rows, progress=progress)
-    from rich.table import Table
 
     table = Table(title=f"{TITLE}: {dataset} ({results['n_pool']} training clips, {len(fs.y_test)} test clips)")
     for column in ("method", "% of training samples", "samples", "accuracy (mean ± std)"):

@@ -16,10 +16,15 @@ from typing import Any
 
 import typer
 
-from deploy.runtime.artifact import atomic_write_bytes
+from deploy.bundle_builder import build_bundle
+from deploy.runtime.artifact import atomic_write_bytes, read_key, read_manifest
+from deploy.runtime.bundle import Bundle, describe
 from deploy.runtime.errors import KitError
+from deploy.runtime.features import FeatureConfig
+from deploy.runtime.recognizer import DetectorSettings
 from deploy.runtime.safeio import check_output_path, require_regular_file
 
+from .bundle_thresholds import check_budget, set_thresholds
 from .detector_options import with_detector_options
 
 
@@ -55,24 +60,16 @@ def bundle_command(
     detector: dict[str, Any] | None = None,
 ) -> None:
     """Bundle a trained model with its coreset, front-end and detector settings for a device."""
-    from deploy.runtime.features import FeatureConfig
-    from deploy.runtime.recognizer import DetectorSettings
-
     check_output_path(out, "--out", inputs=(model_path, coreset))
-    from deploy.runtime.artifact import read_key
 
     key = read_key(sign, "--sign") if sign is not None else None
     settings = None
     if detector and any(v is not None for v in detector.values()):
-        from deploy.runtime.artifact import read_manifest
-
         require_regular_file(model_path, "model")  # "no such" only when missing; a folder/FIFO is said to be one
         config = read_manifest(model_path).get("meta", {}).get("feature_config")
         window = FeatureConfig.from_dict(config).duration_s if isinstance(config, dict) else 1.0
         settings = DetectorSettings(window_s=window).with_options(detector)
     if max_fa_per_hour is not None:
-        from .bundle_thresholds import check_budget
-
         check_budget(max_fa_per_hour, validation_minutes)  # before any work: a budget the stream cannot resolve
     x_cal = None
     if (calibration_data is not None or qat_epochs) and not int8:
@@ -80,8 +77,8 @@ def bundle_command(
     if qat_epochs < 0:
         raise KitError(f"--qat-epochs must be >= 0, got {qat_epochs}")
     if calibration_data is not None:
-        from kit.models import load_model
-        from kit.training.calibration import calibration_set
+        from kit.models import load_model  # lazy: pulls in torch
+        from kit.training.calibration import calibration_set  # lazy: pulls in torch, soundfile
 
         _, meta = load_model(model_path)
         x_cal = calibration_set(meta, data_dir, dataset=None if calibration_data == "auto" else calibration_data,
@@ -95,8 +92,8 @@ def bundle_command(
 
 def _qat_model(model_path: Path, scratch: Path, epochs: int, data_dir: Path | None) -> Path:
     """``model_path`` fine-tuned with fake quantisation, written to ``scratch`` (its train config records it)."""
-    from kit.models import load_model, save_model
-    from kit.training.qat import qat_for_int8
+    from kit.models import load_model, save_model  # lazy: pulls in torch
+    from kit.training.qat import qat_for_int8  # lazy: pulls in torch, soundfile
 
     model, meta = load_model(model_path)
     done = qat_for_int8(model, meta, data_dir, epochs=epochs)
@@ -108,17 +105,12 @@ def _qat_model(model_path: Path, scratch: Path, epochs: int, data_dir: Path | No
 def _bundle(model_path: Path, coreset: Path, out: Path, fmt: list[str], int8: bool, replay_dtype: str, settings: Any,
             x_cal: Any, calibration_data: str | None, max_fa_per_hour: float | None, validation_minutes: float,
             data_dir: Path | None, sign_key: bytes | None) -> None:
-    from deploy.bundle_builder import build_bundle
-    from deploy.runtime.bundle import Bundle, describe
-
     source = None if x_cal is None else f"{len(x_cal)} training clips ({calibration_data})"
     if max_fa_per_hour is None:
         path = build_bundle(model_path, coreset, out, formats=_formats(fmt), int8=int8,
                             replay_dtype=replay_dtype.lower(), detector=settings, calibration=x_cal,
                             calibration_source=source, sign_key=sign_key)
     else:
-        from .bundle_thresholds import set_thresholds
-
         # built beside the target and renamed only once the thresholds are in: no bundle without them is left
         tmp = out.with_name(f".{out.name}.thresholds.tmp")
         try:

@@ -12,11 +12,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from deploy.runtime.bundle import Bundle, BundleClassifier
+from deploy.thresholds import check_budget as check
+from deploy.thresholds import thresholds_for_stream
+
 
 def check_budget(max_fa_per_hour: float, minutes: float) -> None:
     """Refuse, before any work, a budget the validation stream cannot tell from zero (see ``deploy.thresholds``)."""
-    from deploy.thresholds import check_budget as check
-
     check(max_fa_per_hour, minutes / 60.0)
 
 
@@ -26,10 +28,8 @@ def set_thresholds(bundle_path: Path, model_path: Path, max_fa_per_hour: float, 
     """Choose and store the thresholds; returns the choice (``deploy.thresholds.choose_thresholds``).
 
     ``sign_key`` re-signs the rewritten bundle (its detector settings are part of what is signed)."""
-    from deploy.runtime.bundle import Bundle, BundleClassifier
-    from deploy.thresholds import thresholds_for_stream
-    from kit.models import load_model
-    from kit.training.valstream import build_validation_stream
+    from kit.models import load_model  # lazy: pulls in torch
+    from kit.training.valstream import build_validation_stream  # lazy: pulls in torch, soundfile
 
     bundle = Bundle.load(bundle_path)
     _, meta = load_model(model_path)

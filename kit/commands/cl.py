@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from deploy.runtime.errors import KitError
+from kit.commands.distill import parse_params
 from kit.commands.experiment_options import DataDir, LimitPerClass, Overwrite, Progress, Split, Task, TestFold
 from kit.options import parse_seeds
 
@@ -56,10 +57,9 @@ def cl_command(
     """Class-incremental learning with a rehearsal memory filled by distillation, herding or random.
 
     Tasks of --task-size classes; accuracy after each task and its average."""
-    from distill.registry import METHODS
-    from kit.commands.distill import parse_params
-    from kit.experiments.continual import QUICK, ContinualSettings, run_continual
-    from kit.experiments.rundir import check_run_dir
+    from distill.registry import METHODS  # lazy: pulls in torch, soundfile
+    from kit.experiments.continual import QUICK, ContinualSettings, run_continual  # lazy: pulls in soundfile
+    from kit.experiments.rundir import check_run_dir  # lazy: pulls in soundfile
 
     check_run_dir(out)
     if distill_method not in METHODS:

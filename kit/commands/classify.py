@@ -11,6 +11,8 @@ from pathlib import Path
 import typer
 
 from deploy.runtime.classifier import Classifier
+from deploy.runtime.classify import KeywordClassifier
+from deploy.runtime.models import open_model
 from deploy.runtime.safeio import require_regular_file
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -21,10 +23,9 @@ def _load_model(path: Path) -> Classifier:
     with open(path, "rb") as handle:
         magic = handle.read(4)
     if magic == _ZIP_MAGIC:
-        from kit.models import TorchPredictor
+        from kit.models import TorchPredictor  # lazy: pulls in torch
 
         return TorchPredictor(path)
-    from deploy.runtime.models import open_model
 
     return open_model(path)
 
@@ -35,8 +36,6 @@ def classify_command(
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many labels to print."),
 ) -> None:
     """Print the top-k labels and probabilities for one WAV clip."""
-    from deploy.runtime.classify import KeywordClassifier
-
     classifier = KeywordClassifier(_load_model(model_path))
     results = classifier.classify_file(clip, top_k=min(top_k, len(classifier.classes)) if top_k >= 1 else top_k)
     width = max(len(label) for label, _ in results)

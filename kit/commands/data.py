@@ -31,7 +31,7 @@ def info(
     test_fold: TestFold = 5,
 ) -> None:
     """Classes, clips per split and class, speakers/groups, durations and sample rates."""
-    from kit.data import PLANS, canonical_name, load_dataset, summarize
+    from kit.data import PLANS, canonical_name, load_dataset, summarize  # lazy: pulls in soundfile
 
     ds = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold)
     summary = summarize(ds)
@@ -66,7 +66,7 @@ def download(
     force: Annotated[bool, typer.Option("--force", help="replace an existing copy")] = False,
 ) -> None:
     """Download a public archive, verify its pinned SHA-256, and unpack it into the data dir."""
-    from kit.data import REGISTRY, canonical_name, download_dataset, resolve_data_dir
+    from kit.data import REGISTRY, canonical_name, download_dataset, resolve_data_dir  # lazy: pulls in soundfile
 
     spec = REGISTRY.get(canonical_name(name))
     console = Console()
@@ -91,8 +91,8 @@ def features(
     limit_per_class: Annotated[Optional[int], typer.Option("--limit-per-class", help="at most this many clips per class and split")] = None,
 ) -> None:
     """Extract (and cache) the features of a dataset; prints shapes and skipped clips."""
-    from kit.data import load_dataset
-    from kit.features import CACHE_STATS, load_feature_set
+    from kit.data import load_dataset  # lazy: pulls in soundfile
+    from kit.features import CACHE_STATS, load_feature_set  # lazy: pulls in soundfile
 
     ds = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold)
     config = ds.feature_config.with_(kind=kind) if kind else None

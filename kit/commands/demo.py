@@ -17,6 +17,7 @@ from rich.table import Table
 
 from deploy.runtime.artifact import atomic_write_text
 from deploy.runtime.errors import KitError
+from deploy.runtime.safeio import check_output_dir
 
 
 def demo_command(
@@ -36,10 +37,8 @@ def demo_command(
                                        "and streaming one held-out clip through it."),
 ) -> None:
     """Distil DATASET to IPC samples per class, train a ConvNet on it, and print its test accuracy next to a random coreset."""
-    from deploy.runtime.safeio import check_output_dir
-
     check_output_dir(out, "--out", ("config.json", "metrics.json"))
-    from kit.pipeline import distill_coreset, load_training_set, score_coreset
+    from kit.pipeline import distill_coreset, load_training_set, score_coreset  # lazy: pulls in soundfile
 
     seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
     if len(seed_list) < 1:

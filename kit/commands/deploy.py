@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from deploy.package import RUNTIMES, TARGETS, deploy
 from deploy.runtime.errors import KitError
 
 
@@ -32,8 +33,6 @@ def deploy_command(
 
     Remote copies use your ssh (keys only, no password prompts) and are atomic: the folder is verified on the host before it replaces an earlier deployment, whose .venv is kept. A folder that is not a kit deployment is never overwritten.
     """
-    from deploy.package import RUNTIMES, TARGETS, deploy
-
     if target not in TARGETS:
         raise KitError(f"--target: '{target}' is not one of {', '.join(TARGETS)}")
     if runtime is not None and runtime not in RUNTIMES:

@@ -23,6 +23,7 @@ from typer.core import TyperCommand
 from deploy.runtime.artifact import artifact_bytes, sha256_bytes
 from deploy.runtime.errors import KitError
 from deploy.runtime.safeio import atomic_write_files, check_output_path
+from kit.distributed_launch import launch
 
 #: the shortcut flags whose name is not ``--`` + the parameter name with dashes
 _FLAG_NAMES = {"time_budget_s": "--time-budget", "learn_labels": "--learn-labels/--fixed-labels"}
@@ -86,7 +87,7 @@ def distill_command(
     Under ``torchrun`` (or with ``--nproc N``) every process holds a shard of the real data and the
     coreset gradients are combined across processes; rank 0 writes the outputs.
     """
-    from distill.registry import METHODS, make_distiller
+    from distill.registry import METHODS, make_distiller  # lazy: pulls in torch, soundfile
 
     if method not in METHODS:
         raise KitError(f"--method: unknown method '{method}' (choose from {', '.join(METHODS)})")
@@ -135,7 +136,6 @@ def distill_command(
     if nproc > 1:
         if "checkpoint_path" not in valid:
             raise KitError(f"--nproc applies to iterative methods only, not {method}")
-        from kit.distributed_launch import launch
 
         launch(run_distill_job, job, nproc)
         return
@@ -145,7 +145,7 @@ def distill_command(
 def _run_folds(dataset: str, folds_text: str, out: Path, checkpoint: Path | None, valid: set[str],
                base: dict[str, Any], nproc: int) -> None:
     """One coreset per official fold (``OUT`` -> ``OUT.foldN``), each distilled from the other folds only."""
-    from .crossval import fold_file, plan_and_folds
+    from .crossval import fold_file, plan_and_folds  # lazy: pulls in soundfile
 
     if nproc > 1:
         raise KitError("--folds: run the folds one after another with --nproc 1 (or launch one job per fold)")
@@ -201,10 +201,10 @@ def parse_params(items: list[str], method: str, valid: set[str]) -> dict[str, An
 
 def run_distill_job(job: dict[str, Any]) -> None:
     """Load, distil and write; run once per process (rank 0 writes, the others only compute)."""
-    import torch
+    import torch  # lazy: torch only when used
 
-    from distill.distributed import init_from_environment
-    from kit.pipeline import distill_coreset, jsonable, load_training_set
+    from distill.distributed import init_from_environment  # lazy: pulls in torch, soundfile
+    from kit.pipeline import distill_coreset, jsonable, load_training_set  # lazy: pulls in soundfile
 
     if job["threads"] is not None:
         torch.set_num_threads(int(job["threads"]))

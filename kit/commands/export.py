@@ -18,6 +18,11 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from deploy.export_onnx import check_opset, export_onnx
+from deploy.model_report import model_report
+from deploy.quantize_onnx import quantize_onnx
+from deploy.runtime.compat import FeatureSpace, renormalize, require_same_space
+from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
 from deploy.runtime.safeio import check_output_path, require_regular_file
 
@@ -26,9 +31,6 @@ FORMATS = ("onnx", "tflite")
 
 def calibration_features(coreset_path: Path, model_meta: dict) -> np.ndarray:
     """The coreset's features in the model's input space (N, C, F, T) float32."""
-    from deploy.runtime.compat import FeatureSpace, renormalize, require_same_space
-    from deploy.runtime.coreset import Coreset
-
     coreset = Coreset.load(coreset_path)
     model_space = FeatureSpace.of(model_meta)
     if model_space.feature_config is not None:
@@ -68,31 +70,24 @@ def export_command(
         require_regular_file(calibration, "coreset")
     target = out or _default_out(model_path, fmt, int8)
     if fmt == "onnx":
-        from deploy.export_onnx import check_opset  # torch-side module: only when exporting
-
         check_opset(opset)
     check_output_path(target, "--out", inputs=(model_path, *([calibration] if calibration else [])))
-    from deploy.model_report import model_report
-    from kit.models import load_model
+    from kit.models import load_model  # lazy: pulls in torch
 
     model, meta = load_model(model_path)
     x_cal = calibration_features(calibration, meta) if calibration is not None else None
     if calibration_data is not None and int8:
-        from kit.training.calibration import calibration_set
+        from kit.training.calibration import calibration_set  # lazy: pulls in torch, soundfile
 
         x_cal = calibration_set(meta, data_dir, dataset=None if calibration_data == "auto" else calibration_data,
                                 n=calibration_clips)
     if fmt == "tflite":
-        from deploy.export_tflite import export_tflite
+        from deploy.export_tflite import export_tflite  # lazy: pulls in torch
 
         path = export_tflite(model, target, int8=int8, calibration=x_cal, meta=meta)
         how = "full-integer int8, checked in the TFLite interpreter" if int8 else "fp32, checked against PyTorch in the TFLite interpreter"
     else:
-        from deploy.export_onnx import export_onnx
-
         if int8:
-            from deploy.quantize_onnx import quantize_onnx
-
             with tempfile.TemporaryDirectory(prefix="kit-export-") as tmp:
                 fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", meta, opset=opset)
                 path = quantize_onnx(fp32, target, x_cal)

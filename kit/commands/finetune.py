@@ -8,10 +8,12 @@ takes the keyword's name and the positional arguments after BUNDLE are its clips
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import typer
 
+from deploy.runtime import finetune
 from deploy.runtime.errors import KitError
 
 
@@ -36,9 +38,7 @@ def finetune_command(
         raise KitError("choose exactly one of --add-keyword NAME or --personalize")
     if not clips:
         raise KitError("no clips given: pass at least one WAV file (or a folder of them) after BUNDLE")
-    import argparse
 
-    from deploy.runtime import finetune
 
     names = [str(p) for p in clips]
     args = argparse.Namespace(

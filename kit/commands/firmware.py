@@ -10,6 +10,7 @@ are not device time). ``python -m firmware_sim`` offers report and check without
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -25,6 +26,7 @@ from firmware_sim.cli import clip_features, print_report
 from firmware_sim.cost import target_names
 from firmware_sim.interpreter import Interpreter
 from firmware_sim.model import features_to_input, load_model
+from firmware_sim.reference import compare, have_tflm, tflm_run
 from firmware_sim.report import report
 from firmware_sim.stream import simulate_stream
 
@@ -43,8 +45,6 @@ def report_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
 ) -> None:
     """Per-layer table, flash, arena, cycles and ms per inference, and the verdict against the target."""
-    import json
-
     if target not in target_names():
         raise KitError(f"--target: unknown target '{target}' (choose from {', '.join(target_names())})")
     parsed = load_model(model).require_int8()
@@ -65,8 +65,6 @@ def check_command(
     clips: list[Path] = typer.Argument(..., metavar="CLIPS...", help="WAV files, folders of WAVs, or .npy features."),
 ) -> None:
     """Run real clips through firmware_sim and TensorFlow Lite Micro and count bit-identical outputs."""
-    from firmware_sim.reference import compare, have_tflm, tflm_run
-
     parsed = load_model(model)
     interpreter = Interpreter(parsed)
     x = interpreter.quantize_input(features_to_input(parsed, clip_features(parsed, [str(c) for c in clips])))
@@ -115,8 +113,6 @@ def build_command(
     binary = build(project)
     line = f"built {binary}"
     if target != "host":
-        import json
-
         sizes = section_sizes(project)
         record = json.loads((project / "firmware.json").read_text())
         memory, estimate = record["memory"], record["estimate"]
@@ -133,8 +129,6 @@ def run_command(
     input_wav: Path = typer.Option(..., "--input", "-i", help="WAV file to stream through the firmware."),
 ) -> None:
     """Build if needed, stream the WAV through the firmware (host, or the emulated Cortex-M4F) and print its lines."""
-    import json
-
     record = json.loads((project / "firmware.json").read_text()) if (project / "firmware.json").is_file() else None
     target_of(project)  # a clear error for a folder that is not a firmware project
     y, rate = read_wav(input_wav)

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy.runtime.artifact import Artifact, read_artifact
+from deploy.runtime.bundle import BUNDLE_SCHEMA, Bundle, describe
+from kit.coreset import Coreset
 
 
 def _describe_array(array: np.ndarray) -> str:
@@ -17,8 +19,6 @@ def _describe_array(array: np.ndarray) -> str:
 
 
 def _coreset_rows(artifact: Artifact, path: Path) -> list[tuple[str, str]]:
-    from kit.coreset import Coreset
-
     coreset = Coreset.from_artifact(artifact, path)
     cfg = coreset.feature_config
     labels = "soft" if coreset.labels.ndim == 2 else "hard"
@@ -37,8 +37,6 @@ def _coreset_rows(artifact: Artifact, path: Path) -> list[tuple[str, str]]:
 
 def _bundle_rows(artifact: Artifact, path: Path) -> list[tuple[str, str]]:
     """A bundle is verified as the device would load it (head, models, front-end, replay)."""
-    from deploy.runtime.bundle import BUNDLE_SCHEMA, Bundle, describe
-
     bundle = Bundle.from_artifact(artifact, path)
     return [("bundle schema", f"{artifact.meta.get('bundle_schema')} (this kit reads <= {BUNDLE_SCHEMA})"),
             *describe(bundle, path)]
@@ -63,7 +61,7 @@ def inspect_command(
     elif artifact.kind == "coreset":
         rows = _coreset_rows(artifact, path)
     elif artifact.kind == "model":
-        from kit.models.artifact import load_model  # torch-side: only for model files
+        from kit.models.artifact import load_model  # lazy: torch-side: only for model files
 
         load_model(path)  # rebuilds the network: weights that do not fit the architecture are refused
         rows = _generic_rows(artifact)

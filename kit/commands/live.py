@@ -13,8 +13,12 @@ from typing import Any
 
 import numpy as np
 import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
-from deploy.runtime.live import ListenOptions
+from deploy.runtime import live
+from deploy.runtime.live import ListenOptions, detection_line
 
 from .detector_options import with_detector_options
 
@@ -23,9 +27,6 @@ class RichDisplay:
     """Rich status panel of the top scores, redrawn every hop, with detections printed above it."""
 
     def __init__(self, top: int = 3) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
         self.console = Console()
         self.err = Console(stderr=True)
         self.live = Live(console=self.console, transient=True, refresh_per_second=12, auto_refresh=False)
@@ -37,9 +38,6 @@ class RichDisplay:
         self.live.start()
 
     def result(self, result, classes: list[str]) -> None:
-        from rich.table import Table
-
-        from deploy.runtime.live import detection_line
 
         if result.detection is not None:
             self.live.console.print(f"[bold green]{detection_line(result.detection)}[/]", highlight=False)
@@ -72,8 +70,6 @@ def live_command(
     detector: dict[str, Any] | None = None,
 ) -> None:
     """Listen for the bundle's keywords and print each detection as 't=12.30s yes 0.93'."""
-    from deploy.runtime import live
-
     if list_devices:
         print(live.device_list(as_json))
         return

@@ -20,7 +20,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from deploy.mcu_budget import BudgetCache
 from deploy.runtime.errors import KitError
+from firmware_sim.reference import have_tflm
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -49,7 +51,7 @@ def models_command(
     shape = parse_shape(input_shape)
     if classes < 2:
         raise KitError(f"--classes must be >= 2, got {classes}")
-    from kit.models.zoo import profile_variant, zoo_variants
+    from kit.models.zoo import profile_variant, zoo_variants  # lazy: pulls in torch
 
     variants = zoo_variants()
     if only:
@@ -87,10 +89,8 @@ def _kib(value: int | None) -> str:
 
 def _add_mcu_columns(rows: list[dict], variants: list, shape: tuple[int, int, int], classes: int) -> list[str]:
     """Add int8 flash / TFLM arena / op-set columns to ``rows``; return notes for the reader."""
-    from deploy.mcu_budget import BudgetCache
-    from firmware_sim.reference import have_tflm
-    from kit.data.paths import user_cache_root
-    from kit.models import build_model
+    from kit.data.paths import user_cache_root  # lazy: pulls in soundfile
+    from kit.models import build_model  # lazy: pulls in torch
 
     cache = BudgetCache(user_cache_root() / "mcu_budget.json")
     notes = [] if have_tflm() else ["tflite-micro is not installed (pip install tflite-micro): no TFLM arena"]

@@ -59,9 +59,14 @@ def nas_command(
     """NAS proxy: rank ConvNet variants by training on small proxies; Spearman rho vs full data.
 
     Proxies: distilled, random and herding sets (``--ipc`` per class) and early-stopped full data."""
-    from kit.experiments.nas_proxy import QUICK_LIMIT_PER_CLASS, NASSettings, open_run, run_nas_proxy
-    from kit.experiments.rundir import check_run_dir
-    from kit.pipeline import load_training_set
+    from kit.experiments.nas_proxy import (
+        QUICK_LIMIT_PER_CLASS,
+        NASSettings,
+        open_run,
+        run_nas_proxy,
+    )  # lazy: pulls in torch, scipy
+    from kit.experiments.rundir import check_run_dir  # lazy: pulls in soundfile
+    from kit.pipeline import load_training_set  # lazy: pulls in soundfile
 
     check_run_dir(out)
     changes = {"ipc": ipc, "distill_method": distill_method, "distill_steps": distill_steps, "grid": grid,

@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
 from kit.options import parse_seeds
 
@@ -34,9 +35,12 @@ def noise_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Accuracy vs SNR of models trained on the noisy rendered coreset and on noisy random real clips."""
-    from deploy.runtime.coreset import Coreset
-    from kit.experiments.noise_robustness import NoiseSettings, parse_snrs, run_noise_robustness
-    from kit.experiments.rundir import check_run_dir
+    from kit.experiments.noise_robustness import (
+        NoiseSettings,
+        parse_snrs,
+        run_noise_robustness,
+    )  # lazy: pulls in soundfile
+    from kit.experiments.rundir import check_run_dir  # lazy: pulls in soundfile
 
     check_run_dir(out)
     snr_list = tuple(parse_snrs(snrs))

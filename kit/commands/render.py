@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
 from kit.options import parse_seeds
 
@@ -35,9 +36,8 @@ def render_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Render each coreset sample to a WAV (MFCC -> mel power -> STFT magnitude -> Griffin-Lim)."""
-    from deploy.runtime.coreset import Coreset
-    from kit.experiments.render_audio import RenderSettings, run_render
-    from kit.experiments.rundir import check_run_dir
+    from kit.experiments.render_audio import RenderSettings, run_render  # lazy: pulls in soundfile
+    from kit.experiments.rundir import check_run_dir  # lazy: pulls in soundfile
 
     check_run_dir(out)
     coreset = Coreset.load(coreset_path)

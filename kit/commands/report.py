@@ -13,6 +13,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from deploy.runtime.safeio import check_output_path
+from kit.report.html import write_report
+
 
 def report_command(
     inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="Experiment run folders (results.json), kit "
@@ -24,10 +27,7 @@ def report_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Write one self-contained HTML page (tables, plots, audio players) for the given inputs."""
-    from deploy.runtime.safeio import check_output_path
-
     check_output_path(out, "--out", inputs=tuple(inputs))
-    from kit.report.html import write_report
 
     path = write_report(inputs, out, title, data_dir=data_dir, progress=not quiet)
     Console(stderr=True).print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, {len(inputs)} input(s))",

@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
+from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
+from deploy.runtime.features import FeatureConfig
 from deploy.runtime.safeio import check_output_dir
 from kit.options import parse_seeds
 
@@ -91,7 +94,7 @@ def train_command(
 ) -> None:
     """Train on a coreset (one model per seed, mean ± std) or on a whole dataset (the production model)."""
     if not _is_coreset(source):
-        from kit.training import TrainConfig  # torch-side: imported inside the command
+        from kit.training import TrainConfig  # lazy: torch-side: imported inside the command
 
         config = TrainConfig(
             arch=arch, arch_kwargs=_arch_kwargs(width, arch_kwargs), epochs=epochs or 30, max_steps=max_steps,
@@ -119,7 +122,7 @@ def train_command(
         Console(stderr=True).print(f"wrote {run_dir}/config.json, metrics.json, model.kit", highlight=False)
         return
     coreset_path = Path(source)
-    from kit.training import TrainConfig  # torch-side: imported inside the command
+    from kit.training import TrainConfig  # lazy: torch-side: imported inside the command
 
     seed_list = parse_seeds(seeds)
     run_dir = out or Path("runs") / f"{coreset_path.stem}-{arch}"
@@ -143,9 +146,13 @@ def train_command(
 
 def _train_dataset_folds(options: DatasetTrainOptions, folds_text: str, config: Any) -> None:
     """``kit train DATASET --folds all``: one production-recipe model per official fold, each tested on its fold."""
-    from dataclasses import replace
-
-    from .crossval import fold_dir, format_cv, plan_and_folds, summarize_folds, write_summary
+    from .crossval import (
+        fold_dir,
+        format_cv,
+        plan_and_folds,
+        summarize_folds,
+        write_summary,
+    )  # lazy: pulls in soundfile
 
     plan, folds = plan_and_folds(options.dataset, folds_text)
     for fold in folds:
@@ -167,9 +174,14 @@ def _train_dataset_folds(options: DatasetTrainOptions, folds_text: str, config: 
 def _train_coreset_folds(base: Path, folds_text: str, run_dir: Path, config: Any, seed_list: list[int],
                          data_dir: Path | None, dataset: str | None, test_limit: int | None, quiet: bool) -> None:
     """``kit train c.kit --folds all``: train every ``c.foldN.kit`` and test it on the fold it held out."""
-    from deploy.runtime.coreset import Coreset
-
-    from .crossval import fold_dir, format_cv, plan_and_folds, require_fold_coresets, summarize_folds, write_summary
+    from .crossval import (
+        fold_dir,
+        format_cv,
+        plan_and_folds,
+        require_fold_coresets,
+        summarize_folds,
+        write_summary,
+    )  # lazy: pulls in soundfile
 
     stem = re.sub(r"\.fold\d+$", "", base.stem)
     found = sorted(base.parent.glob(f"{stem}.fold*{base.suffix}"))
@@ -201,8 +213,12 @@ def _train_coreset_folds(base: Path, folds_text: str, run_dir: Path, config: Any
 def train_coreset_file(coreset_path: Path, run_dir: Path, config: Any, seed_list: list[int], data_dir: Path | None,
                        dataset: str | None, test_limit: int | None, quiet: bool) -> dict[str, Any]:
     """Train ``config`` on one coreset over ``seed_list``, score on its test split, write the run folder."""
-    from deploy.runtime.coreset import Coreset
-    from kit.training import load_test_split, save_trained, train_eval_seeds, write_run
+    from kit.training import (
+        load_test_split,
+        save_trained,
+        train_eval_seeds,
+        write_run,
+    )  # lazy: pulls in torch, soundfile
 
     console = Console(stderr=True)
     coreset = Coreset.load(coreset_path)
@@ -265,9 +281,8 @@ def eval_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Score a saved model on the test split of the dataset it was trained for."""
-    from deploy.runtime.features import FeatureConfig
-    from kit.models import load_model
-    from kit.training import evaluate, load_test_split, torch_threads
+    from kit.models import load_model  # lazy: pulls in torch
+    from kit.training import evaluate, load_test_split, torch_threads  # lazy: pulls in torch, soundfile
 
     model, meta = load_model(model_path)
     if "feature_config" not in meta or "classes" not in meta:

@@ -55,8 +55,13 @@ def _recipe_progress(console: Console, enabled: bool) -> Progress:
 
 def train_dataset(options: DatasetTrainOptions, config: Any) -> dict[str, Any]:
     """Load, build the recipe set, train, score and write the run folder; returns the metrics."""
-    from kit.training import Recipe, load_for_training, train_on_dataset, write_run  # torch-side: inside the command
-    from kit.training.recipe import planned_counts
+    from kit.training import (
+        Recipe,
+        load_for_training,
+        train_on_dataset,
+        write_run,
+    )  # lazy: torch-side: inside the command
+    from kit.training.recipe import planned_counts  # lazy: pulls in torch, soundfile
 
     console = Console(stderr=True)
     started = time.perf_counter()

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from deploy.runtime.errors import KitError
+from kit.commands.distill import parse_params
 from kit.commands.experiment_options import DataDir, LimitPerClass, Overwrite, Progress, Split, Task, TestFold
 from kit.options import parse_seeds
 
@@ -69,12 +70,16 @@ def xarch_command(
     progress: Progress = True,
 ) -> None:
     """Distil a coreset with each architecture A and train every architecture B on it (DDFAD Table II)."""
-    from distill.registry import METHODS
-    from kit.commands.distill import parse_params
-    from kit.experiments import RunDir
-    from kit.experiments.cross_arch import CrossArchSettings, loader_options, run_config, run_cross_arch
-    from kit.experiments.rundir import check_run_dir
-    from kit.pipeline import load_training_set
+    from distill.registry import METHODS  # lazy: pulls in torch, soundfile
+    from kit.experiments import RunDir  # lazy: pulls in soundfile
+    from kit.experiments.cross_arch import (
+        CrossArchSettings,
+        loader_options,
+        run_config,
+        run_cross_arch,
+    )  # lazy: pulls in soundfile
+    from kit.experiments.rundir import check_run_dir  # lazy: pulls in soundfile
+    from kit.pipeline import load_training_set  # lazy: pulls in soundfile
 
     check_run_dir(out)
     if method not in METHODS:

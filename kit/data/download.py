@@ -142,7 +142,13 @@ def fetch(url: str, dest: Path, expected_size: int | None = None, progress: bool
     try:
         with urllib.request.urlopen(url, timeout=60) as response, dest.open("wb") as out:
             total = expected_size or int(response.headers.get("Content-Length") or 0) or None
-            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )  # lazy: optional, guarded by try
 
             with Progress(
                 "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),

@@ -23,9 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deploy.runtime.artifact import sha256_file
+from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
+from kit.pipeline import coreset_features_for
 
 EXPERIMENT = "active_learning"
 TITLE = "Active learning vs distilled coresets"
@@ -37,7 +41,7 @@ METHOD_ALIASES = {"max-entropy": "entropy", "variation_ratios": "variation-ratio
 
 def parse_methods(text: str, option: str = "--methods") -> tuple[str, ...]:
     """``"random,bald,vr"`` -> ("random", "bald", "variation-ratios"): known acquisitions, aliases resolved."""
-    from distill.active import ACQUISITIONS  # torch behind it; kept out of the option parsing of --help
+    from distill.active import ACQUISITIONS  # lazy: torch behind it; kept out of the option parsing of --help
 
     names = tuple(dict.fromkeys(METHOD_ALIASES.get(p.strip().lower(), p.strip().lower())
                                 for p in str(text).split(",") if p.strip()))
@@ -49,7 +53,7 @@ def parse_methods(text: str, option: str = "--methods") -> tuple[str, ...]:
 
 
 def _default_train() -> Any:
-    from kit.training import TrainConfig
+    from kit.training import TrainConfig  # lazy: pulls in torch
 
     return TrainConfig()
 
@@ -91,7 +95,7 @@ class ALSettings:
 
 def quick_settings(**overrides: Any) -> ALSettings:
     """The small setting the tests run on real FSDD (with 30 clips per class): seconds, not hours."""
-    from kit.training import TrainConfig
+    from kit.training import TrainConfig  # lazy: pulls in torch
 
     # batch 32: with a few hundred clips, batch 256 would leave a handful of optimiser steps
     small = TrainConfig(arch_kwargs={"width": 32}, batch_size=32)
@@ -108,7 +112,7 @@ QUICK_LIMIT_PER_CLASS = 30
 # budgets ---------------------------------------------------------------------------------------------------
 def budget_points(settings: ALSettings, n_pool: int, n_classes: int) -> list[dict[str, Any]]:
     """The labelled-set sizes of the table: tiny budgets (per class) and percentages, sorted by size."""
-    from distill.active import pool_budget
+    from distill.active import pool_budget  # lazy: pulls in torch
 
     start = settings.initial * n_classes
     points: dict[int, dict[str, Any]] = {}
@@ -147,9 +151,6 @@ def load_coresets(paths: list[Path], fs: Any) -> list[CoresetRow]:
     """Load ``kit`` coreset files for this feature set; a class or feature mismatch is a KitError
     naming the file. Features are re-normalised from the coreset's statistics to the dataset's
     (they differ when, e.g., the experiment uses a subset of the training split)."""
-    from deploy.runtime.coreset import Coreset
-    from kit.pipeline import coreset_features_for
-
     rows = []
     for path in paths:
         path = Path(path)
@@ -165,7 +166,7 @@ def load_coresets(paths: list[Path], fs: Any) -> list[CoresetRow]:
 
 # the run ---------------------------------------------------------------------------------------------------
 def _score(x: np.ndarray, y: np.ndarray, fs: Any, config: Any, seed: int) -> dict[str, Any]:
-    from kit.training import train_eval_seeds
+    from kit.training import train_eval_seeds  # lazy: pulls in torch
 
     result = train_eval_seeds(x, y, fs.x_test, fs.y_test, len(fs.classes), config, seeds=(seed,), progress=False)
     row = result["per_seed"][0]
@@ -173,9 +174,6 @@ def _score(x: np.ndarray, y: np.ndarray, fs: Any, config: Any, seed: int) -> dic
 
 
 def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=Console(stderr=True), transient=True, disable=not enabled)
 
@@ -184,7 +182,7 @@ def run_active_learning(run: Any, fs: Any, settings: ALSettings, coresets: list[
                         progress: bool = True) -> dict[str, Any]:
     """Fill ``run`` (a ``RunDir``) with every cell, the table, the figure and the headline; returns the
     aggregated results ``{"points", "methods": {m: [{n, percent, mean, std, accuracies}]}, "coresets", "full"}``."""
-    from distill.active import ACQUISITIONS, ActiveLearner
+    from distill.active import ACQUISITIONS, ActiveLearner  # lazy: pulls in torch
 
     coresets = coresets or []
     unknown = [m for m in settings.methods if m not in ACQUISITIONS]
@@ -297,10 +295,10 @@ def table_rows(results: dict[str, Any]) -> list[list[Any]]:
 
 def plot(results: dict[str, Any], path: Path, title: str) -> None:
     """Accuracy vs % of training samples (log x): one line per acquisition, coresets as markers."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     fig, ax = plt.subplots(figsize=(9.5, 4.8))
     for method, cells in results["methods"].items():
@@ -314,7 +312,7 @@ def plot(results: dict[str, Any], path: Path, title: str) -> None:
     full = results["full"]
     ax.axhline(full["mean"], color="k", ls="--", lw=1, label=f"full training data ({full['mean']:.1f} %)")
     ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter  # lazy: matplotlib only when used
 
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -328,7 +326,7 @@ def plot(results: dict[str, Any], path: Path, title: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    from kit.report.plots import save_figure
+    from kit.report.plots import save_figure  # lazy: pulls in matplotlib
 
     save_figure(fig, path, dpi=120)
 

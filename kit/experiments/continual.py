@@ -54,8 +54,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
+from kit.pipeline import load_training_set
 
 from .rundir import RunDir
 
@@ -186,7 +190,7 @@ def distiller_options(method: str, params: dict[str, Any], steps: int | None, th
     Without a step count the method keeps its own defaults (its measured steps and 280-s budget).
     Shared by the continual-learning and feature-ablation experiments.
     """
-    from distill.registry import METHODS
+    from distill.registry import METHODS  # lazy: pulls in torch
 
     cls = METHODS.get(method)
     if cls is None:
@@ -207,7 +211,7 @@ def distiller_options(method: str, params: dict[str, Any], steps: int | None, th
 
 def save_png(fig: Any, path: Path) -> Path:
     """Render a matplotlib figure to PNG and write it atomically (a report may be reading the folder)."""
-    from kit.report.plots import save_figure
+    from kit.report.plots import save_figure  # lazy: pulls in matplotlib
 
     return save_figure(fig, path, dpi=120)
 
@@ -218,7 +222,7 @@ def fill_memory(strategy: str, x_task: np.ndarray, y_task: np.ndarray, rows: np.
 
     ``y_task`` holds global labels; ``rows`` the training-split index of each clip.
     """
-    from distill.registry import make_distiller
+    from distill.registry import make_distiller  # lazy: pulls in torch
 
     shape = x_task.shape[1:]
     if strategy == "distill":
@@ -236,7 +240,7 @@ def fill_memory(strategy: str, x_task: np.ndarray, y_task: np.ndarray, rows: np.
         return RehearsalMemory.empty(shape).extended(np.asarray(distiller.features_), order[labels], source)
     picked: list[np.ndarray] = []
     if strategy == "herding":
-        from distill.selection import herding
+        from distill.selection import herding  # lazy: pulls in torch
 
         emb = _embed(model, x_task, settings.threads)
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
@@ -255,9 +259,9 @@ def fill_memory(strategy: str, x_task: np.ndarray, y_task: np.ndarray, rows: np.
 
 
 def _embed(model: Any, x: np.ndarray, threads: int, batch_size: int = 512) -> np.ndarray:
-    import torch
+    import torch  # lazy: torch only when used
 
-    from kit.training import torch_threads
+    from kit.training import torch_threads  # lazy: pulls in torch
 
     device = next(model.parameters()).device
     model.eval()
@@ -271,7 +275,7 @@ def _embed(model: Any, x: np.ndarray, threads: int, batch_size: int = 512) -> np
 
 # training and evaluation -------------------------------------------------------------------------------
 def train_config(settings: ContinualSettings, seed: int) -> Any:
-    from kit.training import TrainConfig
+    from kit.training import TrainConfig  # lazy: pulls in torch
 
     return TrainConfig(arch=settings.arch, arch_kwargs={"width": settings.width}, max_samples=settings.max_samples,
                        batch_size=settings.batch_size, lr=settings.lr, augment=settings.augment, seed=seed,
@@ -279,9 +283,9 @@ def train_config(settings: ContinualSettings, seed: int) -> Any:
 
 
 def new_model(fs: Any, config: Any) -> Any:
-    import torch
+    import torch  # lazy: torch only when used
 
-    from kit.models import build_model
+    from kit.models import build_model  # lazy: pulls in torch
 
     torch.manual_seed(config.seed)
     return build_model(config.arch, fs.x_train.shape[1:], len(fs.classes), **config.arch_kwargs)
@@ -294,9 +298,9 @@ def train_task(model: Any, x: np.ndarray, y: np.ndarray, seen: list[int], config
     Fresh optimiser per task; the step count and learning-rate decay follow ``config`` exactly as
     ``kit.training.train_model`` does for a model trained from scratch.
     """
-    import torch
+    import torch  # lazy: torch only when used
 
-    from kit.training import augment_batch, classification_loss, make_optimizer, torch_threads
+    from kit.training import augment_batch, classification_loss, make_optimizer, torch_threads  # lazy: pulls in torch
 
     n = len(x)
     batch = config.effective_batch(n)
@@ -335,7 +339,7 @@ def evaluate_seen(model: Any, x_test: np.ndarray, y_test: np.ndarray, seen: list
                   threads: int = 1) -> dict[str, Any]:
     """Accuracy on the test clips of the ``seen`` classes, the argmax taken over those classes only;
     also split into the ``old`` classes (earlier tasks) and the new ones."""
-    from kit.training import predict_logits, torch_threads
+    from kit.training import predict_logits, torch_threads  # lazy: pulls in torch
 
     keep = np.isin(y_test, seen)
     if not keep.any():
@@ -369,8 +373,7 @@ def _checkpoint_paths(run: RunDir, strategy: str, seed: int, task: int) -> tuple
 
 def _save_checkpoint(run: RunDir, fs: Any, strategy: str, seed: int, task: int, model: Any, memory: RehearsalMemory,
                      config: Any, seen: list[int], accuracy: float) -> None:
-    from deploy.runtime.coreset import Coreset
-    from kit.training import save_trained
+    from kit.training import save_trained  # lazy: pulls in torch
 
     model_path, memory_path = _checkpoint_paths(run, strategy, seed, task)
     model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -386,8 +389,7 @@ def _save_checkpoint(run: RunDir, fs: Any, strategy: str, seed: int, task: int, 
 
 
 def _load_checkpoint(run: RunDir, strategy: str, seed: int, task: int) -> tuple[Any, RehearsalMemory] | None:
-    from deploy.runtime.coreset import Coreset
-    from kit.models import load_model
+    from kit.models import load_model  # lazy: pulls in torch
 
     model_path, memory_path = _checkpoint_paths(run, strategy, seed, task)
     if not (model_path.exists() and memory_path.exists()):
@@ -481,10 +483,10 @@ def _pct(mean: float, std: float, n_seeds: int) -> str:
 
 def plot_curves(summary: dict[str, dict[str, Any]], path: Path, title: str) -> Path:
     """Accuracy on the classes seen so far vs their number, one line per strategy (bounds dashed)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     styles = {"joint": dict(color="0.3", linestyle="--"), "finetune": dict(color="0.55", linestyle=":")}
@@ -508,10 +510,6 @@ def run_continual(dataset: str, out: str | os.PathLike, settings: ContinualSetti
                   data_dir: str | os.PathLike | None = None, split: str = "official", task: str = "kws10",
                   test_fold: int = 5, overwrite: bool = False, progress: bool = True) -> RunDir:
     """Load the data, run every (strategy, seed) stream (resumably) and write table, figure and headline."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from kit.pipeline import load_training_set
 
     # an unknown method or parameter fails before any data is loaded
     distiller_options(settings.distill_method, settings.distill_params, settings.distill_steps, settings.threads)

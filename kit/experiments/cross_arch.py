@@ -31,9 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
+from kit.pipeline import distill_coreset
 
 from .rundir import RunDir
 
@@ -87,9 +90,9 @@ class CrossArchSettings:
 
     def check(self) -> None:
         """One-line errors before any data is loaded: unknown archs or arguments, bad numbers."""
-        from distill.registry import METHODS
-        from kit.models import build_model
-        from kit.training import TrainConfig
+        from distill.registry import METHODS  # lazy: pulls in torch
+        from kit.models import build_model  # lazy: pulls in torch
+        from kit.training import TrainConfig  # lazy: pulls in torch
 
         if self.method not in METHODS:
             raise KitError(f"--method: unknown method '{self.method}' (choose from {', '.join(METHODS)})")
@@ -131,7 +134,7 @@ class CrossArchSettings:
         return kwargs or None
 
     def make_distiller(self, arch: str) -> Any:
-        from distill import make_distiller
+        from distill import make_distiller  # lazy: pulls in torch
 
         return make_distiller(self.method, self.ipc, seed=self.seed, arch=arch, arch_kwargs=self.distill_kwargs(arch),
                               **self.distill_params)
@@ -160,8 +163,6 @@ def coreset_file(run: RunDir, row: str) -> Path:
 def _distil_row(fs: Any, loader: dict[str, Any], settings: CrossArchSettings, run: RunDir, row: str,
                 progress: bool) -> Coreset:
     """The coreset of one row (distilled with ``row``, or random real clips), from its cell if done."""
-    from kit.pipeline import distill_coreset
-
     key, path = f"distill/{row}", coreset_file(run, row)
     if run.has(key) and path.exists():
         return Coreset.load(path)
@@ -182,13 +183,13 @@ def _distil_row(fs: Any, loader: dict[str, Any], settings: CrossArchSettings, ru
 
 
 def _param_names(method: str) -> list[str]:
-    from distill.registry import METHODS
+    from distill.registry import METHODS  # lazy: pulls in torch
 
     return METHODS[method].param_names()
 
 
 def _evaluate_cell(fs: Any, coreset: Coreset, settings: CrossArchSettings, run: RunDir, row: str, arch: str) -> dict[str, Any]:
-    from kit.training import TrainConfig, train_eval_seeds
+    from kit.training import TrainConfig, train_eval_seeds  # lazy: pulls in torch
 
     key = f"eval/{row}/{arch}"
     if run.has(key):
@@ -208,9 +209,6 @@ def run_cross_arch(fs: Any, loader: dict[str, Any], settings: CrossArchSettings,
 
     Returns ``{"rows", "archs", "matrix" {row: {arch: cell}}, "distill" {row: cell}, "headline"}``.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     settings.check()
     rows = list(settings.archs) + ([RANDOM_ROW] if settings.include_random else [])
     total = len(rows) * (1 + len(settings.archs))
@@ -291,10 +289,10 @@ def _write_results(run: RunDir, settings: CrossArchSettings, rows: list[str], ma
 
 def plot_matrix(path: Path, rows: list[str], archs: list[str], matrix: dict[str, dict[str, Any]], title: str) -> Path:
     """Heat map of mean accuracies with 'mean ± std' written in every cell (PNG, Agg backend)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     values = np.array([[100 * matrix[r][b]["mean"] for b in archs] for r in rows])
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(archs), 1.2 + 0.6 * len(rows)))
@@ -313,6 +311,6 @@ def plot_matrix(path: Path, rows: list[str], archs: list[str], matrix: dict[str,
     fig.colorbar(image, ax=ax, label="accuracy (%)")
     ax.set_title(title.strip(), fontsize=9)
     fig.tight_layout()
-    from kit.report.plots import save_figure
+    from kit.report.plots import save_figure  # lazy: pulls in matplotlib
 
     return save_figure(fig, path, dpi=120)

@@ -31,9 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FEATURE_KINDS
+from kit.pipeline import distill_coreset, load_training_set, score_coreset
 
 from .continual import distiller_options, save_png
 from .rundir import RunDir
@@ -103,7 +106,7 @@ QUICK_METHOD_PARAMS = {"batch_size": 8, "width": 32}
 
 def quick_method_params(method: str, given: dict[str, Any] | None = None) -> dict[str, Any]:
     """The quick setting's method parameters that ``method`` accepts, under the user's own ``given``."""
-    from distill.registry import METHODS
+    from distill.registry import METHODS  # lazy: pulls in torch
 
     valid = set(METHODS[method].param_names()) if method in METHODS else set()
     return {**{k: v for k, v in QUICK_METHOD_PARAMS.items() if k in valid}, **(given or {})}
@@ -124,8 +127,6 @@ def cell_key(feature: str, ipc: int, method: str) -> str:
 def run_cell(run: RunDir, fs: Any, loader: dict[str, Any], feature: str, ipc: int, method: str,
              settings: AblationSettings) -> dict[str, Any]:
     """Distil (or select) one coreset on ``fs``, save it in the run folder and score it."""
-    from kit.pipeline import distill_coreset, score_coreset
-
     params = settings.method_params if method == settings.method else {}
     options = distiller_options(method, params, settings.distill_steps, settings.threads, option="--method")
     coreset, _, summary = distill_coreset(fs, loader, method, ipc, seed=settings.seed, **options)
@@ -152,10 +153,10 @@ def _fmt(cell: dict[str, Any] | None, n_seeds: int) -> str:
 
 def plot_ablation(cells: dict[str, dict[str, Any]], settings: AblationSettings, path: Path, title: str) -> Path:
     """Accuracy vs samples per class, one colour per front-end: the method solid, random dashed."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -184,10 +185,6 @@ def run_feature_ablation(dataset: str, out: str | os.PathLike, settings: Ablatio
                          data_dir: str | os.PathLike | None = None, split: str = "official", task: str = "kws10",
                          test_fold: int = 5, overwrite: bool = False, progress: bool = True) -> RunDir:
     """Every (feature, ipc, method) cell, resumably; then the table, the figure and the headline."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from kit.pipeline import load_training_set
 
     for method in settings.methods:  # unknown methods or parameters fail before any data is loaded
         distiller_options(method, settings.method_params if method == settings.method else {},

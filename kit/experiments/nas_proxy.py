@@ -25,11 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from scipy.stats import spearmanr
 
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
+from distill.registry import METHODS
+from kit.pipeline import coreset_features_for
 
 from ..models.convnet_space import search_space, variant_name
+from ..pipeline import distill_coreset
+from ..training import TrainConfig, evaluate, torch_threads, train_model
 from .rundir import RunDir
 
 TRUTH = "full data (ground truth)"
@@ -104,8 +111,6 @@ def spearman_rho(a: np.ndarray | list[float], b: np.ndarray | list[float]) -> fl
     Undefined means fewer than 3 pairs or a constant side (every variant tied): there is no
     ranking to agree with, and reporting 0 would read as "no agreement".
     """
-    from scipy.stats import spearmanr
-
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"spearman_rho needs two 1-D arrays of equal length, got {a.shape} and {b.shape}")
@@ -131,8 +136,6 @@ def top_k_overlap(proxy: np.ndarray | list[float], truth: np.ndarray | list[floa
 # proxy training sets ---------------------------------------------------------------------------------
 def _coreset_from_file(path: Path, fs: Any) -> tuple[np.ndarray, np.ndarray, str]:
     """A coreset file's samples in ``fs``'s normalisation (it must share classes and front-end), and its method."""
-    from kit.pipeline import coreset_features_for
-
     coreset = Coreset.load(path)
     x, y = coreset_features_for(coreset, fs, path)
     return x, y, coreset.method
@@ -145,9 +148,6 @@ def build_proxy_sets(fs: Any, loader: dict[str, Any], settings: NASSettings, run
     An in-run distillation is saved as ``distilled-<method>.kit`` in the run folder (and
     checkpointed while it runs, for iterative methods), so a resumed run reuses it.
     """
-    from distill.registry import METHODS
-
-    from ..pipeline import distill_coreset
 
     sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     files = dict(settings.coreset_files)
@@ -191,8 +191,6 @@ def build_proxy_sets(fs: Any, loader: dict[str, Any], settings: NASSettings, run
 def _train_cell(x: np.ndarray, y: np.ndarray, fs: Any, variant: dict[str, Any], samples: int, batch: int,
                 seed: int) -> dict[str, Any]:
     """Train one variant on one proxy for ``samples`` clips seen (epochs unbounded) and score it on the test split."""
-    from ..training import TrainConfig, evaluate, torch_threads, train_model
-
     config = TrainConfig(arch="convnet-nas", arch_kwargs=dict(variant), epochs=10**6, max_samples=samples,
                          batch_size=batch, seed=seed, threads=1)
     started = time.perf_counter()
@@ -210,9 +208,6 @@ def run_nas_proxy(fs: Any, loader: dict[str, Any], settings: NASSettings, run: R
 
     Returns ``{"variants", "proxies", "accuracy": {proxy: [acc per variant]}, "agreement": {...}}``.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     try:
         variants = search_space(settings.grid)
     except ValueError as exc:
@@ -283,12 +278,12 @@ def _write_results(run: RunDir, settings: NASSettings, variants: list[dict[str, 
 
 def plot_scatter(path: Path, accuracy: dict[str, np.ndarray], agreement: dict[str, dict[str, float]]) -> Path:
     """One panel per proxy: proxy accuracy (x) vs ground-truth accuracy (y), rho in the title; PNG, atomic."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
-    from ..report.plots import save_figure
+    from ..report.plots import save_figure  # lazy: pulls in matplotlib
 
     proxies = list(agreement)
     cols = min(3, len(proxies))

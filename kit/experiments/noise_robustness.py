@@ -26,11 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from deploy.runtime.coreset import Coreset, Normalizer
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig, fix_length
 
+from ..audio import load_audio
+from ..data import load_dataset
+from ..features import limit_clips
 from ..render import DEFAULT_ITERATIONS, check_invertible, reextract, render_coreset
 from .render_audio import accuracy_cells, pct
 from .rundir import RunDir
@@ -117,10 +122,6 @@ class SourceAudio:
 
 
 def _load_window(clips: list, config: FeatureConfig, progress: bool, what: str) -> np.ndarray:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from ..audio import load_audio
 
     out = np.zeros((len(clips), config.n_samples), dtype=np.float32)
     with Progress(f"[progress.description]{what}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -140,9 +141,7 @@ def load_source_audio(coreset: Coreset, *, data_dir: str | os.PathLike | None = 
     The dataset and its loader options come from the coreset's ``source`` exactly as
     ``kit.training.load_test_split`` reads them, so the test clips are the ones ``kit train`` scores.
     """
-    from ..data import load_dataset
-    from ..features import limit_clips
-    from ..training.testset import _LOADER_OPTIONS, dataset_reference
+    from ..training.testset import _LOADER_OPTIONS, dataset_reference  # lazy: pulls in torch
 
     source = coreset.source
     reference = dataset or dataset_reference(source)
@@ -206,10 +205,10 @@ class NoiseSettings:
 
 def plot_accuracy_vs_snr(path: Path, snrs: list[float | None], results: dict[str, list[dict]]) -> None:
     """PNG: accuracy (mean ± std) against SNR per training set; 'clean' sits right of the highest SNR."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     finite = [s for s in snrs if s is not None]
     top = max(finite) if finite else 0.0
@@ -229,7 +228,7 @@ def plot_accuracy_vs_snr(path: Path, snrs: list[float | None], results: dict[str
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from kit.report.plots import save_figure
+    from kit.report.plots import save_figure  # lazy: pulls in matplotlib
 
     save_figure(fig, path, dpi=110)
 

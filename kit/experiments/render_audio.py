@@ -19,7 +19,7 @@ import numpy as np
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
 
-from ..render import DEFAULT_ITERATIONS, RenderResult, channel_names, noise_baseline, render_coreset
+from ..render import DEFAULT_ITERATIONS, RenderResult, channel_names, check_invertible, noise_baseline, render_coreset
 from .rundir import RunDir
 
 EXPERIMENT = "render"
@@ -57,7 +57,7 @@ def train_options(max_samples: int | None) -> dict[str, Any]:
 def accuracy_cells(run: RunDir, prefix: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                    n_classes: int, seeds: tuple[int, ...], max_samples: int | None, progress: bool) -> dict[str, Any]:
     """Train/evaluate one ConvNet per seed, each a resumable cell ``<prefix>|seed<k>``; mean ± std."""
-    from ..training import TrainConfig, train_eval_seeds
+    from ..training import TrainConfig, train_eval_seeds  # lazy: pulls in torch
 
     config = TrainConfig(**train_options(max_samples))
     accuracies = []
@@ -77,10 +77,10 @@ def pct(result: dict[str, Any]) -> str:
 
 def plot_feature_pairs(path: Path, coreset: Coreset, rendered: RenderResult, n_examples: int) -> list[int]:
     """PNG: distilled channel-0 map | re-extracted map | waveform, one row per example (distinct classes first)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     labels = coreset.hard_labels
     chosen: list[int] = []
@@ -107,7 +107,7 @@ def plot_feature_pairs(path: Path, coreset: Coreset, rendered: RenderResult, n_e
         axes[row, 2].set_title(f"Griffin-Lim audio (r = {corr:.3f})", fontsize=8)
         axes[row, 2].set_xlabel("s", fontsize=7)
     fig.tight_layout()
-    from kit.report.plots import save_figure
+    from kit.report.plots import save_figure  # lazy: pulls in matplotlib
 
     save_figure(fig, path, dpi=110)
     return chosen
@@ -125,8 +125,6 @@ def run_render(
     overwrite: bool = False,
 ) -> RunDir:
     """Render ``coreset`` into ``out/audio``, measure the round trip, optionally retrain; write the RunDir."""
-    from ..render import check_invertible
-
     check_invertible(coreset.feature_config)
     if settings.examples < 1:
         raise KitError(f"--examples must be at least 1, got {settings.examples}")
@@ -151,7 +149,7 @@ def run_render(
                     "n_rendered": len(rendered.paths), "griffin_lim_iterations": settings.n_iter}
 
     if settings.evaluate:
-        from ..training import load_test_split
+        from ..training import load_test_split  # lazy: pulls in torch
 
         test = load_test_split(coreset.source, coreset.feature_config, coreset.normalizer, coreset.classes, data_dir,
                                dataset=dataset, limit_per_class=settings.test_limit, progress=progress)

@@ -25,7 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from deploy.runtime.artifact import read_manifest
+from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
+from deploy.runtime.features import FeatureConfig
 from deploy.runtime.safeio import require_regular_file
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -88,7 +91,7 @@ def _member_bytes(folder: Path, relative: Any, what: str) -> bytes:
 
 # readers ---------------------------------------------------------------------------------------------
 def experiment_section(folder: Path) -> Section:
-    from ..experiments.rundir import load_results
+    from ..experiments.rundir import load_results  # lazy: pulls in soundfile
 
     results = load_results(folder)
     section = Section(title=str(results.get("title") or results.get("experiment") or folder.name), source=str(folder),
@@ -114,7 +117,7 @@ def experiment_section(folder: Path) -> Section:
 
 
 def train_section(folder: Path, data_dir: str | os.PathLike | None = None, progress: bool = False) -> Section:
-    from .plots import confusion_figure, figure_png
+    from .plots import confusion_figure, figure_png  # lazy: pulls in matplotlib
 
     config = _read_json(folder / "config.json")
     metrics = _read_json(folder / "metrics.json")
@@ -161,10 +164,8 @@ def train_section(folder: Path, data_dir: str | os.PathLike | None = None, progr
 def _evaluate_saved_model(model_file: Path, data_dir: str | os.PathLike | None, progress: bool,
                           limit_per_class: int | None = None) -> tuple[np.ndarray, list[str], int]:
     """Confusion matrix of a saved model on the same test clips its run was scored on (same per-class limit)."""
-    from deploy.runtime.features import FeatureConfig
-
-    from ..models import load_model
-    from ..training import evaluate, load_test_split, torch_threads
+    from ..models import load_model  # lazy: pulls in torch
+    from ..training import evaluate, load_test_split, torch_threads  # lazy: pulls in torch, soundfile
 
     model, meta = load_model(model_file)
     if "feature_config" not in meta or "classes" not in meta:
@@ -177,9 +178,7 @@ def _evaluate_saved_model(model_file: Path, data_dir: str | os.PathLike | None, 
 
 
 def coreset_section(path: Path, per_class: int = 2) -> Section:
-    from deploy.runtime.coreset import Coreset
-
-    from .plots import coreset_channels_figure, figure_png
+    from .plots import coreset_channels_figure, figure_png  # lazy: pulls in matplotlib
 
     coreset = Coreset.load(path)
     kind = coreset.feature_config.kind
@@ -200,7 +199,7 @@ def coreset_section(path: Path, per_class: int = 2) -> Section:
 
 
 def benchmark_section(path: Path) -> Section:
-    from .plots import accuracy_vs_ipc_figure, figure_png
+    from .plots import accuracy_vs_ipc_figure, figure_png  # lazy: pulls in matplotlib
 
     data = _read_json(path)
     cells = data.get("cells") if isinstance(data, dict) else None
@@ -242,8 +241,6 @@ def read_input(path: str | os.PathLike, data_dir: str | os.PathLike | None = Non
             return train_section(path, data_dir, progress)
         raise KitError(f"{path}: neither an experiment run folder (results.json) nor a kit train run (metrics.json)")
     if path.suffix == ".kit":
-        from deploy.runtime.artifact import read_manifest
-
         kind = read_manifest(path).get("kind")
         if kind != "coreset":
             raise KitError(f"{path}: a '{kind}' artifact; the report shows coresets (give a model's run folder instead)")

@@ -28,6 +28,11 @@ from torch import nn
 from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
 from torch.nn.utils import parametrize
 
+from deploy.runtime.compat import FeatureSpace, renormalize
+from deploy.runtime.errors import KitError
+
+from ..features import load_feature_set
+
 
 class _WeightFakeQuant(nn.Module):
     """A parametrisation: the weight as per-channel symmetric int8 would store it."""
@@ -106,10 +111,6 @@ def qat_for_int8(model: nn.Module, meta: dict[str, Any], data_dir: Any = None, *
     The features come through the kit's feature cache in the model's input space; returns what
     ``qat_finetune`` did plus the dataset it used (for the model's ``train_config``).
     """
-    from deploy.runtime.compat import FeatureSpace, renormalize
-    from deploy.runtime.errors import KitError
-
-    from ..features import load_feature_set
 
     source = meta.get("source") or {}
     if not source.get("dataset_path"):

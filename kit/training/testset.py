@@ -19,6 +19,9 @@ from deploy.runtime.coreset import Normalizer
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig
 
+from ..data import load_dataset
+from ..features import extract_clips, limit_clips
+
 _LOADER_OPTIONS = ("split", "task", "test_fold", "seed", "extra_train")  # extra_train: so the fingerprint matches
 
 
@@ -70,9 +73,6 @@ def load_test_split(
     A different clip list than the one the coreset was made from (dataset SHA-256) is reported in
     ``info["dataset_matches"]`` rather than refused, since data folders are sometimes re-synced.
     """
-    from ..data import load_dataset
-    from ..features import extract_clips, limit_clips
-
     reference = dataset or dataset_reference(source)
     recorded_dir = source.get("data_dir")
     if data_dir is None and not os.environ.get("KIT_DATA_DIR") and isinstance(recorded_dir, str) and Path(recorded_dir).is_dir():
