@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,8 +34,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bench.machine import machine_info
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
+from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.bundle import Bundle
+from deploy.runtime.errors import KitError
+from deploy.runtime.features import fix_length
+from deploy.runtime.models import open_model
+from firmware_sim import Interpreter, budget_for, check_budget, estimate, flash_bytes, load_model, plan_arena
+from firmware_sim.c_emit import C_SOURCES
+from firmware_sim.c_frontend import frontend_scratch_floats, frontend_source
+from firmware_sim.c_lower import lower_model
+from firmware_sim.c_project import write_project
+from firmware_sim.c_run import pcm_bytes
+from firmware_sim.cost import TARGETS, target_names
+from firmware_sim.model import features_to_input
+from firmware_sim.reference import TflmModel, compare, have_tflm, litert_ref_run, tflm_run
 from kit.report.tables import markdown_table
 
 DEFAULT_MODELS = ("runs/fwbench/kws12-convnet-mcu.bundle.kit", "runs/fwbench/kws12-dscnn-mcu.bundle.kit")
@@ -54,16 +71,14 @@ FWSIM_BATCH = 64
 
 
 def _progress() -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     transient=True)
 
 
 def load_test_split(config: Any, data_dir: str, limit: int | None, seed: int) -> tuple[list[Any], np.ndarray, Any]:
     """Raw features (N, C, F, T) of the kws12 test split's clips (all, or ``limit`` spread over classes)."""
-    from kit.data import load_dataset
-    from kit.features.extract import extract_clips
+    from kit.data import load_dataset  # lazy: pulls in soundfile
+    from kit.features.extract import extract_clips  # lazy: pulls in soundfile
 
     dataset = load_dataset("speech_commands", data_dir, task="kws12")
     clips = dataset.clips_in("test")
@@ -82,8 +97,6 @@ def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def _tflite_logits(data: bytes, x: np.ndarray, label: str) -> np.ndarray:
-    from deploy.runtime.models import open_model
-
     model = open_model(data, "tflite", label=label)
     return np.concatenate([model.run(x[i:i + 256])["logits"] for i in range(0, len(x), 256)])
 
@@ -91,10 +104,6 @@ def _tflite_logits(data: bytes, x: np.ndarray, label: str) -> np.ndarray:
 def target_rows(model: Any, targets: list[str], hop_ms: float, tflm_arena: int | None,
                 log: Any) -> list[dict[str, Any]]:
     """One row per target (and CMSIS-NN on/off for the Cortex-M cores): flash, arena, ms, duty cycle, verdict."""
-    from deploy.runtime.errors import KitError
-    from firmware_sim import budget_for, check_budget, estimate, flash_bytes, plan_arena
-    from firmware_sim.cost import TARGETS
-
     plan = plan_arena(model)
     rows = []
     for target in targets:
@@ -123,10 +132,6 @@ def target_rows(model: Any, targets: list[str], hop_ms: float, tflm_arena: int |
 
 def accuracy_block(bundle: Any, name: str, model: Any, x: np.ndarray, y: np.ndarray, log: Any) -> dict[str, Any]:
     """fp32 / int8 LiteRT / firmware_sim accuracy and bit-exactness against TFLM and LiteRT BUILTIN_REF."""
-    from firmware_sim import Interpreter
-    from firmware_sim.model import features_to_input
-    from firmware_sim.reference import compare, have_tflm, litert_ref_run, tflm_run
-
     out: dict[str, Any] = {"n_clips": int(len(y))}
     fp32_member = next((m for m in bundle.models if m.endswith(".tflite") and "int8" not in m), None)
     int8_member = next(m for m in bundle.models if m == model.name.split(":")[-1])
@@ -177,9 +182,13 @@ def accuracy_block(bundle: Any, name: str, model: Any, x: np.ndarray, y: np.ndar
 def emulated_m4f(bundle_path: Path, model_name: str, q: np.ndarray, expected: dict[str, np.ndarray],
                  audio: np.ndarray, work: Path, log: Any) -> dict[str, Any]:
     """Build the C firmware for the emulated Cortex-M4F, run real clips, count instructions per inference."""
-    from deploy.runtime.errors import KitError
-    from firmware_sim.c_project import write_project
-    from firmware_sim.c_run import ARM_PACKAGES, feature_input_bytes, pcm_bytes, run, section_sizes
+    from firmware_sim.c_run import (
+        ARM_PACKAGES,
+        feature_input_bytes,
+        pcm_bytes,
+        run,
+        section_sizes,
+    )  # lazy: name clash (run is bound elsewhere in the module too)
 
     missing = [t for t in ("make", "arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm") if not shutil.which(t)]
     if missing:
@@ -233,8 +242,7 @@ def _windows(note: str, lines: list[str]) -> int | None:
 
 def _stream_audio(meta: dict[str, Any], y: np.ndarray, n: int) -> np.ndarray:
     """``n`` real test keyword clips back to back at 16 kHz: the PCM the firmware's stream loop hears."""
-    from deploy.runtime.features import fix_length
-    from kit.audio import load_audio
+    from kit.audio import load_audio  # lazy: pulls in soundfile
 
     chosen = np.argsort(y, kind="stable")[::-1][:n]  # the last classes are keywords (the first are silence/unknown)
     parts = [fix_length(load_audio(meta["clips"][i].path, 16000, meta["clips"][i].offset_s,
@@ -273,15 +281,7 @@ def mcu_frontend(bundle_path: Path, bundle: Any, meta: dict[str, Any], y: np.nda
     what that costs in accuracy on the real test split (issue 14 d), against the same int8 model on the
     Python front-end's input.
     """
-    import subprocess
-
-    from deploy.runtime.features import fix_length
-    from firmware_sim import Interpreter, load_model
-    from firmware_sim.c_emit import C_SOURCES
-    from firmware_sim.c_frontend import frontend_scratch_floats, frontend_source
-    from firmware_sim.c_lower import lower_model
-    from firmware_sim.c_run import pcm_bytes
-    from kit.audio import load_audio
+    from kit.audio import load_audio  # lazy: pulls in soundfile
 
     if shutil.which("cc") is None:
         return {"skipped": "no host C compiler (cc); not measured"}
@@ -356,10 +356,6 @@ def targets_met(models: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace, log: Any) -> dict[str, Any]:
-    from deploy.runtime.bundle import Bundle
-    from firmware_sim import load_model
-    from firmware_sim.reference import TflmModel, have_tflm
-
     started = time.time()
     models: dict[str, Any] = {}
     cache: dict[str, Any] = {}
@@ -524,10 +520,10 @@ def markdown(result: dict[str, Any], png: str = "firmware.png") -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when used
 
     names = list(result["models"])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
@@ -583,11 +579,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.machine import machine_info
-    from deploy.runtime.artifact import atomic_write_text
-    from deploy.runtime.errors import KitError
-    from firmware_sim.cost import target_names
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.quick:

@@ -7,10 +7,15 @@ by how the coreset was made.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+import wave
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +23,8 @@ from rich.table import Table
 from deploy.runtime.artifact import atomic_write_text
 from deploy.runtime.errors import KitError
 from deploy.runtime.safeio import check_output_dir
+from deploy.runtime.wavio import read_wav
+from firmware_sim.c_run import require_tools
 
 
 def demo_command(
@@ -83,9 +90,6 @@ def demo_command(
 
 def _kit(args: list[str], console: Console) -> str:
     """Run one ``kit`` command as a user would type it (printed first); its output, or a one-line error."""
-    import subprocess
-    import sys
-
     console.print(f"$ kit {' '.join(args)}", highlight=False)
     proc = subprocess.run([sys.executable, "-m", "kit", *args], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -101,12 +105,7 @@ def padded_clip(clip: Path, out: Path, lead_s: float = 0.5, total_s: float = 2.0
     alone it yields no window at all; with silence around it the detector sees whole windows, as it
     would on a device listening continuously.
     """
-    import os
-    import wave
 
-    import numpy as np
-
-    from deploy.runtime.wavio import read_wav
 
     y, rate = read_wav(clip)
     lead = int(lead_s * rate)
@@ -130,8 +129,7 @@ def firmware_step(out: Path, method: str, dataset: str, data_dir: Optional[Path]
     Why a separate model: the demo's comparison model (the default ConvNet, instance norm) has ops the
     C kernels do not implement; convnet-mcu is the <= 64 KB model the firmware is written for.
     """
-    from firmware_sim.c_run import require_tools
-    from kit.data import load_dataset
+    from kit.data import load_dataset  # lazy: pulls in soundfile
 
     try:
         require_tools("host")

@@ -23,7 +23,7 @@ from firmware_sim.budget import budget_for
 from firmware_sim.c_project import FIRMWARE_TARGETS, write_project
 from firmware_sim.c_run import build, pcm_bytes, run, section_sizes, target_of
 from firmware_sim.cli import clip_features, print_report
-from firmware_sim.cost import target_names
+from firmware_sim.cost import TARGETS, estimate, target_names
 from firmware_sim.interpreter import Interpreter
 from firmware_sim.model import features_to_input, load_model
 from firmware_sim.reference import compare, have_tflm, tflm_run
@@ -158,8 +158,6 @@ def _print_time_lines(record: dict, model_instructions: int, frontend_instructio
     64 bits and flash wait states take more than one cycle, so CPI 1 is a lower bound of the device
     time, and the cycle model is an estimate of another kind. Neither is the emulator's wall-clock.
     """
-    from firmware_sim.cost import TARGETS, estimate
-
     target = record["target"]["name"]
     if target not in TARGETS:
         return
