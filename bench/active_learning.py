@@ -12,6 +12,7 @@ folder (``--run-dir``, default ``runs/bench-active-learning-<dataset>``) keeps e
 so an interrupted benchmark continues where it stopped. Expect hours on 2 shared cores; the
 options below shrink it (e.g. ``--budgets 20,40 --tiny 10 --seeds 0``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,16 @@ def distill_rows(dataset: str, n_pool: int, n_classes: int, distill_json: Path) 
         if name != dataset or method == "full" or "accuracy_mean" not in cell:
             continue
         n = int(ipc) * n_classes
-        rows.append({"label": f"distilled ({method}, {ipc}/class)", "n": n, "percent": 100.0 * n / n_pool,
-                     "mean": cell["accuracy_mean"], "std": cell["accuracy_std"], "source": f"{distill_json.name}:{key}"})
+        rows.append(
+            {
+                "label": f"distilled ({method}, {ipc}/class)",
+                "n": n,
+                "percent": 100.0 * n / n_pool,
+                "mean": cell["accuracy_mean"],
+                "std": cell["accuracy_std"],
+                "source": f"{distill_json.name}:{key}",
+            }
+        )
     return rows
 
 
@@ -74,27 +83,40 @@ def plotted_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def markdown(results: dict[str, Any], extra: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     rows = table_rows(results)
     full = rows.pop()
-    rows += [[r["label"] + " †", f"{r['percent']:.2f}" if r["percent"] < 1 else f"{r['percent']:.1f}", r["n"],
-              f"{r['mean']:.1f} ± {r['std']:.1f}"] for r in sorted(extra, key=lambda r: (r["n"], -r["mean"]))]
+    rows += [
+        [
+            r["label"] + " †",
+            f"{r['percent']:.2f}" if r["percent"] < 1 else f"{r['percent']:.1f}",
+            r["n"],
+            f"{r['mean']:.1f} ± {r['std']:.1f}",
+        ]
+        for r in sorted(extra, key=lambda r: (r["n"], -r["mean"]))
+    ]
     rows.append(full)
     machine = meta["machine"]
     settings = meta["settings"]
     lines = [
-        f"# Active learning vs distilled coresets: {meta['title']}", "",
+        f"# Active learning vs distilled coresets: {meta['title']}",
+        "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, torch {machine['torch']}; "
         f"load average at start {meta['load_start']}, at end {meta['load_end']}; wall {meta['wall_s']:.0f} s.",
-        "", f"ConvNet test accuracy in %, mean ± std over seeds {settings['seeds']}; {results['n_pool']} training clips. "
+        "",
+        f"ConvNet test accuracy in %, mean ± std over seeds {settings['seeds']}; {results['n_pool']} training clips. "
         f"Acquisition: class-balanced seed set of {settings['initial']}/class, labelled set x{settings['growth']:g} per round, "
         f"MC dropout p={settings['dropout']} with T={settings['mc_passes']} passes, acquisition model retrained per round "
         f"({settings['acquisition_train']['max_samples']} training samples). Every subset, coreset and the full data is "
         f"scored with the same ConvNet ({settings['eval_train']['max_samples']} training samples; full data "
         f"{settings['full_max_samples']}). † rows come from bench/results/distill.json (same ConvNet, 16 000 training "
-        "samples, seeds 0,1,2, the whole training split; its full-data row trained on 60 000 samples).", "",
+        "samples, seeds 0,1,2, the whole training split; its full-data row trained on 60 000 samples).",
+        "",
         markdown_table(COLUMNS, rows),
     ]
     seconds = results["acquisition_seconds"]
-    lines += ["", "Acquisition time per run (s, mean over seeds): "
-              + ", ".join(f"{m} {v:.0f}" for m, v in seconds.items()), ""]
+    lines += [
+        "",
+        "Acquisition time per run (s, mean over seeds): " + ", ".join(f"{m} {v:.0f}" for m, v in seconds.items()),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -119,38 +141,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coreset", action="append", default=[], help="coreset file to re-score as a row")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--run-dir", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="results JSON (default bench/results/active_learning.json, active_learning_<dataset>.json "
-                             "for other datasets)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results JSON (default bench/results/active_learning.json, active_learning_<dataset>.json "
+        "for other datasets)",
+    )
     args = parser.parse_args(argv)
 
-
-
     spec = DATASETS[args.dataset]
-    settings = ALSettings(methods=parse_methods(args.methods), budgets=parse_floats(args.budgets, "--budgets"),
-                          tiny=parse_ints(args.tiny, "--tiny", allow_none=True), seeds=tuple(parse_seeds(args.seeds)),
-                          seed=args.seed, full_max_samples=args.full_max_samples)
+    settings = ALSettings(
+        methods=parse_methods(args.methods),
+        budgets=parse_floats(args.budgets, "--budgets"),
+        tiny=parse_ints(args.tiny, "--tiny", allow_none=True),
+        seeds=tuple(parse_seeds(args.seeds)),
+        seed=args.seed,
+        full_max_samples=args.full_max_samples,
+    )
     settings.eval_train = settings.eval_train.with_(max_samples=args.max_samples)
     settings.acquisition_train = settings.acquisition_train.with_(max_samples=args.acquisition_max_samples)
     started, load_start = time.time(), _load()
-    fs, loader = load_training_set(spec["dataset"], args.data_dir, split=spec.get("split", "official"),
-                                   task=spec.get("task", "kws10"), test_fold=spec.get("test_fold", 5))
+    fs, loader = load_training_set(
+        spec["dataset"],
+        args.data_dir,
+        split=spec.get("split", "official"),
+        task=spec.get("task", "kws10"),
+        test_fold=spec.get("test_fold", 5),
+    )
     coresets = load_coresets([Path(c) for c in args.coreset], fs)
     run_dir = args.run_dir or Path("runs") / f"bench-active-learning-{args.dataset}"
     run = RunDir(run_dir, EXPERIMENT, experiment_config(settings, loader, coresets), title=TITLE)
     results = run_active_learning(run, fs, settings, coresets)
     extra = distill_rows(args.dataset, results["n_pool"], len(fs.classes), RESULTS_DIR / "distill.json")
-    meta = {"title": spec["title"], "machine": machine_info(), "settings": settings.to_dict(), "dataset": loader,
-            "load_start": load_start, "load_end": _load(), "wall_s": time.time() - started,
-            "run_dir": str(run_dir), "command": "python -m bench.active_learning " + " ".join(argv or [])}
+    meta = {
+        "title": spec["title"],
+        "machine": machine_info(),
+        "settings": settings.to_dict(),
+        "dataset": loader,
+        "load_start": load_start,
+        "load_end": _load(),
+        "wall_s": time.time() - started,
+        "run_dir": str(run_dir),
+        "command": "python -m bench.active_learning " + " ".join(argv or []),
+    }
     out: Path = args.out or RESULTS_DIR / f"{results_stem('active_learning', args.dataset)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    atomic_write_text(out, json.dumps(to_jsonable({**meta, "results": results, "distill_rows": extra}), indent=1) + "\n")
+    atomic_write_text(
+        out, json.dumps(to_jsonable({**meta, "results": results, "distill_rows": extra}), indent=1) + "\n"
+    )
     atomic_write_text(out.with_suffix(".md"), markdown(results, extra, meta))
     # the figure of the run folder, with the distillation benchmark's coresets added as markers
-    plot({**results, "coresets": results["coresets"] + plotted_rows(extra)}, out.with_suffix(".png"),
-         f"Active learning vs distilled coresets ({spec['title']})")
+    plot(
+        {**results, "coresets": results["coresets"] + plotted_rows(extra)},
+        out.with_suffix(".png"),
+        f"Active learning vs distilled coresets ({spec['title']})",
+    )
     print(out.with_suffix(".md").read_text())
     return 0
 

@@ -9,6 +9,7 @@ or a zero-argument callable (a library function, where the CLI is not what is un
 created, nothing changed), ``warning`` (the documented warning, exit 0), ``traceback``, ``silent``
 (exit 0 without the warning, or a wrong message), ``hang`` or ``side-effect``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -76,13 +77,30 @@ def build_env(root: Path, data_dir: Path) -> Env:
     base = dataclasses.replace(ds, classes=digits, clips=[c for c in ds.clips if c.label in digits])
     fs = load_feature_set(base, data_dir, limit_per_class=12, progress=False)
     torch.manual_seed(0)
-    model = train_model(fs.x_train, fs.y_train, len(fs.classes),
-                        TrainConfig(arch_kwargs={"width": 8}, max_samples=400, batch_size=16), progress=False)
-    model_path = save_model(good / "m.kit", model, {"classes": fs.classes, "feature_config": fs.config,
-                                                    "normalizer": fs.normalizer, "source": fs.source})
+    model = train_model(
+        fs.x_train,
+        fs.y_train,
+        len(fs.classes),
+        TrainConfig(arch_kwargs={"width": 8}, max_samples=400, batch_size=16),
+        progress=False,
+    )
+    model_path = save_model(
+        good / "m.kit",
+        model,
+        {"classes": fs.classes, "feature_config": fs.config, "normalizer": fs.normalizer, "source": fs.source},
+    )
     pick = make_distiller("random", ipc=5, seed=0).fit(fs.x_train, fs.y_train, len(fs.classes))
-    coreset = Coreset(pick.features_, pick.labels_, fs.classes, fs.config, fs.normalizer, method="random",
-                      params={"ipc": 5}, seed=0, source=fs.source).save(good / "c.kit")
+    coreset = Coreset(
+        pick.features_,
+        pick.labels_,
+        fs.classes,
+        fs.config,
+        fs.normalizer,
+        method="random",
+        params={"ipc": 5},
+        seed=0,
+        source=fs.source,
+    ).save(good / "c.kit")
     bundle = build_bundle(model_path, coreset, good / "b.kit", formats=("onnx",))
     clips = tuple(sorted(c.path for c in ds.clips if c.label == "9" and c.split == "train")[:5])
     tones = good / "tones"
@@ -109,8 +127,13 @@ def write_wav(path: Path, y: np.ndarray, rate: int) -> Path:
     return path
 
 
-def rewrite(src: Path, dst: Path, manifest: Callable[[Any], Any] | None = None,
-            members: Callable[[dict[str, bytes]], None] | None = None, resign: bool = True) -> Path:
+def rewrite(
+    src: Path,
+    dst: Path,
+    manifest: Callable[[Any], Any] | None = None,
+    members: Callable[[dict[str, bytes]], None] | None = None,
+    resign: bool = True,
+) -> Path:
     """Copy an artifact, editing its manifest and/or members; ``resign`` recomputes every checksum as
     an attacker without a key would (so only schema, content and signature checks can catch it)."""
     with zipfile.ZipFile(src) as zf:
@@ -145,6 +168,7 @@ def edit_array(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[d
     def apply(data: dict[str, bytes]) -> None:
         key = f"arrays/{name}.npy"
         data[key] = npy(fn(np.load(io.BytesIO(data[key]), allow_pickle=False)))
+
     return apply
 
 
@@ -200,14 +224,20 @@ def _manifest_cases() -> list[Case]:
     cases = []
     for kind in ("coreset", "model", "bundle"):
         for label, edit in edits.items():
+
             def build(env: Env, tmp: Path, kind: str = kind, edit: Any = edit, label: str = label) -> Runnable:
                 src = getattr(env, kind)
                 if label == "kind-edited-not-resigned":
-                    path = rewrite(src, tmp / "x.kit", lambda m: m.__setitem__("kind", "model" if kind != "model"
-                                                                                 else "coreset"), resign=False)
+                    path = rewrite(
+                        src,
+                        tmp / "x.kit",
+                        lambda m: m.__setitem__("kind", "model" if kind != "model" else "coreset"),
+                        resign=False,
+                    )
                 else:
                     path = rewrite(src, tmp / "x.kit", edit)
                 return ["kit", "inspect", str(path)]
+
             cases.append(Case(f"manifest/{kind}/{label}", "traceback", build, "x.kit"))
     return cases
 
@@ -215,10 +245,12 @@ def _manifest_cases() -> list[Case]:
 def _content_cases() -> list[Case]:
     c: list[Case] = []
 
-    def add(name: str, category: str, expect: str, outcome: str = "error", stdin: bytes | None = None,
-            sub: bool = False) -> Callable[[Callable[[Env, Path], Runnable]], None]:
+    def add(
+        name: str, category: str, expect: str, outcome: str = "error", stdin: bytes | None = None, sub: bool = False
+    ) -> Callable[[Callable[[Env, Path], Runnable]], None]:
         def deco(fn: Callable[[Env, Path], Runnable]) -> None:
             c.append(Case(name, category, fn, expect, outcome, stdin, sub))
+
         return deco
 
     # relabelled kinds, re-signed: the v2 checksum covers kind, so only the kind's own checks can tell
@@ -306,13 +338,18 @@ def _content_cases() -> list[Case]:
     # incomplete contents (re-signed)
     @add("members/model-without-norm-mean", "silent", "normaliser")
     def _(env: Env, tmp: Path) -> Runnable:
-        return ["kit", "classify", str(rewrite(env.model, tmp / "x.kit", members=drop("arrays/norm_mean.npy"))),
-                str(env.clips[0])]
+        return [
+            "kit",
+            "classify",
+            str(rewrite(env.model, tmp / "x.kit", members=drop("arrays/norm_mean.npy"))),
+            str(env.clips[0]),
+        ]
 
     @add("members/model-without-both-norms", "silent", "normaliser")
     def _(env: Env, tmp: Path) -> Runnable:
-        path = rewrite(env.model, tmp / "x.kit", members=lambda d: [d.pop("arrays/norm_mean.npy"),
-                                                                       d.pop("arrays/norm_std.npy")])
+        path = rewrite(
+            env.model, tmp / "x.kit", members=lambda d: [d.pop("arrays/norm_mean.npy"), d.pop("arrays/norm_std.npy")]
+        )
         return ["kit", "classify", str(path), str(env.clips[0])]
 
     @add("members/coreset-without-labels", "traceback", "arrays/labels.npy")
@@ -329,11 +366,13 @@ def _content_cases() -> list[Case]:
         return ["kit", "inspect", str(path)]
 
     for command in (["kit", "inspect"], ["runtime", "info"], ["kit", "deploy"]):
+
         @add(f"members/garbage-model-{command[1]}", "silent", "blobs/models/")
         def _(env: Env, tmp: Path, command: list[str] = command) -> Runnable:
             def garble(d: dict[str, bytes]) -> None:
                 name = next(n for n in d if n.startswith("blobs/models/"))
                 d[name] = bytes(np.random.default_rng(0).integers(0, 256, len(d[name]), dtype=np.uint8))
+
             path = rewrite(env.bundle, tmp / "x.kit", members=garble)
             extra = ["--target", "dir", "--to", str(tmp / "out")] if command[1] == "deploy" else []
             return [*command, str(path), *extra]
@@ -343,29 +382,60 @@ def _content_cases() -> list[Case]:
         def extra(m: dict) -> None:
             first = next(iter(m["meta"]["models"].values()))
             m["meta"]["models"]["extra.onnx"] = {**first, "bytes": 64}
-        path = rewrite(env.bundle, tmp / "x.kit", extra,
-                       members=lambda d: d.__setitem__("blobs/models/extra.onnx", bytes(range(64))))
-        return ["kit", "finetune", str(path), "--add-keyword", "nine", *map(str, env.clips),
-                "--out", str(tmp / "o.kit")]
+
+        path = rewrite(
+            env.bundle,
+            tmp / "x.kit",
+            extra,
+            members=lambda d: d.__setitem__("blobs/models/extra.onnx", bytes(range(64))),
+        )
+        return [
+            "kit",
+            "finetune",
+            str(path),
+            "--add-keyword",
+            "nine",
+            *map(str, env.clips),
+            "--out",
+            str(tmp / "o.kit"),
+        ]
 
     @add("checkpoint/step-1e9", "silent", "claims step 1000000000")
     def _(env: Env, tmp: Path) -> Runnable:
         from distill.checkpoint import CHECKPOINT_KIND, load_checkpoint  # lazy: pulls in torch, soundfile
 
         path = tmp / "x.ckpt"
-        write_artifact(path, Artifact(kind=CHECKPOINT_KIND, meta={"identity": {}, "step": 10**9, "elapsed": 1.0,
-                                                                  "history": [{"step": 1}]}))
+        write_artifact(
+            path,
+            Artifact(
+                kind=CHECKPOINT_KIND, meta={"identity": {}, "step": 10**9, "elapsed": 1.0, "history": [{"step": 1}]}
+            ),
+        )
         return lambda: load_checkpoint(path)
 
     # datasets: CSV manifests
-    def csv_case(name: str, text: bytes | Callable[[Env], bytes], expect: str, extra: Sequence[str] = (),
-                 category: str = "traceback") -> None:
+    def csv_case(
+        name: str,
+        text: bytes | Callable[[Env], bytes],
+        expect: str,
+        extra: Sequence[str] = (),
+        category: str = "traceback",
+    ) -> None:
         @add(f"csv/{name}", category, expect)
         def _(env: Env, tmp: Path) -> Runnable:
             body = text(env) if callable(text) else text
             (tmp / "m.csv").write_bytes(body)
-            return ["kit", "distill", str(tmp / "m.csv"), "--method", "random", "--out", str(tmp / "o.kit"),
-                    "--no-progress", *extra]
+            return [
+                "kit",
+                "distill",
+                str(tmp / "m.csv"),
+                "--method",
+                "random",
+                "--out",
+                str(tmp / "o.kit"),
+                "--no-progress",
+                *extra,
+            ]
 
     def rows(env: Env, lines: Sequence[str], header: str = "path,label") -> bytes:
         files = sorted(env.tones.rglob("*.wav"))
@@ -376,14 +446,21 @@ def _content_cases() -> list[Case]:
     csv_case("short-row", lambda e: rows(e, [*all_rows[:5], "{8}"]), "m.csv")
     csv_case("non-utf8", lambda e: rows(e, all_rows).replace(b"path,label", b"path,label\xff"), "m.csv")
     csv_case("nul-byte", lambda e: rows(e, all_rows) + b"\x00,a\n", "m.csv")
-    csv_case("leak", lambda e: rows(e, ["{0},a,train", "{0},a,test", "{1},a,train", "{6},b,train", "{7},b,test"],
-                                    "path,label,split"), "train/test leak", category="silent")
+    csv_case(
+        "leak",
+        lambda e: rows(
+            e, ["{0},a,train", "{0},a,test", "{1},a,train", "{6},b,train", "{7},b,test"], "path,label,split"
+        ),
+        "train/test leak",
+        category="silent",
+    )
     csv_case("duplicate", lambda e: rows(e, [*all_rows, "{0},a"]), "duplicate row", category="silent")
     csv_case("conflict", lambda e: rows(e, [*all_rows, "{0},b"]), "conflicting label", category="silent")
     csv_case("test-fold-without-folds", lambda e: rows(e, all_rows), "--test-fold 99", ["--test-fold", "99"], "silent")
     csv_case("single-class", lambda e: rows(e, all_rows[:3]), "at least 2 classes", category="silent")
-    csv_case("bad-class-name", lambda e: rows(e, [*all_rows[:3], "{6},b/c", "{7},b/c"]), "class name",
-             category="silent")
+    csv_case(
+        "bad-class-name", lambda e: rows(e, [*all_rows[:3], "{6},b/c", "{7},b/c"]), "class name", category="silent"
+    )
     csv_case("missing-file", lambda e: b"path,label\nnope.wav,a\nnope2.wav,b\n", "m.csv:2")
 
     # datasets: folders
@@ -392,20 +469,38 @@ def _content_cases() -> list[Case]:
         def _(env: Env, tmp: Path) -> Runnable:
             shutil.copytree(env.tones, tmp / "ds")
             make(env, tmp / "ds")
-            return ["kit", "distill", str(tmp / "ds"), "--method", "random", "--out", str(tmp / "o.kit"),
-                    "--no-progress"]
+            return [
+                "kit",
+                "distill",
+                str(tmp / "ds"),
+                "--method",
+                "random",
+                "--out",
+                str(tmp / "o.kit"),
+                "--no-progress",
+            ]
 
-    folder_case("mixed-rates", lambda e, d: write_wav(d / "c0" / "a0_stray.wav", tone(300, 4000, 0.5), 4000),
-                "mixed sample rates")
+    folder_case(
+        "mixed-rates",
+        lambda e, d: write_wav(d / "c0" / "a0_stray.wav", tone(300, 4000, 0.5), 4000),
+        "mixed sample rates",
+    )
     folder_case("single-class", lambda e, d: __import__("shutil").rmtree(d / "c1"), "at least 2 classes")
     folder_case("symlink-loop", lambda e, d: os.symlink("loop.wav", d / "c0" / "loop.wav"), "loop.wav")
     folder_case("dangling-link", lambda e, d: os.symlink("nowhere.wav", d / "c1" / "gone.wav"), "gone.wav")
     folder_case("newline-class", lambda e, d: os.rename(d / "c1", d / "c\n1"), "class name")
-    folder_case("one-hz-clip", lambda e, d: write_wav(d / "c0" / "s9_slow.wav", np.zeros(8, np.float32) + 0.1, 1),
-                "sample rate 1 Hz")
-    folder_case("group-only-in-test", lambda e, d: [p.rename(p.with_name(f"nan_f32_{i}.wav"))
-                                                      for i, p in enumerate(sorted((d / "c1").glob("*.wav")))],
-                "c1")
+    folder_case(
+        "one-hz-clip",
+        lambda e, d: write_wav(d / "c0" / "s9_slow.wav", np.zeros(8, np.float32) + 0.1, 1),
+        "sample rate 1 Hz",
+    )
+    folder_case(
+        "group-only-in-test",
+        lambda e, d: [
+            p.rename(p.with_name(f"nan_f32_{i}.wav")) for i, p in enumerate(sorted((d / "c1").glob("*.wav")))
+        ],
+        "c1",
+    )
 
     # parameters and options
     def distill_case(name: str, args: Sequence[str], expect: str, category: str = "traceback") -> None:
@@ -442,25 +537,43 @@ def _content_cases() -> list[Case]:
         return ["kit", "finetune", str(env.bundle), "--add-keyword", "nine", *map(str, env.clips), "--out", ""]
 
     for cmd in ("distill", "export", "finetune", "deploy"):
+
         @add(f"out/{cmd}-proc", "traceback", "/proc")
         def _(env: Env, tmp: Path, cmd: str = cmd) -> Runnable:
             return {
                 "distill": ["kit", "distill", str(env.tones), "--method", "random", "--out", "/proc/x.kit"],
                 "export": ["kit", "export", str(env.model), "--out", "/proc/x.onnx"],
-                "finetune": ["kit", "finetune", str(env.bundle), "--add-keyword", "nine", *map(str, env.clips),
-                             "--out", "/proc/x.kit"],
+                "finetune": [
+                    "kit",
+                    "finetune",
+                    str(env.bundle),
+                    "--add-keyword",
+                    "nine",
+                    *map(str, env.clips),
+                    "--out",
+                    "/proc/x.kit",
+                ],
                 "deploy": ["kit", "deploy", str(env.bundle), "--target", "dir", "--to", "/proc/kws"],
             }[cmd]
 
     for cmd in ("distill", "bundle", "finetune"):
+
         @add(f"out/{cmd}-existing-dir", "traceback", "is a directory")
         def _(env: Env, tmp: Path, cmd: str = cmd) -> Runnable:
             (tmp / "d.kit").mkdir()
             return {
                 "distill": ["kit", "distill", str(env.tones), "--method", "random", "--out", str(tmp / "d.kit")],
                 "bundle": ["kit", "bundle", str(env.model), "--coreset", str(env.coreset), "--out", str(tmp / "d.kit")],
-                "finetune": ["kit", "finetune", str(env.bundle), "--add-keyword", "nine", *map(str, env.clips),
-                             "--out", str(tmp / "d.kit")],
+                "finetune": [
+                    "kit",
+                    "finetune",
+                    str(env.bundle),
+                    "--add-keyword",
+                    "nine",
+                    *map(str, env.clips),
+                    "--out",
+                    str(tmp / "d.kit"),
+                ],
             }[cmd]
 
     @add("out/train-onto-input", "traceback", "also an input")
@@ -482,8 +595,14 @@ def _content_cases() -> list[Case]:
         return ["kit", "export", str(env.model), "--out", str(tmp / "o.onnx"), "--opset", "5"]
 
     # audio
-    def audio_case(name: str, make: Callable[[Path], Path], expect: str, category: str = "silent",
-                   runtime: bool = False, sub: bool = False) -> None:
+    def audio_case(
+        name: str,
+        make: Callable[[Path], Path],
+        expect: str,
+        category: str = "silent",
+        runtime: bool = False,
+        sub: bool = False,
+    ) -> None:
         @add(f"audio/{name}{'-runtime' if runtime else ''}", category, expect, sub=sub)
         def _(env: Env, tmp: Path) -> Runnable:
             clip = make(tmp)
@@ -517,17 +636,22 @@ def _content_cases() -> list[Case]:
 
     for runtime in (False, True):
         audio_case("truncated-data-chunk", truncated, "truncated", runtime=runtime)
-        audio_case("one-sample", lambda t: write_wav(t / "x.wav", np.full(1, 0.3, np.float32), 16000), "too short",
-                   runtime=runtime)
-        audio_case("ten-ms", lambda t: write_wav(t / "x.wav", tone(500, 16000, 0.01), 16000), "too short",
-                   runtime=runtime)
-        audio_case("one-hz", lambda t: write_wav(t / "x.wav", np.full(4, 0.3, np.float32), 1), "1 Hz",
-                   runtime=runtime)
+        audio_case(
+            "one-sample",
+            lambda t: write_wav(t / "x.wav", np.full(1, 0.3, np.float32), 16000),
+            "too short",
+            runtime=runtime,
+        )
+        audio_case(
+            "ten-ms", lambda t: write_wav(t / "x.wav", tone(500, 16000, 0.01), 16000), "too short", runtime=runtime
+        )
+        audio_case("one-hz", lambda t: write_wav(t / "x.wav", np.full(4, 0.3, np.float32), 1), "1 Hz", runtime=runtime)
         audio_case("rate-1e9", rate_1e9, "1e+09 Hz", runtime=runtime)
         audio_case("directory", folder, "not a regular file", "message", runtime=runtime)
         audio_case("fifo", fifo, "not a regular file", "message", runtime=runtime)
-        audio_case("empty", lambda t: (t / "x.wav").write_bytes(b"") or t / "x.wav", "empty", "traceback",
-                   runtime=runtime)
+        audio_case(
+            "empty", lambda t: (t / "x.wav").write_bytes(b"") or t / "x.wav", "empty", "traceback", runtime=runtime
+        )
     audio_case("random-bytes", random_bytes, "x.wav", "message", sub=True)
     audio_case("random-bytes", random_bytes, "x.wav", "message", runtime=True)
 
@@ -541,26 +665,51 @@ def _content_cases() -> list[Case]:
         ("odd-trailing-byte", [], pcm + b"\x01", "odd trailing byte", "warning"),
         ("duration-negative", ["--duration", "-1"], pcm, "--duration", "error"),
     ):
+
         @add(f"live/{name}", "silent", expect, outcome, stdin=data)
         def _(env: Env, tmp: Path, args: list[str] = args) -> Runnable:
             return ["kit", "live", str(env.bundle), "--input", "-", *args]
 
     # class names
-    for name, keyword, expect in (("slash-newline", "a/b\nc", "class name"), ("silence", "_silence_", "_silence_"),
-                                  ("unknown", "_unknown_", "_unknown_"), ("empty", "", "--add-keyword"),
-                                  ("existing", "0", "already a class")):
+    for name, keyword, expect in (
+        ("slash-newline", "a/b\nc", "class name"),
+        ("silence", "_silence_", "_silence_"),
+        ("unknown", "_unknown_", "_unknown_"),
+        ("empty", "", "--add-keyword"),
+        ("existing", "0", "already a class"),
+    ):
+
         @add(f"names/add-keyword-{name}", "silent", expect)
         def _(env: Env, tmp: Path, keyword: str = keyword) -> Runnable:
-            return ["kit", "finetune", str(env.bundle), "--add-keyword", keyword, *map(str, env.clips),
-                    "--out", str(tmp / "o.kit")]
+            return [
+                "kit",
+                "finetune",
+                str(env.bundle),
+                "--add-keyword",
+                keyword,
+                *map(str, env.clips),
+                "--out",
+                str(tmp / "o.kit"),
+            ]
 
     @add("names/l2-new-inf", "message", "--l2-new")
     def _(env: Env, tmp: Path) -> Runnable:
-        return ["kit", "finetune", str(env.bundle), "--add-keyword", "nine", *map(str, env.clips),
-                "--out", str(tmp / "o.kit"), "--l2-new", "inf"]
+        return [
+            "kit",
+            "finetune",
+            str(env.bundle),
+            "--add-keyword",
+            "nine",
+            *map(str, env.clips),
+            "--out",
+            str(tmp / "o.kit"),
+            "--l2-new",
+            "inf",
+        ]
 
     # deploy targets
     for name, to in (("no-path", "user@host"), ("at-colon", "@:"), ("empty-remote-path", "host:")):
+
         @add(f"deploy/to-{name}", "silent", "--to")
         def _(env: Env, tmp: Path, to: str = to) -> Runnable:
             return ["kit", "deploy", str(env.bundle), "--target", "rpi", "--to", to]
@@ -590,13 +739,31 @@ def _content_cases() -> list[Case]:
 
     @add("sign/short-key", "integrity", "--sign")
     def _(env: Env, tmp: Path) -> Runnable:
-        return ["kit", "bundle", str(env.model), "--coreset", str(env.coreset), "--out", str(tmp / "o.kit"),
-                "--sign", str(keyfile(tmp, "k", b"short"))]
+        return [
+            "kit",
+            "bundle",
+            str(env.model),
+            "--coreset",
+            str(env.coreset),
+            "--out",
+            str(tmp / "o.kit"),
+            "--sign",
+            str(keyfile(tmp, "k", b"short")),
+        ]
 
     @add("sign/missing-key", "integrity", "--sign")
     def _(env: Env, tmp: Path) -> Runnable:
-        return ["kit", "bundle", str(env.model), "--coreset", str(env.coreset), "--out", str(tmp / "o.kit"),
-                "--sign", str(tmp / "absent")]
+        return [
+            "kit",
+            "bundle",
+            str(env.model),
+            "--coreset",
+            str(env.coreset),
+            "--out",
+            str(tmp / "o.kit"),
+            "--sign",
+            str(tmp / "absent"),
+        ]
 
     @add("sign/runtime-key-missing", "integrity", "--key")
     def _(env: Env, tmp: Path) -> Runnable:
@@ -616,11 +783,17 @@ def bomb(path: Path, inflated: int, declared: int | None = None) -> Path:
     for _ in range(inflated >> 20):
         digest.update(zero)
     meta = {"what": "bomb"}
-    manifest = {"format": "kit-artifact", "format_version": 1, "kind": "bundle", "created": "", "meta": meta,
-                "meta_sha256": hashlib.sha256(json.dumps(meta, sort_keys=True,
-                                                         separators=(",", ":")).encode()).hexdigest(),
-                "members": {"arrays/replay_q.npy": {"size": inflated if declared is None else declared,
-                                                    "sha256": digest.hexdigest()}}}
+    manifest = {
+        "format": "kit-artifact",
+        "format_version": 1,
+        "kind": "bundle",
+        "created": "",
+        "meta": meta,
+        "meta_sha256": hashlib.sha256(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()).hexdigest(),
+        "members": {
+            "arrays/replay_q.npy": {"size": inflated if declared is None else declared, "sha256": digest.hexdigest()}
+        },
+    }
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         zf.writestr("manifest.json", json.dumps(manifest))
         with zf.open("arrays/replay_q.npy", "w") as member:
@@ -704,8 +877,14 @@ def _subprocess(runnable: Sequence[str], stdin: bytes | None, cwd: Path) -> tupl
     entry = ["-m", "kit"] if runnable[0] == "kit" else ["-m", "deploy.runtime"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     try:
-        proc = subprocess.run([sys.executable, *entry, *runnable[1:]], input=stdin or b"", capture_output=True,
-                              timeout=HANG_S, cwd=cwd, env=env)
+        proc = subprocess.run(
+            [sys.executable, *entry, *runnable[1:]],
+            input=stdin or b"",
+            capture_output=True,
+            timeout=HANG_S,
+            cwd=cwd,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return None, "", "hang"
     return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
@@ -721,8 +900,10 @@ def run_case(case: Case, env: Env, tmp: Path) -> Outcome:
         code, _, err = _subprocess(runnable, case.stdin, tmp)
         hung = code is None
     else:
+
         def alarm(*_: Any) -> None:
             raise _Hang()
+
         previous = signal.signal(signal.SIGALRM, alarm)
         signal.alarm(HANG_S)
         try:
@@ -748,8 +929,14 @@ def run_case(case: Case, env: Env, tmp: Path) -> Outcome:
         return Outcome(case.name, case.category, "silent", code, message, seconds)
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     if changed:
-        return Outcome(case.name, case.category, "side-effect", code,
-                       f"{message} || changed: {', '.join(Path(c).name for c in changed[:4])}", seconds)
+        return Outcome(
+            case.name,
+            case.category,
+            "side-effect",
+            code,
+            f"{message} || changed: {', '.join(Path(c).name for c in changed[:4])}",
+            seconds,
+        )
     good = code == 2 and len(lines) == 1 and lines[0].startswith("error") and case.expect in lines[0]
     return Outcome(case.name, case.category, "error" if good else "silent", code, message, seconds)
 

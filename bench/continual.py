@@ -10,6 +10,7 @@ masked), 8 000 clips seen per task with class-balanced batches, DM with 200 step
 the test setting (30 clips per class, width 16, memory 10). The experiment is
 ``kit.experiments.continual`` (the same code as ``kit cl``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,13 @@ def markdown(run: Any, machine: dict[str, Any], command: str, png_name: str) -> 
     lines = [f"# {run.title}", "", run.summary, "", markdown_tables(run.tables), ""]
     for figure in run.figures[:1]:
         lines += [f"![{figure['caption']}]({png_name})", ""]
-    lines += [f"Command: `{command}`", "",
-              f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, torch {machine['torch']}, "
-              f"load average {machine.get('load_average')} at the end.", ""]
+    lines += [
+        f"Command: `{command}`",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, torch {machine['torch']}, "
+        f"load average {machine.get('load_average')} at the end.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -58,9 +63,16 @@ def export_run(run: Any, name: str, results_dir: Path, extra: dict[str, Any] | N
     module = f"bench.{Path(sys.argv[0]).stem}" if sys.argv and sys.argv[0].endswith(".py") else f"bench.{name}"
     command = " ".join(shlex.quote(a) for a in [sys.executable.rsplit("/", 1)[-1], "-m", module, *sys.argv[1:]])
     results_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "command": command, "machine": machine, "run_dir": str(run.path),
-               "config": json.loads((run.path / "config.json").read_text())["config"],
-               "results": load_results(run.path), "cells": run.cells, **(extra or {})}
+    payload = {
+        "benchmark": name,
+        "command": command,
+        "machine": machine,
+        "run_dir": str(run.path),
+        "config": json.loads((run.path / "config.json").read_text())["config"],
+        "results": load_results(run.path),
+        "cells": run.cells,
+        **(extra or {}),
+    }
     written = [results_dir / f"{name}.json", results_dir / f"{name}.md"]
     atomic_write_text(written[0], json.dumps(to_jsonable(payload), indent=1) + "\n")
     atomic_write_text(written[1], markdown(run, machine, command, f"{name}.png"))
@@ -96,13 +108,25 @@ def main(argv: list[str] | None = None) -> int:
     from kit.experiments.continual import ContinualSettings, quick_settings, run_continual  # lazy: pulls in soundfile
 
     args = build_parser().parse_args(argv)
-    options = dict(fills=tuple(f for f in args.fills.split(",") if f), bounds=not args.no_bounds, task_size=args.task_size,
-                   distill_method=args.distill_method, order_seed=args.seed, seeds=tuple(parse_seeds(args.seeds)))
+    options = dict(
+        fills=tuple(f for f in args.fills.split(",") if f),
+        bounds=not args.no_bounds,
+        task_size=args.task_size,
+        distill_method=args.distill_method,
+        order_seed=args.seed,
+        seeds=tuple(parse_seeds(args.seeds)),
+    )
     if args.quick:
         settings = quick_settings(**options)
     else:
-        settings = ContinualSettings(memory=args.memory, distill_steps=args.distill_steps, width=args.width,
-                                     max_samples=args.max_samples, batch_size=args.batch_size, **options)
+        settings = ContinualSettings(
+            memory=args.memory,
+            distill_steps=args.distill_steps,
+            width=args.width,
+            max_samples=args.max_samples,
+            batch_size=args.batch_size,
+            **options,
+        )
     started = time.time()
     return report_run(run_continual(args.dataset, args.work, settings, data_dir=args.data_dir), args, started)
 

@@ -10,6 +10,7 @@ written with the machine information.
 
 Usage: ``python -m bench.cross_arch [--dataset fsdd|kws10] [--method dm] [--ipc 10] [--quick]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,11 +36,21 @@ DATASETS: dict[str, dict[str, Any]] = {
 
 def markdown(results: dict[str, Any], title: str, machine: dict[str, Any], config: dict[str, Any]) -> str:
     """The matrix and the network table as Markdown, with the machine and the settings."""
-    lines = [f"# Cross-architecture transfer: {title}", "", results.get("summary", ""), "",
-             markdown_tables(results["tables"]), ""]
-    lines += ["Headline: `" + json.dumps(results.get("headline", {})) + "`", "",
-              f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, torch {machine.get('torch')}; "
-              f"settings: `{json.dumps(config)}`", ""]
+    lines = [
+        f"# Cross-architecture transfer: {title}",
+        "",
+        results.get("summary", ""),
+        "",
+        markdown_tables(results["tables"]),
+        "",
+    ]
+    lines += [
+        "Headline: `" + json.dumps(results.get("headline", {})) + "`",
+        "",
+        f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, torch {machine.get('torch')}; "
+        f"settings: `{json.dumps(config)}`",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -57,8 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="the tests' small setting (2/class, 30 clips per class)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
-    parser.add_argument("--run-dir", default=None, help="resumable run folder (default runs/bench-cross_arch-<dataset>; "
-                        "a kit xarch folder with the same settings is resumed as it is)")
+    parser.add_argument(
+        "--run-dir",
+        default=None,
+        help="resumable run folder (default runs/bench-cross_arch-<dataset>; "
+        "a kit xarch folder with the same settings is resumed as it is)",
+    )
     args = parser.parse_args(argv)
 
     spec = DATASETS[args.dataset]
@@ -68,29 +83,54 @@ def main(argv: list[str] | None = None) -> None:
         settings = CrossArchSettings.quick(method=args.method, archs=archs, seed=args.seed)
         limit = 30
     else:
-        settings = CrossArchSettings(method=args.method, ipc=args.ipc, archs=archs, seed=args.seed, seeds=seeds,
-                                     distill_params={"time_budget_s": args.time_budget},
-                                     train={"max_samples": args.max_samples, "batch_size": args.train_batch})
+        settings = CrossArchSettings(
+            method=args.method,
+            ipc=args.ipc,
+            archs=archs,
+            seed=args.seed,
+            seeds=seeds,
+            distill_params={"time_budget_s": args.time_budget},
+            train={"max_samples": args.max_samples, "batch_size": args.train_batch},
+        )
         limit = None
     settings.check()
     out_dir = Path(args.out_dir)
-    run_path = (Path(args.run_dir) if args.run_dir
-                else Path("runs") / f"bench-cross_arch-{args.dataset}{'-quick' if args.quick else ''}")
-    data = loader_options(spec["dataset"], args.data_dir, split=spec.get("split", "official"), task=spec.get("task", "kws10"),
-                          limit_per_class=limit)
+    run_path = (
+        Path(args.run_dir)
+        if args.run_dir
+        else Path("runs") / f"bench-cross_arch-{args.dataset}{'-quick' if args.quick else ''}"
+    )
+    data = loader_options(
+        spec["dataset"],
+        args.data_dir,
+        split=spec.get("split", "official"),
+        task=spec.get("task", "kws10"),
+        limit_per_class=limit,
+    )
     config = run_config(settings, data, args.quick)
     run = RunDir(run_path, "cross_arch", config, title=f"Cross-architecture transfer, {spec['title']}")
     started = time.time()
-    fs, loader = load_training_set(spec["dataset"], args.data_dir, split=data["split"], task=data["task"],
-                                   limit_per_class=limit, progress=True)
+    fs, loader = load_training_set(
+        spec["dataset"], args.data_dir, split=data["split"], task=data["task"], limit_per_class=limit, progress=True
+    )
     result = run_cross_arch(fs, loader, settings, run, progress=True)
     results = load_results(run_path)
     machine = machine_info()
     stem = out_dir / results_stem("cross_arch", args.dataset)
-    payload = {"benchmark": "cross_arch", "dataset": args.dataset, "title": spec["title"], "config": config,
-               "machine": machine, "wall_s": round(time.time() - started, 1), "run_dir": str(run_path),
-               "matrix": result["matrix"], "distill": result["distill"], "headline": result["headline"],
-               "tables": results["tables"], "summary": results["summary"]}
+    payload = {
+        "benchmark": "cross_arch",
+        "dataset": args.dataset,
+        "title": spec["title"],
+        "config": config,
+        "machine": machine,
+        "wall_s": round(time.time() - started, 1),
+        "run_dir": str(run_path),
+        "matrix": result["matrix"],
+        "distill": result["distill"],
+        "headline": result["headline"],
+        "tables": results["tables"],
+        "summary": results["summary"],
+    }
     atomic_write_text(stem.with_suffix(".json"), json.dumps(payload, indent=1, default=str) + "\n")
     atomic_write_text(stem.with_suffix(".md"), markdown(results, spec["title"], machine, config))
     atomic_write_bytes(stem.with_suffix(".png"), (run_path / results["figures"][0]["file"]).read_bytes())

@@ -12,6 +12,7 @@ only a fresh process gives a clean ``ru_maxrss``; it also lets two cells share t
 Results are merged into one JSON file after every cell (atomically), so an interrupted run
 resumes where it stopped and later runs add cells instead of starting over.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,12 @@ from kit.training.config import FULL_BATCH_UP_TO, LARGE_SET_BATCH, coreset_batch
 METHODS = ("random", "herding", "kcenter", "dc", "dsa", "dm", "mtt", "rfad")
 #: optimisation-based methods: they take a time budget, a thread count and a progress flag
 ITERATIVE = ("dc", "dsa", "dm", "mtt", "rfad")
-_KWS10 = {"dataset": "speech_commands", "task": "kws10", "ipcs": (1, 10, 50),
-          "title": "Speech Commands kws10, speaker split"}
+_KWS10 = {
+    "dataset": "speech_commands",
+    "task": "kws10",
+    "ipcs": (1, 10, 50),
+    "title": "Speech Commands kws10, speaker split",
+}
 #: benchmark name -> loader options and the samples-per-class grid
 DATASETS: dict[str, dict[str, Any]] = {
     "fsdd": {"dataset": "fsdd", "split": "official", "ipcs": (1, 10, 50), "title": "FSDD, official split"},
@@ -51,8 +56,12 @@ DATASETS: dict[str, dict[str, Any]] = {
     "kws10-logmel": {**_KWS10, "feature": "log_mel", "title": _KWS10["title"] + ", log-mel features"},
     "esc10": {"dataset": "esc10", "test_fold": 5, "ipcs": (1, 5, 10), "title": "ESC-10, fold 5 test"},
     # the official protocol: every cell distils from four folds and tests on the fifth, five times
-    "esc10-cv": {"dataset": "esc10", "folds": (1, 2, 3, 4, 5), "ipcs": (1, 5, 10),
-                 "title": "ESC-10, 5-fold cross-validation (mean ± std over folds)"},
+    "esc10-cv": {
+        "dataset": "esc10",
+        "folds": (1, 2, 3, 4, 5),
+        "ipcs": (1, 5, 10),
+        "title": "ESC-10, 5-fold cross-validation (mean ± std over folds)",
+    },
 }
 #: ``--folds all`` runs these benchmark datasets under their official k-fold protocol
 CV_VARIANT = {"esc10": "esc10-cv"}
@@ -82,9 +91,16 @@ def load_cell_data(spec: dict[str, Any], test_fold: int | None = None):
     dataset's held-out fold (cross-validation cells)."""
     d = DATASETS[spec["dataset"]]
     fold = test_fold if test_fold is not None else d.get("test_fold", 5)
-    return load_training_set(d["dataset"], spec.get("data_dir"), split=d.get("split", "official"),
-                             task=d.get("task", "kws10"), test_fold=fold, feature=d.get("feature"),
-                             limit_per_class=spec.get("limit_per_class"), progress=False)
+    return load_training_set(
+        d["dataset"],
+        spec.get("data_dir"),
+        split=d.get("split", "official"),
+        task=d.get("task", "kws10"),
+        test_fold=fold,
+        feature=d.get("feature"),
+        limit_per_class=spec.get("limit_per_class"),
+        progress=False,
+    )
 
 
 def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
@@ -99,8 +115,13 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         accuracy_mean=round(statistics.fmean(means), 2),
         accuracy_std=round(statistics.pstdev(means), 2),
         accuracies=[a for row in per_fold for a in row["accuracies"]],
-        folds=[{"fold": fold, **{k: row[k] for k in ("accuracy_mean", "accuracy_std", "accuracies", "n_test",
-                                                    "distill_s")}} for fold, row in zip(folds, per_fold, strict=True)],
+        folds=[
+            {
+                "fold": fold,
+                **{k: row[k] for k in ("accuracy_mean", "accuracy_std", "accuracies", "n_test", "distill_s")},
+            }
+            for fold, row in zip(folds, per_fold, strict=True)
+        ],
         distill_s=round(sum(row["distill_s"] for row in per_fold), 2),
         train_s=round(sum(row["train_s"] for row in per_fold), 2),
         n_test=sum(row["n_test"] for row in per_fold),
@@ -130,8 +151,12 @@ def run_fold(spec: dict[str, Any], test_fold: int | None = None) -> dict[str, An
                 params["time_budget_s"] = spec["time_budget_s"]
         coreset, _, summary = distill_coreset(fs, loader, spec["method"], spec["ipc"], seed=spec["seed"], **params)
         x, y = coreset.features, coreset.labels
-        result.update(distill_s=summary["fit_time_s"], peak_rss_mb=summary["peak_rss_mb"], params=coreset.params,
-                      distill_summary={k: v for k, v in summary.items() if k != "train_indices"})
+        result.update(
+            distill_s=summary["fit_time_s"],
+            peak_rss_mb=summary["peak_rss_mb"],
+            params=coreset.params,
+            distill_summary={k: v for k, v in summary.items() if k != "train_indices"},
+        )
     if spec["method"] != "full":
         result["n_coreset"] = int(len(x))
     scores = score_coreset(x, y, fs, seeds=tuple(spec["seeds"]), **train_options)
@@ -221,18 +246,26 @@ def _method_row(cells: dict[str, dict], dataset: str, method: str, ipcs: list[in
         return None
     if method == "full":
         c = row[0]
-        return [f"full training data ({c.get('n_train')})", f"{c['accuracy_mean']:.1f} ± {c['accuracy_std']:.1f}",
-                *[""] * (width - 1), "–", "–"]
+        return [
+            f"full training data ({c.get('n_train')})",
+            f"{c['accuracy_mean']:.1f} ± {c['accuracy_std']:.1f}",
+            *[""] * (width - 1),
+            "–",
+            "–",
+        ]
     by_ipc = {c["ipc"]: c for c in row}
-    best = {i: max((c["accuracy_mean"] for c in cells.values() if c["dataset"] == dataset and c["ipc"] == i),
-                   default=None) for i in ipcs}
+    best = {
+        i: max((c["accuracy_mean"] for c in cells.values() if c["dataset"] == dataset and c["ipc"] == i), default=None)
+        for i in ipcs
+    }
     accs = []
     for i in ipcs:
         if i not in by_ipc:
             accs.append("–")
             continue
-        text = (f"{by_ipc[i]['accuracy_mean']:.1f} ± {by_ipc[i]['accuracy_std']:.1f}"
-                + ("†" if _old_batch(by_ipc[i]) else ""))
+        text = f"{by_ipc[i]['accuracy_mean']:.1f} ± {by_ipc[i]['accuracy_std']:.1f}" + (
+            "†" if _old_batch(by_ipc[i]) else ""
+        )
         accs.append(f"**{text}**" if by_ipc[i]["accuracy_mean"] == best[i] else text)
     times = " / ".join(f"{by_ipc[i]['distill_s']:.0f}" if i in by_ipc else "–" for i in ipcs)
     known = [by_ipc[i]["peak_rss_mb"] for i in by_ipc if by_ipc[i].get("peak_rss_mb") is not None]
@@ -241,10 +274,12 @@ def _method_row(cells: dict[str, dict], dataset: str, method: str, ipcs: list[in
 
 def markdown(cells: dict[str, dict], machine: dict) -> str:
     """Accuracy table (method × ipc per dataset) plus distillation cost."""
-    lines = [f"# Distillation benchmark\n\nMachine: {machine.get('cpu')}, {machine.get('cores')} cores, "
-             f"{machine.get('memory_gb')} GB, torch {machine.get('torch')}. ConvNet (width 128, instance norm) test "
-             "accuracy in %, mean ± std over training seeds; distill time and peak RSS of the distilling process. "
-             "Each cell's own settings (time budget, training samples, seeds) are in the JSON file.\n"]
+    lines = [
+        f"# Distillation benchmark\n\nMachine: {machine.get('cpu')}, {machine.get('cores')} cores, "
+        f"{machine.get('memory_gb')} GB, torch {machine.get('torch')}. ConvNet (width 128, instance norm) test "
+        "accuracy in %, mean ± std over training seeds; distill time and peak RSS of the distilling process. "
+        "Each cell's own settings (time budget, training samples, seeds) are in the JSON file.\n"
+    ]
     for dataset in [d for d in DATASETS if any(c["dataset"] == d for c in cells.values())]:
         ipcs = sorted({c["ipc"] for c in cells.values() if c["dataset"] == dataset and c["ipc"] is not None})
         lines.append(f"\n## {DATASETS[dataset]['title']}\n")
@@ -254,9 +289,11 @@ def markdown(cells: dict[str, dict], machine: dict) -> str:
         if ipcs:
             lines.append("\n" + budget_note([c for c in cells.values() if c["dataset"] == dataset], ipcs))
     if any(_old_batch(c) for c in cells.values() if c["method"] != "full"):
-        lines.append(f"\n† measured before the batch rule (`TrainConfig(batch_size=None)`): trained at batch 256, i.e. 63 optimiser steps "
-                     f"on the 16 000-sample budget; coresets of more than {FULL_BATCH_UP_TO} clips now train at batch "
-                     f"{LARGE_SET_BATCH}. Re-run with `--force` to replace.")
+        lines.append(
+            f"\n† measured before the batch rule (`TrainConfig(batch_size=None)`): trained at batch 256, i.e. 63 optimiser steps "
+            f"on the 16 000-sample budget; coresets of more than {FULL_BATCH_UP_TO} clips now train at batch "
+            f"{LARGE_SET_BATCH}. Re-run with `--force` to replace."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -271,11 +308,18 @@ def plot(cells: dict[str, dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         for method in METHODS:
-            row = sorted((c for c in cells.values() if c["dataset"] == dataset and c["method"] == method),
-                         key=lambda c: c["ipc"])
+            row = sorted(
+                (c for c in cells.values() if c["dataset"] == dataset and c["method"] == method), key=lambda c: c["ipc"]
+            )
             if row:
-                ax.errorbar([c["ipc"] for c in row], [c["accuracy_mean"] for c in row],
-                            yerr=[c["accuracy_std"] for c in row], marker="o", capsize=3, label=method)
+                ax.errorbar(
+                    [c["ipc"] for c in row],
+                    [c["accuracy_mean"] for c in row],
+                    yerr=[c["accuracy_std"] for c in row],
+                    marker="o",
+                    capsize=3,
+                    label=method,
+                )
         full = [c for c in cells.values() if c["dataset"] == dataset and c["method"] == "full"]
         if full:
             ax.axhline(full[0]["accuracy_mean"], color="k", ls="--", lw=1, label="full data")
@@ -328,8 +372,10 @@ def build_specs(args: argparse.Namespace, cells: dict[str, dict]) -> list[dict[s
     for dataset in [d for d in args.datasets.split(",") if d]:
         if getattr(args, "folds", None):
             if dataset not in CV_VARIANT and not DATASETS.get(dataset, {}).get("folds"):
-                raise SystemExit(f"error: --folds: benchmark dataset '{dataset}' has no k-fold protocol here "
-                                 f"(only {', '.join(CV_VARIANT)})")
+                raise SystemExit(
+                    f"error: --folds: benchmark dataset '{dataset}' has no k-fold protocol here "
+                    f"(only {', '.join(CV_VARIANT)})"
+                )
             dataset = CV_VARIANT.get(dataset, dataset)
         if dataset not in DATASETS:
             raise SystemExit(f"error: unknown dataset '{dataset}' (choose from {', '.join(DATASETS)})")
@@ -346,13 +392,28 @@ def build_specs(args: argparse.Namespace, cells: dict[str, dict]) -> list[dict[s
             key = cell_key(dataset, method, ipc)
             if key in cells and not args.force:
                 continue
-            specs.append({"key": key, "dataset": dataset, "method": method, "ipc": ipc, "seed": args.distill_seed,
-                          "seeds": [int(s) for s in args.seeds.split(",")], "max_samples": args.max_samples,
-                          "full_max_samples": args.full_max_samples, "time_budget_s": args.time_budget,
-                          "train_batch": args.train_batch,
-                          "params": json.loads(args.params) if args.params else {}, "data_dir": args.data_dir,
-                          **({"folds": folds} if (folds := _cell_folds(args, dataset)) else {}),
-                          **({"limit_per_class": getattr(args, "limit_per_class", None)} if getattr(args, "limit_per_class", None) else {})})
+            specs.append(
+                {
+                    "key": key,
+                    "dataset": dataset,
+                    "method": method,
+                    "ipc": ipc,
+                    "seed": args.distill_seed,
+                    "seeds": [int(s) for s in args.seeds.split(",")],
+                    "max_samples": args.max_samples,
+                    "full_max_samples": args.full_max_samples,
+                    "time_budget_s": args.time_budget,
+                    "train_batch": args.train_batch,
+                    "params": json.loads(args.params) if args.params else {},
+                    "data_dir": args.data_dir,
+                    **({"folds": folds} if (folds := _cell_folds(args, dataset)) else {}),
+                    **(
+                        {"limit_per_class": getattr(args, "limit_per_class", None)}
+                        if getattr(args, "limit_per_class", None)
+                        else {}
+                    ),
+                }
+            )
     # long cells first so the workers finish together
     specs.sort(key=lambda s: (s["method"] != "full", s["method"] not in ITERATIVE, -(s["ipc"] or 0)))
     return specs
@@ -366,27 +427,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="training seeds per cell")
     parser.add_argument("--distill-seed", type=int, default=0)
     parser.add_argument("--no-full", action="store_true", help="skip the full-training-data cells")
-    parser.add_argument("--max-samples", type=positive_int, default=DEFAULT_MAX_SAMPLES,
-                        help="training budget (samples seen) per model")
-    parser.add_argument("--train-batch", type=positive_int, default=None,
-                        help="training batch of the evaluation network (default: the whole coreset up to "
-                        f"{FULL_BATCH_UP_TO} clips, else {LARGE_SET_BATCH})")
+    parser.add_argument(
+        "--max-samples", type=positive_int, default=DEFAULT_MAX_SAMPLES, help="training budget (samples seen) per model"
+    )
+    parser.add_argument(
+        "--train-batch",
+        type=positive_int,
+        default=None,
+        help="training batch of the evaluation network (default: the whole coreset up to "
+        f"{FULL_BATCH_UP_TO} clips, else {LARGE_SET_BATCH})",
+    )
     parser.add_argument("--full-max-samples", type=positive_int, default=60000, help="training budget for full data")
-    parser.add_argument("--time-budget", type=float, default=None, help="time budget per distillation (s); "
-                        "default: each method's own (about 280 s)")
-    parser.add_argument("--params", default=None, help='per-method parameters as JSON, e.g. \'{"mtt": {"syn_steps": 20}}\'')
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="time budget per distillation (s); default: each method's own (about 280 s)",
+    )
+    parser.add_argument(
+        "--params", default=None, help='per-method parameters as JSON, e.g. \'{"mtt": {"syn_steps": 20}}\''
+    )
     parser.add_argument("--jobs", type=int, default=2, help="cells run at once (each uses one thread)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    parser.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/distill.json, "
-                        "or distill-quick.json with --quick)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results JSON (default bench/results/distill.json, or distill-quick.json with --quick)",
+    )
     parser.add_argument("--force", action="store_true", help="re-run cells already in the results file")
-    parser.add_argument("--quick", action="store_true", help="one size per dataset (10/class, ESC-10 5/class), "
-                        "one seed, 40-s distillation budget, 6000 training samples: about 20 minutes on 2 cores")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="one size per dataset (10/class, ESC-10 5/class), "
+        "one seed, 40-s distillation budget, 6000 training samples: about 20 minutes on 2 cores",
+    )
     parser.add_argument("--report-only", action="store_true", help="rewrite the table and plot from the JSON")
-    parser.add_argument("--folds", default=None, help="all: run datasets with an official k-fold protocol (esc10) "
-                        "under it, every cell once per fold, mean ± std over folds; 1,2: those folds only (smoke runs)")
-    parser.add_argument("--limit-per-class", type=positive_int, default=None,
-                        help="smoke runs only: at most N training/test clips per class")
+    parser.add_argument(
+        "--folds",
+        default=None,
+        help="all: run datasets with an official k-fold protocol (esc10) "
+        "under it, every cell once per fold, mean ± std over folds; 1,2: those folds only (smoke runs)",
+    )
+    parser.add_argument(
+        "--limit-per-class",
+        type=positive_int,
+        default=None,
+        help="smoke runs only: at most N training/test clips per class",
+    )
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell spec (JSON) and print JSON
     args = parser.parse_args(argv)
 
@@ -409,20 +497,28 @@ def main(argv: list[str] | None = None) -> int:
     def launch(spec: dict) -> dict:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         started = time.time()
-        proc = subprocess.run([sys.executable, "-m", "bench", "--cell", json.dumps(spec)], capture_output=True,
-                              text=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench", "--cell", json.dumps(spec)], capture_output=True, text=True, env=env
+        )
         line = next((l for l in proc.stdout.splitlines() if l.startswith("CELL-RESULT ")), None)
         if proc.returncode != 0 or line is None:
             raise RuntimeError(f"cell {spec['key']} failed:\n{proc.stderr[-3000:]}")
-        result = json.loads(line[len("CELL-RESULT "):])
+        result = json.loads(line[len("CELL-RESULT ") :])
         result["wall_s"] = round(time.time() - started, 1)
-        result["settings"] = {k: spec[k] for k in ("seeds", "max_samples", "full_max_samples", "train_batch",
-                                                       "time_budget_s", "params", "seed")}
+        result["settings"] = {
+            k: spec[k]
+            for k in ("seeds", "max_samples", "full_max_samples", "train_batch", "time_budget_s", "params", "seed")
+        }
         return result
 
     failures = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("distillation benchmark", total=len(specs))
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             futures = {pool.submit(launch, spec): spec for spec in specs}
@@ -436,8 +532,10 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     results = merge_cell(out, spec["key"], result, results["machine"])
                     cells = results["cells"]
-                    progress.console.print(f"{spec['key']}: {result['accuracy_mean']:.1f} ± {result['accuracy_std']:.1f} % "
-                                           f"(distill {result['distill_s']:.0f} s, {result['peak_rss_mb']:.0f} MB)")
+                    progress.console.print(
+                        f"{spec['key']}: {result['accuracy_mean']:.1f} ± {result['accuracy_std']:.1f} % "
+                        f"(distill {result['distill_s']:.0f} s, {result['peak_rss_mb']:.0f} MB)"
+                    )
                 progress.advance(task)
     if cells:
         atomic_write_text(out.with_suffix(".md"), markdown(cells, results["machine"]))

@@ -9,6 +9,7 @@ width-128 ConvNet over training seeds 0, 1, 2 (``kit.pipeline.score_coreset``), 
 at the same budget as the reference. ``--quick`` is the test setting. The experiment is
 ``kit.experiments.feature_ablation`` (the same code as ``kit ablate``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,15 +51,23 @@ def main(argv: list[str] | None = None) -> int:
     )  # lazy: pulls in soundfile
 
     args = build_parser().parse_args(argv)
-    options = dict(features=tuple(f for f in args.features.split(",") if f), method=args.method,
-                   ipcs=parse_ints(args.ipcs, "--ipcs"), seed=args.seed)
+    options = dict(
+        features=tuple(f for f in args.features.split(",") if f),
+        method=args.method,
+        ipcs=parse_ints(args.ipcs, "--ipcs"),
+        seed=args.seed,
+    )
     if args.quick:
         settings = quick_settings(**options)
     else:
-        settings = AblationSettings(distill_steps=args.distill_steps,
-                                    train_seeds=tuple(parse_seeds(args.train_seeds, "--train-seeds")),
-                                    width=args.width, max_samples=args.max_samples,
-                                    limit_per_class=args.limit_per_class, **options)
+        settings = AblationSettings(
+            distill_steps=args.distill_steps,
+            train_seeds=tuple(parse_seeds(args.train_seeds, "--train-seeds")),
+            width=args.width,
+            max_samples=args.max_samples,
+            limit_per_class=args.limit_per_class,
+            **options,
+        )
     started = time.time()
     return report_run(run_feature_ablation(args.dataset, args.work, settings, data_dir=args.data_dir), args, started)
 

@@ -25,6 +25,7 @@ Base models, coresets and bundles are cached under ``--work`` (keyed by their se
 model apart from the coreset), so a re-run with other fine-tune options or another replay memory
 does not retrain.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,15 +75,26 @@ def base_model(fs, config: dict, seed: int, work: Path, console: Console) -> tup
         return model_path, json.loads(info_path.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    train_config = TrainConfig(arch="convnet", arch_kwargs={"width": config["width"]}, max_samples=config["max_samples"],
-                               batch_size=config["batch_size"], seed=seed, threads=1)
+    train_config = TrainConfig(
+        arch="convnet",
+        arch_kwargs={"width": config["width"]},
+        max_samples=config["max_samples"],
+        batch_size=config["batch_size"],
+        seed=seed,
+        threads=1,
+    )
     started = time.time()
     # the library's full-data path (kit train DATASET), without the recipe:
     # the base model these results were measured on
     trained = train_on_dataset(model_path, None, fs, train_config).trained
     train_s = time.time() - started
     base_accuracy = trained.metrics["accuracy"]
-    info = {"seed": seed, "base_test_accuracy": base_accuracy, "train_s": round(train_s, 1), "train_stats": trained.train_stats}
+    info = {
+        "seed": seed,
+        "base_test_accuracy": base_accuracy,
+        "train_s": round(train_s, 1),
+        "train_stats": trained.train_stats,
+    }
     atomic_write_text(info_path, json.dumps(info, indent=1, default=str))
     console.print(f"seed {seed}: base model {100 * base_accuracy:.1f} % on the test split (trained in {train_s:.0f} s)")
     return model_path, info
@@ -133,7 +145,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args, console: Console, progress) -> list[dict]:
+def add_keyword_runs(
+    base: dict, words: dict[str, list[Path]], test: dict, args, console: Console, progress
+) -> list[dict]:
     """Every (word, shots, variant) fine-tune for one base seed."""
     from bench.finetune_data import split_by_speaker  # lazy: pulls in soundfile
 
@@ -147,8 +161,15 @@ def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args,
             train, held = split_by_speaker(paths, shots, seed)
             x_held = file_features(classifier, held)
             for variant, options in VARIANTS.items():
-                row = {"seed": seed, "word": word, "shots": shots, "variant": variant, "n_test_new": len(held),
-                       "train_speakers": sorted({p.name.split("_")[1] for p in train}), "old_before": old_before}
+                row = {
+                    "seed": seed,
+                    "word": word,
+                    "shots": shots,
+                    "variant": variant,
+                    "n_test_new": len(held),
+                    "train_speakers": sorted({p.name.split("_")[1] for p in train}),
+                    "old_before": old_before,
+                }
                 if variant in ("replay", "no_replay"):
                     with one_blas_thread():
                         started = time.perf_counter()
@@ -161,9 +182,16 @@ def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args,
                 else:
                     x_new = file_features(classifier, train)
                     k = len(bundle.classes)
-                    params = {"replay": True, "head": "softmax", "seed": seed, "l2": finetune.DEFAULT_L2,
-                              "l2_new": finetune.DEFAULT_L2_NEW, "shifts": finetune.DEFAULT_SHIFTS,
-                              "class_weight": "balanced", "new_weight": None}
+                    params = {
+                        "replay": True,
+                        "head": "softmax",
+                        "seed": seed,
+                        "l2": finetune.DEFAULT_L2,
+                        "l2_new": finetune.DEFAULT_L2_NEW,
+                        "shifts": finetune.DEFAULT_SHIFTS,
+                        "class_weight": "balanced",
+                        "new_weight": None,
+                    }
                     params.update(options)
                     started = time.perf_counter()
                     with one_blas_thread():
@@ -176,8 +204,11 @@ def add_keyword_runs(base: dict, words: dict[str, list[Path]], test: dict, args,
                 # where the drop comes from: old test clips now taken for the new word, per class
                 taken = old_pred == k
                 row["old_taken_by_new"] = float(np.mean(taken))
-                row["old_taken_by_new_per_class"] = {bundle.classes[c]: int(np.sum(taken & (test["y"] == c)))
-                                                     for c in range(len(bundle.classes)) if np.any(taken & (test["y"] == c))}
+                row["old_taken_by_new_per_class"] = {
+                    bundle.classes[c]: int(np.sum(taken & (test["y"] == c)))
+                    for c in range(len(bundle.classes))
+                    if np.any(taken & (test["y"] == c))
+                }
                 rows.append(row)
                 progress.advance(progress.task_ids[0])
     return rows
@@ -200,14 +231,20 @@ def personalize_runs(base: dict, speakers: list[str], ds, test: dict, args, prog
                 started = time.perf_counter()
                 tuned = finetune.personalize(bundle, adapt, seed=base["seed"], **options)
                 seconds = time.perf_counter() - started
-            rows.append({
-                "seed": base["seed"], "speaker": speaker, "variant": variant, "n_adapt": len(adapt), "n_test": len(held),
-                "speaker_before": float(np.mean(predict(bundle, x_held) == y_held)),
-                "speaker_after": float(np.mean(predict(tuned, x_held) == y_held)),
-                "others_before": float(np.mean(predict(bundle, test["x"][others]) == test["y"][others])),
-                "others_after": float(np.mean(predict(tuned, test["x"][others]) == test["y"][others])),
-                "finetune_s": seconds,
-            })
+            rows.append(
+                {
+                    "seed": base["seed"],
+                    "speaker": speaker,
+                    "variant": variant,
+                    "n_adapt": len(adapt),
+                    "n_test": len(held),
+                    "speaker_before": float(np.mean(predict(bundle, x_held) == y_held)),
+                    "speaker_after": float(np.mean(predict(tuned, x_held) == y_held)),
+                    "others_before": float(np.mean(predict(bundle, test["x"][others]) == test["y"][others])),
+                    "others_after": float(np.mean(predict(tuned, test["x"][others]) == test["y"][others])),
+                    "finetune_s": seconds,
+                }
+            )
             progress.advance(progress.task_ids[0])
     return rows
 
@@ -219,8 +256,9 @@ def timing_large_replay(base: dict, fs, words: dict[str, list[Path]], per_class:
 
     bundle = Bundle.load(base["bundle"])
     rng = np.random.default_rng(base["seed"])
-    pick = np.concatenate([rng.choice(np.flatnonzero(fs.y_train == c), per_class, replace=False)
-                           for c in range(len(fs.classes))])
+    pick = np.concatenate(
+        [rng.choice(np.flatnonzero(fs.y_train == c), per_class, replace=False) for c in range(len(fs.classes))]
+    )
     big = dataclasses.replace(bundle, replay_features=fs.x_train[pick], replay_labels=fs.y_train[pick])
     word, paths = next(iter(words.items()))
     clips, _ = split_by_speaker(paths, 10, base["seed"])
@@ -230,8 +268,14 @@ def timing_large_replay(base: dict, fs, words: dict[str, list[Path]], per_class:
             started = time.perf_counter()
             finetune.add_keyword(big, word, clips, seed=base["seed"])
             seconds.append(time.perf_counter() - started)
-    return {"replay_per_class": per_class, "n_replay": int(len(pick)), "n_classes": len(fs.classes), "clips": len(clips),
-            "seconds": [round(t, 3) for t in seconds], "seconds_max": round(max(seconds), 3)}
+    return {
+        "replay_per_class": per_class,
+        "n_replay": int(len(pick)),
+        "n_classes": len(fs.classes),
+        "clips": len(clips),
+        "seconds": [round(t, 3) for t in seconds],
+        "seconds_max": round(max(seconds), 3),
+    }
 
 
 # Summaries ---------------------------------------------------------------------------------------
@@ -310,52 +354,113 @@ def markdown(results: dict) -> str:
         "## Add a keyword\n",
     ]
     rows = []
-    for key, entry in sorted(summary["add_keyword"].items(),
-                             key=lambda kv: (int(kv[0].split("/")[0]), _variant_rank(kv[0].split("/")[1]))):
+    for key, entry in sorted(
+        summary["add_keyword"].items(), key=lambda kv: (int(kv[0].split("/")[0]), _variant_rank(kv[0].split("/")[1]))
+    ):
         shots, variant = key.split("/")
         wall = f"{entry['finetune_s']['mean']:.2f} / {entry['finetune_s_max']:.2f}" if "finetune_s" in entry else "–"
-        rows.append([shots, variant, *(_pm(entry[k]) for k in ("new_accuracy", "old_before", "old_after",
-                                                                  "old_drop_points", "old_taken_by_new")), wall])
-    lines.append(markdown_table(["clips", "variant", "new-word accuracy", "old classes before", "old classes after",
-                                 "old drop (points)", "old clips taken for the new word",
-                                 "fine-tune wall s (mean / max)"], rows))
-    lines += ["", "Variants: `replay` = the default; `no_replay` = `--no-replay`; `new_weight=…` = a fixed weight of the "
-              "new word relative to an old class instead of the default rule (`new_weight=1`: plain class balance, the "
-              "default before); "
-              "`no_shift` = no time-shift augmentation; `l2_new=…` = another weight decay on the new row; `mlp` = "
-              "one-hidden-layer MLP head (64 units, not storable in a bundle) instead of softmax regression. Only `replay` and `no_replay` went through `add_keyword` end to end (wall time = WAV reading, "
-              "front-end, embedding of replay + clips, head fit); the ablations reuse `fit_head` on the same clips.\n",
-              "## New-word accuracy per word (replay)\n"]
+        rows.append(
+            [
+                shots,
+                variant,
+                *(
+                    _pm(entry[k])
+                    for k in ("new_accuracy", "old_before", "old_after", "old_drop_points", "old_taken_by_new")
+                ),
+                wall,
+            ]
+        )
+    lines.append(
+        markdown_table(
+            [
+                "clips",
+                "variant",
+                "new-word accuracy",
+                "old classes before",
+                "old classes after",
+                "old drop (points)",
+                "old clips taken for the new word",
+                "fine-tune wall s (mean / max)",
+            ],
+            rows,
+        )
+    )
+    lines += [
+        "",
+        "Variants: `replay` = the default; `no_replay` = `--no-replay`; `new_weight=…` = a fixed weight of the "
+        "new word relative to an old class instead of the default rule (`new_weight=1`: plain class balance, the "
+        "default before); "
+        "`no_shift` = no time-shift augmentation; `l2_new=…` = another weight decay on the new row; `mlp` = "
+        "one-hidden-layer MLP head (64 units, not storable in a bundle) instead of softmax regression. Only `replay` and `no_replay` went through `add_keyword` end to end (wall time = WAV reading, "
+        "front-end, embedding of replay + clips, head fit); the ablations reuse `fit_head` on the same clips.\n",
+        "## New-word accuracy per word (replay)\n",
+    ]
     taken: dict[str, int] = defaultdict(int)
     for row in results["add_keyword_runs"]:
         if row["variant"] == "replay":
             for name, n in row.get("old_taken_by_new_per_class", {}).items():
                 taken[name] += n
-    notes = ["", "Where the old-class drop comes from (replay, all runs): old test clips predicted as the new word, "
-             "per true class: " + ", ".join(f"{k} {v}" for k, v in sorted(taken.items(), key=lambda kv: -kv[1])) + ".",
-             "", "How the defaults were chosen: time shifts, the L2 anchor and the new row's weight decay were explored "
-             "on seed 0 of this very set-up and then swept over all three seeds (`l2_new` rows above); the new word's "
-             "weight was swept (1, 1.5, 2, 3, 5, 8) over all three seeds with 10- and 50-per-class replay memories. "
-             "So the figures for the default are tuned, not held-out, with respect to those settings; the benchmark "
-             "is small (5-24 test clips per word and seed), hence the large std.", ""]
+    notes = [
+        "",
+        "Where the old-class drop comes from (replay, all runs): old test clips predicted as the new word, "
+        "per true class: " + ", ".join(f"{k} {v}" for k, v in sorted(taken.items(), key=lambda kv: -kv[1])) + ".",
+        "",
+        "How the defaults were chosen: time shifts, the L2 anchor and the new row's weight decay were explored "
+        "on seed 0 of this very set-up and then swept over all three seeds (`l2_new` rows above); the new word's "
+        "weight was swept (1, 1.5, 2, 3, 5, 8) over all three seeds with 10- and 50-per-class replay memories. "
+        "So the figures for the default are tuned, not held-out, with respect to those settings; the benchmark "
+        "is small (5-24 test clips per word and seed), hence the large std.",
+        "",
+    ]
     per_word = sorted(summary["per_word"].items(), key=lambda kv: (kv[0].split("/")[0], int(kv[0].split("/")[1])))
-    lines.append(markdown_table(["word", "clips", "accuracy"],
-                                [[*key.split("/")[:2], _pm(entry)] for key, entry in per_word
-                                 if key.split("/")[2] == "replay"]))
+    lines.append(
+        markdown_table(
+            ["word", "clips", "accuracy"],
+            [[*key.split("/")[:2], _pm(entry)] for key, entry in per_word if key.split("/")[2] == "replay"],
+        )
+    )
     lines += notes
     timing = results.get("timing_large_replay")
     if timing:
-        lines += [f"Wall time with a larger replay memory ({timing['replay_per_class']}/class = {timing['n_replay']} samples, "
-                  f"{timing['n_classes']} classes, {timing['clips']} new clips, one core): "
-                  + ", ".join(f"{t:.2f}" for t in timing["seconds"]) + " s.", ""]
+        lines += [
+            f"Wall time with a larger replay memory ({timing['replay_per_class']}/class = {timing['n_replay']} samples, "
+            f"{timing['n_classes']} classes, {timing['clips']} new clips, one core): "
+            + ", ".join(f"{t:.2f}" for t in timing["seconds"])
+            + " s.",
+            "",
+        ]
     lines += ["", f"## Personalisation ({config['per_class']} clips per keyword of one held-out speaker)\n"]
     personal = sorted(summary["personalize"].items(), key=lambda kv: _variant_rank(kv[0]))
-    lines.append(markdown_table(
-        ["variant", "speaker before", "speaker after", "gain (points)", "other speakers before", "other speakers after",
-         "wall s"],
-        [[variant, *(_pm(entry[k]) for k in ("speaker_before", "speaker_after", "speaker_gain_points", "others_before",
-                                             "others_after")), f"{entry['finetune_s']['mean']:.2f}"]
-         for variant, entry in personal]))
+    lines.append(
+        markdown_table(
+            [
+                "variant",
+                "speaker before",
+                "speaker after",
+                "gain (points)",
+                "other speakers before",
+                "other speakers after",
+                "wall s",
+            ],
+            [
+                [
+                    variant,
+                    *(
+                        _pm(entry[k])
+                        for k in (
+                            "speaker_before",
+                            "speaker_after",
+                            "speaker_gain_points",
+                            "others_before",
+                            "others_after",
+                        )
+                    ),
+                    f"{entry['finetune_s']['mean']:.2f}",
+                ]
+                for variant, entry in personal
+            ],
+        )
+    )
     lines.append("")
     return "\n".join(lines)
 
@@ -403,7 +508,9 @@ def plot(results: dict, path: Path) -> None:
 # Main --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.finetune", description=__doc__.splitlines()[0])
-    parser.add_argument("--words", default="eight,six,happy", help="new words (from _unknown_), kept out of the base task")
+    parser.add_argument(
+        "--words", default="eight,six,happy", help="new words (from _unknown_), kept out of the base task"
+    )
     parser.add_argument("--shots", default="5,10", help="clips of the new word given to the fine-tune")
     parser.add_argument("--seeds", default="0,1,2", help="one base model, coreset and speaker draw per seed")
     parser.add_argument("--coreset", default="herding", choices=("herding", "random", "kcenter"))
@@ -412,7 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-samples", type=int, default=48000, help="base model training budget (samples seen)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--per-class", type=int, default=2, help="personalisation clips per keyword")
-    parser.add_argument("--min-speaker-clips", type=int, default=30, help="speakers with at least this many test clips are personalised")
+    parser.add_argument(
+        "--min-speaker-clips", type=int, default=30, help="speakers with at least this many test clips are personalised"
+    )
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache of base models and bundles")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "finetune.json")
@@ -439,25 +548,50 @@ def main(argv: list[str] | None = None) -> int:
     machine["onnxruntime"] = onnxruntime.__version__
     ds = base_dataset(args.data_dir, words_list)
     fs = load_feature_set(ds, args.data_dir, progress=True)
-    loader = {"dataset": "speech_commands", "data_dir": args.data_dir, "split": "official", "task": "kws12",
-              "test_fold": 5, "feature": fs.config.kind, "limit_per_class": None, "skip_bad": False,
-              "data_fingerprint": ds.fingerprint(), "excluded_words": words_list}
+    loader = {
+        "dataset": "speech_commands",
+        "data_dir": args.data_dir,
+        "split": "official",
+        "task": "kws12",
+        "test_fold": 5,
+        "feature": fs.config.kind,
+        "limit_per_class": None,
+        "skip_bad": False,
+        "data_fingerprint": ds.fingerprint(),
+        "excluded_words": words_list,
+    }
     config = {
-        "base_task": f"kws12 without {', '.join(words_list)} in _unknown_", "words": words_list, "shots": args.shots,
-        "seeds": seeds, "coreset": args.coreset, "ipc": args.ipc, "width": args.width, "max_samples": args.max_samples,
-        "batch_size": args.batch_size, "per_class": args.per_class, "min_speaker_clips": args.min_speaker_clips,
-        "l2": finetune.DEFAULT_L2, "l2_new": finetune.DEFAULT_L2_NEW, "shifts": list(finetune.DEFAULT_SHIFTS),
+        "base_task": f"kws12 without {', '.join(words_list)} in _unknown_",
+        "words": words_list,
+        "shots": args.shots,
+        "seeds": seeds,
+        "coreset": args.coreset,
+        "ipc": args.ipc,
+        "width": args.width,
+        "max_samples": args.max_samples,
+        "batch_size": args.batch_size,
+        "per_class": args.per_class,
+        "min_speaker_clips": args.min_speaker_clips,
+        "l2": finetune.DEFAULT_L2,
+        "l2_new": finetune.DEFAULT_L2_NEW,
+        "shifts": list(finetune.DEFAULT_SHIFTS),
         "few_shot_clips": finetune.FEW_SHOT_CLIPS,
-        "data_fingerprint": ds.fingerprint(), "feature_config": fs.config.to_dict(),
+        "data_fingerprint": ds.fingerprint(),
+        "feature_config": fs.config.to_dict(),
     }
     base_config = {k: config[k] for k in ("base_task", "coreset", "ipc", "width", "max_samples", "batch_size")}
-    base_config["data"] = ds.fingerprint()["sha256"] if "sha256" in ds.fingerprint() else json.dumps(ds.fingerprint(), sort_keys=True)
+    base_config["data"] = (
+        ds.fingerprint()["sha256"] if "sha256" in ds.fingerprint() else json.dumps(ds.fingerprint(), sort_keys=True)
+    )
 
     # test split of the base task with speaker ids, normalised like the training data
     test_clips = ds.clips_in("test")
     raw, kept = extract_clips(test_clips, fs.config, progress=False)
-    test = {"x": fs.normalizer.transform(raw), "y": np.array([ds.classes.index(test_clips[i].label) for i in kept]),
-            "groups": np.array([test_clips[i].group for i in kept])}
+    test = {
+        "x": fs.normalizer.transform(raw),
+        "y": np.array([ds.classes.index(test_clips[i].label) for i in kept]),
+        "groups": np.array([test_clips[i].group for i in kept]),
+    }
     words = {w: word_clips(args.data_dir, w) for w in words_list}
     speakers = personal_speakers(ds, args.min_speaker_clips)
 
@@ -465,8 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     total = len(seeds) * (len(words) * len(args.shots) * len(VARIANTS) + 2 * len(speakers))
     add_rows: list[dict] = []
     personal_rows: list[dict] = []
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
         progress.add_task("fine-tunes", total=total)
         for base in bases:
             add_rows += add_keyword_runs(base, words, test, args, console, progress)

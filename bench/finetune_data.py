@@ -6,6 +6,7 @@ test learning a new word. The base task here is the ten keywords plus ``_silence
 ``_unknown_`` folder (``<word>_<speaker>_nohash_<n>.wav``) is only a source of new words, split
 by speaker into the few clips a user records and the held-out speakers it is tested on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +20,6 @@ from kit.data import load_dataset
 from kit.data.speech_commands import KEYWORDS, UNKNOWN
 from kit.data.splits import speech_commands_speaker
 from kit.data.types import AudioDataset
-
 
 
 def word_of(path: Path) -> str:
@@ -36,8 +36,9 @@ def base_dataset(data_dir: str | os.PathLike, exclude_words: list[str], keep_unk
     clips = [c for c in ds.clips if c.label != UNKNOWN or (keep_unknown and word_of(c.path) not in exclude_words)]
     classes = sorted({c.label for c in clips})
     what = f"_unknown_ without {', '.join(exclude_words)}" if keep_unknown else "_unknown_ removed"
-    return dataclasses.replace(ds, classes=classes, clips=clips,
-                               description=ds.description + f"; fine-tune base task: {what}")
+    return dataclasses.replace(
+        ds, classes=classes, clips=clips, description=ds.description + f"; fine-tune base task: {what}"
+    )
 
 
 def word_clips(data_dir: str | os.PathLike, word: str) -> list[Path]:

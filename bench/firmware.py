@@ -20,6 +20,7 @@ hides a miss another shows. For each bundle it records:
 
 Writes ``<results-dir>/firmware.{json,md,png}`` (``--stem`` renames them).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,9 @@ FWSIM_BATCH = 64
 
 
 def _progress() -> Any:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=True)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    )
 
 
 def load_test_split(config: Any, data_dir: str, limit: int | None, seed: int) -> tuple[list[Any], np.ndarray, Any]:
@@ -88,8 +90,11 @@ def load_test_split(config: Any, data_dir: str, limit: int | None, seed: int) ->
     features, kept = extract_clips(clips, config, progress=False)
     index = {name: i for i, name in enumerate(dataset.classes)}
     y = np.array([index[clips[i].label] for i in kept], dtype=np.int64)
-    return list(dataset.classes), y, {"features": features, "clips": [clips[i] for i in kept],
-                                      "description": dataset.description}
+    return (
+        list(dataset.classes),
+        y,
+        {"features": features, "clips": [clips[i] for i in kept], "description": dataset.description},
+    )
 
 
 def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
@@ -98,34 +103,56 @@ def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
 
 def _tflite_logits(data: bytes, x: np.ndarray, label: str) -> np.ndarray:
     model = open_model(data, "tflite", label=label)
-    return np.concatenate([model.run(x[i:i + 256])["logits"] for i in range(0, len(x), 256)])
+    return np.concatenate([model.run(x[i : i + 256])["logits"] for i in range(0, len(x), 256)])
 
 
-def target_rows(model: Any, targets: list[str], hop_ms: float, tflm_arena: int | None,
-                log: Any) -> list[dict[str, Any]]:
+def target_rows(
+    model: Any, targets: list[str], hop_ms: float, tflm_arena: int | None, log: Any
+) -> list[dict[str, Any]]:
     """One row per target (and CMSIS-NN on/off for the Cortex-M cores): flash, arena, ms, duty cycle, verdict."""
     plan = plan_arena(model)
     rows = []
     for target in targets:
-        for cmsis in ((True, False) if target in TARGETS else (None,)):
-            row: dict[str, Any] = {"target": target, "cmsis_nn": cmsis, "flatbuffer_bytes": model.flash_bytes,
-                                   "flash_bytes": flash_bytes(model), "arena_planned_bytes": plan.total_bytes,
-                                   "arena_head_bytes": plan.head_bytes, "arena_tflm_bytes": tflm_arena,
-                                   "arena_diff_pct": (None if not tflm_arena else
-                                                      round(100.0 * (plan.total_bytes - tflm_arena) / tflm_arena, 2))}
+        for cmsis in (True, False) if target in TARGETS else (None,):
+            row: dict[str, Any] = {
+                "target": target,
+                "cmsis_nn": cmsis,
+                "flatbuffer_bytes": model.flash_bytes,
+                "flash_bytes": flash_bytes(model),
+                "arena_planned_bytes": plan.total_bytes,
+                "arena_head_bytes": plan.head_bytes,
+                "arena_tflm_bytes": tflm_arena,
+                "arena_diff_pct": (
+                    None if not tflm_arena else round(100.0 * (plan.total_bytes - tflm_arena) / tflm_arena, 2)
+                ),
+            }
             try:
                 cost = estimate(model, target, cmsis_nn=bool(cmsis))
             except KitError as exc:  # vela missing or refusing the model: say so in the row
                 rows.append({**row, "error": str(exc)})
                 log(f"  {target}: {exc}")
                 continue
-            budget = budget_for(target, hop_ms, flash_bytes=None if target in TARGETS else 1 << 30,
-                                sram_bytes=None if target in TARGETS else 1 << 30)
+            budget = budget_for(
+                target,
+                hop_ms,
+                flash_bytes=None if target in TARGETS else 1 << 30,
+                sram_bytes=None if target in TARGETS else 1 << 30,
+            )
             verdict = check_budget(model, budget, cmsis_nn=bool(cmsis), cost=cost)
-            row.update({"clock_mhz": cost.clock_mhz, "cost_source": cost.source, "macs": cost.macs,
-                        "cycles": cost.cycles, "ms": round(cost.ms, 3), "hop_ms": hop_ms,
-                        "duty_cycle": round(cost.duty_cycle(hop_ms), 4), "npu_cpu_ops": cost.cpu_ops,
-                        "fits": verdict.fits, "verdict": verdict.line})
+            row.update(
+                {
+                    "clock_mhz": cost.clock_mhz,
+                    "cost_source": cost.source,
+                    "macs": cost.macs,
+                    "cycles": cost.cycles,
+                    "ms": round(cost.ms, 3),
+                    "hop_ms": hop_ms,
+                    "duty_cycle": round(cost.duty_cycle(hop_ms), 4),
+                    "npu_cpu_ops": cost.cpu_ops,
+                    "fits": verdict.fits,
+                    "verdict": verdict.line,
+                }
+            )
             rows.append(row)
     return rows
 
@@ -150,14 +177,16 @@ def accuracy_block(bundle: Any, name: str, model: Any, x: np.ndarray, y: np.ndar
     with _progress() as bar:
         task = bar.add_task(f"{name}: firmware_sim", total=len(q))
         for i in range(0, len(q), FWSIM_BATCH):
-            for k, v in interpreter.run(q[i:i + FWSIM_BATCH]).items():
+            for k, v in interpreter.run(q[i : i + FWSIM_BATCH]).items():
                 parts[k].append(v)
-            bar.advance(task, len(q[i:i + FWSIM_BATCH]))
+            bar.advance(task, len(q[i : i + FWSIM_BATCH]))
     ours = {k: np.concatenate(v) for k, v in parts.items()}
     out["fwsim_seconds"] = round(time.perf_counter() - started, 2)
     out["fwsim_accuracy"] = _accuracy(ours["logits"], y)
-    log(f"  {name}: fp32 {out.get('fp32_accuracy')}, int8 LiteRT {out['int8_litert_accuracy']:.4f}, "
-        f"firmware_sim {out['fwsim_accuracy']:.4f} ({out['fwsim_seconds']} s for {len(q)} clips)")
+    log(
+        f"  {name}: fp32 {out.get('fp32_accuracy')}, int8 LiteRT {out['int8_litert_accuracy']:.4f}, "
+        f"firmware_sim {out['fwsim_accuracy']:.4f} ({out['fwsim_seconds']} s for {len(q)} clips)"
+    )
     if have_tflm():
         started = time.perf_counter()
         tflm = tflm_run(model, q)
@@ -179,8 +208,15 @@ def accuracy_block(bundle: Any, name: str, model: Any, x: np.ndarray, y: np.ndar
     return out
 
 
-def emulated_m4f(bundle_path: Path, model_name: str, q: np.ndarray, expected: dict[str, np.ndarray],
-                 audio: np.ndarray, work: Path, log: Any) -> dict[str, Any]:
+def emulated_m4f(
+    bundle_path: Path,
+    model_name: str,
+    q: np.ndarray,
+    expected: dict[str, np.ndarray],
+    audio: np.ndarray,
+    work: Path,
+    log: Any,
+) -> dict[str, Any]:
     """Build the C firmware for the emulated Cortex-M4F, run real clips, count instructions per inference."""
     from firmware_sim.c_run import (
         ARM_PACKAGES,
@@ -211,20 +247,29 @@ def emulated_m4f(bundle_path: Path, model_name: str, q: np.ndarray, expected: di
     model_instr = feats.model_cost
     frontend_instr = stream.frontend_cost
     result = {
-        "clips": int(len(q)), "logits_identical_to_fwsim": same,
-        "model_instructions": model_instr, "stream_model_instructions": stream.model_cost,
-        "frontend_instructions": frontend_instr, "stream_seconds": round(len(audio) / 16000, 2),
+        "clips": int(len(q)),
+        "logits_identical_to_fwsim": same,
+        "model_instructions": model_instr,
+        "stream_model_instructions": stream.model_cost,
+        "frontend_instructions": frontend_instr,
+        "stream_seconds": round(len(audio) / 16000, 2),
         "stream_windows": _windows(stream.cost_note, stream.lines),
-        "cost_note": feats.cost_note, "sizes": sizes, "estimate": record["estimate"],
-        "memory": record["memory"], "arena_bytes": record["arena_bytes"],
+        "cost_note": feats.cost_note,
+        "sizes": sizes,
+        "estimate": record["estimate"],
+        "memory": record["memory"],
+        "arena_bytes": record["arena_bytes"],
         "clock_mhz": QEMU_CLOCK_MHZ,
-        "ms_at_cpi": {f"{cpi:g}": {"model": _ms(model_instr, cpi), "frontend": _ms(frontend_instr, cpi)}
-                      for cpi in CPIS},
+        "ms_at_cpi": {
+            f"{cpi:g}": {"model": _ms(model_instr, cpi), "frontend": _ms(frontend_instr, cpi)} for cpi in CPIS
+        },
         "emulator_wall_seconds": round(wall_feats + wall_stream, 2),
     }
-    log(f"  {model_name}: emulated Cortex-M4F: {model_instr:,} instructions (model), {frontend_instr} (front-end); "
+    log(
+        f"  {model_name}: emulated Cortex-M4F: {model_instr:,} instructions (model), {frontend_instr} (front-end); "
         f"{same}/{len(q)} logits identical to firmware_sim; flash {sizes['flash']:,} B, "
-        f"static RAM {sizes['static_ram']:,} B")
+        f"static RAM {sizes['static_ram']:,} B"
+    )
     return result
 
 
@@ -245,8 +290,12 @@ def _stream_audio(meta: dict[str, Any], y: np.ndarray, n: int) -> np.ndarray:
     from kit.audio import load_audio  # lazy: pulls in soundfile
 
     chosen = np.argsort(y, kind="stable")[::-1][:n]  # the last classes are keywords (the first are silence/unknown)
-    parts = [fix_length(load_audio(meta["clips"][i].path, 16000, meta["clips"][i].offset_s,
-                                   meta["clips"][i].duration_s), 16000) for i in sorted(chosen)]
+    parts = [
+        fix_length(
+            load_audio(meta["clips"][i].path, 16000, meta["clips"][i].offset_s, meta["clips"][i].duration_s), 16000
+        )
+        for i in sorted(chosen)
+    ]
     return np.concatenate(parts).astype(np.float32)
 
 
@@ -273,8 +322,9 @@ int main(int argc, char **argv) {
 """
 
 
-def mcu_frontend(bundle_path: Path, bundle: Any, meta: dict[str, Any], y: np.ndarray, q_python: np.ndarray,
-                 work: Path, log: Any) -> dict[str, Any]:
+def mcu_frontend(
+    bundle_path: Path, bundle: Any, meta: dict[str, Any], y: np.ndarray, q_python: np.ndarray, work: Path, log: Any
+) -> dict[str, Any]:
     """The firmware's C front-end (kws_frontend.c, host build) on every test clip, then firmware_sim on its output.
 
     Why: the model was trained on the Python front-end; the MCU computes its input in float32 C. This measures
@@ -289,18 +339,46 @@ def mcu_frontend(bundle_path: Path, bundle: Any, meta: dict[str, Any], y: np.nda
     lowered = lower_model(bundle, str(bundle_path))
     folder = work / "frontend"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "data.c").write_text(frontend_source(config, bundle.normalizer, lowered.input_scale,
-                                                   lowered.input_zero_point, lowered.input_axes, str(bundle_path)))
+    (folder / "data.c").write_text(
+        frontend_source(
+            config,
+            bundle.normalizer,
+            lowered.input_scale,
+            lowered.input_zero_point,
+            lowered.input_axes,
+            str(bundle_path),
+        )
+    )
     (folder / "driver.c").write_text(FRONTEND_DRIVER)
     binary = folder / "frontend"
-    subprocess.run(["cc", "-std=c99", "-O2", "-I", str(C_SOURCES), "-o", str(binary), str(folder / "driver.c"),
-                    str(C_SOURCES / "kws_frontend.c"), str(folder / "data.c"), "-lm"], check=True)
+    subprocess.run(
+        [
+            "cc",
+            "-std=c99",
+            "-O2",
+            "-I",
+            str(C_SOURCES),
+            "-o",
+            str(binary),
+            str(folder / "driver.c"),
+            str(C_SOURCES / "kws_frontend.c"),
+            str(folder / "data.c"),
+            "-lm",
+        ],
+        check=True,
+    )
     clips = meta["clips"]
-    pcm = b"".join(pcm_bytes(fix_length(load_audio(c.path, config.sample_rate, c.offset_s, c.duration_s),
-                                        config.n_samples)) for c in clips)
+    pcm = b"".join(
+        pcm_bytes(fix_length(load_audio(c.path, config.sample_rate, c.offset_s, c.duration_s), config.n_samples))
+        for c in clips
+    )
     started = time.perf_counter()
-    done = subprocess.run([str(binary), str(frontend_scratch_floats(config))],
-                          input=np.int32(len(clips)).tobytes() + pcm, capture_output=True, check=True)
+    done = subprocess.run(
+        [str(binary), str(frontend_scratch_floats(config))],
+        input=np.int32(len(clips)).tobytes() + pcm,
+        capture_output=True,
+        check=True,
+    )
     seconds = time.perf_counter() - started
     q_c = np.frombuffer(done.stdout, np.int8).reshape(q_python.shape)
     model = load_model(bundle_path).require_int8()
@@ -308,12 +386,17 @@ def mcu_frontend(bundle_path: Path, bundle: Any, meta: dict[str, Any], y: np.nda
     logits_c = interpreter.run(q_c)["logits"].reshape(len(y), -1)
     logits_py = interpreter.run(q_python)["logits"].reshape(len(y), -1)
     diff = np.abs(q_c.astype(int) - q_python.astype(int))
-    out = {"clips": int(len(y)), "build": "host cc -std=c99 -O2 (x86-64), float32",
-           "input_values_equal": float((diff == 0).mean()), "input_max_lsb_diff": int(diff.max()),
-           "clips_input_identical": int((diff.reshape(len(y), -1).max(1) == 0).sum()),
-           "accuracy_python_frontend": _accuracy(logits_py, y), "accuracy_c_frontend": _accuracy(logits_c, y),
-           "top1_agreement": float((logits_c.argmax(1) == logits_py.argmax(1)).mean()),
-           "seconds": round(seconds, 2)}
+    out = {
+        "clips": int(len(y)),
+        "build": "host cc -std=c99 -O2 (x86-64), float32",
+        "input_values_equal": float((diff == 0).mean()),
+        "input_max_lsb_diff": int(diff.max()),
+        "clips_input_identical": int((diff.reshape(len(y), -1).max(1) == 0).sum()),
+        "accuracy_python_frontend": _accuracy(logits_py, y),
+        "accuracy_c_frontend": _accuracy(logits_c, y),
+        "top1_agreement": float((logits_c.argmax(1) == logits_py.argmax(1)).mean()),
+        "seconds": round(seconds, 2),
+    }
     log(f"  MCU front-end: {out}")
     return out
 
@@ -325,10 +408,15 @@ def targets_met(models: dict[str, Any]) -> list[dict[str, Any]]:
         acc = m["accuracy"]
         ident = acc["vs_tflm"]
         if ident is not None:
-            out.append({"target": "firmware_sim bit-exact with TFLM on every test clip", "model": name,
-                        "measured": f"{ident['identical']}/{ident['clips']} clips "
-                                    f"({100 * ident['identical'] / ident['clips']:.1f} %)",
-                        "met": ident["identical"] == ident["clips"]})
+            out.append(
+                {
+                    "target": "firmware_sim bit-exact with TFLM on every test clip",
+                    "model": name,
+                    "measured": f"{ident['identical']}/{ident['clips']} clips "
+                    f"({100 * ident['identical'] / ident['clips']:.1f} %)",
+                    "met": ident["identical"] == ident["clips"],
+                }
+            )
         row = next((r for r in m["targets"] if r["target"] == "cortex-m4f" and r["cmsis_nn"] is True), None)
         # the MCU's int8 accuracy is firmware_sim's (= TFLM's when bit-exact); LiteRT's default kernels round
         # differently
@@ -336,22 +424,42 @@ def targets_met(models: dict[str, Any]) -> list[dict[str, Any]]:
         litert_drop = acc["fp32_accuracy"] - acc["int8_litert_accuracy"] if "fp32_accuracy" in acc else None
         flash_ok = m["flatbuffer_bytes"] <= MAX_FLASH_BYTES
         arena_ok = m["arena_planned_bytes"] <= MAX_ARENA_BYTES
-        out.append({"target": "int8 flash <= 64 KB, arena <= 32 KB, int8 accuracy within 1 point of fp32",
-                    "model": name,
-                    "measured": (f"flatbuffer {m['flatbuffer_bytes'] / 1024:.1f} KB (with firmware_sim's code "
-                                 f"estimate {m['targets'][0]['flash_bytes'] / 1024:.1f} KB), arena "
-                                 f"{m['arena_planned_bytes'] / 1024:.1f} KB, drop "
-                                 + (f"{100 * drop:.1f} points (firmware_sim/TFLM; int8 LiteRT "
-                                    f"{100 * litert_drop:.1f})" if drop is not None and litert_drop is not None
-                                    else "n/a")),
-                    "met": bool(flash_ok and arena_ok and drop is not None and drop <= MAX_ACCURACY_DROP)})
+        out.append(
+            {
+                "target": "int8 flash <= 64 KB, arena <= 32 KB, int8 accuracy within 1 point of fp32",
+                "model": name,
+                "measured": (
+                    f"flatbuffer {m['flatbuffer_bytes'] / 1024:.1f} KB (with firmware_sim's code "
+                    f"estimate {m['targets'][0]['flash_bytes'] / 1024:.1f} KB), arena "
+                    f"{m['arena_planned_bytes'] / 1024:.1f} KB, drop "
+                    + (
+                        f"{100 * drop:.1f} points (firmware_sim/TFLM; int8 LiteRT {100 * litert_drop:.1f})"
+                        if drop is not None and litert_drop is not None
+                        else "n/a"
+                    )
+                ),
+                "met": bool(flash_ok and arena_ok and drop is not None and drop <= MAX_ACCURACY_DROP),
+            }
+        )
         if row is not None and "ms" in row:
-            out.append({"target": "<= 50 ms per inference, Cortex-M4F @ 80 MHz, CMSIS-NN (cost model)", "model": name,
-                        "measured": f"{row['ms']:.1f} ms", "met": row["ms"] <= MAX_M4F_MS})
+            out.append(
+                {
+                    "target": "<= 50 ms per inference, Cortex-M4F @ 80 MHz, CMSIS-NN (cost model)",
+                    "model": name,
+                    "measured": f"{row['ms']:.1f} ms",
+                    "met": row["ms"] <= MAX_M4F_MS,
+                }
+            )
         arena = m["arena_diff_pct"]
         if arena is not None:
-            out.append({"target": "planned arena within 10 % of TFLM's recorded arena", "model": name,
-                        "measured": f"{arena:+.1f} %", "met": abs(arena) <= ARENA_TOLERANCE_PCT})
+            out.append(
+                {
+                    "target": "planned arena within 10 % of TFLM's recorded arena",
+                    "model": name,
+                    "measured": f"{arena:+.1f} %",
+                    "met": abs(arena) <= ARENA_TOLERANCE_PCT,
+                }
+            )
     return out
 
 
@@ -381,24 +489,38 @@ def run(args: argparse.Namespace, log: Any) -> dict[str, Any]:
             x = bundle.normalizer.transform(meta["features"]).astype(np.float32)
             acc = accuracy_block(bundle, name, model, x, y, log)
             q, ours = acc.pop("_q"), acc.pop("_ours")
-            frontend = (mcu_frontend(path, bundle, meta, y, q, work, log) if args.frontend
-                        else {"skipped": "--no-frontend"})
+            frontend = (
+                mcu_frontend(path, bundle, meta, y, q, work, log) if args.frontend else {"skipped": "--no-frontend"}
+            )
             emulated: dict[str, Any] = {"skipped": "not run (--quick or --qemu-clips 0)"}
             if args.qemu_clips > 0:
                 pick = np.arange(min(args.qemu_clips, len(q)))
                 audio = _stream_audio(meta, y, args.stream_clips)
                 emulated = emulated_m4f(path, name, q[pick], {k: v[pick] for k, v in ours.items()}, audio, work, log)
             models[name] = {
-                "bundle": str(path), "member": model.name, "hop_ms": hop_ms, "ops": model.op_counts(),
-                "flatbuffer_bytes": model.flash_bytes, "arena_planned_bytes": rows[0]["arena_planned_bytes"],
-                "arena_tflm_bytes": tflm_arena, "arena_diff_pct": rows[0]["arena_diff_pct"],
-                "targets": rows, "accuracy": acc, "mcu_frontend": frontend, "emulated_m4f": emulated,
+                "bundle": str(path),
+                "member": model.name,
+                "hop_ms": hop_ms,
+                "ops": model.op_counts(),
+                "flatbuffer_bytes": model.flash_bytes,
+                "arena_planned_bytes": rows[0]["arena_planned_bytes"],
+                "arena_tflm_bytes": tflm_arena,
+                "arena_diff_pct": rows[0]["arena_diff_pct"],
+                "targets": rows,
+                "accuracy": acc,
+                "mcu_frontend": frontend,
+                "emulated_m4f": emulated,
             }
     finally:
         shutil.rmtree(work, ignore_errors=True)
     description = next(iter(cache.values()))[2]["description"] if cache else ""
-    return {"kind": "firmware", "models": models, "test_split": description,
-            "issue_targets": targets_met(models), "seconds": round(time.time() - started, 1)}
+    return {
+        "kind": "firmware",
+        "models": models,
+        "test_split": description,
+        "issue_targets": targets_met(models),
+        "seconds": round(time.time() - started, 1),
+    }
 
 
 def _pct(v: float | None) -> str:
@@ -421,15 +543,22 @@ def markdown(result: dict[str, Any], png: str = "firmware.png") -> str:
         "",
         f"Test split: {result['test_split'] or 'kws12'}.",
         "",
-        "Bundles: " + "; ".join(f"`{m['bundle']}` ({m['member'].split(':')[-1]}, hop {m['hop_ms']:g} ms)"
-                                for m in result["models"].values()) + ". The flash target is judged on the int8 "
+        "Bundles: "
+        + "; ".join(
+            f"`{m['bundle']}` ({m['member'].split(':')[-1]}, hop {m['hop_ms']:g} ms)" for m in result["models"].values()
+        )
+        + ". The flash target is judged on the int8 "
         "flatbuffer (the model); firmware_sim's code-size estimate and the built firmware's size are shown beside it.",
         "",
         "## Issue targets",
         "",
-        markdown_table(["target", "model", "measured", "met"],
-                       [[t["target"], t["model"], t["measured"], "met" if t["met"] else "NOT met"]
-                        for t in result["issue_targets"]]),
+        markdown_table(
+            ["target", "model", "measured", "met"],
+            [
+                [t["target"], t["model"], t["measured"], "met" if t["met"] else "NOT met"]
+                for t in result["issue_targets"]
+            ],
+        ),
         "",
         "## Per target (firmware_sim; ms are cost-model estimates, not measurements)",
         "",
@@ -443,61 +572,156 @@ def markdown(result: dict[str, Any], png: str = "firmware.png") -> str:
         for r in m["targets"]:
             kernels = "CMSIS-NN" if r["cmsis_nn"] else ("reference" if r["cmsis_nn"] is False else "NPU (vela)")
             if "error" in r:
-                rows.append([name, r["target"], kernels, r["flash_bytes"], r["arena_planned_bytes"],
-                             r["arena_tflm_bytes"] or "n/a", "", "", "", r["error"]])
+                rows.append(
+                    [
+                        name,
+                        r["target"],
+                        kernels,
+                        r["flash_bytes"],
+                        r["arena_planned_bytes"],
+                        r["arena_tflm_bytes"] or "n/a",
+                        "",
+                        "",
+                        "",
+                        r["error"],
+                    ]
+                )
                 continue
-            rows.append([name, r["target"], kernels, r["flash_bytes"], r["arena_planned_bytes"],
-                         r["arena_tflm_bytes"] or "n/a",
-                         "n/a" if r["arena_diff_pct"] is None else f"{r['arena_diff_pct']:+.1f} %",
-                         f"{r['ms']:.2f} @ {r['clock_mhz']:g} MHz",
-                         f"{100 * r['duty_cycle']:.1f} % of {r['hop_ms']:g} ms",
-                         ("fits" if r["fits"] else "does NOT fit")
-                         + (f" ({r['npu_cpu_ops']} op(s) left on the CPU, not timed)" if r.get("npu_cpu_ops") else "")])
-    lines += [markdown_table(["model", "target", "kernels", "flash (B)", "arena plan (B)", "arena TFLM (B)",
-                              "arena diff", "ms / inference", "duty cycle", "budget verdict"], rows), ""]
-    lines += ["## Accuracy on the test split and bit-exactness", "",
-              "Argmax of the int8 model's own `logits` output. fp32: the bundle's fp32 TFLite in LiteRT; int8 "
-              "LiteRT: the int8 TFLite in LiteRT's default kernels; firmware_sim: this kit's integer interpreter. "
-              "Bit-identical: every int8 output vector (logits and embedding) equal byte for byte.", ""]
-    lines += [markdown_table(
-        ["model", "clips", "fp32 (%)", "int8 LiteRT (%)", "firmware_sim (%)", "TFLM (%)", "int8 LiteRT drop (points)",
-         "fwsim = TFLM", "fwsim = LiteRT BUILTIN_REF"],
-        [[name, m["accuracy"]["n_clips"], _pct(m["accuracy"].get("fp32_accuracy")),
-          _pct(m["accuracy"]["int8_litert_accuracy"]), _pct(m["accuracy"]["fwsim_accuracy"]),
-          _pct(m["accuracy"].get("tflm_accuracy")),
-          ("n/a" if "fp32_accuracy" not in m["accuracy"] else
-           f"{100 * (m['accuracy']['fp32_accuracy'] - m['accuracy']['int8_litert_accuracy']):.1f}"),
-          _ident(m["accuracy"]["vs_tflm"]), _ident(m["accuracy"]["vs_litert_ref"])]
-         for name, m in result["models"].items()]), ""]
-    by_output = [f"{name}: {k} {_ident(d)}" for name, m in result["models"].items()
-                 for k, d in (m["accuracy"].get("vs_litert_ref_by_output") or {}).items()]
+            rows.append(
+                [
+                    name,
+                    r["target"],
+                    kernels,
+                    r["flash_bytes"],
+                    r["arena_planned_bytes"],
+                    r["arena_tflm_bytes"] or "n/a",
+                    "n/a" if r["arena_diff_pct"] is None else f"{r['arena_diff_pct']:+.1f} %",
+                    f"{r['ms']:.2f} @ {r['clock_mhz']:g} MHz",
+                    f"{100 * r['duty_cycle']:.1f} % of {r['hop_ms']:g} ms",
+                    ("fits" if r["fits"] else "does NOT fit")
+                    + (f" ({r['npu_cpu_ops']} op(s) left on the CPU, not timed)" if r.get("npu_cpu_ops") else ""),
+                ]
+            )
+    lines += [
+        markdown_table(
+            [
+                "model",
+                "target",
+                "kernels",
+                "flash (B)",
+                "arena plan (B)",
+                "arena TFLM (B)",
+                "arena diff",
+                "ms / inference",
+                "duty cycle",
+                "budget verdict",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    lines += [
+        "## Accuracy on the test split and bit-exactness",
+        "",
+        "Argmax of the int8 model's own `logits` output. fp32: the bundle's fp32 TFLite in LiteRT; int8 "
+        "LiteRT: the int8 TFLite in LiteRT's default kernels; firmware_sim: this kit's integer interpreter. "
+        "Bit-identical: every int8 output vector (logits and embedding) equal byte for byte.",
+        "",
+    ]
+    lines += [
+        markdown_table(
+            [
+                "model",
+                "clips",
+                "fp32 (%)",
+                "int8 LiteRT (%)",
+                "firmware_sim (%)",
+                "TFLM (%)",
+                "int8 LiteRT drop (points)",
+                "fwsim = TFLM",
+                "fwsim = LiteRT BUILTIN_REF",
+            ],
+            [
+                [
+                    name,
+                    m["accuracy"]["n_clips"],
+                    _pct(m["accuracy"].get("fp32_accuracy")),
+                    _pct(m["accuracy"]["int8_litert_accuracy"]),
+                    _pct(m["accuracy"]["fwsim_accuracy"]),
+                    _pct(m["accuracy"].get("tflm_accuracy")),
+                    (
+                        "n/a"
+                        if "fp32_accuracy" not in m["accuracy"]
+                        else f"{100 * (m['accuracy']['fp32_accuracy'] - m['accuracy']['int8_litert_accuracy']):.1f}"
+                    ),
+                    _ident(m["accuracy"]["vs_tflm"]),
+                    _ident(m["accuracy"]["vs_litert_ref"]),
+                ]
+                for name, m in result["models"].items()
+            ],
+        ),
+        "",
+    ]
+    by_output = [
+        f"{name}: {k} {_ident(d)}"
+        for name, m in result["models"].items()
+        for k, d in (m["accuracy"].get("vs_litert_ref_by_output") or {}).items()
+    ]
     if by_output:
         lines += ["firmware_sim = LiteRT BUILTIN_REF per output tensor: " + "; ".join(by_output) + ".", ""]
-    lines += ["## The firmware's C front-end on the test split (issue 14 d)", "",
-              "Each test clip (cropped/padded to the window as the Python front-end does, 16-bit PCM) through the "
-              "firmware's float32 C front-end (`kws_frontend.c`, built for the host), then the same int8 model in "
-              "firmware_sim; compared with the model on the Python (training) front-end's input. A Cortex-M4F "
-              "build may contract multiply-adds into FMAs, so its float32 rounding can differ slightly.", ""]
+    lines += [
+        "## The firmware's C front-end on the test split (issue 14 d)",
+        "",
+        "Each test clip (cropped/padded to the window as the Python front-end does, 16-bit PCM) through the "
+        "firmware's float32 C front-end (`kws_frontend.c`, built for the host), then the same int8 model in "
+        "firmware_sim; compared with the model on the Python (training) front-end's input. A Cortex-M4F "
+        "build may contract multiply-adds into FMAs, so its float32 rounding can differ slightly.",
+        "",
+    ]
     rows = []
     for name, m in result["models"].items():
         f = m.get("mcu_frontend") or {"skipped": "not measured"}
         if "skipped" in f:
             rows.append([name, "skipped: " + f["skipped"], "", "", "", "", ""])
             continue
-        rows.append([name, f["clips"], f"{100 * f['input_values_equal']:.3f} % (max {f['input_max_lsb_diff']} LSB)",
-                     f"{f['clips_input_identical']}/{f['clips']}", _pct(f["accuracy_python_frontend"]),
-                     _pct(f["accuracy_c_frontend"]),
-                     f"{100 * (f['accuracy_c_frontend'] - f['accuracy_python_frontend']):+.1f}",
-                     f"{100 * f['top1_agreement']:.1f} %"])
-    lines += [markdown_table(["model", "clips", "int8 input values equal", "clips with identical input",
-                              "accuracy, Python front-end (%)", "accuracy, C front-end (%)", "difference (points)",
-                              "top-1 agreement"], rows), ""]
-    lines += ["## Emulated Cortex-M4F (QEMU mps2-an386, `-icount shift=0`)", "",
-              "The generated C firmware (portable C99 kernels, no CMSIS-NN) compiled with arm-none-eabi-gcc -O2 and "
-              "run on QEMU. QEMU counts instructions; it does not model cycles, so ms = instructions x CPI / 80 MHz "
-              "under a stated CPI: 1.0 is a lower bound (single-cycle instructions, no flash wait states), 1.25 a "
-              "plausible Cortex-M4F figure. Emulator wall-clock time is not device time. Model instructions: int8 "
-              "inputs fed directly (KWSF mode); front-end instructions: a stream of real clips.", ""]
+        rows.append(
+            [
+                name,
+                f["clips"],
+                f"{100 * f['input_values_equal']:.3f} % (max {f['input_max_lsb_diff']} LSB)",
+                f"{f['clips_input_identical']}/{f['clips']}",
+                _pct(f["accuracy_python_frontend"]),
+                _pct(f["accuracy_c_frontend"]),
+                f"{100 * (f['accuracy_c_frontend'] - f['accuracy_python_frontend']):+.1f}",
+                f"{100 * f['top1_agreement']:.1f} %",
+            ]
+        )
+    lines += [
+        markdown_table(
+            [
+                "model",
+                "clips",
+                "int8 input values equal",
+                "clips with identical input",
+                "accuracy, Python front-end (%)",
+                "accuracy, C front-end (%)",
+                "difference (points)",
+                "top-1 agreement",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    lines += [
+        "## Emulated Cortex-M4F (QEMU mps2-an386, `-icount shift=0`)",
+        "",
+        "The generated C firmware (portable C99 kernels, no CMSIS-NN) compiled with arm-none-eabi-gcc -O2 and "
+        "run on QEMU. QEMU counts instructions; it does not model cycles, so ms = instructions x CPI / 80 MHz "
+        "under a stated CPI: 1.0 is a lower bound (single-cycle instructions, no flash wait states), 1.25 a "
+        "plausible Cortex-M4F figure. Emulator wall-clock time is not device time. Model instructions: int8 "
+        "inputs fed directly (KWSF mode); front-end instructions: a stream of real clips.",
+        "",
+    ]
     rows = []
     for name, m in result["models"].items():
         e = m["emulated_m4f"]
@@ -505,16 +729,35 @@ def markdown(result: dict[str, Any], png: str = "firmware.png") -> str:
             rows.append([name, "skipped: " + e["skipped"], "", "", "", "", "", ""])
             continue
         ms = e["ms_at_cpi"]
-        rows.append([name, f"{e['logits_identical_to_fwsim']}/{e['clips']}", f"{e['model_instructions']:,}",
-                     f"{e['frontend_instructions']:,}" if e["frontend_instructions"] else "n/a",
-                     " / ".join(f"{ms[c]['model']:.1f}" for c in ms),
-                     " / ".join(f"{ms[c]['frontend']:.1f}" if ms[c]["frontend"] else "n/a" for c in ms),
-                     f"{e['sizes']['flash']:,} (est. {e['estimate']['flash']:,})",
-                     f"{e['sizes']['static_ram']:,} (est. {e['estimate']['static_ram']:,})"])
+        rows.append(
+            [
+                name,
+                f"{e['logits_identical_to_fwsim']}/{e['clips']}",
+                f"{e['model_instructions']:,}",
+                f"{e['frontend_instructions']:,}" if e["frontend_instructions"] else "n/a",
+                " / ".join(f"{ms[c]['model']:.1f}" for c in ms),
+                " / ".join(f"{ms[c]['frontend']:.1f}" if ms[c]["frontend"] else "n/a" for c in ms),
+                f"{e['sizes']['flash']:,} (est. {e['estimate']['flash']:,})",
+                f"{e['sizes']['static_ram']:,} (est. {e['estimate']['static_ram']:,})",
+            ]
+        )
     cpis = " / ".join(f"CPI {c:g}" for c in CPIS)
-    lines += [markdown_table(["model", "logits = firmware_sim", "instructions / inference (model)",
-                              "instructions (front-end)", f"model ms ({cpis})", f"front-end ms ({cpis})",
-                              "flash B (arm-none-eabi-size)", "static RAM B"], rows), ""]
+    lines += [
+        markdown_table(
+            [
+                "model",
+                "logits = firmware_sim",
+                "instructions / inference (model)",
+                "instructions (front-end)",
+                f"model ms ({cpis})",
+                f"front-end ms ({cpis})",
+                "flash B (arm-none-eabi-size)",
+                "static RAM B",
+            ],
+            rows,
+        ),
+        "",
+    ]
     lines += [f"![firmware]({png})", ""]
     return "\n".join(lines)
 
@@ -530,14 +773,21 @@ def plot(result: dict[str, Any], path: Path) -> None:
     labels: list[str] = []
     for k, name in enumerate(names):
         rows = [r for r in result["models"][name]["targets"] if "ms" in r]
-        labels = [r["target"] + ("" if r["cmsis_nn"] is None else (" cmsis" if r["cmsis_nn"] else " ref"))
-                  for r in rows]
+        labels = [
+            r["target"] + ("" if r["cmsis_nn"] is None else (" cmsis" if r["cmsis_nn"] else " ref")) for r in rows
+        ]
         pos = np.arange(len(rows)) + k * 0.8 / max(len(names), 1)
         ax1.bar(pos, [r["ms"] for r in rows], width=0.8 / max(len(names), 1), label=name)
         em = result["models"][name]["emulated_m4f"]
         if "ms_at_cpi" in em:
-            ax1.scatter([pos[0]], [em["ms_at_cpi"]["1"]["model"]], marker="x", color="k", zorder=3,
-                        label="QEMU M4F, CPI 1 (portable C)" if k == 0 else None)
+            ax1.scatter(
+                [pos[0]],
+                [em["ms_at_cpi"]["1"]["model"]],
+                marker="x",
+                color="k",
+                zorder=3,
+                label="QEMU M4F, CPI 1 (portable C)" if k == 0 else None,
+            )
     ax1.axhline(MAX_M4F_MS, color="r", ls="--", lw=1, label="50 ms target")
     ax1.set_xticks(np.arange(len(labels)) + 0.4 * (len(names) - 1) / max(len(names), 1))
     ax1.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
@@ -561,16 +811,22 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.firmware", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
-                        help="kit bundles with an int8 TFLite model (kit bundle --int8 -f tflite)")
-    parser.add_argument("--targets", nargs="+", default=None,
-                        help="target profiles (default: all Cortex-M and Ethos-U)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(DEFAULT_MODELS),
+        help="kit bundles with an int8 TFLite model (kit bundle --int8 -f tflite)",
+    )
+    parser.add_argument(
+        "--targets", nargs="+", default=None, help="target profiles (default: all Cortex-M and Ethos-U)"
+    )
     parser.add_argument("--quick", action="store_true", help="20 clips, cortex-m4f only, no QEMU")
     parser.add_argument("--clips", type=int, default=None, help="test clips (default: the whole split)")
     parser.add_argument("--qemu-clips", type=int, default=8, help="real clips fed to the emulated board (0: none)")
     parser.add_argument("--stream-clips", type=int, default=3, help="real clips streamed for the front-end cost")
-    parser.add_argument("--no-frontend", dest="frontend", action="store_false",
-                        help="skip the firmware's C front-end accuracy row")
+    parser.add_argument(
+        "--no-frontend", dest="frontend", action="store_false", help="skip the firmware's C front-end accuracy row"
+    )
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
@@ -587,13 +843,18 @@ def main(argv: list[str] | None = None) -> int:
     args.targets = args.targets or [*CPU_TARGETS, *NPU_TARGETS]
     unknown = [t for t in args.targets if t not in target_names()]
     if unknown:
-        print(f"error: --targets: unknown target '{unknown[0]}' (choose from {', '.join(target_names())})",
-              file=sys.stderr)
+        print(
+            f"error: --targets: unknown target '{unknown[0]}' (choose from {', '.join(target_names())})",
+            file=sys.stderr,
+        )
         return 2
     missing = [m for m in args.models if not Path(m).is_file()]
     if missing:
-        print(f"error: --models: {missing[0]}: no such bundle (make one with kit bundle MODEL -c CORESET -f tflite "
-              "--int8)", file=sys.stderr)
+        print(
+            f"error: --models: {missing[0]}: no such bundle (make one with kit bundle MODEL -c CORESET -f tflite "
+            "--int8)",
+            file=sys.stderr,
+        )
         return 2
 
     def log(message: str) -> None:
@@ -604,12 +865,22 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = {"command": " ".join(["python -m bench.firmware", *argv]),
-              "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-              "config": {"models": [str(m) for m in args.models], "targets": args.targets, "clips": args.clips,
-                         "qemu_clips": args.qemu_clips, "stream_clips": args.stream_clips, "seed": args.seed,
-                         "data_dir": str(args.data_dir), "cpis": list(CPIS)},
-              "machine": machine_info(), **result}
+    result = {
+        "command": " ".join(["python -m bench.firmware", *argv]),
+        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "config": {
+            "models": [str(m) for m in args.models],
+            "targets": args.targets,
+            "clips": args.clips,
+            "qemu_clips": args.qemu_clips,
+            "stream_clips": args.stream_clips,
+            "seed": args.seed,
+            "data_dir": str(args.data_dir),
+            "cpis": list(CPIS),
+        },
+        "machine": machine_info(),
+        **result,
+    }
     out = args.results_dir
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"{args.stem}.json", json.dumps(result, indent=1, default=str) + "\n")

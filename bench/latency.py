@@ -24,6 +24,7 @@ Why this module imports only the standard library and numpy at the top: ``--rtf-
 as the device process, and the child must not load torch or the kit (the child records which
 heavy packages it found loaded, as a check).
 """
+
 from __future__ import annotations
 
 import io
@@ -63,8 +64,20 @@ from bench.paths import DEFAULT_DATA_DIR, REPO, RESULTS_DIR
 DEFAULT_WORK_DIR = REPO / "runs" / "bench-latency"
 STREAMING_WORK_DIR = REPO / "runs" / "bench-streaming"
 #: packages a device process must not need (their presence in the child is recorded as a failure)
-NOT_ON_DEVICE = ("torch", "kit", "distill", "librosa", "scipy", "rich", "typer", "onnx", "litert_torch", "tensorflow",
-                 "matplotlib", "soundfile")
+NOT_ON_DEVICE = (
+    "torch",
+    "kit",
+    "distill",
+    "librosa",
+    "scipy",
+    "rich",
+    "typer",
+    "onnx",
+    "litert_torch",
+    "tensorflow",
+    "matplotlib",
+    "soundfile",
+)
 TARGET_INT8_MS = 1.0
 TARGET_RTF = 0.05
 TARGET_INT8_BYTES = 64 * 1024
@@ -73,8 +86,13 @@ TARGET_INT8_BYTES = 64 * 1024
 def summarize_ms(samples_ms: list[float] | np.ndarray) -> dict[str, float]:
     """Median, p90, mean, min and count of timings in milliseconds."""
     a = np.asarray(samples_ms, dtype=np.float64)
-    return {"median_ms": round(float(np.median(a)), 4), "p90_ms": round(float(np.percentile(a, 90)), 4),
-            "mean_ms": round(float(a.mean()), 4), "min_ms": round(float(a.min()), 4), "n": int(len(a))}
+    return {
+        "median_ms": round(float(np.median(a)), 4),
+        "p90_ms": round(float(np.percentile(a, 90)), 4),
+        "mean_ms": round(float(a.mean()), 4),
+        "min_ms": round(float(a.min()), 4),
+        "n": int(len(a)),
+    }
 
 
 def time_calls(fn: Callable[[], Any], n: int, warmup: int = 20) -> list[float]:
@@ -146,14 +164,25 @@ def rtf_child(bundle_path: str, model_name: str, wav_path: str, chunk_ms: float)
     audio_s = samples / rate
     loaded = sorted({m.split(".")[0] for m in sys.modules} & set(NOT_ON_DEVICE))
     return {
-        "bundle": bundle_path, "model": model_name, "audio_s": round(audio_s, 2), "chunk_ms": chunk_ms, "hops": hops,
-        "detections": detections, "processing_wall_s": round(wall, 3), "processing_cpu_s": round(cpu, 3),
-        "rtf_wall": round(wall / audio_s, 5), "rtf_cpu": round(cpu / audio_s, 5),
+        "bundle": bundle_path,
+        "model": model_name,
+        "audio_s": round(audio_s, 2),
+        "chunk_ms": chunk_ms,
+        "hops": hops,
+        "detections": detections,
+        "processing_wall_s": round(wall, 3),
+        "processing_cpu_s": round(cpu, 3),
+        "rtf_wall": round(wall / audio_s, 5),
+        "rtf_cpu": round(cpu / audio_s, 5),
         "per_hop": summarize_ms(per_hop_ms) if per_hop_ms else None,
-        "startup_s": round(startup_s, 3), "rss_ready_mb": round(rss_ready, 1) if rss_ready else None,
+        "startup_s": round(startup_s, 3),
+        "rss_ready_mb": round(rss_ready, 1) if rss_ready else None,
         "peak_rss_mb": round(peak, 1) if (peak := _proc_status_mb("VmHWM")) else round(_peak_rss_mb(), 1),
-        "ru_maxrss_mb": round(_peak_rss_mb(), 1), "non_device_modules_loaded": loaded,
-        "runtime_modules": sorted({m.split(".")[0] for m in sys.modules} & {"onnxruntime", "ai_edge_litert", "tflite_runtime"}),
+        "ru_maxrss_mb": round(_peak_rss_mb(), 1),
+        "non_device_modules_loaded": loaded,
+        "runtime_modules": sorted(
+            {m.split(".")[0] for m in sys.modules} & {"onnxruntime", "ai_edge_litert", "tflite_runtime"}
+        ),
     }
 
 
@@ -212,21 +241,28 @@ def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
             model_path, origin = work / f"{label}.kit", "trained briefly here (latency does not depend on the weights)"
             if not model_path.is_file():
                 log(f"training a {label} for the latency figures")
-                config = TrainConfig(arch=arch, arch_kwargs=kwargs, epochs=3, batch_size=128, max_samples=None,
-                                     seed=args.seed, threads=1)
+                config = TrainConfig(
+                    arch=arch, arch_kwargs=kwargs, epochs=3, batch_size=128, max_samples=None, seed=args.seed, threads=1
+                )
                 train_and_save(model_path, fs.x_train, fs.y_train, fs, config, x_test=fs.x_test, y_test=fs.y_test)
         model, meta = load_model(model_path)
         log(f"{label}: building the bundles (fp32 + int8, ONNX and TFLite)")
         bundles = {}
         t0 = time.perf_counter()
-        bundles["onnx"] = build_bundle(model_path, coreset_path, work / f"{label}-onnx.bundle.kit", formats=("onnx",),
-                                       int8=True)
-        bundles["tflite"] = build_bundle(model_path, coreset_path, work / f"{label}-tflite.bundle.kit", formats=("tflite",),
-                                         int8=True)
-        prepared["archs"][label] = {"model": model_path, "origin": origin, "bundles": bundles,
-                                    "params": int(sum(p.numel() for p in model.parameters())),
-                                    "accuracy": (meta.get("metrics") or {}).get("accuracy"),
-                                    "bundle_build_s": round(time.perf_counter() - t0, 1)}
+        bundles["onnx"] = build_bundle(
+            model_path, coreset_path, work / f"{label}-onnx.bundle.kit", formats=("onnx",), int8=True
+        )
+        bundles["tflite"] = build_bundle(
+            model_path, coreset_path, work / f"{label}-tflite.bundle.kit", formats=("tflite",), int8=True
+        )
+        prepared["archs"][label] = {
+            "model": model_path,
+            "origin": origin,
+            "bundles": bundles,
+            "params": int(sum(p.numel() for p in model.parameters())),
+            "accuracy": (meta.get("metrics") or {}).get("accuracy"),
+            "bundle_build_s": round(time.perf_counter() - t0, 1),
+        }
     log(f"building a {args.stream_minutes:g}-min held-out stream for the real-time factor")
     material = load_material(args.data_dir, keywords_per_class=20, unknown=20, fsdd=40, esc=10, seed=args.seed)
     stream = build_stream(material, StreamSpec(minutes=args.stream_minutes, negative_rate=0.3), seed=args.seed)
@@ -253,8 +289,14 @@ def measure(args: argparse.Namespace, prepared: dict[str, Any], log: Callable[[s
 
     log("timing the front-end")
     front = summarize_ms(time_calls(front_end, args.n_front))
-    out: dict[str, Any] = {"front_end": {**front, "what": f"extract_features ({config.kind} {config.shape}) + normaliser, "
-                                                           f"real 1-s clips at {config.sample_rate} Hz"}, "models": []}
+    out: dict[str, Any] = {
+        "front_end": {
+            **front,
+            "what": f"extract_features ({config.kind} {config.shape}) + normaliser, "
+            f"real 1-s clips at {config.sample_rate} Hz",
+        },
+        "models": [],
+    }
     for label, arch in prepared["archs"].items():
         for fmt, bundle_path in arch["bundles"].items():
             bundle = Bundle.load(bundle_path)
@@ -263,18 +305,31 @@ def measure(args: argparse.Namespace, prepared: dict[str, Any], log: Callable[[s
                 log(f"{label} {name}: {args.n_infer} single-window calls")
                 timings = summarize_ms(time_calls(lambda: model.predict(x), args.n_infer))
                 report = model_report(blob, fmt=fmt)
-                out["models"].append({
-                    "arch": label, "file": name, "format": fmt, "precision": model_precision(name), "bytes": len(blob),
-                    "per_window": timings, "ops": report.ops, "ops_line": report.ops_line(), "n_ops": report.n_ops,
-                    "tensor_types": report.tensor_types, "integer_only": report.integer_only,
-                    "bundle": str(bundle_path), "bundle_bytes": Path(bundle_path).stat().st_size,
-                })
+                out["models"].append(
+                    {
+                        "arch": label,
+                        "file": name,
+                        "format": fmt,
+                        "precision": model_precision(name),
+                        "bytes": len(blob),
+                        "per_window": timings,
+                        "ops": report.ops,
+                        "ops_line": report.ops_line(),
+                        "n_ops": report.n_ops,
+                        "tensor_types": report.tensor_types,
+                        "integer_only": report.integer_only,
+                        "bundle": str(bundle_path),
+                        "bundle_bytes": Path(bundle_path).stat().st_size,
+                    }
+                )
     wav = prepared["stream"]["wav"]
     out["rtf"] = []
     for label, arch in prepared["archs"].items():
         for fmt, bundle_path in arch["bundles"].items():
             for name in sorted(Bundle.load(bundle_path).models):
-                log(f"{label} {name}: streaming {prepared['stream']['summary']['duration_s'] / 60:.1f} min in a device-only process")
+                log(
+                    f"{label} {name}: streaming {prepared['stream']['summary']['duration_s'] / 60:.1f} min in a device-only process"
+                )
                 out["rtf"].append({"arch": label, "format": fmt, **run_child(bundle_path, name, wav, args.chunk_ms)})
     return out
 
@@ -287,8 +342,9 @@ def targets(measured: dict[str, Any]) -> dict[str, Any]:
         "int8_per_window_le_1ms": {m["file"]: m["per_window"]["median_ms"] <= TARGET_INT8_MS for m in int8},
         "rtf_le_0.05": {r["model"]: r["rtf_wall"] <= TARGET_RTF for r in rtf},
         "int8_model_le_64KB": {m["file"]: m["bytes"] <= TARGET_INT8_BYTES for m in int8},
-        "device_process_imports_only_runtime": all(not r.get("non_device_modules_loaded") for r in measured["rtf"]
-                                                   if "error" not in r),
+        "device_process_imports_only_runtime": all(
+            not r.get("non_device_modules_loaded") for r in measured["rtf"] if "error" not in r
+        ),
     }
 
 
@@ -298,10 +354,15 @@ def _rtf_row(r: dict[str, Any]) -> list[str]:
     if "error" in r:
         return [r["model"], f"error: {r['error']}", *[""] * 5]
     hop = r["per_hop"] or {}
-    return [f"{r['arch']} {r['model']}", f"{r['rtf_wall']:.4f}", f"{r['rtf_cpu']:.4f}",
-            f"{hop.get('median_ms', float('nan')):.2f} / {hop.get('p90_ms', float('nan')):.2f} ms",
-            f"{r['startup_s']:.2f} s", f"{r['peak_rss_mb']:.0f} MB",
-            ", ".join(r["non_device_modules_loaded"]) or "none"]
+    return [
+        f"{r['arch']} {r['model']}",
+        f"{r['rtf_wall']:.4f}",
+        f"{r['rtf_cpu']:.4f}",
+        f"{hop.get('median_ms', float('nan')):.2f} / {hop.get('p90_ms', float('nan')):.2f} ms",
+        f"{r['startup_s']:.2f} s",
+        f"{r['peak_rss_mb']:.0f} MB",
+        ", ".join(r["non_device_modules_loaded"]) or "none",
+    ]
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -316,10 +377,21 @@ def markdown(result: dict[str, Any]) -> str:
         f"Front-end per 1-s window ({m['front_end']['what']}): median {m['front_end']['median_ms']:.2f} ms, "
         f"p90 {m['front_end']['p90_ms']:.2f} ms.",
         "",
-        markdown_table(["model", "file", "bytes", "per-window median", "p90", "ops", "integer only"],
-                       [[row["arch"], row["file"], f"{row['bytes']:,}", f"{row['per_window']['median_ms']:.3f} ms",
-                         f"{row['per_window']['p90_ms']:.3f} ms", f"{row['n_ops']}: {row['ops_line']}",
-                         "yes" if row["integer_only"] else "no"] for row in m["models"]]),
+        markdown_table(
+            ["model", "file", "bytes", "per-window median", "p90", "ops", "integer only"],
+            [
+                [
+                    row["arch"],
+                    row["file"],
+                    f"{row['bytes']:,}",
+                    f"{row['per_window']['median_ms']:.3f} ms",
+                    f"{row['per_window']['p90_ms']:.3f} ms",
+                    f"{row['n_ops']}: {row['ops_line']}",
+                    "yes" if row["integer_only"] else "no",
+                ]
+                for row in m["models"]
+            ],
+        ),
     ]
     stream = result["stream"]
     lines += [
@@ -328,8 +400,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"hop {result['detector_hop_s']} s) over {stream['duration_s'] / 60:.1f} min of held-out audio, in a separate "
         "process importing only `deploy.runtime`:",
         "",
-        markdown_table(["model", "RTF (wall)", "RTF (CPU)", "per hop median / p90", "startup", "peak RSS",
-                        "non-device modules"], [_rtf_row(r) for r in m["rtf"]]),
+        markdown_table(
+            ["model", "RTF (wall)", "RTF (CPU)", "per hop median / p90", "startup", "peak RSS", "non-device modules"],
+            [_rtf_row(r) for r in m["rtf"]],
+        ),
     ]
     t = result["targets"]
 
@@ -365,7 +439,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     p90 = [m["front_end"]["p90_ms"]] + [r["per_window"]["p90_ms"] for r in m["models"]]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     ypos = np.arange(len(names))
-    ax.barh(ypos, med, color=["tab:grey"] + ["tab:orange" if r["precision"] == "int8" else "tab:blue" for r in m["models"]])
+    ax.barh(
+        ypos, med, color=["tab:grey"] + ["tab:orange" if r["precision"] == "int8" else "tab:blue" for r in m["models"]]
+    )
     ax.errorbar(p90, ypos, fmt="k|", markersize=10, label="p90")
     ax.axvline(TARGET_INT8_MS, color="red", ls=":", lw=1, label=f"int8 target {TARGET_INT8_MS:g} ms")
     ax.set_yticks(ypos, names, fontsize=8)
@@ -392,12 +468,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--model", default=None, help="a kws12 ConvNet model (.kit); default: bench.streaming's full-data model")
+    parser.add_argument(
+        "--model", default=None, help="a kws12 ConvNet model (.kit); default: bench.streaming's full-data model"
+    )
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-infer", type=int, default=1000, help="timed single-window calls per model file")
     parser.add_argument("--n-front", type=int, default=300, help="timed front-end calls")
-    parser.add_argument("--stream-minutes", type=float, default=10.0, help="length of the stream for the real-time factor")
+    parser.add_argument(
+        "--stream-minutes", type=float, default=10.0, help="length of the stream for the real-time factor"
+    )
     parser.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk fed per call (100 ms = one hop)")
     parser.add_argument("--rtf-child", nargs=4, metavar=("BUNDLE", "MODEL", "WAV", "CHUNK_MS"), help=argparse.SUPPRESS)
     return parser
@@ -409,8 +489,6 @@ def main(argv: list[str] | None = None) -> int:
         bundle, model, wav, chunk_ms = args.rtf_child
         print(json.dumps(rtf_child(bundle, model, wav, float(chunk_ms))))
         return 0
-
-
 
     console = Console(stderr=True)
     started = time.perf_counter()
@@ -430,15 +508,31 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_start": load_start,
         "load_average_end": [round(v, 2) for v in os.getloadavg()],
         "machine": machine_info(),
-        "config": {"seed": args.seed, "width": args.width, "n_infer": args.n_infer, "n_front": args.n_front,
-                   "stream_minutes": args.stream_minutes, "chunk_ms": args.chunk_ms, "threads": 1,
-                   "data_dir": str(args.data_dir), "work_dir": str(args.work_dir), "model": args.model},
+        "config": {
+            "seed": args.seed,
+            "width": args.width,
+            "n_infer": args.n_infer,
+            "n_front": args.n_front,
+            "stream_minutes": args.stream_minutes,
+            "chunk_ms": args.chunk_ms,
+            "threads": 1,
+            "data_dir": str(args.data_dir),
+            "work_dir": str(args.work_dir),
+            "model": args.model,
+        },
         "detector_hop_s": Bundle.load(first_bundle).detector.hop_s,
-        "models_note": "; ".join(f"{k}: {v['origin']}, {v['params']:,} parameters, kws12 clip accuracy "
-                                 f"{v['accuracy'] if v['accuracy'] is None else round(100 * v['accuracy'], 1)} %"
-                                 for k, v in prepared["archs"].items()),
-        "archs": {k: {**{kk: str(vv) if isinstance(vv, Path) else vv for kk, vv in v.items() if kk != "bundles"},
-                      "bundles": {f: str(p) for f, p in v["bundles"].items()}} for k, v in prepared["archs"].items()},
+        "models_note": "; ".join(
+            f"{k}: {v['origin']}, {v['params']:,} parameters, kws12 clip accuracy "
+            f"{v['accuracy'] if v['accuracy'] is None else round(100 * v['accuracy'], 1)} %"
+            for k, v in prepared["archs"].items()
+        ),
+        "archs": {
+            k: {
+                **{kk: str(vv) if isinstance(vv, Path) else vv for kk, vv in v.items() if kk != "bundles"},
+                "bundles": {f: str(p) for f, p in v["bundles"].items()},
+            }
+            for k, v in prepared["archs"].items()
+        },
         "calibration_coreset": str(prepared["coreset"]),
         "stream": prepared["stream"]["summary"],
         "measured": measured,

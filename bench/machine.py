@@ -1,4 +1,5 @@
 """A record of the machine a benchmark ran on, stored beside every result."""
+
 from __future__ import annotations
 
 import os

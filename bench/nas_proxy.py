@@ -11,6 +11,7 @@ setting measured on shared cores (~30 minutes with a 280-s DM distillation). Eve
 the results go to ``bench/results/nas_proxy.{json,md,png}`` (the setting used is in the JSON and
 the Markdown, with the machine).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,11 +54,20 @@ def markdown(result: dict, settings: dict, machine: dict, load: str) -> str:
         f"{100 * min(result['accuracy']['full data (ground truth)']):.1f} to "
         f"{100 * max(result['accuracy']['full data (ground truth)']):.1f} %; per-variant figures are in the JSON.\n",
     ]
-    rows = [[proxy, "–" if a["spearman"] != a["spearman"] else f"{a['spearman']:.3f}", f"{a['top_k_overlap']:.2f}",
-             f"{a['seconds']:.0f}", f"{a['speedup']:.1f}"] for proxy, a in result["agreement"].items()]
+    rows = [
+        [
+            proxy,
+            "–" if a["spearman"] != a["spearman"] else f"{a['spearman']:.3f}",
+            f"{a['top_k_overlap']:.2f}",
+            f"{a['seconds']:.0f}",
+            f"{a['speedup']:.1f}",
+        ]
+        for proxy, a in result["agreement"].items()
+    ]
     rows.append(["full data (ground truth)", 1, 1, f"{result['seconds']['full data (ground truth)']:.0f}", "1.0"])
-    lines.append(markdown_table(["proxy", "Spearman rho", "top-5 overlap", "seconds", "speed-up vs ground truth"],
-                                rows))
+    lines.append(
+        markdown_table(["proxy", "Spearman rho", "top-5 overlap", "seconds", "speed-up vs ground truth"], rows)
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -77,10 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truth-batch-size", type=int, default=64, help="batch of the ground-truth trainings")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    parser.add_argument("--run-dir", type=Path, default=None, help="resumable run folder (default runs/bench-nas_proxy-GRID)")
+    parser.add_argument(
+        "--run-dir", type=Path, default=None, help="resumable run folder (default runs/bench-nas_proxy-GRID)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "nas_proxy.json")
-    parser.add_argument("--quick", action="store_true", help="the tests' setting: 5 variants, 30 clips per class, "
-                        "tiny budgets (overrides the grid and budget options)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the tests' setting: 5 variants, 30 clips per class, tiny budgets (overrides the grid and budget options)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -100,34 +115,60 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         settings = NASSettings.quick(seed=args.seed, distill_method=args.distill_method, coreset_files=files)
     else:
-        settings = NASSettings(grid=args.grid, ipc=args.ipc, distill_method=args.distill_method,
-                               distill_time_budget_s=args.distill_budget, proxy_samples=args.proxy_samples,
-                               early_samples=args.early_samples, truth_samples=args.truth_samples, seed=args.seed,
-                               batch_size=args.batch_size, truth_batch_size=args.truth_batch_size, coreset_files=files)
+        settings = NASSettings(
+            grid=args.grid,
+            ipc=args.ipc,
+            distill_method=args.distill_method,
+            distill_time_budget_s=args.distill_budget,
+            proxy_samples=args.proxy_samples,
+            early_samples=args.early_samples,
+            truth_samples=args.truth_samples,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            truth_batch_size=args.truth_batch_size,
+            coreset_files=files,
+        )
     limit = QUICK_LIMIT_PER_CLASS if args.quick else None
     run_dir = args.run_dir or Path("runs") / f"bench-nas_proxy-{'quick' if args.quick else args.grid}"
-    run = open_run(run_dir, settings, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
-                   limit_per_class=limit)
+    run = open_run(
+        run_dir, settings, dataset=args.dataset, data_dir=args.data_dir, split=args.split, limit_per_class=limit
+    )
     if not run.has("bench_start"):  # the load when the grid was first started, not when a resumed run finished it
         run.record("bench_start", {"load_average": load, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     load = run.get("bench_start")["load_average"]
     started = time.time()
-    fs, loader = load_training_set(args.dataset, args.data_dir, split=args.split, limit_per_class=limit,
-                                   progress=not args.no_progress)
+    fs, loader = load_training_set(
+        args.dataset, args.data_dir, split=args.split, limit_per_class=limit, progress=not args.no_progress
+    )
     result = run_nas_proxy(fs, loader, settings, run, progress=not args.no_progress)
     machine = machine_info()
     record = {
-        "settings": {**settings.to_dict(), "dataset": args.dataset, "split": args.split,
-                     "task": "kws10" if args.dataset == "speech_commands" else None,
-                     "limit_per_class": limit, "command": " ".join(["python -m bench.nas_proxy", *(argv if argv is not None else sys.argv[1:])]),
-                     "distill": args.coreset or (f"{settings.distill_method}, {settings.distill_steps} steps"
-                                                 if settings.distill_steps else f"{settings.distill_method}, "
-                                                 f"{settings.distill_time_budget_s:.0f} s budget")},
-        "machine": machine, "load_average_at_start": load, "started": run.get("bench_start")["time"],
+        "settings": {
+            **settings.to_dict(),
+            "dataset": args.dataset,
+            "split": args.split,
+            "task": "kws10" if args.dataset == "speech_commands" else None,
+            "limit_per_class": limit,
+            "command": " ".join(["python -m bench.nas_proxy", *(argv if argv is not None else sys.argv[1:])]),
+            "distill": args.coreset
+            or (
+                f"{settings.distill_method}, {settings.distill_steps} steps"
+                if settings.distill_steps
+                else f"{settings.distill_method}, {settings.distill_time_budget_s:.0f} s budget"
+            ),
+        },
+        "machine": machine,
+        "load_average_at_start": load,
+        "started": run.get("bench_start")["time"],
         "wall_s_this_invocation": round(time.time() - started, 1),
-        "compute_s": round(sum(result["seconds"].values()) + run.get("distilled")["summary"]["fit_time_s"]
-                           if run.has("distilled") else sum(result["seconds"].values()), 1),
-        "run_dir": str(run_dir), **result,
+        "compute_s": round(
+            sum(result["seconds"].values()) + run.get("distilled")["summary"]["fit_time_s"]
+            if run.has("distilled")
+            else sum(result["seconds"].values()),
+            1,
+        ),
+        "run_dir": str(run_dir),
+        **result,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = args.out

@@ -6,6 +6,7 @@ iterations, vs 10 random real clips per class; SNRs clean, 30, 20, 10, 5, 0 dB o
 test audio; 3 training seeds, 16 000 clips per run, the whole official test split. Resumable cell
 by cell (``--work``/noise is a ``kit noise`` run folder). ``--quick`` is the tests' setting.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,11 +43,18 @@ def main(argv: list[str] | None = None) -> int:
         changes["test_limit"] = args.test_limit
     settings = NoiseSettings.quick(**changes) if args.quick else NoiseSettings(**changes)
     cells_before = 0 if args.overwrite else count_cells(work / "noise")
-    run = run_noise_robustness(Coreset.load(coreset_path), work / "noise", settings, coreset_path=str(coreset_path),
-                               data_dir=args.data_dir, overwrite=args.overwrite)
+    run = run_noise_robustness(
+        Coreset.load(coreset_path),
+        work / "noise",
+        settings,
+        coreset_path=str(coreset_path),
+        data_dir=args.data_dir,
+        overwrite=args.overwrite,
+    )
     stem = results_stem("noise_robustness", args.dataset, args.quick)
-    path = write_results(run.path, stem, args.results_dir, args, started, load_before, cells_before,
-                         module="noise_robustness")
+    path = write_results(
+        run.path, stem, args.results_dir, args, started, load_before, cells_before, module="noise_robustness"
+    )
     print(json.dumps(run.headline, indent=1))
     print(f"wrote {path} and .md/.png", file=sys.stderr)
     return 0

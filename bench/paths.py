@@ -3,6 +3,7 @@
 Why one module: each benchmark used to derive these two folders itself (seven copies of the same
 lines); a change to the data-folder rule (say, the run.sh fallback to ../shared/data) now has one home.
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ the exported files go to ``<work>/quantization_<name>/``.
 Latency is the median of single-clip calls (batch 1, one thread) after a warm-up; on a shared
 machine it is only comparable within one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,12 +59,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = args.work / f"quantization_{name}"  # model files: outside bench/results (not committed)
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    fs = load_feature_set(args.dataset, args.data_dir, task=args.task, split=args.split, progress=True,
-                          limit_per_class=args.limit_per_class, seed=args.seed)
-    config = TrainConfig(arch_kwargs={"width": args.width}, max_samples=args.max_samples, batch_size=args.batch_size, seed=args.seed)
-    print(f"training on {len(fs.x_train)} clips ({config.max_samples} samples), testing on {len(fs.x_test)}", flush=True)
+    fs = load_feature_set(
+        args.dataset,
+        args.data_dir,
+        task=args.task,
+        split=args.split,
+        progress=True,
+        limit_per_class=args.limit_per_class,
+        seed=args.seed,
+    )
+    config = TrainConfig(
+        arch_kwargs={"width": args.width}, max_samples=args.max_samples, batch_size=args.batch_size, seed=args.seed
+    )
+    print(
+        f"training on {len(fs.x_train)} clips ({config.max_samples} samples), testing on {len(fs.x_test)}", flush=True
+    )
     model = train_model(fs.x_train, fs.y_train, fs.n_classes, config, progress=True).eval()
-    selector = make_distiller("random", ipc=args.ipc, seed=args.seed).fit(fs.x_train, fs.y_train, n_classes=fs.n_classes)
+    selector = make_distiller("random", ipc=args.ipc, seed=args.seed).fit(
+        fs.x_train, fs.y_train, n_classes=fs.n_classes
+    )
     calibration = np.ascontiguousarray(selector.features_)
     meta = {"classes": fs.classes, "feature_config": fs.config, "normalizer": fs.normalizer, "source": fs.source}
     with torch.no_grad():
@@ -80,11 +94,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"exported {key} in {timings[key]} s", flush=True)
 
     timed("fp32.tflite", lambda: export_tflite(model, work / "model.fp32.tflite", meta=meta))
-    timed("int8.tflite", lambda: export_tflite(model, work / "model.int8.tflite", int8=True, calibration=calibration, meta=meta))
+    timed(
+        "int8.tflite",
+        lambda: export_tflite(model, work / "model.int8.tflite", int8=True, calibration=calibration, meta=meta),
+    )
     timed("fp32.onnx", lambda: export_onnx(model, work / "model.fp32.onnx", meta))
     for act, tag in (("uint8", "u8act"), ("int8", "s8act")):  # QDQ activation type (weights int8 in both)
-        timed(f"int8-{tag}.onnx", lambda act=act, tag=tag: quantize_onnx(
-            exports["fp32.onnx"], work / f"model.int8_{tag}.onnx", calibration, activation_type=act))
+        timed(
+            f"int8-{tag}.onnx",
+            lambda act=act, tag=tag: quantize_onnx(
+                exports["fp32.onnx"], work / f"model.int8_{tag}.onnx", calibration, activation_type=act
+            ),
+        )
     results: dict[str, Any] = {}
     variants = [(key, open_model(path)) for key, path in exports.items()]
     variants.append(("int8.tflite (built-in kernels, no XNNPACK)", TfliteModel(exports["int8.tflite"], xnnpack=False)))
@@ -103,13 +124,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "latency_ms_per_clip": _latency_ms(runtime, fs.x_test, args.repeats),
             "export_seconds": timings.get(key.split(" ")[0]),
         }
-        print(f"{key}: {json.dumps({k: v for k, v in results[key].items() if k not in ('ops', 'tensor_types')})}", flush=True)
+        print(
+            f"{key}: {json.dumps({k: v for k, v in results[key].items() if k not in ('ops', 'tensor_types')})}",
+            flush=True,
+        )
     return {
-        "config": {**vars(args), "data_dir": str(args.data_dir), "out_dir": str(args.out_dir), "work": str(args.work), "train": config.to_dict(),
-                   "calibration": f"random coreset, {args.ipc} per class ({len(calibration)} clips)"},
+        "config": {
+            **vars(args),
+            "data_dir": str(args.data_dir),
+            "out_dir": str(args.out_dir),
+            "work": str(args.work),
+            "train": config.to_dict(),
+            "calibration": f"random coreset, {args.ipc} per class ({len(calibration)} clips)",
+        },
         "machine": machine_info(),
-        "dataset": {"name": name, "classes": fs.classes, "n_train": int(len(fs.x_train)), "n_test": int(len(fs.x_test)),
-                    "source": fs.source},
+        "dataset": {
+            "name": name,
+            "classes": fs.classes,
+            "n_train": int(len(fs.x_train)),
+            "n_test": int(len(fs.x_test)),
+            "source": fs.source,
+        },
         "pytorch": {"accuracy": ref_acc, "parameters": int(sum(p.numel() for p in model.parameters()))},
         "exports": results,
         "seconds": round(time.time() - started, 1),
@@ -124,18 +159,42 @@ def markdown(record: dict[str, Any]) -> str:
         f"ConvNet width {record['config']['width']}, {record['pytorch']['parameters']} parameters, PyTorch accuracy "
         f"{100 * torch_acc:.1f} %; calibration: {record['config']['calibration']}; seed {record['config']['seed']}.",
         "",
-        markdown_table(["export", "bytes", "max abs diff logits", "top-1 agreement", "accuracy (%)", "drop (points)",
-                        "ms/clip", "integer-only"],
-                       [[key, r["size_bytes"], f"{r['max_abs_diff_logits']:.2g}", f"{100 * r['top1_agreement']:.1f} %",
-                         f"{100 * r['accuracy']:.1f}", f"{100 * (torch_acc - r['accuracy']):.1f}",
-                         f"{r['latency_ms_per_clip']:.3f}", "yes" if r["integer_only"] else "no"]
-                        for key, r in record["exports"].items()]),
-        "", "Ops:", "",
+        markdown_table(
+            [
+                "export",
+                "bytes",
+                "max abs diff logits",
+                "top-1 agreement",
+                "accuracy (%)",
+                "drop (points)",
+                "ms/clip",
+                "integer-only",
+            ],
+            [
+                [
+                    key,
+                    r["size_bytes"],
+                    f"{r['max_abs_diff_logits']:.2g}",
+                    f"{100 * r['top1_agreement']:.1f} %",
+                    f"{100 * r['accuracy']:.1f}",
+                    f"{100 * (torch_acc - r['accuracy']):.1f}",
+                    f"{r['latency_ms_per_clip']:.3f}",
+                    "yes" if r["integer_only"] else "no",
+                ]
+                for key, r in record["exports"].items()
+            ],
+        ),
+        "",
+        "Ops:",
+        "",
     ]
     for key, r in record["exports"].items():
         if "(" not in key:
             lines.append(f"- {key}: " + ", ".join(f"{op} x{n}" for op, n in r["ops"].items()))
-    lines += ["", f"Machine: {record['machine']['cpu']}, {record['machine']['cores']} cores (shared; latency comparable within this table only)."]
+    lines += [
+        "",
+        f"Machine: {record['machine']['cpu']}, {record['machine']['cores']} cores (shared; latency comparable within this table only).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,7 @@ writes. This one takes that model file and compares, on the real test split of i
 
 Writes ``<out-dir>/quantization_model_<tag>.{json,md}``; exported files go to ``<work>/quantization_<tag>/``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,10 +41,12 @@ from kit.report.tables import markdown_table
 
 def _score(path: Path, x: np.ndarray, y: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
     logits = open_model(path).run(x)["logits"]
-    return {"size_bytes": model_report(path).size_bytes,
-            "top1_agreement": float((logits.argmax(1) == ref.argmax(1)).mean()),
-            "accuracy": float((logits.argmax(1) == y).mean()),
-            "max_abs_diff_logits": float(np.abs(logits - ref).max())}
+    return {
+        "size_bytes": model_report(path).size_bytes,
+        "top1_agreement": float((logits.argmax(1) == ref.argmax(1)).mean()),
+        "accuracy": float((logits.argmax(1) == y).mean()),
+        "max_abs_diff_logits": float(np.abs(logits - ref).max()),
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -62,9 +65,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model.eval()
     source = meta.get("source") or {}
     space = FeatureSpace.of(meta)
-    fs = load_feature_set(source["dataset_path"], args.data_dir, split=source.get("split", "official"),
-                          task=source.get("task", "kws10"), test_fold=source.get("test_fold", 5),
-                          extra_train=source.get("extra_train", ()), progress=False)
+    fs = load_feature_set(
+        source["dataset_path"],
+        args.data_dir,
+        split=source.get("split", "official"),
+        task=source.get("task", "kws10"),
+        test_fold=source.get("test_fold", 5),
+        extra_train=source.get("extra_train", ()),
+        progress=False,
+    )
     x_test = renormalize(fs.x_test, fs.normalizer, space.normalizer)
     x_train = renormalize(fs.x_train, fs.normalizer, space.normalizer)
     with torch.no_grad():
@@ -79,36 +88,64 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     pick = rng.permutation(len(x_train))[: args.qat_clips]
     t = time.time()
-    qat = qat_finetune(qat_model, x_train[pick], fs.y_train[pick], epochs=args.qat_epochs, lr=args.qat_lr,
-                       seed=args.seed)
+    qat = qat_finetune(
+        qat_model, x_train[pick], fs.y_train[pick], epochs=args.qat_epochs, lr=args.qat_lr, seed=args.seed
+    )
     qat["seconds"] = round(time.time() - t, 1)
     with torch.no_grad():
         qat_ref = qat_model(torch.from_numpy(x_test)).numpy()
     # agreement is against the fp32 model the int8 file was made from (after QAT: the fine-tuned one, the
     # model a user would ship); the accuracy drop is always against the model kit train wrote
-    variants = {"coreset": (model, np.ascontiguousarray(coreset.features_), ref),
-                "training clips": (model, clips, ref), "QAT + training clips": (qat_model, clips, qat_ref)}
+    variants = {
+        "coreset": (model, np.ascontiguousarray(coreset.features_), ref),
+        "training clips": (model, clips, ref),
+        "QAT + training clips": (qat_model, clips, qat_ref),
+    }
     rows: dict[str, Any] = {}
     for name, (net, cal, own_ref) in variants.items():
         slug = name.replace(" + ", "_").replace(" ", "_")
         fp32 = export_onnx(net, work / f"{slug}.fp32.onnx", export_meta)
-        files = {"int8 ONNX": quantize_onnx(fp32, work / f"{slug}.int8.onnx", cal),
-                 "int8 TFLite": export_tflite(net, work / f"{slug}.int8.tflite", int8=True, calibration=cal,
-                                              meta=export_meta)}
+        files = {
+            "int8 ONNX": quantize_onnx(fp32, work / f"{slug}.int8.onnx", cal),
+            "int8 TFLite": export_tflite(
+                net, work / f"{slug}.int8.tflite", int8=True, calibration=cal, meta=export_meta
+            ),
+        }
         for fmt, path in files.items():
-            rows[f"{fmt}, {name}"] = {"format": fmt, "calibration": name, "n_calibration": int(len(cal)),
-                                      **_score(Path(path), x_test, fs.y_test, own_ref)}
+            rows[f"{fmt}, {name}"] = {
+                "format": fmt,
+                "calibration": name,
+                "n_calibration": int(len(cal)),
+                **_score(Path(path), x_test, fs.y_test, own_ref),
+            }
             print(f"{fmt}, {name}: {json.dumps(rows[f'{fmt}, {name}'])}", flush=True)
     return {
         "kind": "model_quantization",
-        "config": {"model": str(args.model), "tag": args.tag, "ipc": args.ipc, "clips": args.clips,
-                   "qat_epochs": args.qat_epochs, "qat_lr": args.qat_lr, "qat_clips": args.qat_clips, "seed": args.seed,
-                   "threads": args.threads, "data_dir": str(args.data_dir)},
+        "config": {
+            "model": str(args.model),
+            "tag": args.tag,
+            "ipc": args.ipc,
+            "clips": args.clips,
+            "qat_epochs": args.qat_epochs,
+            "qat_lr": args.qat_lr,
+            "qat_clips": args.qat_clips,
+            "seed": args.seed,
+            "threads": args.threads,
+            "data_dir": str(args.data_dir),
+        },
         "machine": machine_info(),
-        "dataset": {"name": source.get("dataset_path"), "task": source.get("task"), "n_test": int(len(x_test)),
-                    "classes": fs.classes, "test_split": source.get("description")},
-        "model": {"arch": model.arch, "arch_kwargs": model.arch_kwargs,
-                  "parameters": int(sum(p.numel() for p in model.parameters()))},
+        "dataset": {
+            "name": source.get("dataset_path"),
+            "task": source.get("task"),
+            "n_test": int(len(x_test)),
+            "classes": fs.classes,
+            "test_split": source.get("description"),
+        },
+        "model": {
+            "arch": model.arch,
+            "arch_kwargs": model.arch_kwargs,
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+        },
         "fp32_accuracy": fp32_acc,
         "qat": {**qat, "fp32_accuracy_after": float((qat_ref.argmax(1) == fs.y_test).mean())},
         "exports": rows,
@@ -131,13 +168,21 @@ def markdown(record: dict[str, Any]) -> str:
         f"{100 * record['qat']['fp32_accuracy_after']:.1f} %. "
         f"Seed {cfg['seed']}. Targets: agreement >= 99 %, drop <= 0.5 points.",
         "",
-        markdown_table(["export", "calibration", "bytes", "top-1 agreement", "accuracy (%)", "drop (points)",
-                        "meets targets"],
-                       [[r["format"], f"{r['calibration']} ({r['n_calibration']})", r["size_bytes"],
-                         f"{100 * r['top1_agreement']:.1f} %", f"{100 * r['accuracy']:.1f}",
-                         f"{100 * (acc - r['accuracy']):.1f}",
-                         "yes" if r["top1_agreement"] >= 0.99 and acc - r["accuracy"] <= 0.005 else "no"]
-                        for r in record["exports"].values()]),
+        markdown_table(
+            ["export", "calibration", "bytes", "top-1 agreement", "accuracy (%)", "drop (points)", "meets targets"],
+            [
+                [
+                    r["format"],
+                    f"{r['calibration']} ({r['n_calibration']})",
+                    r["size_bytes"],
+                    f"{100 * r['top1_agreement']:.1f} %",
+                    f"{100 * r['accuracy']:.1f}",
+                    f"{100 * (acc - r['accuracy']):.1f}",
+                    "yes" if r["top1_agreement"] >= 0.99 and acc - r["accuracy"] <= 0.005 else "no",
+                ]
+                for r in record["exports"].values()
+            ],
+        ),
         "",
         f"Machine: {record['machine']['cpu']}, {record['machine']['cores']} cores; {record['seconds']} s in all.",
     ]

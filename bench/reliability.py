@@ -8,6 +8,7 @@ Three measurements:
 - a ``kit live --input -`` soak: an hour of 16-bit PCM made from real clips and noise, streamed to
   the process's stdin as fast as it reads, with its RSS sampled at the start and the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,18 +35,29 @@ def run_catalogue(env: Env, work: Path) -> tuple[dict[str, int], list[dict]]:
         outcomes.append(outcome)
         flag = "" if outcome.result == case.outcome else "   <-- UNEXPECTED"
         print(f"{outcome.result:>11}  {case.name:<45} {outcome.message[:110]}{flag}", flush=True)
-    rows = [{"case": o.case, "category": o.category, "result": o.result, "exit": o.code, "message": o.message,
-             "seconds": round(o.seconds, 3)} for o in outcomes]
+    rows = [
+        {
+            "case": o.case,
+            "category": o.category,
+            "result": o.result,
+            "exit": o.code,
+            "message": o.message,
+            "seconds": round(o.seconds, 3),
+        }
+        for o in outcomes
+    ]
     return counts(outcomes), rows
 
 
 def _child_peak_rss(argv: list[str]) -> tuple[int, float, str]:
     """(peak RSS in MiB, seconds, last stderr line) of one fresh ``python -m kit`` process."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    script = ("import resource, runpy, sys\n"
-              f"sys.argv = ['kit', *{argv!r}]\n"
-              "try:\n    runpy.run_module('kit', run_name='__main__')\n"
-              "finally:\n    print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+    script = (
+        "import resource, runpy, sys\n"
+        f"sys.argv = ['kit', *{argv!r}]\n"
+        "try:\n    runpy.run_module('kit', run_name='__main__')\n"
+        "finally:\n    print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    )
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
     seconds = time.perf_counter() - started
@@ -58,8 +70,14 @@ def bomb_rss(env: Env, work: Path) -> dict:
     path = bomb(work / "bomb.kit", 600 << 20)
     peak, seconds, message = _child_peak_rss(["inspect", str(path)])
     base, _, _ = _child_peak_rss(["inspect", str(env.bundle)])
-    return {"file_kib": path.stat().st_size // 1024, "inflates_to_mib": 600, "peak_rss_mib": peak,
-            "good_bundle_inspect_peak_rss_mib": base, "seconds": round(seconds, 2), "message": message}
+    return {
+        "file_kib": path.stat().st_size // 1024,
+        "inflates_to_mib": 600,
+        "peak_rss_mib": peak,
+        "good_bundle_inspect_peak_rss_mib": base,
+        "seconds": round(seconds, 2),
+        "message": message,
+    }
 
 
 def _rss_mib(pid: int) -> float:
@@ -88,8 +106,13 @@ def soak(env: Env, seconds: float) -> dict:
     loop = (np.clip(loop / max(float(np.abs(loop).max()), 1e-6) * 0.8, -1, 1) * 32767).astype("<i2").tobytes()
     total = int(seconds * rate) * 2
     env_vars = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "kit", "live", str(env.bundle), "--input", "-", "--json"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_vars)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit", "live", str(env.bundle), "--input", "-", "--json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_vars,
+    )
     detections = 0
     lines: list[bytes] = []
 
@@ -118,35 +141,58 @@ def soak(env: Env, seconds: float) -> dict:
     code = proc.wait()
     reader.join(timeout=10)
     wall = time.perf_counter() - started
-    return {"audio_s": seconds, "rate": rate, "wall_s": round(wall, 1), "speed_x_realtime": round(seconds / wall, 1),
-            "rss_after_first_minute_mib": round(rss_start or float("nan"), 1), "rss_end_mib": round(rss_end, 1),
-            "exit": code, "stderr_tail": err.strip().splitlines()[-1:] if err.strip() else [],
-            "sources": len(pieces), "loop_s": round(len(loop) / 2 / rate, 1)}
+    return {
+        "audio_s": seconds,
+        "rate": rate,
+        "wall_s": round(wall, 1),
+        "speed_x_realtime": round(seconds / wall, 1),
+        "rss_after_first_minute_mib": round(rss_start or float("nan"), 1),
+        "rss_end_mib": round(rss_end, 1),
+        "exit": code,
+        "stderr_tail": err.strip().splitlines()[-1:] if err.strip() else [],
+        "sources": len(pieces),
+        "loop_s": round(len(loop) / 2 / rate, 1),
+    }
 
 
 def render(result: dict) -> str:
     c = result["counts"]
-    lines = ["# Reliability (issue 17)", "",
-             f"Machine: {result['machine']}. Run: `python -m bench.reliability` ({result['date']}).", "",
-             "## Bad-input catalogue (`bench/bad_inputs.py`, also `tests/test_bad_inputs.py`)", "",
-             "| cases | errors | documented warnings | tracebacks | silent acceptances | hangs | side effects |",
-             "|---|---|---|---|---|---|---|",
-             f"| {c['cases']} | {c['error']} | {c['warning']} | {c['traceback']} | {c['silent']} | {c['hang']} "
-             f"| {c['side-effect']} |", "",
-             "By category: " + ", ".join(f"{k} {v}" for k, v in sorted(result["by_category"].items())) + ".", ""]
+    lines = [
+        "# Reliability (issue 17)",
+        "",
+        f"Machine: {result['machine']}. Run: `python -m bench.reliability` ({result['date']}).",
+        "",
+        "## Bad-input catalogue (`bench/bad_inputs.py`, also `tests/test_bad_inputs.py`)",
+        "",
+        "| cases | errors | documented warnings | tracebacks | silent acceptances | hangs | side effects |",
+        "|---|---|---|---|---|---|---|",
+        f"| {c['cases']} | {c['error']} | {c['warning']} | {c['traceback']} | {c['silent']} | {c['hang']} "
+        f"| {c['side-effect']} |",
+        "",
+        "By category: " + ", ".join(f"{k} {v}" for k, v in sorted(result["by_category"].items())) + ".",
+        "",
+    ]
     b = result.get("bomb")
     if b:
-        lines += ["## Decompression bomb", "",
-                  f"A {b['file_kib']} KiB bundle whose `arrays/replay_q.npy` inflates to {b['inflates_to_mib']} MB: "
-                  f"`kit inspect` peaks at **{b['peak_rss_mib']} MiB** RSS (a good bundle: "
-                  f"{b['good_bundle_inspect_peak_rss_mib']} MiB) and answers in {b['seconds']} s: `{b['message']}`", ""]
+        lines += [
+            "## Decompression bomb",
+            "",
+            f"A {b['file_kib']} KiB bundle whose `arrays/replay_q.npy` inflates to {b['inflates_to_mib']} MB: "
+            f"`kit inspect` peaks at **{b['peak_rss_mib']} MiB** RSS (a good bundle: "
+            f"{b['good_bundle_inspect_peak_rss_mib']} MiB) and answers in {b['seconds']} s: `{b['message']}`",
+            "",
+        ]
     s = result.get("soak")
     if s:
-        lines += ["## `kit live --input -` soak", "",
-                  f"{s['audio_s'] / 3600:g} h of real audio ({s['sources']} clips looped, {s['loop_s']} s loop, "
-                  f"{s['rate']} Hz 16-bit PCM) streamed through stdin as fast as it was read: wall {s['wall_s']} s "
-                  f"({s['speed_x_realtime']}x real time), RSS {s['rss_after_first_minute_mib']} MiB after the first "
-                  f"minute of audio, {s['rss_end_mib']} MiB at the end; exit {s['exit']}.", ""]
+        lines += [
+            "## `kit live --input -` soak",
+            "",
+            f"{s['audio_s'] / 3600:g} h of real audio ({s['sources']} clips looped, {s['loop_s']} s loop, "
+            f"{s['rate']} Hz 16-bit PCM) streamed through stdin as fast as it was read: wall {s['wall_s']} s "
+            f"({s['speed_x_realtime']}x real time), RSS {s['rss_after_first_minute_mib']} MiB after the first "
+            f"minute of audio, {s['rss_end_mib']} MiB at the end; exit {s['exit']}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -166,9 +212,14 @@ def main(argv: list[str] | None = None) -> int:
         by_category: dict[str, int] = {}
         for row in rows:
             by_category[row["category"]] = by_category.get(row["category"], 0) + 1
-        result = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPU(s), {sys.platform}",
-                  "counts": tally, "by_category": by_category, "catalogue_s": round(time.perf_counter() - started, 1),
-                  "cases": rows}
+        result = {
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{os.cpu_count()} CPU(s), {sys.platform}",
+            "counts": tally,
+            "by_category": by_category,
+            "catalogue_s": round(time.perf_counter() - started, 1),
+            "cases": rows,
+        }
         if not args.no_bomb:
             result["bomb"] = bomb_rss(env, work)
             print("bomb:", result["bomb"], flush=True)

@@ -6,6 +6,7 @@ stored JSON instead. Without ``--write`` it only compares and prints a unified d
 whose Markdown would change (exit status 1), so a refactoring of the table code can be checked
 against every committed result in seconds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,9 @@ def _active_learning(payload: dict[str, Any], stem: str) -> str:
 def _exported_run(payload: dict[str, Any], stem: str) -> str:
     """``bench.continual.export_run`` output (continual, feature ablation)."""
     results = payload["results"]
-    run = SimpleNamespace(title=results["title"], summary=results["summary"], tables=results["tables"],
-                          figures=results["figures"])
+    run = SimpleNamespace(
+        title=results["title"], summary=results["summary"], tables=results["tables"], figures=results["figures"]
+    )
     return continual.markdown(run, payload["machine"], payload["command"], f"{stem}.png")
 
 
@@ -64,8 +66,10 @@ def _render(payload: dict[str, Any], stem: str) -> str:
 
 def _whole(module: str, *args: str) -> Callable[[dict[str, Any], str], str]:
     """A module whose ``markdown(result, ...)`` takes the stored JSON as it is."""
+
     def render(payload: dict[str, Any], stem: str) -> str:
         return importlib.import_module(f"bench.{module}").markdown(payload, *[a.format(stem=stem) for a in args])
+
     return render
 
 
@@ -75,11 +79,20 @@ def _reliability(payload: dict[str, Any], stem: str) -> str:
 
 #: results-file stem prefix -> how to call its module's markdown()
 RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {
-    "active_learning": _active_learning, "continual": _exported_run, "feature_ablation": _exported_run,
-    "cross_arch": _cross_arch, "distill": _distill, "nas_proxy": _nas_proxy, "render": _render,
-    "noise_robustness": _render, "finetune": _whole("finetune"), "latency": _whole("latency"),
-    "quantization": _whole("quantization"), "quantization_model": _whole("quantization_model"),
-    "streaming": _whole("streaming", "{stem}.png"), "reliability": _reliability,
+    "active_learning": _active_learning,
+    "continual": _exported_run,
+    "feature_ablation": _exported_run,
+    "cross_arch": _cross_arch,
+    "distill": _distill,
+    "nas_proxy": _nas_proxy,
+    "render": _render,
+    "noise_robustness": _render,
+    "finetune": _whole("finetune"),
+    "latency": _whole("latency"),
+    "quantization": _whole("quantization"),
+    "quantization_model": _whole("quantization_model"),
+    "streaming": _whole("streaming", "{stem}.png"),
+    "reliability": _reliability,
     "firmware": _whole("firmware", "{stem}.png"),
 }
 
@@ -106,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--write", action="store_true", help="rewrite the .md files instead of comparing")
     args = parser.parse_args(argv)
-    paths = ([args.results_dir / f"{s}.json" for s in args.stems] if args.stems
-             else sorted(p for p in args.results_dir.glob("*.json") if p.with_suffix(".md").exists()))
+    paths = (
+        [args.results_dir / f"{s}.json" for s in args.stems]
+        if args.stems
+        else sorted(p for p in args.results_dir.glob("*.json") if p.with_suffix(".md").exists())
+    )
     changed = 0
     for path in paths:
         try:
@@ -125,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{md.name}: rewritten")
         else:
             changed += 1
-            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), text.splitlines(True), str(md),
-                                                       f"{md} (regenerated)"))
+            sys.stdout.writelines(
+                difflib.unified_diff(old.splitlines(True), text.splitlines(True), str(md), f"{md} (regenerated)")
+            )
     return 1 if changed and not args.write else 0
 
 

@@ -21,6 +21,7 @@ A stream is a noise bed (random test-noise segments at random levels, cross-fade
 placed one after another with random gaps and random gains. ``Event`` records what was placed
 where; ``Stream.events`` is the ground truth the scorer uses.
 """
+
 from __future__ import annotations
 
 import os
@@ -142,8 +143,13 @@ class Stream:
         return {
             "duration_s": round(self.duration_s, 2),
             "events": dict(kinds),
-            "keyword_snr_db": {"median": round(float(np.median(snr)), 1), "p10": round(float(np.percentile(snr, 10)), 1),
-                               "p90": round(float(np.percentile(snr, 90)), 1)} if snr else None,
+            "keyword_snr_db": {
+                "median": round(float(np.median(snr)), 1),
+                "p10": round(float(np.percentile(snr, 10)), 1),
+                "p90": round(float(np.percentile(snr, 90)), 1),
+            }
+            if snr
+            else None,
             "clipped_samples": int(self.clipped_samples),
             "seed": self.seed,
             "spec": self.spec.to_dict(),
@@ -168,7 +174,7 @@ def _active_rms(y: np.ndarray, rate: int) -> float:
     if n == 0:
         return rms(y)
     energy = np.mean(np.square(y[: n * frame].reshape(n, frame), dtype=np.float64), axis=1)
-    top = np.sort(energy)[-max(1, int(np.ceil(0.3 * n))):]
+    top = np.sort(energy)[-max(1, int(np.ceil(0.3 * n))) :]
     return float(np.sqrt(top.mean()))
 
 
@@ -259,7 +265,9 @@ def build_stream(material: Material, spec: StreamSpec, seed: int = 0, keep_noise
         audio[start:end] += clip
         noise_rms = rms(bed[start:end])
         snr = 20.0 * np.log10(_active_rms(clip, rate) / noise_rms) if noise_rms > 0 and rms(clip) > 0 else float("inf")
-        events.append(Event(sound.kind, sound.label, start / rate, end / rate, sound.source, round(gain_db, 3), float(snr)))
+        events.append(
+            Event(sound.kind, sound.label, start / rate, end / rate, sound.source, round(gain_db, 3), float(snr))
+        )
     clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
     np.clip(audio, -1.0, 1.0, out=audio)
     return Stream(audio, rate, events, spec, seed, clipped, bed if keep_noise_bed else None)
@@ -314,20 +322,32 @@ def load_material(
             continue
         by_label[clip.label].append(clip)
     if not noise_regions:
-        raise KitError(f"{data_dir / 'speech_commands'}: no _background_noise_ test part found (the noise bed needs it)")
+        raise KitError(
+            f"{data_dir / 'speech_commands'}: no _background_noise_ test part found (the noise bed needs it)"
+        )
     keywords = []
     for label in sorted(k for k in by_label if k != "_unknown_"):
         for clip in _take(by_label[label], keywords_per_class, rng):
             keywords.append(Sound(load_audio(clip.path, rate), "keyword", label, _relative(clip.path, data_dir)))
-    negatives = [Sound(load_audio(c.path, rate), "unknown", "_unknown_", _relative(c.path, data_dir))
-                 for c in _take(by_label.get("_unknown_", []), unknown, rng)]
+    negatives = [
+        Sound(load_audio(c.path, rate), "unknown", "_unknown_", _relative(c.path, data_dir))
+        for c in _take(by_label.get("_unknown_", []), unknown, rng)
+    ]
     fsdd_ds = load_dataset("fsdd", data_dir, split="official")
     for clip in _take(fsdd_ds.clips_in("test"), fsdd, rng):
-        negatives.append(Sound(load_audio(clip.path, rate), "fsdd", f"digit {clip.label}", _relative(clip.path, data_dir)))
+        negatives.append(
+            Sound(load_audio(clip.path, rate), "fsdd", f"digit {clip.label}", _relative(clip.path, data_dir))
+        )
     esc_ds = load_dataset("esc10", data_dir, test_fold=5)
     for clip in _take(esc_ds.clips_in("test"), esc, rng):
-        negatives.append(Sound(load_audio(clip.path, rate, clip.offset_s, clip.duration_s), "esc", clip.label,
-                               _relative(clip.path, data_dir)))
+        negatives.append(
+            Sound(
+                load_audio(clip.path, rate, clip.offset_s, clip.duration_s),
+                "esc",
+                clip.label,
+                _relative(clip.path, data_dir),
+            )
+        )
     noise = []
     for path, (begin, end) in sorted(noise_regions.items()):
         audio = load_audio(path, rate, offset_s=float(begin), duration_s=float(end - begin))
@@ -338,7 +358,13 @@ def load_material(
         "esc10_test_fold": 5,
         "noise": [n.source for n in noise],
         "noise_seconds": round(sum(len(n.audio) for n in noise) / rate, 1),
-        "limits": {"keywords_per_class": keywords_per_class, "unknown": unknown, "fsdd": fsdd, "esc": esc, "seed": seed},
+        "limits": {
+            "keywords_per_class": keywords_per_class,
+            "unknown": unknown,
+            "fsdd": fsdd,
+            "esc": esc,
+            "seed": seed,
+        },
     }
     material = Material(rate, keywords, negatives, noise, description)
     description["counts"] = material.counts()
@@ -346,8 +372,14 @@ def load_material(
 
 
 # Stream-like training copies (training material only) ----------------------------------------------
-def stream_like_copy(y: np.ndarray, rate: int, noise: list[np.ndarray], spec: StreamSpec, rng: np.random.Generator,
-                     max_shift_s: float = 0.25) -> np.ndarray:
+def stream_like_copy(
+    y: np.ndarray,
+    rate: int,
+    noise: list[np.ndarray],
+    spec: StreamSpec,
+    rng: np.random.Generator,
+    max_shift_s: float = 0.25,
+) -> np.ndarray:
     """A 1-s training clip as a stream window might hold it: shifted (not circularly) by up to
     ``max_shift_s``, at a random gain of ``spec.keyword_gain_db``, over noise at ``spec.noise_dbfs``.
 

@@ -9,6 +9,7 @@ label smoothing nor class balance (the benchmark trains on the shared split only
 Nothing here touches held-out material: the streams use the Speech Commands test speakers, the
 last 20 % of each noise file, FSDD's test takes (0-4) and ESC-10 fold 5.
 """
+
 from __future__ import annotations
 
 from kit.training import Recipe
@@ -17,5 +18,6 @@ from kit.training import Recipe
 def benchmark_recipe(copies: int = 3, seed: int = 0, quick: bool = False) -> Recipe:
     """The recipe of the ``full + stream training`` models (``--quick``: fewer negatives and silence windows)."""
     small = {"fsdd_negatives": 100, "esc_cuts_per_clip": 1, "quiet_silence": 100} if quick else {}
-    return Recipe(copies=copies, max_shift_s=0.3, gain_db=(-10.0, 3.0), label_smoothing=0.0, balance="none",
-                  seed=seed, **small)
+    return Recipe(
+        copies=copies, max_shift_s=0.3, gain_db=(-10.0, 3.0), label_smoothing=0.0, balance="none", seed=seed, **small
+    )

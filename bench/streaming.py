@@ -33,6 +33,7 @@ the window features are identical; computing them once per stream (keyed by the 
 so a different window can never hit) keeps the full run affordable on two shared cores. The
 memo changes no number (``tests/test_bench_streaming.py`` checks equality).
 """
+
 from __future__ import annotations
 
 import os
@@ -125,8 +126,9 @@ def _attribute(time_s: float, label: str, events: Sequence[Any], tolerance_s: fl
     return "noise"
 
 
-def score_detections(detections: Sequence[Any], events: Sequence[Any], duration_s: float,
-                     tolerance_s: float = TOLERANCE_S) -> StreamScore:
+def score_detections(
+    detections: Sequence[Any], events: Sequence[Any], duration_s: float, tolerance_s: float = TOLERANCE_S
+) -> StreamScore:
     """Match detections (``label``, ``time_s``) to the stream's events (``kind``, ``label``,
     ``start_s``, ``end_s``); see the module docstring for the rule.
 
@@ -151,17 +153,29 @@ def score_detections(detections: Sequence[Any], events: Sequence[Any], duration_
         else:
             credited[hit] = True
     missed = [i for i, ok in enumerate(credited) if not ok]
-    wrong_times = [d.time_s for d in detections if any(
-        e.start_s <= d.time_s <= e.end_s + tolerance_s and e.label != d.label for e in keywords)]
-    substituted = sum(1 for i in missed if any(
-        keywords[i].start_s <= t <= keywords[i].end_s + tolerance_s for t in wrong_times))
+    wrong_times = [
+        d.time_s
+        for d in detections
+        if any(e.start_s <= d.time_s <= e.end_s + tolerance_s and e.label != d.label for e in keywords)
+    ]
+    substituted = sum(
+        1 for i in missed if any(keywords[i].start_s <= t <= keywords[i].end_s + tolerance_s for t in wrong_times)
+    )
     per_label: dict[str, list[int]] = {}
     for i, event in enumerate(keywords):
         counts = per_label.setdefault(event.label, [0, 0])
         counts[0] += 1
         counts[1] += int(not credited[i])
-    return StreamScore(len(keywords), len(keywords) - len(missed), false_accepts, float(duration_s), dict(by_kind), missed,
-                       substituted, per_label)
+    return StreamScore(
+        len(keywords),
+        len(keywords) - len(missed),
+        false_accepts,
+        float(duration_s),
+        dict(by_kind),
+        missed,
+        substituted,
+        per_label,
+    )
 
 
 def pooled_row(threshold: float, scores: dict[str, StreamScore]) -> dict[str, Any]:
@@ -195,13 +209,21 @@ def pooled_row(threshold: float, scores: dict[str, StreamScore]) -> dict[str, An
         "fa_per_hour_without_substitutions": round((accepts - substitutions) / hours, 3) if hours > 0 else None,
         "fa_by_kind": dict(sorted(by_kind.items())),
         "per_keyword_frr": {label: round(missed / words, 4) for label, (words, missed) in sorted(per_label.items())},
-        "per_stream": {name: {"false_accepts": s.false_accepts, "fa_per_hour": round(s.fa_per_hour, 3),
-                              "keywords": s.keywords, "false_rejects": s.false_rejects} for name, s in scores.items()},
+        "per_stream": {
+            name: {
+                "false_accepts": s.false_accepts,
+                "fa_per_hour": round(s.fa_per_hour, 3),
+                "keywords": s.keywords,
+                "false_rejects": s.false_rejects,
+            }
+            for name, s in scores.items()
+        },
     }
 
 
-def operating_point(rows: Sequence[dict[str, Any]], max_fa_per_hour: float = MAX_FA_PER_HOUR,
-                    fa_key: str = "fa_per_hour") -> dict[str, Any] | None:
+def operating_point(
+    rows: Sequence[dict[str, Any]], max_fa_per_hour: float = MAX_FA_PER_HOUR, fa_key: str = "fa_per_hour"
+) -> dict[str, Any] | None:
     """The row with the lowest FRR among those with at most ``max_fa_per_hour`` (ties: fewer false
     accepts, then the higher threshold); None when no threshold is quiet enough. ``fa_key`` picks
     the false-accept count: ``fa_per_hour`` (every wrong trigger, the headline) or
@@ -231,12 +253,16 @@ class FeatureMemo:
     def share(self, classifier: Any) -> "FeatureMemo":
         a, b = self.inner, classifier
         if not (same_front_end(a.feature_config, b.feature_config) and same_normalizer(a.normalizer, b.normalizer)):
-            raise KitError("feature memo: the classifiers have different front-ends or normalisers; features cannot be shared")
+            raise KitError(
+                "feature memo: the classifiers have different front-ends or normalisers; features cannot be shared"
+            )
         return FeatureMemo(classifier, self.cache)
 
     def features(self, y: np.ndarray, rate: int) -> np.ndarray:
         window = np.ascontiguousarray(y, dtype=np.float32)
-        key = hashlib.blake2b(memoryview(window).cast("B"), digest_size=16, person=str(int(rate)).encode()[:16]).digest()
+        key = hashlib.blake2b(
+            memoryview(window).cast("B"), digest_size=16, person=str(int(rate)).encode()[:16]
+        ).digest()
         cached = self.cache.get(key)
         if cached is None:
             self.misses += 1
@@ -249,8 +275,13 @@ class FeatureMemo:
         return self.inner.logits(x)
 
 
-def sweep_thresholds(scores: dict[str, Any], streams: dict[str, Any], settings: Any,
-                     thresholds: Sequence[float] = THRESHOLDS, tolerance_s: float = TOLERANCE_S) -> list[dict[str, Any]]:
+def sweep_thresholds(
+    scores: dict[str, Any],
+    streams: dict[str, Any],
+    settings: Any,
+    thresholds: Sequence[float] = THRESHOLDS,
+    tolerance_s: float = TOLERANCE_S,
+) -> list[dict[str, Any]]:
     """DET rows: rerun the recogniser on precomputed per-hop scores (``StreamScores``) at each threshold."""
     rows = []
     for threshold in thresholds:
@@ -308,9 +339,14 @@ def bundle_spec(path: Path) -> ModelSpec:
     bundle = Bundle.load(path)
     provenance = bundle.provenance
     metrics = provenance.get("metrics") or {}
-    info = {"clip_accuracy_kws12_test": metrics.get("accuracy"), "n_train": metrics.get("n_train", "?"),
-            "model": provenance.get("model", {}).get("path"), "arch": provenance.get("model", {}).get("arch"),
-            "arch_kwargs": provenance.get("model", {}).get("arch_kwargs"), "calibration": provenance.get("calibration")}
+    info = {
+        "clip_accuracy_kws12_test": metrics.get("accuracy"),
+        "n_train": metrics.get("n_train", "?"),
+        "model": provenance.get("model", {}).get("path"),
+        "arch": provenance.get("model", {}).get("arch"),
+        "arch_kwargs": provenance.get("model", {}).get("arch_kwargs"),
+        "calibration": provenance.get("calibration"),
+    }
     return ModelSpec(f"{path.stem} ({bundle.default_model})", path, bundle.default_model, "bundle", info)
 
 
@@ -326,8 +362,12 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
     started = time.perf_counter()
     fs, loader = load_training_set("speech_commands", args.data_dir, task="kws12", progress=True)
     info["stages_s"]["features"] = round(time.perf_counter() - started, 1)
-    info["dataset"] = {"classes": fs.classes, "n_train": int(len(fs.y_train)), "n_test": int(len(fs.y_test)),
-                       "description": fs.source.get("description")}
+    info["dataset"] = {
+        "classes": fs.classes,
+        "n_train": int(len(fs.y_train)),
+        "n_test": int(len(fs.y_test)),
+        "description": fs.source.get("description"),
+    }
     n_classes = len(fs.classes)
     arch_kwargs = {"width": args.width}
     for sub in ("models", "coresets", "bundles"):
@@ -362,8 +402,9 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
         info["stages_s"][f"distill {name}"] = round(time.perf_counter() - t0, 1)
     info["coresets"] = {name: str(path) for name, path in coresets.items()}
 
-    def train_and_bundle(name: str, x: np.ndarray, y: np.ndarray, config: Any, replay: Path,
-                         formats: tuple[str, ...], int8: bool) -> tuple[Path, dict[str, Any]]:
+    def train_and_bundle(
+        name: str, x: np.ndarray, y: np.ndarray, config: Any, replay: Path, formats: tuple[str, ...], int8: bool
+    ) -> tuple[Path, dict[str, Any]]:
         model_path, bundle_path = work / "models" / f"{name}.kit", work / "bundles" / f"{name}.kit"
         record_path = work / "models" / f"{name}.json"
         if args.reuse and bundle_path.is_file() and record_path.is_file():
@@ -375,19 +416,33 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
         _save_model(model_path, model, fs, config, accuracy, {"coreset": {"path": str(replay)}})
         t1 = time.perf_counter()
         build_bundle(model_path, replay, bundle_path, formats=formats, int8=int8)
-        record = {"clip_accuracy_kws12_test": round(accuracy, 4), "n_train": int(len(x)), "train_stats": stats,
-                  "train_config": config.to_dict(), "train_s": round(t1 - t0, 1),
-                  "bundle_s": round(time.perf_counter() - t1, 1), "replay_coreset": str(replay)}
+        record = {
+            "clip_accuracy_kws12_test": round(accuracy, 4),
+            "n_train": int(len(x)),
+            "train_stats": stats,
+            "train_config": config.to_dict(),
+            "train_s": round(t1 - t0, 1),
+            "bundle_s": round(time.perf_counter() - t1, 1),
+            "replay_coreset": str(replay),
+        }
         atomic_write_text(record_path, json.dumps(record, indent=1, default=str))
         info["stages_s"][f"train {name}"] = record["train_s"]
         info["stages_s"][f"bundle {name}"] = record["bundle_s"]
         return bundle_path, record
 
-    full_config = TrainConfig(arch="convnet", arch_kwargs=arch_kwargs, epochs=args.epochs, batch_size=args.batch,
-                              max_samples=None, seed=args.seed, threads=1)
+    full_config = TrainConfig(
+        arch="convnet",
+        arch_kwargs=arch_kwargs,
+        epochs=args.epochs,
+        batch_size=args.batch,
+        max_samples=None,
+        seed=args.seed,
+        threads=1,
+    )
     # The full model in two bundles: fp32 + int8 ONNX, and fp32 + int8 TFLite.
-    onnx_bundle, record = train_and_bundle("full", fs.x_train, fs.y_train, full_config, coresets["random-10"],
-                                           ("onnx",), True)
+    onnx_bundle, record = train_and_bundle(
+        "full", fs.x_train, fs.y_train, full_config, coresets["random-10"], ("onnx",), True
+    )
     models_info["full"] = record
     specs.append(ModelSpec("full fp32 ONNX", onnx_bundle, "model.fp32.onnx", "full", record))
     specs.append(ModelSpec("full int8 ONNX", onnx_bundle, "model.int8.onnx", "full", record))
@@ -423,28 +478,52 @@ def prepare_models(args: argparse.Namespace, work: Path, log: Any) -> tuple[list
             bundle, record = train_and_bundle(name, x_st, y_st, st_config, coresets["random-10"], ("onnx",), False)
             record.update(stream_training=recipe.to_dict(), stream_training_counts=counts, arch_label=label)
             models_info[name] = record
-            specs.append(ModelSpec(f"full + stream training, {label}, fp32 ONNX", bundle, "model.fp32.onnx", "full+stream", record))
+            specs.append(
+                ModelSpec(
+                    f"full + stream training, {label}, fp32 ONNX", bundle, "model.fp32.onnx", "full+stream", record
+                )
+            )
             st_tflite = work / "bundles" / f"{name}-tflite.kit"
             if not (args.reuse and st_tflite.is_file()):
                 t0 = time.perf_counter()
-                build_bundle(work / "models" / f"{name}.kit", coresets["random-10"], st_tflite, formats=("tflite",),
-                             int8=True)
+                build_bundle(
+                    work / "models" / f"{name}.kit", coresets["random-10"], st_tflite, formats=("tflite",), int8=True
+                )
                 info["stages_s"][f"bundle {name}-tflite"] = round(time.perf_counter() - t0, 1)
-            specs.append(ModelSpec(f"full + stream training, {label}, int8 TFLite", st_tflite, "model.int8.tflite",
-                                   "full+stream", record))
+            specs.append(
+                ModelSpec(
+                    f"full + stream training, {label}, int8 TFLite",
+                    st_tflite,
+                    "model.int8.tflite",
+                    "full+stream",
+                    record,
+                )
+            )
     # Batch 64: at the kit's 16 000-sample budget a 600-clip coreset at batch 256 got only 63 steps
     # (measured: herding 50/class 42 % clip accuracy vs 56 % at batch 64).
-    coreset_config = TrainConfig(arch="convnet", arch_kwargs=arch_kwargs, max_samples=args.coreset_samples,
-                                 batch_size=args.coreset_batch, seed=args.seed, threads=1)
+    coreset_config = TrainConfig(
+        arch="convnet",
+        arch_kwargs=arch_kwargs,
+        max_samples=args.coreset_samples,
+        batch_size=args.coreset_batch,
+        seed=args.seed,
+        threads=1,
+    )
     benchmarked = [f"{m}-{i}" for m in args.methods for i in args.ipcs]
     benchmarked += [n for n in coresets if n not in benchmarked and n != "random-10"]  # --coreset files
     for name in benchmarked:
         coreset = Coreset.load(coresets[name])
         method, ipc = coreset.method, coreset.ipc
-        bundle, record = train_and_bundle(name, coreset.features, coreset.labels, coreset_config, coresets[name],
-                                          ("onnx",), False)
-        record["coreset"] = {"method": coreset.method, "ipc": coreset.ipc, "n": int(len(coreset.features)),
-                             "soft_labels": coreset.labels.ndim == 2, "params": coreset.params}
+        bundle, record = train_and_bundle(
+            name, coreset.features, coreset.labels, coreset_config, coresets[name], ("onnx",), False
+        )
+        record["coreset"] = {
+            "method": coreset.method,
+            "ipc": coreset.ipc,
+            "n": int(len(coreset.features)),
+            "soft_labels": coreset.labels.ndim == 2,
+            "params": coreset.params,
+        }
         models_info[name] = record
         specs.append(ModelSpec(f"{method} {ipc}/class fp32 ONNX", bundle, "model.fp32.onnx", name, record))
     info["models"] = models_info
@@ -477,19 +556,31 @@ def _operating_row(m: dict[str, Any], cfg: dict[str, Any]) -> list[Any]:
     acc = m["info"].get("clip_accuracy_kws12_test")
     n_train = m["info"].get("n_train", "?")
     if op is None:
-        return [m["name"], n_train, _fmt(acc, True), f"none ≤ {cfg['max_fa_per_hour']:g} FA/h", "–", "–", "–",
-                "miss"]
+        return [m["name"], n_train, _fmt(acc, True), f"none ≤ {cfg['max_fa_per_hour']:g} FA/h", "–", "–", "–", "miss"]
     neg = op["per_stream"].get("negatives", {}).get("false_accepts", 0)
     meets = "met" if op["frr"] <= cfg["target_frr"] else "miss"
-    return [m["name"], n_train, _fmt(acc, True), f"{op['threshold']:g}", _fmt(op["frr"], True),
-            f"{op['fa_per_hour']:.2f}", f"{op['false_accepts']} ({neg})", meets]
+    return [
+        m["name"],
+        n_train,
+        _fmt(acc, True),
+        f"{op['threshold']:g}",
+        _fmt(op["frr"], True),
+        f"{op['fa_per_hour']:.2f}",
+        f"{op['false_accepts']} ({neg})",
+        meets,
+    ]
 
 
 def _thresholds_row(m: dict[str, Any], default: float) -> list[str]:
     rows = {r["threshold"]: r for r in m["rows"]}
     a, b = rows.get(default), rows.get(0.9)
-    return [m["name"], _fmt(a and a["frr"], True), _fmt(a and a["fa_per_hour"]), _fmt(b and b["frr"], True),
-            _fmt(b and b["fa_per_hour"])]
+    return [
+        m["name"],
+        _fmt(a and a["frr"], True),
+        _fmt(a and a["fa_per_hour"]),
+        _fmt(b and b["frr"], True),
+        _fmt(b and b["fa_per_hour"]),
+    ]
 
 
 def _substitution_row(m: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
@@ -497,8 +588,13 @@ def _substitution_row(m: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     op = operating_point(m["rows"], cfg["max_fa_per_hour"], "fa_per_hour_without_substitutions")
     if op is None or op.get("substituted_rate") is None:
         return [m["name"], "–", "–", "–", "–"]
-    return [m["name"], f"{op['threshold']:g}", _fmt(op["frr"], True), _fmt(op["substituted_rate"], True),
-            f"{op['fa_per_hour_without_substitutions']:.2f}"]
+    return [
+        m["name"],
+        f"{op['threshold']:g}",
+        _fmt(op["frr"], True),
+        _fmt(op["substituted_rate"], True),
+        f"{op['fa_per_hour_without_substitutions']:.2f}",
+    ]
 
 
 def _keyword_sections(result: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
@@ -507,21 +603,43 @@ def _keyword_sections(result: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     models = [m for m in result["models"] if "operating_point_0.5" in m]
     if not models:
         return []
-    lines = ["", "Operating points at ≤ 2 and ≤ 0.5 FA/h (one threshold for all keywords), and each bundle's own "
-             "per-keyword thresholds (chosen by `kit bundle --max-fa-per-hour` on a validation stream of training "
-             "audio only):", ""]
+    lines = [
+        "",
+        "Operating points at ≤ 2 and ≤ 0.5 FA/h (one threshold for all keywords), and each bundle's own "
+        "per-keyword thresholds (chosen by `kit bundle --max-fa-per-hour` on a validation stream of training "
+        "audio only):",
+        "",
+    ]
     rows = []
     for m in models:
-        for label, op in (("≤ 2 FA/h", m["operating_point"]), ("≤ 0.5 FA/h", m["operating_point_0.5"]),
-                          ("bundle thresholds", m.get("bundle_thresholds"))):
+        for label, op in (
+            ("≤ 2 FA/h", m["operating_point"]),
+            ("≤ 0.5 FA/h", m["operating_point_0.5"]),
+            ("bundle thresholds", m.get("bundle_thresholds")),
+        ):
             if label == "bundle thresholds" and op is None:
                 continue
             threshold = "per keyword" if label == "bundle thresholds" else (f"{op['threshold']:g}" if op else "–")
-            rows.append([m["name"], label, threshold, _fmt(op and op["frr"], True),
-                         _fmt(op and op["fa_per_hour"]), op["false_accepts"] if op else "–"])
+            rows.append(
+                [
+                    m["name"],
+                    label,
+                    threshold,
+                    _fmt(op and op["frr"], True),
+                    _fmt(op and op["fa_per_hour"]),
+                    op["false_accepts"] if op else "–",
+                ]
+            )
     lines.append(markdown_table(["model", "operating point", "threshold", "FRR", "FA/h", "false accepts"], rows))
-    labels = sorted({k for m in models for op in (m["operating_point"], m.get("bundle_thresholds")) if op
-                     for k in op.get("per_keyword_frr", {})})
+    labels = sorted(
+        {
+            k
+            for m in models
+            for op in (m["operating_point"], m.get("bundle_thresholds"))
+            if op
+            for k in op.get("per_keyword_frr", {})
+        }
+    )
     if labels:
         lines += ["", "False rejects per keyword (at ≤ 2 FA/h, and with the bundle's thresholds):", ""]
         rows = []
@@ -542,8 +660,10 @@ def markdown(result: dict[str, Any], png_name: str = "streaming.png") -> str:
         "",
         "Held-out streams (test speakers, last 20 % of each background-noise file, FSDD test takes, ESC-10 fold 5):",
         "",
-        markdown_table(["stream", "length", "keywords", "negatives", "keyword SNR (median, p10–p90)"],
-                       [_stream_row(name, s) for name, s in streams.items()]),
+        markdown_table(
+            ["stream", "length", "keywords", "negatives", "keyword SNR (median, p10–p90)"],
+            [_stream_row(name, s) for name, s in streams.items()],
+        ),
     ]
     det = cfg["detector"]
     lines += [
@@ -556,39 +676,69 @@ def markdown(result: dict[str, Any], png_name: str = "streaming.png") -> str:
         f"Operating point = lowest FRR with ≤ {cfg['max_fa_per_hour']:g} FA/h. Target (full-data model): ≤ {cfg['max_fa_per_hour']:g} FA/h "
         f"at ≤ {100 * cfg['target_frr']:.0f} % FRR.",
         "",
-        markdown_table(["model", "clips trained on", "clip accuracy (kws12 test)", "threshold", "FRR", "FA/h",
-                        "false accepts (of which on the negatives-only stream)", "target"],
-                       [_operating_row(m, cfg) for m in result["models"]]),
+        markdown_table(
+            [
+                "model",
+                "clips trained on",
+                "clip accuracy (kws12 test)",
+                "threshold",
+                "FRR",
+                "FA/h",
+                "false accepts (of which on the negatives-only stream)",
+                "target",
+            ],
+            [_operating_row(m, cfg) for m in result["models"]],
+        ),
     ]
     default = float(det["threshold"])
-    lines += ["", f"At the bundle's default threshold ({default:g}) and at 0.9:", "",
-              markdown_table(["model", f"FRR @{default:g}", f"FA/h @{default:g}", "FRR @0.9", "FA/h @0.9"],
-                             [_thresholds_row(m, default) for m in result["models"]])]
-    lines += ["", "The same detections counted the other common way (as TensorFlow's streaming test separates \"wrong\" from "
-              "\"false positive\"): a keyword reported as another keyword is only a miss, and false accepts are the triggers "
-              "while no keyword was playing, plus repeats. Operating point = lowest FRR with ≤ "
-              f"{cfg['max_fa_per_hour']:g} such FA/h:", "",
-              markdown_table(["model", "threshold", "FRR", "of which confused with another keyword",
-                              "FA/h (no keyword playing)"], [_substitution_row(m, cfg) for m in result["models"]])]
+    lines += [
+        "",
+        f"At the bundle's default threshold ({default:g}) and at 0.9:",
+        "",
+        markdown_table(
+            ["model", f"FRR @{default:g}", f"FA/h @{default:g}", "FRR @0.9", "FA/h @0.9"],
+            [_thresholds_row(m, default) for m in result["models"]],
+        ),
+    ]
+    lines += [
+        "",
+        'The same detections counted the other common way (as TensorFlow\'s streaming test separates "wrong" from '
+        '"false positive"): a keyword reported as another keyword is only a miss, and false accepts are the triggers '
+        "while no keyword was playing, plus repeats. Operating point = lowest FRR with ≤ "
+        f"{cfg['max_fa_per_hour']:g} such FA/h:",
+        "",
+        markdown_table(
+            ["model", "threshold", "FRR", "of which confused with another keyword", "FA/h (no keyword playing)"],
+            [_substitution_row(m, cfg) for m in result["models"]],
+        ),
+    ]
     stream_model = next((m for m in result["models"] if m["training"] == "full+stream"), None)
     if stream_model:
         st = stream_model["info"].get("stream_training", {})
         counts = ", ".join(f"{k} {v}" for k, v in stream_model["info"].get("stream_training_counts", {}).items())
-        lines += ["", f"\"full + stream training\" ({', '.join(cfg.get('stream_archs', []))}; {cfg.get('stream_epochs')} epochs) "
-                  f"learnt from training material only ({counts}): stream-like copies shifted by up to {st.get('max_shift_s')} s, "
-                  f"gain {_range(st.get('keyword_gain_db'))} dB, over the training part of the background noise at "
-                  f"{_range(st.get('noise_dbfs'))} dBFS; "
-                  "FSDD training digits and ESC-10 training-fold cuts as _unknown_; quiet noise windows as _silence_ "
-                  "(`bench/stream_training.py`)."]
+        lines += [
+            "",
+            f'"full + stream training" ({", ".join(cfg.get("stream_archs", []))}; {cfg.get("stream_epochs")} epochs) '
+            f"learnt from training material only ({counts}): stream-like copies shifted by up to {st.get('max_shift_s')} s, "
+            f"gain {_range(st.get('keyword_gain_db'))} dB, over the training part of the background noise at "
+            f"{_range(st.get('noise_dbfs'))} dBFS; "
+            "FSDD training digits and ESC-10 training-fold cuts as _unknown_; quiet noise windows as _silence_ "
+            "(`bench/stream_training.py`).",
+        ]
     full = next((m for m in result["models"] if m["training"] == "full"), None)
     if full and full["operating_point"]:
         kinds = ", ".join(f"{k}: {v}" for k, v in full["operating_point"]["fa_by_kind"].items()) or "none"
         lines += ["", f"False accepts of {full['name']} at its operating point, by what was playing: {kinds}."]
     lines += _keyword_sections(result, cfg)
-    lines += ["", f"![DET curves]({png_name})", "",
-              f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores (shared; load average at start "
-              f"{result['load_average_start']}). Stage times (s): "
-              + ", ".join(f"{k} {v}" for k, v in result["stages_s"].items()) + "."]
+    lines += [
+        "",
+        f"![DET curves]({png_name})",
+        "",
+        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores (shared; load average at start "
+        f"{result['load_average_start']}). Stage times (s): "
+        + ", ".join(f"{k} {v}" for k, v in result["stages_s"].items())
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -632,39 +782,85 @@ def plot(result: dict[str, Any], path: Path) -> None:
 # Command line ------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.streaming", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="minutes instead of tens of minutes: short streams, short training")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="real recordings (default ../shared/data or $KIT_DATA_DIR)")
-    parser.add_argument("--work-dir", type=Path, default=None, help=f"models, coresets, bundles (default {DEFAULT_WORK_DIR}[-quick])")
+    parser.add_argument(
+        "--quick", action="store_true", help="minutes instead of tens of minutes: short streams, short training"
+    )
+    parser.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR, help="real recordings (default ../shared/data or $KIT_DATA_DIR)"
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help=f"models, coresets, bundles (default {DEFAULT_WORK_DIR}[-quick])"
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="length of the keyword stream (default 36: each held-out keyword about once; quick 3)")
-    parser.add_argument("--negative-minutes", type=float, default=None,
-                        help="length of the negatives-only stream (default 30, quick 3)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="length of the keyword stream (default 36: each held-out keyword about once; quick 3)",
+    )
+    parser.add_argument(
+        "--negative-minutes", type=float, default=None, help="length of the negatives-only stream (default 30, quick 3)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="epochs of the full-data model (default 40, quick 10)")
     parser.add_argument("--batch", type=int, default=128, help="batch size of the full-data model")
     parser.add_argument("--width", type=int, default=32, help="ConvNet width (32: int8 file well under 64 KB)")
     parser.add_argument("--methods", nargs="*", default=None, help="coreset methods (default rfad herding random)")
     parser.add_argument("--ipcs", nargs="*", type=int, default=None, help="clips per class (default 10 50; quick 10)")
-    parser.add_argument("--rfad-budget", type=float, default=None, help="RFAD time budget per coreset, s (default 120, quick 20)")
-    parser.add_argument("--coreset-samples", type=int, default=None,
-                        help="training samples seen by each coreset model (default 16000, quick 3000)")
+    parser.add_argument(
+        "--rfad-budget", type=float, default=None, help="RFAD time budget per coreset, s (default 120, quick 20)"
+    )
+    parser.add_argument(
+        "--coreset-samples",
+        type=int,
+        default=None,
+        help="training samples seen by each coreset model (default 16000, quick 3000)",
+    )
     parser.add_argument("--coreset-batch", type=int, default=64, help="batch size of the coreset models")
-    parser.add_argument("--no-stream-training", dest="stream_training", action="store_false",
-                        help="skip the stream-trained full-data model (bench/stream_training.py)")
-    parser.add_argument("--stream-copies", type=int, default=None, help="stream-like copies per training clip (default 3, quick 1)")
-    parser.add_argument("--stream-width", type=int, default=None, help="ConvNet width of the stream-trained model (default 64)")
-    parser.add_argument("--stream-archs", nargs="*", default=None, choices=sorted(STREAM_ARCHS),
-                        help="architectures trained with stream training (default convnet dscnn; quick convnet)")
-    parser.add_argument("--stream-epochs", type=int, default=None, help="epochs of the stream-trained model (default 25, quick 2)")
-    parser.add_argument("--coreset", action="append", help="also benchmark a model trained on this coreset file (kws12)")
-    parser.add_argument("--tolerance", type=float, default=TOLERANCE_S, help="seconds after a keyword's end a detection may come")
-    parser.add_argument("--bundle", action="append", type=Path, default=None,
-                        help="also benchmark this bundle's default model (kws12, e.g. from kit train + kit bundle)")
-    parser.add_argument("--stem", default=None,
-                        help="results file stem (default streaming, or streaming.quick); e.g. streaming_kws12_bundles")
+    parser.add_argument(
+        "--no-stream-training",
+        dest="stream_training",
+        action="store_false",
+        help="skip the stream-trained full-data model (bench/stream_training.py)",
+    )
+    parser.add_argument(
+        "--stream-copies", type=int, default=None, help="stream-like copies per training clip (default 3, quick 1)"
+    )
+    parser.add_argument(
+        "--stream-width", type=int, default=None, help="ConvNet width of the stream-trained model (default 64)"
+    )
+    parser.add_argument(
+        "--stream-archs",
+        nargs="*",
+        default=None,
+        choices=sorted(STREAM_ARCHS),
+        help="architectures trained with stream training (default convnet dscnn; quick convnet)",
+    )
+    parser.add_argument(
+        "--stream-epochs", type=int, default=None, help="epochs of the stream-trained model (default 25, quick 2)"
+    )
+    parser.add_argument(
+        "--coreset", action="append", help="also benchmark a model trained on this coreset file (kws12)"
+    )
+    parser.add_argument(
+        "--tolerance", type=float, default=TOLERANCE_S, help="seconds after a keyword's end a detection may come"
+    )
+    parser.add_argument(
+        "--bundle",
+        action="append",
+        type=Path,
+        default=None,
+        help="also benchmark this bundle's default model (kws12, e.g. from kit train + kit bundle)",
+    )
+    parser.add_argument(
+        "--stem",
+        default=None,
+        help="results file stem (default streaming, or streaming.quick); e.g. streaming_kws12_bundles",
+    )
     parser.add_argument("--only-bundles", action="store_true", help="benchmark only the --bundle files (train nothing)")
-    parser.add_argument("--reuse", action="store_true", help="reuse coresets, models and bundles already in the work dir")
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse coresets, models and bundles already in the work dir"
+    )
     return parser
 
 
@@ -692,10 +888,14 @@ def build_streams(material: Any, minutes: float, negative_minutes: float, seed: 
     most one keyword can claim a detection) and longer than the recogniser's 1-s suppression.
     """
     return {
-        "keywords": build_stream(material, StreamSpec(minutes=minutes, with_keywords=True, negative_rate=0.2,
-                                                      gap_s=(1.2, 3.0)), seed=seed),
-        "negatives": build_stream(material, StreamSpec(minutes=negative_minutes, with_keywords=False, negative_rate=0.6,
-                                                       gap_s=(1.2, 3.0)), seed=seed + 1),
+        "keywords": build_stream(
+            material, StreamSpec(minutes=minutes, with_keywords=True, negative_rate=0.2, gap_s=(1.2, 3.0)), seed=seed
+        ),
+        "negatives": build_stream(
+            material,
+            StreamSpec(minutes=negative_minutes, with_keywords=False, negative_rate=0.6, gap_s=(1.2, 3.0)),
+            seed=seed + 1,
+        ),
     }
 
 
@@ -746,15 +946,40 @@ def main(argv: list[str] | None = None) -> int:
         if own.thresholds:  # the per-keyword thresholds the bundle chose on its validation stream of training audio
             own_settings = settings.with_(threshold=own.threshold)
             own_settings = DetectorSettings.from_dict({**own_settings.to_dict(), "thresholds": own.thresholds})
-            extra["bundle_thresholds"] = pooled_row(own.threshold, {
-                name: score_detections(detections_from_scores(scores[name], own_settings), stream.events,
-                                       stream.duration_s, args.tolerance) for name, stream in streams.items()})
+            extra["bundle_thresholds"] = pooled_row(
+                own.threshold,
+                {
+                    name: score_detections(
+                        detections_from_scores(scores[name], own_settings),
+                        stream.events,
+                        stream.duration_s,
+                        args.tolerance,
+                    )
+                    for name, stream in streams.items()
+                },
+            )
             extra["bundle_thresholds"]["thresholds"] = dict(own.thresholds)
-        results.append({"name": spec.name, "training": spec.training, "bundle": str(spec.bundle), "model_file": spec.model_file,
-                        "bundle_bytes": spec.bundle.stat().st_size, "model_bytes": len(classifier.bundle.models[spec.model_file]),
-                        "info": spec.info, "rows": rows, "operating_point": op, **extra, "scoring_s": seconds,
-                        "sweep_and_score_s": round(time.perf_counter() - t0, 1)})
-        summary = f"FRR {100 * op['frr']:.1f} % at {op['fa_per_hour']:.2f} FA/h (threshold {op['threshold']:g})" if op else "no threshold reaches ≤ 2 FA/h"
+        results.append(
+            {
+                "name": spec.name,
+                "training": spec.training,
+                "bundle": str(spec.bundle),
+                "model_file": spec.model_file,
+                "bundle_bytes": spec.bundle.stat().st_size,
+                "model_bytes": len(classifier.bundle.models[spec.model_file]),
+                "info": spec.info,
+                "rows": rows,
+                "operating_point": op,
+                **extra,
+                "scoring_s": seconds,
+                "sweep_and_score_s": round(time.perf_counter() - t0, 1),
+            }
+        )
+        summary = (
+            f"FRR {100 * op['frr']:.1f} % at {op['fa_per_hour']:.2f} FA/h (threshold {op['threshold']:g})"
+            if op
+            else "no threshold reaches ≤ 2 FA/h"
+        )
         log(f"{spec.name}: {summary}")
         stages[f"stream {spec.name}"] = round(time.perf_counter() - t0, 1)
     memos.clear()
@@ -767,15 +992,33 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_start": [round(v, 2) for v in load_start],
         "machine": machine_info(),
         "config": {
-            "seed": args.seed, "quick": args.quick, "keyword_stream_minutes": args.minutes,
-            "negatives_stream_minutes": args.negative_minutes, "data_dir": str(args.data_dir),
-            "work_dir": str(work), "arch": "convnet", "width": args.width, "epochs_full": args.epochs, "batch_full": args.batch,
-            "methods": args.methods, "ipcs": args.ipcs, "rfad_time_budget_s": args.rfad_budget,
-            "coreset_train_samples": args.coreset_samples, "coreset_batch": args.coreset_batch,
-            "stream_training": args.stream_training, "stream_copies": args.stream_copies, "stream_width": args.stream_width,
-            "stream_archs": args.stream_archs, "stream_epochs": args.stream_epochs, "extra_coresets": args.coreset or [],
-            "detector": settings.to_dict(), "thresholds": list(THRESHOLDS), "tolerance_s": args.tolerance,
-            "max_fa_per_hour": MAX_FA_PER_HOUR, "target_frr": TARGET_FRR, "reuse": args.reuse,
+            "seed": args.seed,
+            "quick": args.quick,
+            "keyword_stream_minutes": args.minutes,
+            "negatives_stream_minutes": args.negative_minutes,
+            "data_dir": str(args.data_dir),
+            "work_dir": str(work),
+            "arch": "convnet",
+            "width": args.width,
+            "epochs_full": args.epochs,
+            "batch_full": args.batch,
+            "methods": args.methods,
+            "ipcs": args.ipcs,
+            "rfad_time_budget_s": args.rfad_budget,
+            "coreset_train_samples": args.coreset_samples,
+            "coreset_batch": args.coreset_batch,
+            "stream_training": args.stream_training,
+            "stream_copies": args.stream_copies,
+            "stream_width": args.stream_width,
+            "stream_archs": args.stream_archs,
+            "stream_epochs": args.stream_epochs,
+            "extra_coresets": args.coreset or [],
+            "detector": settings.to_dict(),
+            "thresholds": list(THRESHOLDS),
+            "tolerance_s": args.tolerance,
+            "max_fa_per_hour": MAX_FA_PER_HOUR,
+            "target_frr": TARGET_FRR,
+            "reuse": args.reuse,
         },
         "material": material.description,
         "streams": {name: s.summary() for name, s in streams.items()},

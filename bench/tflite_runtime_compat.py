@@ -13,6 +13,7 @@ in that environment and compares the outputs with ai-edge-litert's in this one.
 Without model files it trains a small FSDD ConvNet, exports it as fp32 and int8 TFLite and uses
 real FSDD test clips as inputs. The JSON records versions, the config and per-model differences.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,15 @@ REPO = Path(__file__).resolve().parents[1]
 #: the last tflite-runtime release and the last numpy 1.x it was built against
 REQUIREMENTS = ("tflite-runtime==2.14.0", "numpy==1.26.4")
 #: where the venv is kept between runs ($KIT_TFLITE_RUNTIME_VENV overrides)
-DEFAULT_CACHE = Path(os.environ.get("KIT_TFLITE_RUNTIME_VENV") or Path.home() / ".cache" / "audio-distill-kit" / "tflite-runtime-venv")
+DEFAULT_CACHE = Path(
+    os.environ.get("KIT_TFLITE_RUNTIME_VENV") or Path.home() / ".cache" / "audio-distill-kit" / "tflite-runtime-venv"
+)
 # fp32: both runtimes use XNNPACK float kernels; measured identical outputs, allow float noise.
 FP32_ATOL = 1e-4
 # int8: outputs are int8 codes; an old kernel may round one step differently, never more.
 INT8_MAX_STEPS = 1.0
 
-_RUNNER = r'''
+_RUNNER = r"""
 import json, sys
 import numpy as np
 import kit_runtime
@@ -55,7 +58,7 @@ for name in sys.argv[1:]:
         np.savez(name + (".default" if xnnpack else ".builtin") + ".npz", **model.run(x))
     result["models"][name] = {"runtime": model.runtime, "quantized": model.quantized}
 print(json.dumps(result))
-'''
+"""
 
 
 class CompatUnavailable(RuntimeError):
@@ -72,7 +75,9 @@ def build_venv(cache: Path = DEFAULT_CACHE, timeout_s: float = 300) -> Path:
     stamp = cache / ".kit-requirements"
     python = _venv_python(cache)
     if stamp.is_file() and stamp.read_text() == "\n".join(REQUIREMENTS) and python.is_file():
-        check = subprocess.run([str(python), "-c", "import tflite_runtime.interpreter"], capture_output=True, timeout=60)
+        check = subprocess.run(
+            [str(python), "-c", "import tflite_runtime.interpreter"], capture_output=True, timeout=60
+        )
         if check.returncode == 0:
             return python
     if cache.exists():
@@ -102,8 +107,14 @@ def _steps(name: str, outputs: dict[str, np.ndarray], model: Any) -> dict[str, f
     return {k: float(v) / quant[k]["scale"] for k, v in outputs.items() if k in quant and quant[k]["scale"]}
 
 
-def run_compat(models: list[Path], work: Path, cache: Path = DEFAULT_CACHE,
-               inputs: dict[str, np.ndarray] | None = None, seed: int = 0, n: int = 32) -> dict[str, Any]:
+def run_compat(
+    models: list[Path],
+    work: Path,
+    cache: Path = DEFAULT_CACHE,
+    inputs: dict[str, np.ndarray] | None = None,
+    seed: int = 0,
+    n: int = 32,
+) -> dict[str, Any]:
     """Run ``models`` on tflite-runtime (separate venv) and ai-edge-litert (here); compare outputs."""
     started = time.time()
     python = build_venv(cache)
@@ -145,15 +156,21 @@ def run_compat(models: list[Path], work: Path, cache: Path = DEFAULT_CACHE,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "requirements": list(REQUIREMENTS),
-        "tolerances": {"fp32_max_abs": FP32_ATOL, "int8_max_steps": INT8_MAX_STEPS,
-                       "applied_to": "built-in kernels on both sides (xnnpack=False)"},
+        "tolerances": {
+            "fp32_max_abs": FP32_ATOL,
+            "int8_max_steps": INT8_MAX_STEPS,
+            "applied_to": "built-in kernels on both sides (xnnpack=False)",
+        },
         "models": {},
     }
     passed = True
     for name in names:
         path, model, ours = reference[name]
-        entry: dict[str, Any] = {"runtime_used": remote["models"][name]["runtime"], "quantized": model.quantized,
-                                 "n_inputs": int(len(ours["default"]["logits"]))}
+        entry: dict[str, Any] = {
+            "runtime_used": remote["models"][name]["runtime"],
+            "quantized": model.quantized,
+            "n_inputs": int(len(ours["default"]["logits"])),
+        }
         for kernels in ("builtin", "default"):
             with np.load(work / f"{name}.{kernels}.npz") as theirs_file:
                 theirs = {k: theirs_file[k] for k in theirs_file.files}
@@ -164,8 +181,11 @@ def run_compat(models: list[Path], work: Path, cache: Path = DEFAULT_CACHE,
                 "top1_agreement": float((ours[kernels]["logits"].argmax(1) == theirs["logits"].argmax(1)).mean()),
             }
         matched = entry["builtin"]
-        ok = (max(matched["max_diff_in_int8_steps"].values()) <= INT8_MAX_STEPS) if model.quantized else (
-            max(matched["max_abs_diff"].values()) <= FP32_ATOL)
+        ok = (
+            (max(matched["max_diff_in_int8_steps"].values()) <= INT8_MAX_STEPS)
+            if model.quantized
+            else (max(matched["max_abs_diff"].values()) <= FP32_ATOL)
+        )
         entry["ok"] = bool(ok and entry["runtime_used"] == "tflite_runtime")
         passed &= entry["ok"]
         record["models"][Path(path).name] = entry
@@ -174,7 +194,9 @@ def run_compat(models: list[Path], work: Path, cache: Path = DEFAULT_CACHE,
     return record
 
 
-def _demo_models(work: Path, data_dir: str | None, seed: int) -> tuple[list[Path], dict[str, np.ndarray], dict[str, Any]]:
+def _demo_models(
+    work: Path, data_dir: str | None, seed: int
+) -> tuple[list[Path], dict[str, np.ndarray], dict[str, Any]]:
     """Train a small FSDD ConvNet and export it as fp32 and int8 TFLite (the default inputs)."""
     import torch  # lazy: torch only when used
 
@@ -187,20 +209,29 @@ def _demo_models(work: Path, data_dir: str | None, seed: int) -> tuple[list[Path
     fsdd = load_feature_set("fsdd", data_dir, limit_per_class=20, progress=False)
     config = TrainConfig(arch_kwargs={"width": 32}, max_samples=3000, batch_size=32, augment=False, seed=seed)
     model = train_model(fsdd.x_train, fsdd.y_train, fsdd.n_classes, config, progress=False)
-    calibration = make_distiller("random", ipc=5, seed=seed).fit(fsdd.x_train, fsdd.y_train, n_classes=fsdd.n_classes).features_
+    calibration = (
+        make_distiller("random", ipc=5, seed=seed).fit(fsdd.x_train, fsdd.y_train, n_classes=fsdd.n_classes).features_
+    )
     meta = {"classes": fsdd.classes, "feature_config": fsdd.config, "normalizer": fsdd.normalizer}
     work.mkdir(parents=True, exist_ok=True)
     fp32 = export_tflite(model, work / "fsdd.fp32.tflite", meta=meta)
     int8 = export_tflite(model, work / "fsdd.int8.tflite", int8=True, calibration=calibration, meta=meta)
     x = fsdd.x_test[:64]
-    setup = {"dataset": "fsdd", "limit_per_class": 20, "train": config.to_dict(), "calibration": "random coreset, 5 per class",
-             "inputs": f"{len(x)} real FSDD test clips"}
+    setup = {
+        "dataset": "fsdd",
+        "limit_per_class": 20,
+        "train": config.to_dict(),
+        "calibration": "random coreset, 5 per class",
+        "inputs": f"{len(x)} real FSDD test clips",
+    }
     return [fp32, int8], {str(fp32): x, str(int8): x}, setup
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tflite_runtime_compat", description=__doc__.split("\n\n")[0])
-    parser.add_argument("models", nargs="*", type=Path, help=".tflite files (default: train and export a small FSDD model)")
+    parser.add_argument(
+        "models", nargs="*", type=Path, help=".tflite files (default: train and export a small FSDD model)"
+    )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the tflite-runtime venv is kept")
     parser.add_argument("--work", type=Path, default=Path("runs/tflite_runtime_compat"), help="scratch folder")
     parser.add_argument("--out", type=Path, default=Path("bench/results/tflite_runtime_compat.json"))
@@ -209,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=32, help="random inputs per given model")
     args = parser.parse_args(argv)
 
-    setup: dict[str, Any] = {"models": [str(m) for m in args.models], "inputs": f"{args.n} standard-normal feature maps"}
+    setup: dict[str, Any] = {
+        "models": [str(m) for m in args.models],
+        "inputs": f"{args.n} standard-normal feature maps",
+    }
     inputs = None
     models = list(args.models)
     if not models:
@@ -224,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, entry in record.get("models", {}).items():
         for kernels in ("builtin", "default"):
             e = entry[kernels]
-            print(f"{name} [{kernels} kernels]: runtime {entry['runtime_used']}, max |diff| {e['max_abs_diff']}, "
-                  f"int8 steps {e['max_diff_in_int8_steps']}, top-1 agreement {e['top1_agreement']:.3f}")
+            print(
+                f"{name} [{kernels} kernels]: runtime {entry['runtime_used']}, max |diff| {e['max_abs_diff']}, "
+                f"int8 steps {e['max_diff_in_int8_steps']}, top-1 agreement {e['top1_agreement']:.3f}"
+            )
     return 0 if record.get("passed") else 1
 
 

@@ -14,6 +14,7 @@ reads the result (``deploy.runtime.bundle.Bundle``). The builder
 4. stores the replay coreset as int8 or float16 and records every check, source file hash and
    setting in the bundle's provenance.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,9 @@ def _check_pair(model_path: Path, meta: dict, coreset: Coreset, coreset_path: Pa
     """The coreset must be the model's training space: same classes, front-end and normaliser."""
     for key in ("classes", "feature_config"):
         if key not in meta:
-            raise KitError(f"{model_path}: model does not record its {key.replace('_', ' ')}; train it with `kit train`")
+            raise KitError(
+                f"{model_path}: model does not record its {key.replace('_', ' ')}; train it with `kit train`"
+            )
     require_same_space(meta, coreset, coreset_path)
     return FeatureConfig.from_dict(meta["feature_config"])
 
@@ -60,9 +63,11 @@ def _export(model: Any, meta: dict, fmt: str, int8: bool, calibration: np.ndarra
         files["model.fp32.onnx"] = fp32.read_bytes()
         if int8:
             from deploy.quantize_onnx import quantize_onnx  # lazy: onnxruntime's quantiser is heavy to import
+
             files["model.int8.onnx"] = Path(quantize_onnx(fp32, tmp / "model.int8.onnx", calibration)).read_bytes()
     elif fmt == "tflite":
         from deploy.export_tflite import export_tflite  # lazy: litert-torch takes seconds to import
+
         files["model.fp32.tflite"] = Path(export_tflite(model, tmp / "model.fp32.tflite", meta=meta)).read_bytes()
         if int8:
             path = export_tflite(model, tmp / "model.int8.tflite", int8=True, calibration=calibration, meta=meta)
@@ -72,14 +77,17 @@ def _export(model: Any, meta: dict, fmt: str, int8: bool, calibration: np.ndarra
     return files
 
 
-def head_check(name: str, blob: bytes, weight: np.ndarray, bias: np.ndarray, x: np.ndarray,
-               reference: np.ndarray) -> dict:
+def head_check(
+    name: str, blob: bytes, weight: np.ndarray, bias: np.ndarray, x: np.ndarray, reference: np.ndarray
+) -> dict:
     """Run one exported file on ``x`` and compare embedding @ head with its logits and PyTorch's."""
     runtime = open_model(blob, fmt=model_format(name), threads=1)
     out = runtime.run(x)
     embedding, logits = np.asarray(out["embedding"], np.float64), np.asarray(out["logits"], np.float64)
     if embedding.shape != (len(x), weight.shape[1]):
-        raise KitError(f"exported {name} gives embeddings of shape {embedding.shape}, the head expects {weight.shape[1]} dimensions")
+        raise KitError(
+            f"exported {name} gives embeddings of shape {embedding.shape}, the head expects {weight.shape[1]} dimensions"
+        )
     head_logits = embedding @ weight.T.astype(np.float64) + bias.astype(np.float64)
     scale = max(1.0, float(np.abs(reference).max()))
     check = {
@@ -96,9 +104,11 @@ def head_check(name: str, blob: bytes, weight: np.ndarray, bias: np.ndarray, x: 
         ok = check["max_abs_head_vs_file_logits"] <= limit and check["max_abs_head_vs_pytorch"] <= limit
     check["limit"] = limit
     if not ok or not np.isfinite(head_logits).all():
-        raise KitError(f"exported {name}: embedding @ head does not reproduce the model's logits on the coreset "
-                       f"(max diff {check['max_abs_head_vs_file_logits']:.3g} vs file, {check['max_abs_head_vs_pytorch']:.3g} "
-                       f"vs PyTorch; limit {limit:.3g})")
+        raise KitError(
+            f"exported {name}: embedding @ head does not reproduce the model's logits on the coreset "
+            f"(max diff {check['max_abs_head_vs_file_logits']:.3g} vs file, {check['max_abs_head_vs_pytorch']:.3g} "
+            f"vs PyTorch; limit {limit:.3g})"
+        )
     return check
 
 
@@ -144,7 +154,9 @@ def build_bundle(
     coreset = Coreset.load(coreset_path)
     config = _check_pair(model_path, meta, coreset, coreset_path)
     if tuple(model.in_shape) != tuple(config.shape):
-        raise KitError(f"{model_path}: model input {tuple(model.in_shape)} does not fit its feature config {config.shape}")
+        raise KitError(
+            f"{model_path}: model input {tuple(model.in_shape)} does not fit its feature config {config.shape}"
+        )
     head = getattr(model, "head", None)
     if not isinstance(head, torch.nn.Linear):
         raise KitError(f"{model_path}: model head is not a linear layer; a bundle stores a linear head")
@@ -152,7 +164,9 @@ def build_bundle(
     bias = (head.bias.detach().cpu().numpy() if head.bias is not None else np.zeros(len(weight))).astype(np.float32)
     detector = detector or DetectorSettings(window_s=config.duration_s)
     if abs(detector.window_s - config.duration_s) > 1e-6:
-        raise KitError(f"detector window_s ({detector.window_s:g} s) must equal the model's clip length ({config.duration_s:g} s)")
+        raise KitError(
+            f"detector window_s ({detector.window_s:g} s) must equal the model's clip length ({config.duration_s:g} s)"
+        )
 
     x = np.ascontiguousarray(coreset.features, dtype=np.float32)
     x_cal = x if calibration is None else np.ascontiguousarray(calibration, dtype=np.float32)
@@ -174,23 +188,43 @@ def build_bundle(
     replay_error = float(np.abs(dequantize_replay(q, scale) - x).max()) if len(x) else 0.0
     provenance = {
         "built_by": "kit bundle",
-        "model": {"path": str(model_path), "sha256": sha256_file(model_path), "arch": model.arch,
-                  "arch_kwargs": model.arch_kwargs, "seed": meta.get("seed"), "train_config": meta.get("train_config")},
-        "coreset": {"path": str(coreset_path), "sha256": sha256_file(coreset_path), "method": coreset.method,
-                    "ipc": coreset.ipc, "seed": coreset.seed, "n": int(len(x)), "soft_labels": coreset.labels.ndim == 2,
-                    "params": coreset.params},
+        "model": {
+            "path": str(model_path),
+            "sha256": sha256_file(model_path),
+            "arch": model.arch,
+            "arch_kwargs": model.arch_kwargs,
+            "seed": meta.get("seed"),
+            "train_config": meta.get("train_config"),
+        },
+        "coreset": {
+            "path": str(coreset_path),
+            "sha256": sha256_file(coreset_path),
+            "method": coreset.method,
+            "ipc": coreset.ipc,
+            "seed": coreset.seed,
+            "n": int(len(x)),
+            "soft_labels": coreset.labels.ndim == 2,
+            "params": coreset.params,
+        },
         "method": coreset.method,
         "seed": meta.get("seed"),
         "metrics": meta.get("metrics"),
         "source": meta.get("source") or coreset.source,
         "formats": formats,
         "int8": bool(int8),
-        "calibration": ({"source": calibration_source or ("coreset" if calibration is None else "features"),
-                         "n": int(len(x_cal))} if int8 else None),
+        "calibration": (
+            {"source": calibration_source or ("coreset" if calibration is None else "features"), "n": int(len(x_cal))}
+            if int8
+            else None
+        ),
         "checks": checks,
-        "replay": {"dtype": replay_dtype,
-                   "int8_max_abs_error": replay_error if replay_dtype == "int8" else None,
-                   "float16_max_abs_error": float(np.abs(x.astype(np.float16).astype(np.float32) - x).max()) if len(x) else 0.0},
+        "replay": {
+            "dtype": replay_dtype,
+            "int8_max_abs_error": replay_error if replay_dtype == "int8" else None,
+            "float16_max_abs_error": float(np.abs(x.astype(np.float16).astype(np.float32) - x).max())
+            if len(x)
+            else 0.0,
+        },
     }
     bundle = Bundle(
         classes=list(coreset.classes),

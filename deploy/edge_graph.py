@@ -11,6 +11,7 @@ ConvNet of ``kit.models.mcu``). The runtime transposes the features on the host 
 (``deploy.runtime.tflite_model``, metadata ``kit.layout``). Nothing here changes what the model
 computes (fp32 outputs agree with PyTorch to float rounding; the export verifies it).
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,9 @@ from torch import nn
 
 #: TFLM builtins with CMSIS-NN kernels that the MCU models may use (QUANTIZE/DEQUANTIZE are not:
 #: the kit's int8 files take and give int8, the host (de)quantises)
-MCU_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "FULLY_CONNECTED",
-                     "RESHAPE", "ADD", "SOFTMAX"})
+MCU_OPS = frozenset(
+    {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "FULLY_CONNECTED", "RESHAPE", "ADD", "SOFTMAX"}
+)
 LAYOUTS = ("NCHW", "NHWC")
 
 
@@ -64,8 +66,10 @@ def fix_global_pools(model: nn.Module, in_shape: tuple[int, ...]) -> nn.Module:
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, nn.AdaptiveAvgPool2d) and module.output_size in (1, (1, 1)):
+
             def hook(_m: nn.Module, inputs: tuple, _out: Any, name: str = name) -> None:
                 seen[name] = tuple(int(v) for v in inputs[0].shape[-2:])  # type: ignore[assignment]
+
             handles.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():

@@ -10,6 +10,7 @@ The torch 2.x ``torch.export``-based exporter (``dynamo=True``) is used: the leg
 exporter was measured to produce wrong outputs for BatchNorm models here (max |diff| 0.4), so
 every export is checked against PyTorch in onnxruntime before the file is written.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,7 +47,9 @@ def onnx_metadata(model: Any, meta: dict[str, Any]) -> dict[str, str]:
         props["kit.classes"] = json.dumps(list(meta["classes"]))
     config = meta.get("feature_config")
     if config is not None:
-        props["kit.feature_config"] = json.dumps(config if isinstance(config, dict) else config.to_dict(), sort_keys=True)
+        props["kit.feature_config"] = json.dumps(
+            config if isinstance(config, dict) else config.to_dict(), sort_keys=True
+        )
     normalizer = meta.get("normalizer")
     if normalizer is not None:
         mean = normalizer["mean"] if isinstance(normalizer, dict) else normalizer.mean
@@ -159,7 +162,9 @@ def export_onnx(
     except (RuntimeError, ValueError, NotImplementedError) as exc:  # torch.onnx: an opset it cannot target
         if opset == OPSET:
             raise
-        raise KitError(f"--opset {opset}: torch cannot export to this opset ({' '.join(str(exc).split())[:160]})") from None
+        raise KitError(
+            f"--opset {opset}: torch cannot export to this opset ({' '.join(str(exc).split())[:160]})"
+        ) from None
     for key, value in onnx_metadata(model, meta).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -167,7 +172,9 @@ def export_onnx(
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
-        raise KitError(f"--opset {opset}: the exported model does not validate ({' '.join(str(exc).split())[:160]})") from None
+        raise KitError(
+            f"--opset {opset}: the exported model does not validate ({' '.join(str(exc).split())[:160]})"
+        ) from None
     data = proto.SerializeToString()
     if verify_atol is not None:
         diff = check_parity(data, model)

@@ -37,6 +37,7 @@ properties the ONNX export stores, plus output order and quantisation parameters
 TFLite ``Model.metadata`` entry named ``kit_metadata`` (JSON), read back by
 ``deploy.runtime.tflite_model.TfliteModel``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -152,7 +153,9 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, layout: str = "NCHW", mc
         manager.load_quantization_recipe(plan)
         calib = calibrator.Calibrator(fp32, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
         calib.calibrate({SIGNATURE: samples}, manager)
-        result = quantizer.Quantizer(bytearray(fp32), plan).quantize(calib.get_model_qsvs(), enable_progress_report=False)
+        result = quantizer.Quantizer(bytearray(fp32), plan).quantize(
+            calib.get_model_qsvs(), enable_progress_report=False
+        )
     return bytes(result.quantized_model)
 
 
@@ -214,10 +217,14 @@ def _torch_outputs(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_calibration(calibration: Any, in_shape: tuple[int, ...]) -> np.ndarray:
     if calibration is None:
-        raise KitError("int8 export needs calibration features (N, C, F, T), normalised like the training data (e.g. the coreset)")
+        raise KitError(
+            "int8 export needs calibration features (N, C, F, T), normalised like the training data (e.g. the coreset)"
+        )
     x = np.asarray(calibration, dtype=np.float32)
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(in_shape) or len(x) == 0:
-        raise KitError(f"calibration features have shape {x.shape}; the model needs (N, {', '.join(map(str, in_shape))}) with N >= 1")
+        raise KitError(
+            f"calibration features have shape {x.shape}; the model needs (N, {', '.join(map(str, in_shape))}) with N >= 1"
+        )
     if not np.isfinite(x).all():
         raise KitError("calibration features contain NaN or infinite values")
     return x
@@ -267,13 +274,16 @@ def export_tflite(
         props["kit.quantization"] = json.dumps({"type": "float32"})
     else:
         data = quantize_int8(fp32, x_cal, layout, mcu=bool(getattr(net, "mcu_ready", False)))
-        props["kit.quantization"] = json.dumps({
-            "type": "int8",
-            "scheme": "full-integer: int8 weights (per-channel, symmetric), int8 activations (per-tensor, asymmetric), int8 input/outputs",
-            "tool": "ai-edge-quantizer static_wi8_ai8, global min/max calibration",
-            "calibration_samples": int(len(x_cal)),
-            **quantization_params(data),
-        }, sort_keys=True)
+        props["kit.quantization"] = json.dumps(
+            {
+                "type": "int8",
+                "scheme": "full-integer: int8 weights (per-channel, symmetric), int8 activations (per-tensor, asymmetric), int8 input/outputs",
+                "tool": "ai-edge-quantizer static_wi8_ai8, global min/max calibration",
+                "calibration_samples": int(len(x_cal)),
+                **quantization_params(data),
+            },
+            sort_keys=True,
+        )
     props["kit.outputs"] = json.dumps(output_order(data))
     if getattr(net, "mcu_ready", False):
         _check_mcu_ops(data, net, out)
@@ -292,8 +302,10 @@ def _check_mcu_ops(data: bytes, net: Any, out: Any) -> None:
     """An MCU-ready model whose graph holds other ops is an exporter bug: refuse to write it."""
     extra = mcu_op_violations(tflite_report(data).ops)
     if extra:
-        raise RuntimeError(f"{getattr(net, 'arch', 'model')} is MCU-ready but its TFLite graph holds {extra} "
-                           f"(allowed: {sorted(MCU_OPS)}); not writing {out}")
+        raise RuntimeError(
+            f"{getattr(net, 'arch', 'model')} is MCU-ready but its TFLite graph holds {extra} "
+            f"(allowed: {sorted(MCU_OPS)}); not writing {out}"
+        )
 
 
 def _verify(
@@ -303,7 +315,9 @@ def _verify(
     with _quiet():  # int8: reference kernels, bit-identical to TFLite Micro (see the module docstring)
         runtime = TfliteModel(data, reference=int8)
     if runtime.output_names[:2] != list(OUTPUT_NAMES):
-        raise RuntimeError(f"TFLite export has outputs {runtime.output_names}, expected {list(OUTPUT_NAMES)}; not writing {out}")
+        raise RuntimeError(
+            f"TFLite export has outputs {runtime.output_names}, expected {list(OUTPUT_NAMES)}; not writing {out}"
+        )
     if not int8:
         x = np.random.default_rng(0).standard_normal((4, *net.in_shape)).astype(np.float32)
         if x_cal is not None:
@@ -317,7 +331,9 @@ def _verify(
     report = tflite_report(data)
     not_integer = sorted(set(report.tensor_types) - INTEGER_TYPES)
     if not_integer or not runtime.quantized:
-        raise RuntimeError(f"int8 TFLite export still holds {not_integer or 'a float input'} tensors; not writing {out}")
+        raise RuntimeError(
+            f"int8 TFLite export still holds {not_integer or 'a float input'} tensors; not writing {out}"
+        )
     assert x_cal is not None
     got = runtime.predict(x_cal).argmax(1)
     ref = _torch_outputs(net, x_cal)[0].argmax(1)

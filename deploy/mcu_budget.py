@@ -8,6 +8,7 @@ initialised network calibrated on random features gives them. An export takes se
 are cached in a JSON file keyed by architecture, arguments, input shape, classes and the versions
 of the converter, quantiser and TFLM.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,17 @@ def _versions() -> dict[str, str]:
 
 def budget_key(arch: str, arch_kwargs: dict[str, Any], in_shape: Sequence[int], n_classes: int) -> str:
     """Cache key of one measurement (JSON, sorted)."""
-    return json.dumps({"v": BUDGET_VERSION, "arch": arch, "kwargs": arch_kwargs, "shape": list(in_shape),
-                       "classes": int(n_classes), "tools": _versions()}, sort_keys=True)
+    return json.dumps(
+        {
+            "v": BUDGET_VERSION,
+            "arch": arch,
+            "kwargs": arch_kwargs,
+            "shape": list(in_shape),
+            "classes": int(n_classes),
+            "tools": _versions(),
+        },
+        sort_keys=True,
+    )
 
 
 def measure_budget(model: Any) -> dict[str, Any]:
@@ -58,12 +68,18 @@ def measure_budget(model: Any) -> dict[str, Any]:
 
     calibration = np.random.default_rng(0).standard_normal((CALIBRATION_CLIPS, *model.in_shape)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_tflite(model, Path(tmp) / "model.int8.tflite", int8=True, calibration=calibration,
-                             min_agreement=0.0)
+        path = export_tflite(
+            model, Path(tmp) / "model.int8.tflite", int8=True, calibration=calibration, min_agreement=0.0
+        )
         data = path.read_bytes()
     report = model_report(data, "tflite")
-    row: dict[str, Any] = {"int8_flash_bytes": len(data), "arena_bytes": None, "ops": report.ops,
-                           "mcu_ops_only": not mcu_op_violations(report.ops), "layout": model.tflite_layout}
+    row: dict[str, Any] = {
+        "int8_flash_bytes": len(data),
+        "arena_bytes": None,
+        "ops": report.ops,
+        "mcu_ops_only": not mcu_op_violations(report.ops),
+        "layout": model.tflite_layout,
+    }
     if not have_tflm():
         row["note"] = "tflite-micro not installed (pip install tflite-micro): no arena"
         return row
@@ -92,15 +108,21 @@ class BudgetCache:
         from kit.models import count_parameters  # lazy: pulls in torch
 
         if count_parameters(model) > MAX_MCU_PARAMS:
-            return {"int8_flash_bytes": None, "arena_bytes": None,
-                    "note": f"> {MAX_MCU_PARAMS / 1e6:.0f} M weights: not exported"}
+            return {
+                "int8_flash_bytes": None,
+                "arena_bytes": None,
+                "note": f"> {MAX_MCU_PARAMS / 1e6:.0f} M weights: not exported",
+            }
         key = budget_key(model.arch, model.arch_kwargs, model.in_shape, model.n_classes)
         if key not in self.entries:
             try:
                 self.entries[key] = measure_budget(model)
             except (KitError, RuntimeError) as exc:  # e.g. a graph the converter cannot take
-                self.entries[key] = {"int8_flash_bytes": None, "arena_bytes": None,
-                                     "note": f"int8 export failed: {' '.join(str(exc).split())[:120]}"}
+                self.entries[key] = {
+                    "int8_flash_bytes": None,
+                    "arena_bytes": None,
+                    "note": f"int8 export failed: {' '.join(str(exc).split())[:120]}",
+                }
             if self.path is not None:
                 atomic_write_bytes(self.path, json.dumps(self.entries, indent=1, sort_keys=True).encode())
         return dict(self.entries[key])

@@ -7,6 +7,7 @@ export tests assert on it, and benchmarks record it beside latency figures.
 
 Usage: ``python -m deploy.model_report MODEL.tflite MODEL.onnx ... [--json]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,17 +56,20 @@ class ModelReport:
 
     def text(self) -> str:
         """A few human-readable lines (what ``kit export`` prints)."""
+
         def io(entries: list[dict[str, Any]]) -> str:
             return ", ".join(f"{e['name']} {e['dtype']}{list(e['shape'])}" for e in entries)
 
         types = ", ".join(f"{t} x{n}" for t, n in self.tensor_types.items())
-        return "\n".join([
-            f"{self.name}: {self.format}, {self.size_bytes} bytes, {self.n_ops} ops",
-            f"  ops:     {self.ops_line()}",
-            f"  tensors: {types}",
-            f"  inputs:  {io(self.inputs)}",
-            f"  outputs: {io(self.outputs)}",
-        ])
+        return "\n".join(
+            [
+                f"{self.name}: {self.format}, {self.size_bytes} bytes, {self.n_ops} ops",
+                f"  ops:     {self.ops_line()}",
+                f"  tensors: {types}",
+                f"  inputs:  {io(self.inputs)}",
+                f"  outputs: {io(self.outputs)}",
+            ]
+        )
 
 
 def _histogram(names: list[str]) -> dict[str, int]:
@@ -88,7 +92,11 @@ def tflite_report(data: bytes, name: str = "<tflite>") -> ModelReport:
             code = model.OperatorCodes(i)
             builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
             custom = code.CustomCode()
-            codes.append(custom.decode() if builtin == schema.BuiltinOperator.CUSTOM and custom else op_names.get(builtin, str(builtin)))
+            codes.append(
+                custom.decode()
+                if builtin == schema.BuiltinOperator.CUSTOM and custom
+                else op_names.get(builtin, str(builtin))
+            )
         ops, types = [], []
         inputs, outputs = [], []
         for s in range(model.SubgraphsLength()):
@@ -96,6 +104,7 @@ def tflite_report(data: bytes, name: str = "<tflite>") -> ModelReport:
             ops += [codes[graph.Operators(i).OpcodeIndex()] for i in range(graph.OperatorsLength())]
             types += [type_names.get(graph.Tensors(i).Type(), "?") for i in range(graph.TensorsLength())]
             if s == 0:
+
                 def describe(index: int) -> dict[str, Any]:
                     tensor = graph.Tensors(index)
                     entry: dict[str, Any] = {
@@ -105,8 +114,10 @@ def tflite_report(data: bytes, name: str = "<tflite>") -> ModelReport:
                     }
                     q = tensor.Quantization()
                     if q is not None and q.ScaleLength():
-                        entry["quantization"] = {"scale": [float(v) for v in q.ScaleAsNumpy()],
-                                                 "zero_point": [int(v) for v in q.ZeroPointAsNumpy()]}
+                        entry["quantization"] = {
+                            "scale": [float(v) for v in q.ScaleAsNumpy()],
+                            "zero_point": [int(v) for v in q.ZeroPointAsNumpy()],
+                        }
                     return entry
 
                 inputs = [describe(int(graph.Inputs(i))) for i in range(graph.InputsLength())]
@@ -135,8 +146,13 @@ def onnx_report(data: bytes, name: str = "<onnx>") -> ModelReport:
         return {"name": value.name, "shape": shape, "dtype": TensorProto.DataType.Name(tensor.elem_type).lower()}
 
     return ModelReport(
-        name, "onnx", len(data), _histogram(ops), _histogram(types),
-        [describe(v) for v in graph.input], [describe(v) for v in graph.output],
+        name,
+        "onnx",
+        len(data),
+        _histogram(ops),
+        _histogram(types),
+        [describe(v) for v in graph.input],
+        [describe(v) for v in graph.output],
         sorted(p.key for p in model.metadata_props),
     )
 

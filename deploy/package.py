@@ -19,6 +19,7 @@ The folder is always built in a temporary place and renamed into position (local
 remote host, see ``deploy.remote``), so a failed deploy never leaves half a folder, and an
 existing folder is replaced only when it is a kit deployment itself.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -99,11 +100,15 @@ def choose_model(bundle: Bundle, bundle_path: Path, target: str, runtime: str | 
     names = list(bundle.models)
     if target == "android":
         if runtime not in (None, "tflite"):
-            raise KitError(f"--runtime {runtime}: the android target ships model.tflite, use --runtime tflite (or --target rpi|dir)")
+            raise KitError(
+                f"--runtime {runtime}: the android target ships model.tflite, use --runtime tflite (or --target rpi|dir)"
+            )
         tflite = [n for n in names if model_format(n) == "tflite"]
         if not tflite:
-            raise KitError(f"{bundle_path}: has no TFLite model (it holds {', '.join(names)}); "
-                           "rebuild it with `kit bundle ... --format tflite` for --target android")
+            raise KitError(
+                f"{bundle_path}: has no TFLite model (it holds {', '.join(names)}); "
+                "rebuild it with `kit bundle ... --format tflite` for --target android"
+            )
         return _prefer_int8(tflite), "tflite"
     if runtime is None:
         return bundle.default_model, model_format(bundle.default_model)
@@ -113,8 +118,10 @@ def choose_model(bundle: Bundle, bundle_path: Path, target: str, runtime: str | 
         return bundle.default_model, runtime
     matching = [n for n in names if model_format(n) == runtime]
     if not matching:
-        raise KitError(f"{bundle_path}: has no {runtime} model (it holds {', '.join(names)}); "
-                       f"rebuild it with `kit bundle ... --format {runtime}` or drop --runtime")
+        raise KitError(
+            f"{bundle_path}: has no {runtime} model (it holds {', '.join(names)}); "
+            f"rebuild it with `kit bundle ... --format {runtime}` or drop --runtime"
+        )
     return _prefer_int8(matching), runtime
 
 
@@ -155,8 +162,10 @@ def _rounded(array: np.ndarray, digits: int = 7) -> list:
     return np.round(np.asarray(array, dtype=np.float64), digits).tolist()
 
 
-LAYOUT_TEXT = {"NCHW": "NCHW = (batch, channel, coefficient, frame)",
-               "NHWC": "NHWC = (batch, coefficient, frame, channel)"}
+LAYOUT_TEXT = {
+    "NCHW": "NCHW = (batch, channel, coefficient, frame)",
+    "NHWC": "NHWC = (batch, coefficient, frame, channel)",
+}
 
 
 def _tflite_io(model_bytes: bytes, roles: dict[str, np.ndarray], probe_x: np.ndarray) -> dict:
@@ -168,7 +177,9 @@ def _tflite_io(model_bytes: bytes, roles: dict[str, np.ndarray], probe_x: np.nda
     try:
         from ai_edge_litert.interpreter import Interpreter  # lazy: optional, guarded by try
     except ImportError:
-        raise KitError("ai-edge-litert is not installed on this machine; it is needed to describe model.tflite (pip install ai-edge-litert)") from None
+        raise KitError(
+            "ai-edge-litert is not installed on this machine; it is needed to describe model.tflite (pip install ai-edge-litert)"
+        ) from None
     interpreter = Interpreter(model_content=model_bytes)
     interpreter.allocate_tensors()
     (inp,) = interpreter.get_input_details()
@@ -176,7 +187,6 @@ def _tflite_io(model_bytes: bytes, roles: dict[str, np.ndarray], probe_x: np.nda
     def quant(detail: dict) -> dict | None:
         scale, zero = detail.get("quantization", (0.0, 0))
         return {"scale": float(scale), "zero_point": int(zero)} if scale else None
-
 
     layout = kit_props(model_bytes, "model.tflite").get("kit.layout", "NCHW")
     x = probe_x[None].astype(np.float32)
@@ -195,12 +205,27 @@ def _tflite_io(model_bytes: bytes, roles: dict[str, np.ndarray], probe_x: np.nda
         q = quant(detail)
         if q:
             value = (value - q["zero_point"]) * q["scale"]
-        role = min(roles, key=lambda r: np.inf if roles[r].shape != value.shape else float(np.abs(roles[r] - value).max()))
-        outputs.append({"name": detail["name"], "index": len(outputs), "role": role, "shape": [int(v) for v in detail["shape"]],
-                        "dtype": np.dtype(detail["dtype"]).name, "quantization": q})
+        role = min(
+            roles, key=lambda r: np.inf if roles[r].shape != value.shape else float(np.abs(roles[r] - value).max())
+        )
+        outputs.append(
+            {
+                "name": detail["name"],
+                "index": len(outputs),
+                "role": role,
+                "shape": [int(v) for v in detail["shape"]],
+                "dtype": np.dtype(detail["dtype"]).name,
+                "quantization": q,
+            }
+        )
     return {
-        "input": {"name": inp["name"], "shape": [int(v) for v in inp["shape"]], "layout": LAYOUT_TEXT[layout],
-                  "dtype": np.dtype(inp["dtype"]).name, "quantization": q_in},
+        "input": {
+            "name": inp["name"],
+            "shape": [int(v) for v in inp["shape"]],
+            "layout": LAYOUT_TEXT[layout],
+            "dtype": np.dtype(inp["dtype"]).name,
+            "quantization": q_in,
+        },
         "outputs": outputs,
     }
 
@@ -227,7 +252,12 @@ def frontend_description(bundle: Bundle, model_name: str, classifier: BundleClas
 
     hop, win, n_fft = config.hop_length, config.win_length, config.n_fft
     window = hann_window(win, n_fft)  # the front-end's own table, not a re-derivation
-    channels = {"fd_mfcc": ["mfcc", "delta", "delta-delta"], "mfcc": ["mfcc"], "log_mel": ["log_mel"], "lpcc": ["lpcc"]}[config.kind]
+    channels = {
+        "fd_mfcc": ["mfcc", "delta", "delta-delta"],
+        "mfcc": ["mfcc"],
+        "log_mel": ["log_mel"],
+        "lpcc": ["lpcc"],
+    }[config.kind]
     description: dict[str, Any] = {
         "format": FRONTEND_FORMAT,
         "format_version": FRONTEND_VERSION,
@@ -241,10 +271,13 @@ def frontend_description(bundle: Bundle, model_name: str, classifier: BundleClas
             "resample": "other rates are resampled to sample_rate (band-limited, FFT based)",
             "clip_samples": config.n_samples,
             "fit_length": "a longer clip is cropped to its loudest clip_samples window (largest sum of squares); "
-                          "a shorter one is centre-padded with zeros ((clip_samples - n) // 2 on the left)",
+            "a shorter one is centre-padded with zeros ((clip_samples - n) // 2 on the left)",
         },
         "framing": {
-            "win_length": win, "hop_length": hop, "n_fft": n_fft, "n_frames": config.n_frames,
+            "win_length": win,
+            "hop_length": hop,
+            "n_fft": n_fft,
+            "n_frames": config.n_frames,
             "pad_left": n_fft // 2,
             "frame": "frame t = padded[t*hop : t*hop + n_fft] * window, padded = pad_left zeros + clip + zeros",
             "window": "periodic Hann of win_length samples, centred in n_fft ((n_fft - win_length) // 2 zeros on the left)",
@@ -256,37 +289,61 @@ def frontend_description(bundle: Bundle, model_name: str, classifier: BundleClas
     }
     if config.kind in ("fd_mfcc", "mfcc", "log_mel"):
         description["mel"] = {
-            "n_mels": config.n_mels, "fmin": config.fmin, "fmax": config.upper_hz, "scale": "slaney", "htk": False,
+            "n_mels": config.n_mels,
+            "fmin": config.fmin,
+            "fmax": config.upper_hz,
+            "scale": "slaney",
+            "htk": False,
             "norm": "slaney (each triangle scaled by 2 / (f_upper - f_lower))",
-            "log": "10 * log10(max(mel_power, floor))", "floor": 1e-10,
+            "log": "10 * log10(max(mel_power, floor))",
+            "floor": 1e-10,
             "filterbank": "(n_mels, n_fft // 2 + 1) matrix below; mel_power = filterbank @ power",
-            "filterbank_values": _rounded(mel_filterbank(config.sample_rate, n_fft, config.n_mels, config.fmin, config.upper_hz), 10),
+            "filterbank_values": _rounded(
+                mel_filterbank(config.sample_rate, n_fft, config.n_mels, config.fmin, config.upper_hz), 10
+            ),
         }
     if config.kind in ("fd_mfcc", "mfcc"):
-        description["mfcc"] = {"n_mfcc": config.n_mfcc, "dct": "orthonormal DCT-II over the n_mels dB bands, first n_mfcc rows",
-                               "dct_values": _rounded(dct_matrix(config.n_mfcc, config.n_mels), 10)}
+        description["mfcc"] = {
+            "n_mfcc": config.n_mfcc,
+            "dct": "orthonormal DCT-II over the n_mels dB bands, first n_mfcc rows",
+            "dct_values": _rounded(dct_matrix(config.n_mfcc, config.n_mels), 10),
+        }
     if config.kind == "fd_mfcc":
         description["deltas"] = {
-            "width": config.delta_width, "order": 2,
+            "width": config.delta_width,
+            "order": 2,
             "formula": "d[t] = sum_{k=1..N} k * (c[t+k] - c[t-k]) / (2 * sum_{k=1..N} k^2), N = width // 2, "
-                       "edges replicated; delta-delta is the delta of the delta",
+            "edges replicated; delta-delta is the delta of the delta",
         }
     if config.kind == "lpcc":
-        description["lpcc"] = {"lpc_order": config.lpc_order, "n_ceps": config.n_mfcc,
-                               "method": "autocorrelation + Levinson-Durbin per frame, then the LPC-to-cepstrum recursion"}
+        description["lpcc"] = {
+            "lpc_order": config.lpc_order,
+            "n_ceps": config.n_mfcc,
+            "method": "autocorrelation + Levinson-Durbin per frame, then the LPC-to-cepstrum recursion",
+        }
     normalizer = bundle.normalizer
-    description["normalizer"] = None if normalizer is None else {
-        "formula": "x[c, f, t] = (raw[c, f, t] - mean[c, f]) / std[c, f]",
-        "mean": _rounded(normalizer.mean), "std": _rounded(normalizer.std),
+    description["normalizer"] = (
+        None
+        if normalizer is None
+        else {
+            "formula": "x[c, f, t] = (raw[c, f, t] - mean[c, f]) / std[c, f]",
+            "mean": _rounded(normalizer.mean),
+            "std": _rounded(normalizer.std),
+        }
+    )
+    description["model"] = {
+        "file": "model.tflite",
+        "bundle_model": model_name,
+        **io,
+        "quantize": "q = clamp(round(x / scale) + zero_point, -128, 127)",
+        "dequantize": "x = (q - zero_point) * scale",
     }
-    description["model"] = {"file": "model.tflite", "bundle_model": model_name, **io,
-                            "quantize": "q = clamp(round(x / scale) + zero_point, -128, 127)",
-                            "dequantize": "x = (q - zero_point) * scale"}
     description["classifier"] = {
         "formula": "logits = embedding @ weight.T + bias; probabilities = softmax(logits). Use this head on the "
-                   "embedding output (it carries on-device fine-tunes; the model's own logits output does not)",
+        "embedding output (it carries on-device fine-tunes; the model's own logits output does not)",
         "labels": list(bundle.classes),
-        "weight": _rounded(bundle.head_weight, 8), "bias": _rounded(bundle.head_bias, 8),
+        "weight": _rounded(bundle.head_weight, 8),
+        "bias": _rounded(bundle.head_bias, 8),
     }
     description["detector"] = bundle.detector.to_dict()
     description["test_vector"] = {
@@ -333,7 +390,9 @@ def _smoke_test(root: Path) -> None:
         f"sys.argv = ['{RUNTIME_PACKAGE}', 'info', 'bundle.kit']; runpy.run_module('{RUNTIME_PACKAGE}', run_name='__main__')"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-c", code, str(root)], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(root)], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no message"])[-1]
         raise KitError(f"the deployed runtime cannot read its bundle ({RUNTIME_PACKAGE} info failed: {last[:200]})")
@@ -346,8 +405,16 @@ def _verify_folder(root: Path) -> None:
         raise KitError(f"the staged deployment fails its own verification ({' '.join(result.stderr.split())[:200]})")
 
 
-def build_folder(bundle_path: str | os.PathLike, target: str, root: str | os.PathLike, *, runtime: str | None = None,
-                 install_dir: str | None = None, service_user: str | None = None, smoke_test: bool = True) -> dict:
+def build_folder(
+    bundle_path: str | os.PathLike,
+    target: str,
+    root: str | os.PathLike,
+    *,
+    runtime: str | None = None,
+    install_dir: str | None = None,
+    service_user: str | None = None,
+    smoke_test: bool = True,
+) -> dict:
     """Write the deployed folder's files into the empty folder ``root``; returns its manifest.
 
     ``install_dir`` is where the folder will live on the device (the systemd unit needs absolute
@@ -380,9 +447,12 @@ def build_folder(bundle_path: str | os.PathLike, target: str, root: str | os.Pat
         _write(root, f"{RUNTIME_PACKAGE}/{source.name}", source.read_bytes())
 
     requirements = requirement_lines(runtime)
-    _write(root, "requirements.txt",
-           "# Pinned by `kit deploy` for the device (the versions the kit is tested with); Python >= 3.11.\n"
-           "# Install with ./run.sh --setup (a venv in this folder).\n" + "\n".join(requirements) + "\n")
+    _write(
+        root,
+        "requirements.txt",
+        "# Pinned by `kit deploy` for the device (the versions the kit is tested with); Python >= 3.11.\n"
+        "# Install with ./run.sh --setup (a venv in this folder).\n" + "\n".join(requirements) + "\n",
+    )
     _write(root, "run.sh", (TEMPLATES / "run.sh").read_text(), mode=0o755)
     _write(root, "verify.py", (TEMPLATES / "verify.py").read_text())
 
@@ -392,14 +462,22 @@ def build_folder(bundle_path: str | os.PathLike, target: str, root: str | os.Pat
     dest_for_docs = install_dir or str(root)
     user = service_user or getpass.getuser()
     values = {
-        "classes_short": _classes_short(classes), "classes": ", ".join(classes), "n_classes": len(classes),
-        "target": target, "created": created, "bundle_name": bundle_path.name, "model": model_name, "runtime": runtime,
+        "classes_short": _classes_short(classes),
+        "classes": ", ".join(classes),
+        "n_classes": len(classes),
+        "target": target,
+        "created": created,
+        "bundle_name": bundle_path.name,
+        "model": model_name,
+        "runtime": runtime,
         "model_note": ("models " if len(deployed.models) > 1 else "model ") + ", ".join(sorted(deployed.models)),
         "input_shape": "x".join(str(v) for v in config.shape),
         "frontend": f"{config.kind}, {config.sample_rate} Hz, {config.duration_s:g} s window, "
-                    f"{config.win_length}-sample frames every {config.hop_length} samples",
+        f"{config.win_length}-sample frames every {config.hop_length} samples",
         "numpy_version": requirements[0].partition("==")[2] or "2",
-        "sample_rate": config.sample_rate, "dest": dest_for_docs, "user": user,
+        "sample_rate": config.sample_rate,
+        "dest": dest_for_docs,
+        "user": user,
     }
     readme = _render("README.md", values)
     if target == "rpi":
@@ -413,7 +491,9 @@ def build_folder(bundle_path: str | os.PathLike, target: str, root: str | os.Pat
         _write(root, "labels.txt", "\n".join(classes) + "\n")
         inp = frontend["model"]["input"]
         values["tflite_input"] = f"{inp['name']} {inp['dtype']} {inp['shape']}"
-        values["tflite_outputs"] = ", ".join(f"{o['index']}: {o['role']} {o['dtype']} {o['shape']}" for o in frontend["model"]["outputs"])
+        values["tflite_outputs"] = ", ".join(
+            f"{o['index']}: {o['role']} {o['dtype']} {o['shape']}" for o in frontend["model"]["outputs"]
+        )
         readme += _render("README.android.md", values)
     _write(root, "README.md", readme)
 
@@ -432,8 +512,13 @@ def build_folder(bundle_path: str | os.PathLike, target: str, root: str | os.Pat
         "model": model_name,
         "install_dir": install_dir,
         "service_user": user if target == "rpi" else None,
-        "bundle": {"source": str(bundle_path.resolve()), "classes": classes, "default_model": model_name,
-                   "models": sorted(deployed.models), "sha256": files["bundle.kit"]["sha256"]},
+        "bundle": {
+            "source": str(bundle_path.resolve()),
+            "classes": classes,
+            "default_model": model_name,
+            "models": sorted(deployed.models),
+            "sha256": files["bundle.kit"]["sha256"],
+        },
         "requirements": requirements,
         "files": files,
     }
@@ -480,9 +565,19 @@ def _place_local(staging: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def deploy(bundle_path: str | os.PathLike, target: str, to: str, *, runtime: str | None = None, port: int | None = None,
-           identity: str | os.PathLike | None = None, ssh_options: tuple[str, ...] | list[str] = (), transfer: str = "auto",
-           service_user: str | None = None, log: Callable[[str], None] = lambda message: None) -> DeployResult:
+def deploy(
+    bundle_path: str | os.PathLike,
+    target: str,
+    to: str,
+    *,
+    runtime: str | None = None,
+    port: int | None = None,
+    identity: str | os.PathLike | None = None,
+    ssh_options: tuple[str, ...] | list[str] = (),
+    transfer: str = "auto",
+    service_user: str | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> DeployResult:
     """Build the deployed folder for ``target`` and put it at ``to`` (a path or ``user@host:PATH``)."""
     if target not in TARGETS:
         raise KitError(f"--target: '{target}' is not one of {', '.join(TARGETS)}")
@@ -505,7 +600,9 @@ def deploy(bundle_path: str | os.PathLike, target: str, to: str, *, runtime: str
         try:
             os.chmod(staging, 0o755)
             log(f"building the {target} folder")
-            manifest = build_folder(bundle_path, target, staging, runtime=runtime, install_dir=str(dest), service_user=service_user)
+            manifest = build_folder(
+                bundle_path, target, staging, runtime=runtime, install_dir=str(dest), service_user=service_user
+            )
             _check_local_destination(dest)
             _place_local(staging, dest)
         except BaseException:
@@ -516,18 +613,32 @@ def deploy(bundle_path: str | os.PathLike, target: str, to: str, *, runtime: str
     if identity is not None and not Path(identity).expanduser().is_file():
         raise KitError(f"--identity {identity}: no such key file")
     Bundle.load(bundle_path)  # a broken bundle is reported before any connection is made
-    spec = RemoteSpec(host=host, path=path, user=user, port=port,
-                      identity=Path(identity).expanduser() if identity is not None else None, ssh_options=tuple(ssh_options))
+    spec = RemoteSpec(
+        host=host,
+        path=path,
+        user=user,
+        port=port,
+        identity=Path(identity).expanduser() if identity is not None else None,
+        ssh_options=tuple(ssh_options),
+    )
     with ssh_session(spec) as shared, tempfile.TemporaryDirectory(prefix="kit-deploy-") as tmp:
         log(f"connecting to {spec.login}")
         state = probe(shared)
         if state.existing == "foreign":
-            raise KitError(f"{spec.display(state.path)}: exists and is not a kit deployment; refusing to overwrite it (choose another --to)")
+            raise KitError(
+                f"{spec.display(state.path)}: exists and is not a kit deployment; refusing to overwrite it (choose another --to)"
+            )
         staging = Path(tmp) / "deployment"
         staging.mkdir(mode=0o755)
         log(f"building the {target} folder")
-        manifest = build_folder(bundle_path, target, staging, runtime=runtime, install_dir=state.path,
-                                service_user=service_user or state.user)
+        manifest = build_folder(
+            bundle_path,
+            target,
+            staging,
+            runtime=runtime,
+            install_dir=state.path,
+            service_user=service_user or state.user,
+        )
         log(f"copying to {spec.display(state.path)}")
         files = dict(manifest["files"])
         files["manifest.json"] = {"sha256": sha256_bytes((staging / "manifest.json").read_bytes())}

@@ -22,6 +22,7 @@ full-integer scheme).
 The kit ``metadata_props`` of the fp32 file are copied over and ``kit.quantization`` is added;
 both outputs (``logits``, ``embedding``) stay float32, so callers see the same interface.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,7 +68,10 @@ def _reader(calibration: np.ndarray) -> Any:
 
         def __init__(self) -> None:
             self._batches = iter(
-                [{INPUT_NAME: calibration[i : i + CALIBRATION_BATCH]} for i in range(0, len(calibration), CALIBRATION_BATCH)]
+                [
+                    {INPUT_NAME: calibration[i : i + CALIBRATION_BATCH]}
+                    for i in range(0, len(calibration), CALIBRATION_BATCH)
+                ]
             )
 
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -136,7 +140,9 @@ def quantize_onnx(
     x = np.asarray(calibration, dtype=np.float32)
     in_shape = json.loads(props["kit.in_shape"]) if "kit.in_shape" in props else list(x.shape[1:])
     if x.ndim != 4 or list(x.shape[1:]) != list(in_shape) or len(x) == 0:
-        raise KitError(f"calibration features have shape {x.shape}; {source.name} needs (N, {', '.join(map(str, in_shape))}) with N >= 1")
+        raise KitError(
+            f"calibration features have shape {x.shape}; {source.name} needs (N, {', '.join(map(str, in_shape))}) with N >= 1"
+        )
     if not np.isfinite(x).all():
         raise KitError("calibration features contain NaN or infinite values")
     x = np.ascontiguousarray(x)
@@ -145,9 +151,14 @@ def quantize_onnx(
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(source), str(prepared))
         quantize_static(
-            str(prepared), str(quantized), _reader(x),
-            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=qtype,
-            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+            str(prepared),
+            str(quantized),
+            _reader(x),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=qtype,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
         )
         model = onnx.load(str(quantized))
     outputs = [o.name for o in model.graph.output]
@@ -160,16 +171,19 @@ def quantize_onnx(
             f"{out}: the int8 model agrees with fp32 on only {agreement:.1%} of the {len(x)} calibration clips "
             f"(< {min_agreement:.0%}); not written (calibrate on more clips, or use fp32)"
         )
-    props["kit.quantization"] = json.dumps({
-        "type": "int8",
-        "format": "QDQ",
-        "weights": "int8, per output channel, symmetric",
-        "activations": f"{activation_type}, per tensor, min/max",
-        "tool": "onnxruntime.quantization.quantize_static",
-        "calibration_samples": int(len(x)),
-        "calibration_top1_agreement": agreement,
-        "per_channel_weights": weights,
-    }, sort_keys=True)
+    props["kit.quantization"] = json.dumps(
+        {
+            "type": "int8",
+            "format": "QDQ",
+            "weights": "int8, per output channel, symmetric",
+            "activations": f"{activation_type}, per tensor, min/max",
+            "tool": "onnxruntime.quantization.quantize_static",
+            "calibration_samples": int(len(x)),
+            "calibration_top1_agreement": agreement,
+            "per_channel_weights": weights,
+        },
+        sort_keys=True,
+    )
     kept = [p for p in model.metadata_props if not p.key.startswith("kit.")]
     del model.metadata_props[:]
     for key, value in [(p.key, p.value) for p in kept] + sorted(props.items()):

@@ -12,6 +12,7 @@ existing ``PATH`` is replaced only when it is itself a kit deployment (its ``man
 so); the previous folder's ``.venv`` (made by ``./run.sh --setup``) is carried over, so a
 re-deploy does not cost a fresh ``pip install`` on a Raspberry Pi.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -74,8 +75,10 @@ def parse_destination(to: str) -> tuple[str | None, str | None, str]:
     if not match:
         head = to.split("/", 1)[0]
         if "@" in head or ":" in head:  # "user@host" without ":PATH", "@:": almost surely a mistyped remote
-            raise KitError(f"--to {to}: neither user@host:PATH nor a plain local path; for a local folder whose "
-                           f"name holds '@' or ':' write ./{to}")
+            raise KitError(
+                f"--to {to}: neither user@host:PATH nor a plain local path; for a local folder whose "
+                f"name holds '@' or ':' write ./{to}"
+            )
         return None, None, to
     host = match.group("host").strip("[]")
     path = match.group("path")
@@ -87,7 +90,9 @@ def parse_destination(to: str) -> tuple[str | None, str | None, str]:
 def _ssh_binary(name: str) -> str:
     found = shutil.which(name)
     if not found:
-        raise KitError(f"'{name}' is not installed on this machine; install OpenSSH client tools (apt-get install openssh-client)")
+        raise KitError(
+            f"'{name}' is not installed on this machine; install OpenSSH client tools (apt-get install openssh-client)"
+        )
     return found
 
 
@@ -116,21 +121,34 @@ def explain_ssh_failure(spec: RemoteSpec, stderr: str) -> str:
     where = f"{spec.login}" + (f" port {spec.port}" if spec.port is not None else "")
     lowered = text.lower()
     if "permission denied" in lowered or "too many authentication failures" in lowered:
-        key = f" with key {spec.identity}" if spec.identity else " (no --identity given; ssh-agent and ~/.ssh keys tried)"
+        key = (
+            f" with key {spec.identity}" if spec.identity else " (no --identity given; ssh-agent and ~/.ssh keys tried)"
+        )
         return f"{where}: authentication failed{key}; password logins are not supported, install a key (ssh-copy-id)"
     if "host key verification failed" in lowered or "remote host identification has changed" in lowered:
-        return (f"{where}: host key not trusted (first connection or key changed); check it, or pass "
-                "--ssh-option StrictHostKeyChecking=accept-new for a first connection")
-    unreachable = ("connection refused", "no route to host", "could not resolve hostname", "timed out",
-                   "network is unreachable", "connection closed", "connection reset", "name or service not known")
+        return (
+            f"{where}: host key not trusted (first connection or key changed); check it, or pass "
+            "--ssh-option StrictHostKeyChecking=accept-new for a first connection"
+        )
+    unreachable = (
+        "connection refused",
+        "no route to host",
+        "could not resolve hostname",
+        "timed out",
+        "network is unreachable",
+        "connection closed",
+        "connection reset",
+        "name or service not known",
+    )
     if any(marker in lowered for marker in unreachable):
         reason = text.split(": ")[-1] if ": " in text else text
         return f"{where}: host unreachable ({reason[:120]})"
     return f"{where}: ssh failed ({text[:200] or 'no message'})"
 
 
-def _ssh(spec: RemoteSpec, script: str, *, stdin: str | None = None,
-         timeout: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess:
+def _ssh(
+    spec: RemoteSpec, script: str, *, stdin: str | None = None, timeout: float = COMMAND_TIMEOUT_S
+) -> subprocess.CompletedProcess:
     """Run a POSIX ``sh`` script on the remote host; ssh's own failures become one-line KitErrors."""
     command = [*ssh_command(spec), spec.login, "sh -c " + shlex.quote(script)]
     try:
@@ -186,9 +204,8 @@ def probe(spec: RemoteSpec) -> RemoteState:
     quoted = shlex.quote(path)
     script = (
         'cd "$HOME" 2>/dev/null || cd /; id -un; '
-        f"p={quoted}; case $p in /*) ;; *) p=\"$(pwd)/$p\" ;; esac; echo \"$p\"; "
+        f'p={quoted}; case $p in /*) ;; *) p="$(pwd)/$p" ;; esac; echo "$p"; '
         'mkdir -p "$(dirname "$p")"; '
-
         "if command -v rsync >/dev/null 2>&1; then echo rsync; else echo no-rsync; fi; "
         'if [ ! -e "$p" ]; then echo none; '
         'elif [ -d "$p" ] && [ -z "$(ls -A "$p")" ]; then echo empty; '
@@ -206,8 +223,14 @@ def _checksum_lines(files: dict[str, dict]) -> str:
     return "".join(f"{info['sha256']}  {name}\n" for name, info in sorted(files.items()))
 
 
-def copy_folder(local: str | Path, spec: RemoteSpec, files: dict[str, dict], *, transfer: str = "auto",
-                state: RemoteState | None = None) -> tuple[str, str]:
+def copy_folder(
+    local: str | Path,
+    spec: RemoteSpec,
+    files: dict[str, dict],
+    *,
+    transfer: str = "auto",
+    state: RemoteState | None = None,
+) -> tuple[str, str]:
     """Copy ``local`` to the remote destination atomically; returns (absolute remote path, method).
 
     ``files`` maps relative paths to ``{"sha256": ...}`` (the deployed manifest's entries), used
@@ -218,7 +241,9 @@ def copy_folder(local: str | Path, spec: RemoteSpec, files: dict[str, dict], *, 
         raise KitError(f"--transfer: '{transfer}' is not one of {', '.join(TRANSFERS)}")
     state = state or probe(spec)
     if state.existing == "foreign":
-        raise KitError(f"{spec.display(state.path)}: exists and is not a kit deployment; refusing to overwrite it (choose another --to)")
+        raise KitError(
+            f"{spec.display(state.path)}: exists and is not a kit deployment; refusing to overwrite it (choose another --to)"
+        )
     local_rsync = shutil.which("rsync") is not None
     if transfer == "rsync" and not local_rsync:
         raise KitError("--transfer rsync: rsync is missing on this machine (apt-get install rsync)")
@@ -249,7 +274,9 @@ def _transfer_error(spec: RemoteSpec, tool: str, result: subprocess.CompletedPro
     lowered = text.lower()
     if tool == "rsync" and ("rsync: command not found" in lowered or "rsync: not found" in lowered):
         return KitError(f"{spec.login}: rsync is missing on the remote host (install it there, or use --transfer scp)")
-    if result.returncode == 255 or any(m in lowered for m in ("permission denied (publickey", "connection refused", "host key")):
+    if result.returncode == 255 or any(
+        m in lowered for m in ("permission denied (publickey", "connection refused", "host key")
+    ):
         return KitError(explain_ssh_failure(spec, text))
     return KitError(f"{spec.login}: {tool} failed with status {result.returncode} ({text[:200] or 'no message'})")
 
@@ -295,6 +322,10 @@ def _verify_and_swap(spec: RemoteSpec, staging: str, dest: str, previous: str, f
         detail = ", ".join(failed[:5]) or " ".join(result.stderr.split())[:160]
         raise KitError(f"{spec.display(staging)}: the copied folder fails its checksums ({detail})")
     if result.returncode == 4:
-        raise KitError(f"{spec.display(dest)}: exists and is not a kit deployment; refusing to overwrite it (choose another --to)")
+        raise KitError(
+            f"{spec.display(dest)}: exists and is not a kit deployment; refusing to overwrite it (choose another --to)"
+        )
     if result.returncode != 0:
-        raise KitError(f"{spec.display(dest)}: could not move the new folder into place ({' '.join(result.stderr.split())[:200]})")
+        raise KitError(
+            f"{spec.display(dest)}: could not move the new folder into place ({' '.join(result.stderr.split())[:200]})"
+        )

@@ -19,6 +19,7 @@ budget the quietest thresholds still exceed cannot be met: both are one-line ``K
 ``--max-fa-per-hour``. A keyword none of whose validation words is found within the budget keeps
 the quietest threshold; the choice reports its hits (0 of n) rather than failing the bundle.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,9 @@ class KeywordCurve:
     false_accepts: list[int]
 
 
-def smoothed_scores(times: np.ndarray, probabilities: np.ndarray, classes: Sequence[str],
-                    settings: DetectorSettings) -> tuple[np.ndarray, np.ndarray]:
+def smoothed_scores(
+    times: np.ndarray, probabilities: np.ndarray, classes: Sequence[str], settings: DetectorSettings
+) -> tuple[np.ndarray, np.ndarray]:
     """The recogniser's averaged scores per hop (H, K) and whether each hop had enough results."""
     recognizer = RecognizeCommands(list(classes), settings.with_(threshold=1.0))
     smoothed = np.zeros_like(probabilities, dtype=np.float64)
@@ -59,9 +61,17 @@ def smoothed_scores(times: np.ndarray, probabilities: np.ndarray, classes: Seque
     return smoothed, ready
 
 
-def keyword_curve(label: str, k: int, times: np.ndarray, smoothed: np.ndarray, ready: np.ndarray,
-                  events: Sequence[Any], settings: DetectorSettings, grid: Sequence[float] = GRID,
-                  tolerance_s: float = TOLERANCE_S) -> KeywordCurve:
+def keyword_curve(
+    label: str,
+    k: int,
+    times: np.ndarray,
+    smoothed: np.ndarray,
+    ready: np.ndarray,
+    events: Sequence[Any],
+    settings: DetectorSettings,
+    grid: Sequence[float] = GRID,
+    tolerance_s: float = TOLERANCE_S,
+) -> KeywordCurve:
     """Hits / false accepts of ``label`` (class index ``k``) at each threshold of ``grid``."""
     top = smoothed.argmax(axis=1) == k
     spans = [(e.start_s, e.end_s + tolerance_s) for e in events if e.kind == "keyword" and e.label == label]
@@ -94,23 +104,32 @@ def check_budget(max_fa_per_hour: float, hours: float, option: str = "--max-fa-p
         raise KitError(f"--validation-minutes must be > 0, got {60 * hours:g}")
     budget = max_fa_per_hour * hours
     if budget < 1.0 - 1e-9:
-        raise KitError(f"{option} {max_fa_per_hour:g}: no threshold can be shown to meet it on a {60 * hours:g}-min "
-                       f"validation stream (one false accept there is {1 / hours:.3g} per hour); "
-                       f"use --validation-minutes {math.ceil(60 / max_fa_per_hour)} or more")
+        raise KitError(
+            f"{option} {max_fa_per_hour:g}: no threshold can be shown to meet it on a {60 * hours:g}-min "
+            f"validation stream (one false accept there is {1 / hours:.3g} per hour); "
+            f"use --validation-minutes {math.ceil(60 / max_fa_per_hour)} or more"
+        )
     return budget
 
 
-def choose_thresholds(curves: Sequence[KeywordCurve], hours: float, max_fa_per_hour: float,
-                      grid: Sequence[float] = GRID, option: str = "--max-fa-per-hour") -> dict[str, Any]:
+def choose_thresholds(
+    curves: Sequence[KeywordCurve],
+    hours: float,
+    max_fa_per_hour: float,
+    grid: Sequence[float] = GRID,
+    option: str = "--max-fa-per-hour",
+) -> dict[str, Any]:
     """Per-keyword thresholds within ``max_fa_per_hour`` on a stream of ``hours`` (see the module docstring)."""
     budget = check_budget(max_fa_per_hour, hours, option)
     index = {c.label: len(grid) - 1 for c in curves}
     total = sum(c.false_accepts[-1] for c in curves)
     if total > budget:
         worst = max(curves, key=lambda c: c.false_accepts[-1])
-        raise KitError(f"{option} {max_fa_per_hour:g}: no threshold meets it on the validation stream; even at "
-                       f"{grid[-1]} the keywords fire {total / hours:.1f} times per hour ('{worst.label}' "
-                       f"{worst.false_accepts[-1]} times)")
+        raise KitError(
+            f"{option} {max_fa_per_hour:g}: no threshold meets it on the validation stream; even at "
+            f"{grid[-1]} the keywords fire {total / hours:.1f} times per hour ('{worst.label}' "
+            f"{worst.false_accepts[-1]} times)"
+        )
     while True:
         best, best_ratio = None, 0.0
         for c in curves:
@@ -127,23 +146,44 @@ def choose_thresholds(curves: Sequence[KeywordCurve], hours: float, max_fa_per_h
         c, j, added = best
         total += added
         index[c.label] = j
-    per_keyword = {c.label: {"threshold": float(grid[index[c.label]]), "words": c.words,
-                             "hits": c.hits[index[c.label]], "false_accepts": c.false_accepts[index[c.label]]}
-                   for c in curves}
+    per_keyword = {
+        c.label: {
+            "threshold": float(grid[index[c.label]]),
+            "words": c.words,
+            "hits": c.hits[index[c.label]],
+            "false_accepts": c.false_accepts[index[c.label]],
+        }
+        for c in curves
+    }
     words = sum(c.words for c in curves)
     hits = sum(v["hits"] for v in per_keyword.values())
-    return {"thresholds": {k: v["threshold"] for k, v in per_keyword.items()}, "per_keyword": per_keyword,
-            "max_fa_per_hour": max_fa_per_hour, "hours": round(hours, 4), "false_accepts": int(total),
-            "fa_per_hour": round(total / hours, 3), "frr": round(1 - hits / words, 4) if words else None}
+    return {
+        "thresholds": {k: v["threshold"] for k, v in per_keyword.items()},
+        "per_keyword": per_keyword,
+        "max_fa_per_hour": max_fa_per_hour,
+        "hours": round(hours, 4),
+        "false_accepts": int(total),
+        "fa_per_hour": round(total / hours, 3),
+        "frr": round(1 - hits / words, 4) if words else None,
+    }
 
 
-def thresholds_for_stream(classifier: Any, waveform: np.ndarray, rate: int, events: Sequence[Any],
-                          settings: DetectorSettings, max_fa_per_hour: float, grid: Sequence[float] = GRID
-                          ) -> dict[str, Any]:
+def thresholds_for_stream(
+    classifier: Any,
+    waveform: np.ndarray,
+    rate: int,
+    events: Sequence[Any],
+    settings: DetectorSettings,
+    max_fa_per_hour: float,
+    grid: Sequence[float] = GRID,
+) -> dict[str, Any]:
     """Score ``waveform`` with ``classifier`` (a ``WaveformClassifier``) through the device's path, then choose."""
     scores = score_stream(classifier, waveform, rate, settings)
     smoothed, ready = smoothed_scores(scores.times, scores.probabilities, scores.classes, settings)
-    curves = [keyword_curve(label, k, scores.times, smoothed, ready, events, settings, grid)
-              for k, label in enumerate(scores.classes) if label not in settings.ignore]
+    curves = [
+        keyword_curve(label, k, scores.times, smoothed, ready, events, settings, grid)
+        for k, label in enumerate(scores.classes)
+        if label not in settings.ignore
+    ]
     hours = len(waveform) / float(rate) / 3600.0
     return choose_thresholds(curves, hours, max_fa_per_hour, grid)

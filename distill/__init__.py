@@ -5,6 +5,7 @@
 ``rfad`` (synthetic, random-feature NNGP kernel distillation). Importing this package imports
 torch (the selectors' embedding and RFAD need it).
 """
+
 from .base import Distiller, validate_training_set
 from .random_features import RandomConvNets
 from .registry import METHODS, make_distiller

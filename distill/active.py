@@ -33,6 +33,7 @@ Every round's randomness (acquisition model seed, dropout masks, random scores) 
 ``(seed, round)``, so a run resumed from its first rounds (``fit(..., resume=...)``) reproduces an
 uninterrupted one exactly.
 """
+
 from __future__ import annotations
 
 import time
@@ -127,8 +128,9 @@ def _dropout_only_before_head(model: nn.Module, dropouts: list[nn.Module]) -> bo
 
 
 @torch.no_grad()
-def mc_dropout_probs(model: nn.Module, x: np.ndarray, passes: int = 20, seed: int = 0,
-                     batch_size: int = 512) -> np.ndarray:
+def mc_dropout_probs(
+    model: nn.Module, x: np.ndarray, passes: int = 20, seed: int = 0, batch_size: int = 512
+) -> np.ndarray:
     """(T, N, K) softmax probabilities from ``passes`` stochastic forward passes with dropout on.
 
     Only ``nn.Dropout`` layers are switched to training mode; normalisation layers stay in eval mode
@@ -150,7 +152,7 @@ def mc_dropout_probs(model: nn.Module, x: np.ndarray, passes: int = 20, seed: in
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(int(seed))
             for start in range(0, len(inputs), batch_size):
-                xb = inputs[start:start + batch_size].to(device)
+                xb = inputs[start : start + batch_size].to(device)
                 if head_only:
                     z = model.embed(xb)
                     logits = torch.stack([model.head(model.dropout(z)) for _ in range(passes)])
@@ -214,9 +216,20 @@ class ActiveLearner:
     ``val_accuracy`` when validation data is given, ``seconds``).
     """
 
-    def __init__(self, acquisition: str = "bald", budget: int | float = 0.2, *, milestones: Sequence[int] = (),
-                 initial: int = 1, growth: float = 2.0, rounds: int | None = None, mc_passes: int = 20,
-                 dropout: float = 0.5, train_config: Any = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        acquisition: str = "bald",
+        budget: int | float = 0.2,
+        *,
+        milestones: Sequence[int] = (),
+        initial: int = 1,
+        growth: float = 2.0,
+        rounds: int | None = None,
+        mc_passes: int = 20,
+        dropout: float = 0.5,
+        train_config: Any = None,
+        seed: int = 0,
+    ) -> None:
         self.acquisition = acquisition
         self.budget = budget
         self.milestones = tuple(int(m) for m in milestones)
@@ -230,9 +243,18 @@ class ActiveLearner:
 
     def get_params(self) -> dict[str, Any]:
         config = self.train_config.to_dict() if hasattr(self.train_config, "to_dict") else self.train_config
-        return {"acquisition": self.acquisition, "budget": self.budget, "milestones": list(self.milestones),
-                "initial": self.initial, "growth": self.growth, "rounds": self.rounds, "mc_passes": self.mc_passes,
-                "dropout": self.dropout, "train_config": config, "seed": self.seed}
+        return {
+            "acquisition": self.acquisition,
+            "budget": self.budget,
+            "milestones": list(self.milestones),
+            "initial": self.initial,
+            "growth": self.growth,
+            "rounds": self.rounds,
+            "mc_passes": self.mc_passes,
+            "dropout": self.dropout,
+            "train_config": config,
+            "seed": self.seed,
+        }
 
     # helpers ------------------------------------------------------------------------------------------
     def _check(self, n_pool: int, n_classes: int) -> tuple[int, int]:
@@ -277,9 +299,17 @@ class ActiveLearner:
         return train_model(x, y, n_classes, config, progress=False)
 
     # fitting ------------------------------------------------------------------------------------------
-    def fit(self, x: np.ndarray, y: np.ndarray, n_classes: int | None = None, *, x_val: np.ndarray | None = None,
-            y_val: np.ndarray | None = None, resume: dict[str, Any] | None = None,
-            on_round: Callable[[dict[str, Any], np.ndarray], None] | None = None) -> "ActiveLearner":
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        n_classes: int | None = None,
+        *,
+        x_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        resume: dict[str, Any] | None = None,
+        on_round: Callable[[dict[str, Any], np.ndarray], None] | None = None,
+    ) -> "ActiveLearner":
         """Run the loop on the pool ``(x, y)`` (normalised features, int labels).
 
         ``resume``: ``{"indices", "history"}`` of a previous run of the same learner stopped after some
@@ -322,8 +352,12 @@ class ActiveLearner:
             # stable sort: ties (e.g. BALD = 0 everywhere) fall back to pool order, deterministically
             order = np.argsort(-scores, kind="stable")[: target - len(labelled)]
             labelled.extend(int(i) for i in pool[order])
-            row: dict[str, Any] = {"round": round_index, "labelled": len(labelled), "acquired": int(len(order)),
-                                   "score_mean": float(scores[order].mean()) if len(order) else 0.0}
+            row: dict[str, Any] = {
+                "round": round_index,
+                "labelled": len(labelled),
+                "acquired": int(len(order)),
+                "score_mean": float(scores[order].mean()) if len(order) else 0.0,
+            }
             if x_val is not None and model is not None:
                 with torch_threads(threads):
                     row["val_accuracy"] = float(evaluate(model, x_val, y_val)["accuracy"])
@@ -351,5 +385,16 @@ def pool_budget(percent: float, n_pool: int) -> int:
     return max(1, int(round(percent / 100.0 * n_pool)))
 
 
-__all__ = ["ACQUISITIONS", "ActiveLearner", "acquisition_scores", "balanced_seed_set", "bald", "max_entropy",
-           "mc_dropout_probs", "pool_budget", "random_scores", "round_schedule", "variation_ratios"]
+__all__ = [
+    "ACQUISITIONS",
+    "ActiveLearner",
+    "acquisition_scores",
+    "balanced_seed_set",
+    "bald",
+    "max_entropy",
+    "mc_dropout_probs",
+    "pool_budget",
+    "random_scores",
+    "round_schedule",
+    "variation_ratios",
+]

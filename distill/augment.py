@@ -28,6 +28,7 @@ differentiable w.r.t. the input and shape-preserving. Randomness comes only from
 ``mode="single"`` applies one op picked uniformly per call (DSA's default ``'S'`` mode), ``"all"``
 applies every configured op in order.
 """
+
 from __future__ import annotations
 
 import math
@@ -87,7 +88,11 @@ class SiameseAugment:
             raise KitError(f"augment: unknown mode '{mode}' (choose from {', '.join(MODES)})")
         if shift_mode not in SHIFT_MODES:
             raise KitError(f"augment: unknown shift mode '{shift_mode}' (choose from {', '.join(SHIFT_MODES)})")
-        for name, value in (("max_shift", max_shift), ("max_time_mask", max_time_mask), ("max_freq_mask", max_freq_mask)):
+        for name, value in (
+            ("max_shift", max_shift),
+            ("max_time_mask", max_time_mask),
+            ("max_freq_mask", max_freq_mask),
+        ):
             if int(value) != value or value < 0:
                 raise KitError(f"augment: {name} must be a non-negative integer, got {value}")
         if max_gain < 1.0:

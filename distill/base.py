@@ -17,6 +17,7 @@ scikit-learn does): the constructor stays a plain record of what was asked, so `
 ``set_params`` round-trip exactly and a value changed by ``set_params`` is checked like any other;
 callers that want the error before loading data (the CLI) call ``validate_params()`` themselves.
 """
+
 from __future__ import annotations
 
 import inspect

@@ -6,6 +6,7 @@ container holds plain ``.npy`` arrays read with ``allow_pickle=False`` plus JSON
 member checksummed, and is written atomically, so a run killed mid-save leaves the previous
 checkpoint intact. Torch tensors and generator states round-trip through numpy here.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,7 +50,9 @@ def optimizer_state(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, 
     return arrays, {"param_groups": groups, "shapes": shapes}
 
 
-def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+def restore_optimizer(
+    opt: torch.optim.Optimizer, prefix: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]
+) -> None:
     """Inverse of ``optimizer_state`` (moments are cast to the parameters' device by torch)."""
     state: dict[int, dict[str, Any]] = {}
     for name, shape in meta["shapes"].items():
@@ -64,7 +67,9 @@ def save_checkpoint(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta
     return write_artifact(path, Artifact(kind=CHECKPOINT_KIND, meta=meta, arrays=arrays))
 
 
-def load_checkpoint(path: str | os.PathLike, expect: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def load_checkpoint(
+    path: str | os.PathLike, expect: dict[str, Any] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read and verify a checkpoint; refuse one made for a different run.
 
     ``expect`` maps identity keys (method, ipc, seed, architecture, data fingerprint...) to the
@@ -87,10 +92,18 @@ def _check_progress(path: str | os.PathLike, meta: dict[str, Any]) -> None:
     """The loop appends one history entry per step, so ``step`` must equal the history's length and
     the entries count 1..step: a re-signed checkpoint claiming step=1e9 is refused, not reported."""
     step, elapsed, history = meta.get("step"), meta.get("elapsed"), meta.get("history")
-    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0 and isinstance(history, list)
-            and isinstance(elapsed, (int, float)) and math.isfinite(elapsed) and elapsed >= 0):
+    if not (
+        isinstance(step, int)
+        and not isinstance(step, bool)
+        and step >= 0
+        and isinstance(history, list)
+        and isinstance(elapsed, (int, float))
+        and math.isfinite(elapsed)
+        and elapsed >= 0
+    ):
         raise KitError(f"{path}: checkpoint has no valid step / elapsed / history (edited or corrupted)")
     counted = [entry.get("step") if isinstance(entry, dict) else None for entry in history]
     if step != len(history) or counted != list(range(1, step + 1)):
-        raise KitError(f"{path}: checkpoint claims step {step} but its history holds {len(history)} steps "
-                       "(edited or corrupted)")
+        raise KitError(
+            f"{path}: checkpoint claims step {step} but its history holds {len(history)} steps (edited or corrupted)"
+        )

@@ -17,6 +17,7 @@ Either way a run with N processes takes the same steps as one process with the s
 total batch, up to the order of floating-point summation. Works with gloo (CPU) and NCCL (GPUs),
 under ``torchrun`` on one machine or several; one process needs no process group at all.
 """
+
 from __future__ import annotations
 
 import os

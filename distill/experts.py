@@ -36,6 +36,7 @@ DSA/ZCA-style augmentation for its experts). Expert ``e`` is seeded with ``e`` a
 torch.distributed each rank trains the experts ``e % world == rank`` (all on the full training
 set, every rank has it), so a build is shared without communication and gives the same files.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -117,8 +118,15 @@ class ExpertConfig:
         return {"arch": self.arch, **self.arch_kwargs()}
 
     def training(self) -> dict[str, Any]:
-        return {"optimizer": "sgd", "epochs": int(self.epochs), "lr": float(self.lr), "batch_size": int(self.batch_size),
-                "momentum": float(self.momentum), "weight_decay": float(self.weight_decay), "augment": bool(self.augment)}
+        return {
+            "optimizer": "sgd",
+            "epochs": int(self.epochs),
+            "lr": float(self.lr),
+            "batch_size": int(self.batch_size),
+            "momentum": float(self.momentum),
+            "weight_decay": float(self.weight_decay),
+            "augment": bool(self.augment),
+        }
 
 
 def _feature_config_dict(feature_config: Any) -> dict[str, Any] | str | None:
@@ -129,10 +137,14 @@ def _feature_config_dict(feature_config: Any) -> dict[str, Any] | str | None:
         return feature_config.to_dict()
     if isinstance(feature_config, (dict, str)):
         return feature_config
-    raise KitError(f"mtt: feature_config must be a FeatureConfig, a dict or a string, got {type(feature_config).__name__}")
+    raise KitError(
+        f"mtt: feature_config must be a FeatureConfig, a dict or a string, got {type(feature_config).__name__}"
+    )
 
 
-def buffer_key(x: np.ndarray, y: np.ndarray, n_classes: int, config: ExpertConfig, feature_config: Any = None) -> dict[str, Any]:
+def buffer_key(
+    x: np.ndarray, y: np.ndarray, n_classes: int, config: ExpertConfig, feature_config: Any = None
+) -> dict[str, Any]:
     """Everything a stored trajectory depends on, in the order mismatches are reported."""
     return {
         "format": BUFFER_FORMAT,
@@ -278,8 +290,12 @@ def train_expert(
     device = x.device
     model = new_expert_model(config, tuple(x.shape[1:]), n_classes, expert).to(device)
     spec = param_spec(model)
-    opt = torch.optim.SGD(model.parameters(), lr=float(config.lr), momentum=float(config.momentum),
-                          weight_decay=float(config.weight_decay))
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=float(config.lr),
+        momentum=float(config.momentum),
+        weight_decay=float(config.weight_decay),
+    )
     gen_order = torch.Generator().manual_seed(int(expert))
     gen_aug = torch.Generator().manual_seed(10_000 + int(expert))
     trajectory = [_storage(flatten_params(model), config.dtype)]
@@ -292,7 +308,9 @@ def train_expert(
             raise KitError(f"{partial}: partial expert does not match the expert architecture; delete it")
         trajectory = list(np.asarray(art.arrays["trajectory"]))
         with torch.no_grad():
-            torch.nn.utils.vector_to_parameters(torch.from_numpy(np.array(art.arrays["weights"])).to(device), model.parameters())
+            torch.nn.utils.vector_to_parameters(
+                torch.from_numpy(np.array(art.arrays["weights"])).to(device), model.parameters()
+            )
         restore_generator(gen_order, art.arrays["gen_order"])
         restore_generator(gen_aug, art.arrays["gen_aug"])
         optim_arrays = {k: v for k, v in art.arrays.items() if k.startswith("optim/")}
@@ -322,17 +340,30 @@ def train_expert(
         trained += 1
         weights = flatten_params(model)
         trajectory.append(_storage(weights, config.dtype))
-        meta = {"key": key, "expert": int(expert), "seed": int(expert), "spec": [[name, shape] for name, shape in spec],
-                "n_params": int(weights.numel()), "train_seconds": round(seconds, 3)}
+        meta = {
+            "key": key,
+            "expert": int(expert),
+            "seed": int(expert),
+            "spec": [[name, shape] for name, shape in spec],
+            "n_params": int(weights.numel()),
+            "train_seconds": round(seconds, 3),
+        }
         if epoch + 1 == int(config.epochs):
             meta.update(epochs=int(config.epochs), final_train_loss=loss_sum / n, final_train_acc=correct / n)
-            write_artifact(expert_path(folder, expert), Artifact(kind=EXPERTS_KIND, meta=meta,
-                                                                 arrays={"trajectory": np.stack(trajectory)}))
+            write_artifact(
+                expert_path(folder, expert),
+                Artifact(kind=EXPERTS_KIND, meta=meta, arrays={"trajectory": np.stack(trajectory)}),
+            )
             partial.unlink(missing_ok=True)
         else:
             optim_arrays, optim_meta = optimizer_state(opt, "optim")
-            arrays = {"trajectory": np.stack(trajectory), "weights": weights.cpu().numpy().astype(np.float32),
-                      "gen_order": generator_state(gen_order), "gen_aug": generator_state(gen_aug), **optim_arrays}
+            arrays = {
+                "trajectory": np.stack(trajectory),
+                "weights": weights.cpu().numpy().astype(np.float32),
+                "gen_order": generator_state(gen_order),
+                "gen_aug": generator_state(gen_aug),
+                **optim_arrays,
+            }
             meta.update(partial=True, epochs_done=epoch + 1, optimizer=optim_meta)
             write_artifact(partial, Artifact(kind=EXPERTS_KIND, meta=meta, arrays=arrays))
         if advance is not None:
@@ -348,7 +379,11 @@ def load_expert(path: Path, key: dict[str, Any], epochs: int) -> tuple[np.ndarra
     if diff:
         raise KitError(f"{path}: expert buffer was built for {diff}; use another --param buffer=PATH or delete it")
     trajectory = np.asarray(art.arrays["trajectory"])
-    if trajectory.ndim != 2 or trajectory.shape[0] != epochs + 1 or trajectory.shape[1] != int(art.meta.get("n_params", -1)):
+    if (
+        trajectory.ndim != 2
+        or trajectory.shape[0] != epochs + 1
+        or trajectory.shape[1] != int(art.meta.get("n_params", -1))
+    ):
         raise KitError(f"{path}: expert trajectory has shape {trajectory.shape}, expected ({epochs + 1}, n_params)")
     return trajectory, art.meta
 
@@ -409,8 +444,16 @@ def ensure_expert_buffer(
         train_seconds += float(meta.get("train_seconds", 0.0))
         spec = spec or [(name, list(shape)) for name, shape in meta["spec"]]
     stacked = torch.from_numpy(np.stack(trajectories)).to(device)
-    return ExpertBuffer(path=folder, key=key, spec=spec or [], trajectories=stacked, trained_epochs=trained,
-                        resumed_experts=tuple(resumed), build_seconds=build_seconds, expert_train_seconds=train_seconds)
+    return ExpertBuffer(
+        path=folder,
+        key=key,
+        spec=spec or [],
+        trajectories=stacked,
+        trained_epochs=trained,
+        resumed_experts=tuple(resumed),
+        build_seconds=build_seconds,
+        expert_train_seconds=train_seconds,
+    )
 
 
 def _partial_epochs(folder: Path, expert: int) -> int:
@@ -429,8 +472,14 @@ class _BuildProgress:
 
     def __enter__(self) -> "_BuildProgress":
         if self.enabled:
-            self._progress = Progress(TextColumn("mtt experts (epochs)"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+            self._progress = Progress(
+                TextColumn("mtt experts (epochs)"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
             self._progress.__enter__()
             self._task = self._progress.add_task("experts", total=self.total)
         return self
@@ -446,12 +495,31 @@ class _BuildProgress:
 
 def describe(buffer: ExpertBuffer) -> dict[str, Any]:
     """JSON summary of a buffer for a coreset's provenance."""
-    return {"path": str(buffer.path), "hash": key_hash(buffer.key), "n_experts": buffer.n_experts, "epochs": buffer.epochs,
-            "n_params": buffer.n_params, "trained_epochs": buffer.trained_epochs,
-            "resumed_experts": list(buffer.resumed_experts), "build_s": round(buffer.build_seconds, 2),
-            "expert_train_s": round(buffer.expert_train_seconds, 2), "architecture": buffer.key["architecture"],
-            "training": buffer.key["training"]}
+    return {
+        "path": str(buffer.path),
+        "hash": key_hash(buffer.key),
+        "n_experts": buffer.n_experts,
+        "epochs": buffer.epochs,
+        "n_params": buffer.n_params,
+        "trained_epochs": buffer.trained_epochs,
+        "resumed_experts": list(buffer.resumed_experts),
+        "build_s": round(buffer.build_seconds, 2),
+        "expert_train_s": round(buffer.expert_train_seconds, 2),
+        "architecture": buffer.key["architecture"],
+        "training": buffer.key["training"],
+    }
 
 
-__all__ = ["ExpertBuffer", "ExpertConfig", "EXPERTS_KIND", "buffer_key", "default_buffer_dir", "describe",
-           "ensure_expert_buffer", "flatten_params", "key_mismatch", "new_expert_model", "param_spec"]
+__all__ = [
+    "ExpertBuffer",
+    "ExpertConfig",
+    "EXPERTS_KIND",
+    "buffer_key",
+    "default_buffer_dir",
+    "describe",
+    "ensure_expert_buffer",
+    "flatten_params",
+    "key_mismatch",
+    "new_expert_model",
+    "param_spec",
+]

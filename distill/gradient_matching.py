@@ -59,6 +59,7 @@ DSA    87.1 +- 0.7 % (300 steps, 240 s)          98.7 +- 0.0 % (18 steps, 298 s,
 Speech Commands kws10 (``task="kws10"``) at 1 per class, same protocol: DC 38.3 +- 1.7 % (300 steps,
 283 s), DSA 36.6 +- 1.4 % (300 steps, 273 s); random real clips ~22 %.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -86,7 +87,6 @@ IPC_DEFAULTS: tuple[dict[str, Any], ...] = (
 _PER_IPC = ("steps", "outer_loop", "inner_loop")
 
 
-
 def network_kwargs(arch: str, arch_kwargs: dict[str, Any] | None, width: int, depth: int) -> dict[str, Any]:
     """Constructor arguments of a distiller's network: instance norm unless ``arch_kwargs`` says
     otherwise; ``width``/``depth`` are the ConvNet's (other architectures take theirs, e.g. a
@@ -112,8 +112,14 @@ def network_kwargs(arch: str, arch_kwargs: dict[str, Any] | None, width: int, de
 
 
 def fresh_network(
-    in_shape: Sequence[int], n_classes: int, width: int, depth: int, generator: torch.Generator, device: torch.device,
-    arch: str = "convnet", arch_kwargs: dict[str, Any] | None = None,
+    in_shape: Sequence[int],
+    n_classes: int,
+    width: int,
+    depth: int,
+    generator: torch.Generator,
+    device: torch.device,
+    arch: str = "convnet",
+    arch_kwargs: dict[str, Any] | None = None,
 ) -> torch.nn.Module:
     """A randomly initialised kit network (``arch``, instance norm by default; see
     ``network_kwargs``) whose weights come from ``generator``.
@@ -167,8 +173,9 @@ class DC(IterativeDistiller):
         "width": positive_int("channels of the matching ConvNet"),
         "depth": positive_int("conv blocks of the matching ConvNet"),
         "outer_loop": positive_int("coreset updates per fresh network", none="per-ipc default"),
-        "inner_loop": non_negative_int("epochs the network trains on the coreset between updates",
-                                       none="per-ipc default"),
+        "inner_loop": non_negative_int(
+            "epochs the network trains on the coreset between updates", none="per-ipc default"
+        ),
         "net_lr": positive_float("SGD learning rate of the network's inner training"),
         "net_batch_size": positive_int("batch of the network's inner training"),
         "arch": Param("str", "matching network architecture (kit models lists them)"),
@@ -244,7 +251,9 @@ class DC(IterativeDistiller):
         for i, name in enumerate(("real", "net", "aug")):
             self.generators[name] = torch.Generator().manual_seed(base + 7919 * (i + 1))
 
-    def _real_gradient(self, net: torch.nn.Module, weights: list[torch.Tensor], c: int, aug_params: Any) -> list[torch.Tensor]:
+    def _real_gradient(
+        self, net: torch.nn.Module, weights: list[torch.Tensor], c: int, aug_params: Any
+    ) -> list[torch.Tensor]:
         """Mean cross-entropy gradient on a global real batch of class ``c`` (exact across ranks)."""
         idx = self.real.class_batch(self.generators["real"], c, int(self.batch_size))
         xr, yr = self.real.take(idx)
@@ -301,8 +310,16 @@ class DC(IterativeDistiller):
         return last
 
     def _step(self, step: int) -> dict[str, Any]:
-        net = fresh_network(self._shape, self._k, int(self.width), int(self.depth), self.generators["net"], self._device,
-                            self.arch, self.arch_kwargs)
+        net = fresh_network(
+            self._shape,
+            self._k,
+            int(self.width),
+            int(self.depth),
+            self.generators["net"],
+            self._device,
+            self.arch,
+            self.arch_kwargs,
+        )
         net.train()
         net_opt = torch.optim.SGD(net.parameters(), lr=float(self.net_lr))
         distances = []
@@ -358,11 +375,29 @@ class DSA(DC):
         progress: bool = False,
         threads: int | None = None,
     ) -> None:
-        super().__init__(ipc=ipc, seed=seed, steps=steps, time_budget_s=time_budget_s, lr=lr, momentum=momentum,
-                         batch_size=batch_size, width=width, depth=depth, outer_loop=outer_loop, inner_loop=inner_loop,
-                         net_lr=net_lr, net_batch_size=net_batch_size, arch=arch, arch_kwargs=arch_kwargs, device=device,
-                         checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every, resume=resume,
-                         progress=progress, threads=threads)
+        super().__init__(
+            ipc=ipc,
+            seed=seed,
+            steps=steps,
+            time_budget_s=time_budget_s,
+            lr=lr,
+            momentum=momentum,
+            batch_size=batch_size,
+            width=width,
+            depth=depth,
+            outer_loop=outer_loop,
+            inner_loop=inner_loop,
+            net_lr=net_lr,
+            net_batch_size=net_batch_size,
+            arch=arch,
+            arch_kwargs=arch_kwargs,
+            device=device,
+            checkpoint_path=checkpoint_path,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            progress=progress,
+            threads=threads,
+        )
         self.augment = augment
         self.augment_mode = augment_mode
 

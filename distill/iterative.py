@@ -19,6 +19,7 @@ Optional: ``_extra_state() -> (arrays, meta)`` / ``_restore_extra_state(arrays, 
 that is not a registered tensor, optimiser or generator, ``_after_step(step, entry)`` for periodic
 work such as validation, and ``_default_steps()`` for a step count that depends on ``ipc``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,7 +50,16 @@ from .params import Param, flag, non_negative_int, positive_float, positive_int
 from .progress import DistillProgress
 
 #: parameters every iterative distiller takes (and that never change the result, except steps)
-COMMON_PARAMS = ("steps", "time_budget_s", "device", "checkpoint_path", "checkpoint_every", "resume", "progress", "threads")
+COMMON_PARAMS = (
+    "steps",
+    "time_budget_s",
+    "device",
+    "checkpoint_path",
+    "checkpoint_every",
+    "resume",
+    "progress",
+    "threads",
+)
 
 
 def data_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
@@ -210,7 +220,7 @@ class IterativeDistiller(Distiller):
             restore_generator(g, arrays[f"generator/{k}"])
         for k, opt in self.optimizers.items():
             restore_optimizer(opt, f"optim/{k}", arrays, meta["optimizers"][k])
-        extra = {k[len("extra/"):]: v for k, v in arrays.items() if k.startswith("extra/")}
+        extra = {k[len("extra/") :]: v for k, v in arrays.items() if k.startswith("extra/")}
         self._restore_extra_state(extra, meta.get("extra", {}))
 
     def _loop(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> None:
@@ -240,8 +250,14 @@ class IterativeDistiller(Distiller):
             if ckpt is None or not group.is_main:
                 return
             arrays, meta = self._checkpoint_arrays()
-            meta.update(identity=identity, step=step, elapsed=elapsed, history=history, reason=reason,
-                        params=self.resolved_params())
+            meta.update(
+                identity=identity,
+                step=step,
+                elapsed=elapsed,
+                history=history,
+                reason=reason,
+                params=self.resolved_params(),
+            )
             save_checkpoint(ckpt, arrays, meta)
 
         # the budget limits this invocation (a resumed run gets a fresh one); ``elapsed`` stays

@@ -79,6 +79,7 @@ inside a 24-GB machine. The unroll time per step grows the same way (1 thread, q
 Runs are resumable exactly (``checkpoint_path`` + ``resume``, via ``IterativeDistiller``): the
 coreset, the log step size, soft labels, the optimisers' state and both generators are saved.
 """
+
 from __future__ import annotations
 
 import math
@@ -109,11 +110,34 @@ SYN_MOMENTUM = 0.5
 #: ``lr`` is Adam's learning rate on the features, ``sgd_lr`` the one for ``optimizer="sgd"``
 #: (feature gradients are ~1e-4 at 1/class and ~1.5e-5 at 10/class, hence the large values).
 IPC_DEFAULTS: tuple[dict[str, Any], ...] = (
-    {"max_ipc": 1, "steps": 800, "lr": 3e-2, "sgd_lr": 100.0, "syn_steps": 20, "batch_size": None, "max_start_epoch": 4},
-    {"max_ipc": 10, "steps": 250, "lr": 3e-3, "sgd_lr": 100.0, "syn_steps": 20, "batch_size": 50, "max_start_epoch": 10},
-    {"max_ipc": 10**9, "steps": 150, "lr": 3e-3, "sgd_lr": 100.0, "syn_steps": 20, "batch_size": 50, "max_start_epoch": 10},
+    {
+        "max_ipc": 1,
+        "steps": 800,
+        "lr": 3e-2,
+        "sgd_lr": 100.0,
+        "syn_steps": 20,
+        "batch_size": None,
+        "max_start_epoch": 4,
+    },
+    {
+        "max_ipc": 10,
+        "steps": 250,
+        "lr": 3e-3,
+        "sgd_lr": 100.0,
+        "syn_steps": 20,
+        "batch_size": 50,
+        "max_start_epoch": 10,
+    },
+    {
+        "max_ipc": 10**9,
+        "steps": 150,
+        "lr": 3e-3,
+        "sgd_lr": 100.0,
+        "syn_steps": 20,
+        "batch_size": 50,
+        "max_start_epoch": 10,
+    },
 )
-
 
 
 class MTT(IterativeDistiller):
@@ -133,8 +157,9 @@ class MTT(IterativeDistiller):
         "lr": positive_float("learning rate on the coreset features", none="per-ipc default for the optimizer"),
         "optimizer": choice("optimiser of the coreset features", OPTIMIZERS),
         "syn_steps": positive_int("student steps unrolled on the coreset per step", none="per-ipc default"),
-        "batch_size": positive_int("synthetic minibatch of each unrolled step",
-                                   none="per-ipc default; none there: the whole coreset"),
+        "batch_size": positive_int(
+            "synthetic minibatch of each unrolled step", none="per-ipc default; none there: the whole coreset"
+        ),
         "expert_epochs": positive_int("expert epochs the student must match (M)"),
         "max_start_epoch": non_negative_int("latest expert epoch a segment starts at", none="per-ipc default"),
         "syn_lr_init": positive_float("initial learned student step size", none="expert_lr"),
@@ -238,9 +263,17 @@ class MTT(IterativeDistiller):
         width, depth = int(self.width), int(self.depth)
         if self.arch == "convnet":
             width, depth = int(extra.pop("width", width)), int(extra.pop("depth", depth))
-        return ExpertConfig(arch=str(self.arch), width=width, depth=depth, norm=norm, epochs=int(self.buffer_epochs),
-                            lr=float(self.expert_lr), batch_size=int(self.expert_batch_size), dtype=str(self.buffer_dtype),
-                            extra_kwargs=tuple(sorted(extra.items())))
+        return ExpertConfig(
+            arch=str(self.arch),
+            width=width,
+            depth=depth,
+            norm=norm,
+            epochs=int(self.buffer_epochs),
+            lr=float(self.expert_lr),
+            batch_size=int(self.expert_batch_size),
+            dtype=str(self.buffer_dtype),
+            extra_kwargs=tuple(sorted(extra.items())),
+        )
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -267,8 +300,16 @@ class MTT(IterativeDistiller):
         p = self.resolved_params()
         ipc, k = int(self.ipc), n_classes
         self.buffer_: ExpertBuffer = ensure_expert_buffer(
-            x, y, n_classes, self.expert_config(), int(self.n_experts), path=self.buffer,
-            feature_config=self.feature_config, device=device, group=group, progress=bool(self.progress),
+            x,
+            y,
+            n_classes,
+            self.expert_config(),
+            int(self.n_experts),
+            path=self.buffer,
+            feature_config=self.feature_config,
+            device=device,
+            group=group,
+            progress=bool(self.progress),
         )
         self.syn_steps_ = int(p["syn_steps"])
         self.m_ = int(p["expert_epochs"])
@@ -307,8 +348,10 @@ class MTT(IterativeDistiller):
             logits.requires_grad_(True)
             self.tensors["label_logits"] = logits
             self.optimizers["labels"] = torch.optim.Adam([logits], lr=float(self.label_lr))
-        self.generators.update(sample=torch.Generator().manual_seed(int(self.seed)),
-                               augment=torch.Generator().manual_seed(1_000_003 + int(self.seed)))
+        self.generators.update(
+            sample=torch.Generator().manual_seed(int(self.seed)),
+            augment=torch.Generator().manual_seed(1_000_003 + int(self.seed)),
+        )
 
     # one step -----------------------------------------------------------------------------------
     def _forward(self, flat: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
@@ -352,8 +395,12 @@ class MTT(IterativeDistiller):
             for opt in self.optimizers.values():
                 opt.step()
         # a non-finite loss (a step size that blew up) is skipped rather than poisoning the coreset
-        return {"loss": value if math.isfinite(value) else None, "syn_lr": float(syn_lr.detach()),
-                "expert": expert, "start_epoch": start}
+        return {
+            "loss": value if math.isfinite(value) else None,
+            "syn_lr": float(syn_lr.detach()),
+            "expert": expert,
+            "start_epoch": start,
+        }
 
     # result -------------------------------------------------------------------------------------
     def _finish(self) -> None:

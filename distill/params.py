@@ -10,6 +10,7 @@ declared type, and ``describe`` writes the row of the ``kit distill --help`` tab
 The default is not declared here: it is read from the constructor's signature
 (``Distiller.param_specs``), so there is exactly one place that says what a parameter defaults to.
 """
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Why its own module: every distiller shows the same bar, and tests / logs / non-main ranks turn it
 off, in which case it does nothing at all.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,8 +22,14 @@ class DistillProgress:
     def __enter__(self) -> "DistillProgress":
         if self.enabled:
             self._progress = Progress(
-                TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                TextColumn("val {task.fields[val]}"), TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+                TextColumn(self.label),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"),
+                TextColumn("val {task.fields[val]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
             )
             self._progress.__enter__()
             self._task = self._progress.add_task(self.label, total=self.total, completed=self.start, loss="-", val="-")

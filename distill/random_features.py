@@ -10,6 +10,7 @@ All M networks run as one grouped network (layer 1 is a plain conv with M * widt
 later layers are grouped convs with M groups), so a step costs a handful of large conv calls
 instead of M small ones. The same module gives the selectors a fixed random embedding.
 """
+
 from __future__ import annotations
 
 import math

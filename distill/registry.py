@@ -4,6 +4,7 @@ Why a factory: ``kit distill --method NAME`` and the benchmark grids name method
 unknown names and unknown parameters become one-line ``KitError``s listing what is valid,
 instead of a ``KeyError`` or ``TypeError`` traceback.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -61,8 +62,10 @@ def parameter_table(skip: tuple[str, ...] = ("ipc", "seed")) -> str:
     order = list(METHODS)
     headings = sorted(by_heading, key=lambda h: (order.index(h[0]), -len(h)))
     bare = [m for m in METHODS if not any(m in h for h in headings)]
-    lines = [f"Method parameters (-p KEY=VALUE, as declared by each method; not shown: {', '.join(skip)}"
-             + (f"; {', '.join(bare)} take{'s' if len(bare) == 1 else ''} no others)" if bare else ")")]
+    lines = [
+        f"Method parameters (-p KEY=VALUE, as declared by each method; not shown: {', '.join(skip)}"
+        + (f"; {', '.join(bare)} take{'s' if len(bare) == 1 else ''} no others)" if bare else ")")
+    ]
     for heading in headings:
         lines.append(f"{', '.join(heading)}:")
         lines.extend(by_heading[heading])

@@ -41,6 +41,7 @@ moments, generator state, step, elapsed time, history, best coreset) is written 
 ``checkpoint_every`` steps and when the run ends (steps reached, time budget spent or Ctrl-C);
 ``resume=True`` continues a saved run exactly where it stopped.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -69,8 +70,9 @@ IPC_DEFAULTS: tuple[dict[str, Any], ...] = (
 )
 
 
-
-def stratified_holdout(y: np.ndarray, fraction: float, keep: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def stratified_holdout(
+    y: np.ndarray, fraction: float, keep: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (pool, validation), holding out ``fraction`` of each class but always
     leaving at least ``keep`` samples of a class in the pool (the coreset is initialised there)."""
     pool, val = [], []
@@ -184,8 +186,19 @@ class RFAD(IterativeDistiller):
         self.keep_best = keep_best
 
     def _identity_keys(self) -> tuple[str, ...]:
-        return ("ipc", "seed", "n_models", "width", "depth", "batch_size", "loss", "reg", "learn_labels",
-                "val_fraction", "eval_models")
+        return (
+            "ipc",
+            "seed",
+            "n_models",
+            "width",
+            "depth",
+            "batch_size",
+            "loss",
+            "reg",
+            "learn_labels",
+            "val_fraction",
+            "eval_models",
+        )
 
     # The steps --------------------------------------------------------------------------------
     def _setup(self, x: np.ndarray, y: np.ndarray, n_classes: int, device: torch.device, group: ProcessGroup) -> None:
@@ -217,8 +230,13 @@ class RFAD(IterativeDistiller):
         self._validator = None
         if len(val_idx):
             self._validator = _KrrValidator(
-                self._nets, int(self.eval_models), int(self.seed), torch.from_numpy(x[val_idx]).to(device),
-                torch.from_numpy(y[val_idx]).to(device), k, float(self.reg),
+                self._nets,
+                int(self.eval_models),
+                int(self.seed),
+                torch.from_numpy(x[val_idx]).to(device),
+                torch.from_numpy(y[val_idx]).to(device),
+                k,
+                float(self.reg),
             )
         self._best: dict[str, Any] = {"acc": -1.0, "step": 0, "support": None, "labels": None, "temperature": 1.0}
         self.init_val_acc_ = self._snapshot_best(0)
@@ -257,21 +275,34 @@ class RFAD(IterativeDistiller):
         support, labels = self.tensors["support"].detach(), self.tensors["labels"].detach()
         acc = self._validator.accuracy(support, labels)
         if acc > self._best["acc"]:
-            self._best.update(acc=acc, step=at_step, support=to_numpy(support), labels=to_numpy(labels),
-                              temperature=float(self.tensors["log_temp"].detach().exp()))
+            self._best.update(
+                acc=acc,
+                step=at_step,
+                support=to_numpy(support),
+                labels=to_numpy(labels),
+                temperature=float(self.tensors["log_temp"].detach().exp()),
+            )
         return acc
 
     def _extra_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {}
         if self._best["support"] is not None:
             arrays = {"best_support": self._best["support"], "best_labels": self._best["labels"]}
-        meta = {"best_acc": self._best["acc"], "best_step": self._best["step"], "best_temperature": self._best["temperature"]}
+        meta = {
+            "best_acc": self._best["acc"],
+            "best_step": self._best["step"],
+            "best_temperature": self._best["temperature"],
+        }
         return arrays, meta
 
     def _restore_extra_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        self._best = {"acc": float(meta["best_acc"]), "step": int(meta["best_step"]),
-                      "support": arrays.get("best_support"), "labels": arrays.get("best_labels"),
-                      "temperature": float(meta.get("best_temperature", 1.0))}
+        self._best = {
+            "acc": float(meta["best_acc"]),
+            "step": int(meta["best_step"]),
+            "support": arrays.get("best_support"),
+            "labels": arrays.get("best_labels"),
+            "temperature": float(meta.get("best_temperature", 1.0)),
+        }
 
     def _finish(self) -> None:
         support, labels = self.tensors["support"], self.tensors["labels"]
@@ -310,16 +341,29 @@ class _KrrValidator:
     The validation features are computed once; each evaluation only embeds the coreset.
     """
 
-    def __init__(self, nets: RandomConvNets, n_models: int, seed: int, x_val: torch.Tensor, y_val: torch.Tensor,
-                 n_classes: int, reg: float, chunk: int = 512) -> None:
+    def __init__(
+        self,
+        nets: RandomConvNets,
+        n_models: int,
+        seed: int,
+        x_val: torch.Tensor,
+        y_val: torch.Tensor,
+        n_classes: int,
+        reg: float,
+        chunk: int = 512,
+    ) -> None:
         self.nets = RandomConvNets(nets.in_shape, n_models, nets.width, nets.depth)
         self.weights = self.nets.draw(torch.Generator().manual_seed(10_007 + seed), x_val.device)
         self.y_val, self.reg, self.chunk = y_val, reg, chunk
         with torch.no_grad():
-            self.phi_val = torch.cat([self.nets.features(x_val[i : i + chunk], self.weights) for i in range(0, len(x_val), chunk)])
+            self.phi_val = torch.cat(
+                [self.nets.features(x_val[i : i + chunk], self.weights) for i in range(0, len(x_val), chunk)]
+            )
 
     @torch.no_grad()
     def accuracy(self, support: torch.Tensor, labels: torch.Tensor) -> float:
-        phi_s = torch.cat([self.nets.features(support[i : i + self.chunk], self.weights) for i in range(0, len(support), self.chunk)])
+        phi_s = torch.cat(
+            [self.nets.features(support[i : i + self.chunk], self.weights) for i in range(0, len(support), self.chunk)]
+        )
         pred = krr_predict(phi_s, self.phi_val, labels, self.reg)
         return float((pred.argmax(dim=1) == self.y_val).double().mean())

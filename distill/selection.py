@@ -14,6 +14,7 @@ Embedding for herding and k-center (``embedding``):
 * ``"flat"``: the normalised feature maps flattened; no torch work, but distances are
   dominated by where in the 1-s window the word happens to sit.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,7 +31,9 @@ from .random_features import RandomConvNets
 EMBEDDINGS = ("convnet", "flat")
 
 
-def embed(x: np.ndarray, embedding: str = "convnet", seed: int = 0, width: int = 64, batch_size: int = 512) -> np.ndarray:
+def embed(
+    x: np.ndarray, embedding: str = "convnet", seed: int = 0, width: int = 64, batch_size: int = 512
+) -> np.ndarray:
     """(N, D) float64 embedding of feature maps (N, C, F, T) used for herding and k-center."""
     if embedding == "flat":
         return x.reshape(len(x), -1).astype(np.float64)
@@ -130,8 +133,9 @@ class RandomSelector(Selector):
 
 class _EmbeddingSelector(Selector):
     PARAMS = {
-        "embedding": choice("space the picks are made in: a random ConvNet's pooled features or the raw maps",
-                            EMBEDDINGS),
+        "embedding": choice(
+            "space the picks are made in: a random ConvNet's pooled features or the raw maps", EMBEDDINGS
+        ),
         "width": positive_int("channels of the random ConvNet (embedding=convnet)"),
     }
 

@@ -6,6 +6,7 @@
 target)`` gives cycles and ms per target; ``check_budget(model, budget_for(target, hop_ms))`` says
 in one line what does not fit. See docs/FIRMWARE_SIM.md.
 """
+
 from __future__ import annotations
 
 from .budget import Budget, Verdict, budget_for, check_budget

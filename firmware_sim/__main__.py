@@ -1,4 +1,5 @@
 """``python -m firmware_sim ...`` (see ``firmware_sim.cli``)."""
+
 from __future__ import annotations
 
 import sys

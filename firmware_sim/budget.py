@@ -6,6 +6,7 @@ into the kit's one-line ``KitError``). Profiles default to a target's part (``co
 the inference allowed the whole hop; any limit can be tightened (e.g. the issue's 64 KB flash,
 32 KB arena, 50 ms targets).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,18 +26,29 @@ class Budget:
     max_ms: float  # per inference (the hop, or less to leave the core time for other work)
 
 
-def budget_for(target: str, hop_ms: float = 20.0, *, flash_bytes: int | None = None, sram_bytes: int | None = None,
-               max_ms: float | None = None) -> Budget:
+def budget_for(
+    target: str,
+    hop_ms: float = 20.0,
+    *,
+    flash_bytes: int | None = None,
+    sram_bytes: int | None = None,
+    max_ms: float | None = None,
+) -> Budget:
     """The profile of ``target`` (its part's flash and SRAM, the hop as time limit), overridable."""
     if hop_ms <= 0:
         raise KitError(f"--hop-ms must be positive (got {hop_ms})")
     cpu = TARGETS.get(target)
     if cpu is None and (flash_bytes is None or sram_bytes is None):
-        raise KitError(f"no budget profile for target '{target}' (choose from {', '.join(sorted(TARGETS))}, "
-                       "or give flash and SRAM limits)")
-    return Budget(target, flash_bytes if flash_bytes is not None else cpu.flash_bytes,  # type: ignore[union-attr]
-                  sram_bytes if sram_bytes is not None else cpu.sram_bytes,  # type: ignore[union-attr]
-                  max_ms if max_ms is not None else hop_ms)
+        raise KitError(
+            f"no budget profile for target '{target}' (choose from {', '.join(sorted(TARGETS))}, "
+            "or give flash and SRAM limits)"
+        )
+    return Budget(
+        target,
+        flash_bytes if flash_bytes is not None else cpu.flash_bytes,  # type: ignore[union-attr]
+        sram_bytes if sram_bytes is not None else cpu.sram_bytes,  # type: ignore[union-attr]
+        max_ms if max_ms is not None else hop_ms,
+    )
 
 
 def _kb(n: float) -> str:
@@ -73,6 +85,8 @@ def check_budget(model: Model, budget: Budget, *, cmsis_nn: bool = True, cost: E
     if over:
         line = f"{model.name}: does not fit {budget.name}: " + "; ".join(over)
     else:
-        line = (f"{model.name}: fits {budget.name}: flash {_kb(flash)} of {_kb(budget.flash_bytes)}, arena "
-                f"{_kb(arena)} of {_kb(budget.sram_bytes)}" + (f", {ms:.1f} of {budget.max_ms:g} ms" if cost else ""))
+        line = (
+            f"{model.name}: fits {budget.name}: flash {_kb(flash)} of {_kb(budget.flash_bytes)}, arena "
+            f"{_kb(arena)} of {_kb(budget.sram_bytes)}" + (f", {ms:.1f} of {budget.max_ms:g} ms" if cost else "")
+        )
     return Verdict(not over, line, flash, arena, ms)

@@ -5,6 +5,7 @@ so the per-channel multipliers and shifts, the SAME padding and the activation c
 the very functions the interpreter's kernels call; the C kernels then do plain integer loops. The
 arena offsets come from firmware_sim's planner, so the firmware's static arena is the planner's.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -75,15 +76,27 @@ def _conv(model: Model, op: Operator, depthwise: bool) -> tuple[dict, dict]:
     multiplier, shift = channel_multipliers(inp, filt, out, oc)
     lo, hi = activation_range(o["activation"], out.scale, out.zero_point)
     params = {
-        "in_shape": (ih, iw, ic), "out_shape": (oh, ow, oc), "kh": kh, "kw": kw,
-        "stride_h": o["stride_h"], "stride_w": o["stride_w"], "dil_h": o["dilation_h"], "dil_w": o["dilation_w"],
+        "in_shape": (ih, iw, ic),
+        "out_shape": (oh, ow, oc),
+        "kh": kh,
+        "kw": kw,
+        "stride_h": o["stride_h"],
+        "stride_w": o["stride_w"],
+        "dil_h": o["dilation_h"],
+        "dil_w": o["dilation_w"],
         "pad_top": same_padding(o["padding"], ih, kh, o["stride_h"], o["dilation_h"], oh),
         "pad_left": same_padding(o["padding"], iw, kw, o["stride_w"], o["dilation_w"], ow),
         "depth_multiplier": oc // ic if depthwise else 1,
-        "input_offset": -inp.zero_point, "output_offset": out.zero_point, "act_min": lo, "act_max": hi,
+        "input_offset": -inp.zero_point,
+        "output_offset": out.zero_point,
+        "act_min": lo,
+        "act_max": hi,
     }
-    arrays = {"filter": np.asarray(w, np.int8), "multiplier": multiplier.astype(np.int32),
-              "shift": shift.astype(np.int32)}
+    arrays = {
+        "filter": np.asarray(w, np.int8),
+        "multiplier": multiplier.astype(np.int32),
+        "shift": shift.astype(np.int32),
+    }
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         arrays["bias"] = np.asarray(model.tensors[op.inputs[2]].data, np.int32)
     _offset_bias(arrays, params["input_offset"], (0, 1, 2) if depthwise else (1, 2, 3))
@@ -94,14 +107,26 @@ def _fully_connected(model: Model, op: Operator) -> tuple[dict, dict]:
     inp, filt, out = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
     units, depth = filt.shape
     if inp.size != depth:
-        raise KitError(f"{model.name}: FULLY_CONNECTED (op {op.index}) over {inp.size // depth} rows; "
-                       "the firmware supports one row per inference")
+        raise KitError(
+            f"{model.name}: FULLY_CONNECTED (op {op.index}) over {inp.size // depth} rows; "
+            "the firmware supports one row per inference"
+        )
     multiplier, shift = channel_multipliers(inp, filt, out, units)
     lo, hi = activation_range(op.options["activation"], out.scale, out.zero_point)
-    params = {"in_depth": depth, "out_depth": units, "input_offset": -inp.zero_point,
-              "filter_offset": -filt.zero_point, "output_offset": out.zero_point, "act_min": lo, "act_max": hi}
-    arrays = {"filter": np.asarray(filt.data, np.int8), "multiplier": multiplier.astype(np.int32),
-              "shift": shift.astype(np.int32)}
+    params = {
+        "in_depth": depth,
+        "out_depth": units,
+        "input_offset": -inp.zero_point,
+        "filter_offset": -filt.zero_point,
+        "output_offset": out.zero_point,
+        "act_min": lo,
+        "act_max": hi,
+    }
+    arrays = {
+        "filter": np.asarray(filt.data, np.int8),
+        "multiplier": multiplier.astype(np.int32),
+        "shift": shift.astype(np.int32),
+    }
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         arrays["bias"] = np.asarray(model.tensors[op.inputs[2]].data, np.int32)
     if params["filter_offset"] == 0:
@@ -115,28 +140,48 @@ def _pool(model: Model, op: Operator) -> dict:
     _, ih, iw, c = inp.shape
     _, oh, ow, _ = out.shape
     lo, hi = activation_range(o["activation"], out.scale, out.zero_point)
-    return {"in_shape": (ih, iw, c), "out_shape": (oh, ow, c), "kh": o["filter_h"], "kw": o["filter_w"],
-            "stride_h": o["stride_h"], "stride_w": o["stride_w"],
-            "pad_top": same_padding(o["padding"], ih, o["filter_h"], o["stride_h"], 1, oh),
-            "pad_left": same_padding(o["padding"], iw, o["filter_w"], o["stride_w"], 1, ow),
-            "act_min": lo, "act_max": hi}
+    return {
+        "in_shape": (ih, iw, c),
+        "out_shape": (oh, ow, c),
+        "kh": o["filter_h"],
+        "kw": o["filter_w"],
+        "stride_h": o["stride_h"],
+        "stride_w": o["stride_w"],
+        "pad_top": same_padding(o["padding"], ih, o["filter_h"], o["stride_h"], 1, oh),
+        "pad_left": same_padding(o["padding"], iw, o["filter_w"], o["stride_w"], 1, ow),
+        "act_min": lo,
+        "act_max": hi,
+    }
 
 
 def _add(model: Model, op: Operator) -> dict:
     a, b, out = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
     if a.data is not None or b.data is not None or a.shape != b.shape:
-        raise KitError(f"{model.name}: ADD (op {op.index}) with a constant or broadcast operand; the firmware adds "
-                       "two activations of one shape")
+        raise KitError(
+            f"{model.name}: ADD (op {op.index}) with a constant or broadcast operand; the firmware adds "
+            "two activations of one shape"
+        )
     left_shift = 20
     twice_max = 2 * np.float64(max(np.float32(a.scale), np.float32(b.scale)))
     m1, s1 = quantize_multiplier(float(np.float64(np.float32(a.scale)) / twice_max))
     m2, s2 = quantize_multiplier(float(np.float64(np.float32(b.scale)) / twice_max))
     mo, so = quantize_multiplier(float(twice_max / ((1 << left_shift) * np.float64(np.float32(out.scale)))))
     lo, hi = activation_range(op.options.get("activation", "NONE"), out.scale, out.zero_point)
-    return {"size": out.size, "input1_offset": -a.zero_point, "input2_offset": -b.zero_point,
-            "output_offset": out.zero_point, "left_shift": left_shift, "input1_multiplier": m1, "input1_shift": s1,
-            "input2_multiplier": m2, "input2_shift": s2, "output_multiplier": mo, "output_shift": so,
-            "act_min": lo, "act_max": hi}
+    return {
+        "size": out.size,
+        "input1_offset": -a.zero_point,
+        "input2_offset": -b.zero_point,
+        "output_offset": out.zero_point,
+        "left_shift": left_shift,
+        "input1_multiplier": m1,
+        "input1_shift": s1,
+        "input2_multiplier": m2,
+        "input2_shift": s2,
+        "output_multiplier": mo,
+        "output_shift": so,
+        "act_min": lo,
+        "act_max": hi,
+    }
 
 
 def _input_axes(model: Model) -> tuple[int, int, int]:
@@ -149,8 +194,10 @@ def lower(model: Model) -> LoweredModel:
     model = model.require_int8()
     missing = sorted({op.opcode for op in model.operators if op.opcode not in C_OPS})
     if missing:
-        raise KitError(f"{model.name}: the firmware has no C kernel for {', '.join(missing)} "
-                       f"(it runs {', '.join(C_OPS)}); export an MCU-ready model (dscnn-mcu, convnet-mcu)")
+        raise KitError(
+            f"{model.name}: the firmware has no C kernel for {', '.join(missing)} "
+            f"(it runs {', '.join(C_OPS)}); export an MCU-ready model (dscnn-mcu, convnet-mcu)"
+        )
     plan = plan_arena(model)
     # the firmware has no interpreter: its arena is the planned head alone (no TFLM bookkeeping tail)
     offsets = {b.tensor: b.offset for b in plan.buffers if b.tensor >= 0}
@@ -162,14 +209,22 @@ def lower(model: Model) -> LoweredModel:
         label = f"{op.opcode} -> {model.tensors[op.outputs[0]].shape}"
         if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             params, arrays = _conv(model, op, op.opcode == "DEPTHWISE_CONV_2D")
-            layers.append(Layer("dwconv" if op.opcode == "DEPTHWISE_CONV_2D" else "conv", ins, out, params, arrays,
-                                label))
+            layers.append(
+                Layer("dwconv" if op.opcode == "DEPTHWISE_CONV_2D" else "conv", ins, out, params, arrays, label)
+            )
         elif op.opcode == "FULLY_CONNECTED":
             params, arrays = _fully_connected(model, op)
             layers.append(Layer("fc", ins, out, params, arrays, label))
         elif op.opcode in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-            layers.append(Layer("avgpool" if op.opcode == "AVERAGE_POOL_2D" else "maxpool", ins, out, _pool(model, op),
-                                comment=label))
+            layers.append(
+                Layer(
+                    "avgpool" if op.opcode == "AVERAGE_POOL_2D" else "maxpool",
+                    ins,
+                    out,
+                    _pool(model, op),
+                    comment=label,
+                )
+            )
         elif op.opcode == "ADD":
             ins.append(_buffer(model, offsets, op.inputs[1]))
             layers.append(Layer("add", ins, out, _add(model, op), comment=label))
@@ -182,9 +237,19 @@ def lower(model: Model) -> LoweredModel:
     embedding_t = model.outputs[names.index("embedding")]
     inp = model.tensors[model.inputs[0]]
     emb = model.tensors[embedding_t]
-    return LoweredModel(model.name, layers, arena_bytes, _buffer(model, offsets, model.inputs[0]),
-                        _buffer(model, offsets, logits_t), _buffer(model, offsets, embedding_t),
-                        inp.scale, inp.zero_point, emb.scale, emb.zero_point, _input_axes(model))
+    return LoweredModel(
+        model.name,
+        layers,
+        arena_bytes,
+        _buffer(model, offsets, model.inputs[0]),
+        _buffer(model, offsets, logits_t),
+        _buffer(model, offsets, embedding_t),
+        inp.scale,
+        inp.zero_point,
+        emb.scale,
+        emb.zero_point,
+        _input_axes(model),
+    )
 
 
 def int8_tflite_member(bundle: Bundle, where: str, name: str | None = None) -> str:
@@ -195,8 +260,10 @@ def int8_tflite_member(bundle: Bundle, where: str, name: str | None = None) -> s
             raise KitError(f"{where}: no model '{name}' in the bundle (it has {', '.join(bundle.models)})")
         return name
     if not candidates:
-        raise KitError(f"{where}: the bundle has no int8 TFLite model (it has {', '.join(bundle.models)}); "
-                       "build it with kit bundle --format tflite --int8")
+        raise KitError(
+            f"{where}: the bundle has no int8 TFLite model (it has {', '.join(bundle.models)}); "
+            "build it with kit bundle --format tflite --int8"
+        )
     return candidates[0]
 
 

@@ -5,6 +5,7 @@ three steps (make, feed PCM or int8 inputs, parse the printed lines), and each m
 line that says what is missing (the Debian packages of the ARM toolchain, say) rather than a
 ``FileNotFoundError``.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,7 @@ def parse_output(text: str) -> FirmwareOutput:
     out = FirmwareOutput(lines)
     for line in lines:
         if line.startswith("error:"):
-            raise KitError(f"firmware: {line[len('error:'):].strip()}")
+            raise KitError(f"firmware: {line[len('error:') :].strip()}")
         if match := _DETECTION.match(line):
             out.detections.append((float(match[1]), match[2], float(match[3])))
         elif line.startswith("logits"):
@@ -125,9 +126,22 @@ def run(project: str | Path, data: bytes, timeout_s: float = QEMU_TIMEOUT_S) -> 
     elif target == "cortex-m4f":
         with tempfile.TemporaryDirectory(prefix="kws-qemu-") as work:
             (Path(work) / "input.pcm").write_bytes(data)
-            command = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none",
-                       "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
-                       "-kernel", str(binary.resolve())]
+            command = [
+                "qemu-system-arm",
+                "-M",
+                "mps2-an386",
+                "-nographic",
+                "-monitor",
+                "none",
+                "-serial",
+                "none",
+                "-semihosting-config",
+                "enable=on,target=native",
+                "-icount",
+                "shift=0",
+                "-kernel",
+                str(binary.resolve()),
+            ]
             try:
                 proc = subprocess.run(command, cwd=work, capture_output=True, timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -135,6 +149,9 @@ def run(project: str | Path, data: bytes, timeout_s: float = QEMU_TIMEOUT_S) -> 
     else:
         raise KitError(f"{project}: target {target} builds but has no emulated board here; run it on hardware")
     if proc.returncode != 0:
-        tail = proc.stdout.decode(errors="replace").strip().splitlines()[-1:] or proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        tail = (
+            proc.stdout.decode(errors="replace").strip().splitlines()[-1:]
+            or proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        )
         raise KitError(f"{project}: firmware exited with status {proc.returncode}: {' '.join(tail)}")
     return parse_output(proc.stdout.decode(errors="replace"))

@@ -4,6 +4,7 @@ Why argparse and a plain-text fallback: this runs where only numpy is guaranteed
 layer table when it is installed. Every user error is one line on stderr and exit status 2; a
 model over its budget exits 1 after printing the report.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,19 @@ def _kb(n: float) -> str:
 
 def print_report(rep: dict[str, Any]) -> None:
     headers = ["#", "op", "output", "MACs", "read B", "written B", "live arena B", "est. cycles"]
-    rows = [[str(r["index"]), r["opcode"], "x".join(map(str, r["output_shape"])), f"{r['macs']:,}",
-             f"{r['bytes_read']:,}", f"{r['bytes_written']:,}", f"{r['live_bytes']:,}", f"{r['cycles']:,}"]
-            for r in rep["layers"]]
+    rows = [
+        [
+            str(r["index"]),
+            r["opcode"],
+            "x".join(map(str, r["output_shape"])),
+            f"{r['macs']:,}",
+            f"{r['bytes_read']:,}",
+            f"{r['bytes_written']:,}",
+            f"{r['live_bytes']:,}",
+            f"{r['cycles']:,}",
+        ]
+        for r in rep["layers"]
+    ]
     try:
         from rich.console import Console  # lazy: optional, guarded by try
         from rich.table import Table  # lazy: optional, guarded by try
@@ -52,13 +63,19 @@ def print_report(rep: dict[str, Any]) -> None:
         for row in rows:
             print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
     cmsis = {True: "with CMSIS-NN", False: "reference kernels", None: rep["cost_source"]}[rep["cmsis_nn"]]
-    print(f"flash    {_kb(rep['flash_bytes'])} (flatbuffer {_kb(rep['flatbuffer_bytes'])} + code estimate "
-          f"{_kb(rep['code_bytes_estimate'])})")
-    print(f"arena    {_kb(rep['arena_bytes'])} (planned tensors {_kb(rep['arena_head_bytes'])} + persistent "
-          f"{_kb(rep['arena_tail_bytes'])}; peak live {_kb(rep['peak_live_bytes'])})")
-    print(f"compute  {rep['macs']:,} MACs, {rep['cycles']:,} cycles at {rep['clock_mhz']:g} MHz ({cmsis}): "
-          f"{rep['ms_per_inference']:.2f} ms per inference, duty cycle {rep['duty_cycle']:.1%} at a "
-          f"{rep['hop_ms']:g} ms hop (estimate)")
+    print(
+        f"flash    {_kb(rep['flash_bytes'])} (flatbuffer {_kb(rep['flatbuffer_bytes'])} + code estimate "
+        f"{_kb(rep['code_bytes_estimate'])})"
+    )
+    print(
+        f"arena    {_kb(rep['arena_bytes'])} (planned tensors {_kb(rep['arena_head_bytes'])} + persistent "
+        f"{_kb(rep['arena_tail_bytes'])}; peak live {_kb(rep['peak_live_bytes'])})"
+    )
+    print(
+        f"compute  {rep['macs']:,} MACs, {rep['cycles']:,} cycles at {rep['clock_mhz']:g} MHz ({cmsis}): "
+        f"{rep['ms_per_inference']:.2f} ms per inference, duty cycle {rep['duty_cycle']:.1%} at a "
+        f"{rep['hop_ms']:g} ms hop (estimate)"
+    )
     print(f"verdict  {rep['verdict']}")
 
 
@@ -92,9 +109,13 @@ def clip_features(model: Model, clips: list[str]) -> np.ndarray:
 
 def cmd_report(args: argparse.Namespace) -> int:
     model = load_model(args.model).require_int8()
-    budget = budget_for(args.target, args.hop_ms,
-                        flash_bytes=None if args.flash_kb is None else int(args.flash_kb * 1024),
-                        sram_bytes=None if args.sram_kb is None else int(args.sram_kb * 1024), max_ms=args.max_ms)
+    budget = budget_for(
+        args.target,
+        args.hop_ms,
+        flash_bytes=None if args.flash_kb is None else int(args.flash_kb * 1024),
+        sram_bytes=None if args.sram_kb is None else int(args.sram_kb * 1024),
+        max_ms=args.max_ms,
+    )
     rep = report(model, args.target, budget, cmsis_nn=not args.no_cmsis)
     if args.json:
         print(json.dumps(rep, indent=1, default=str))
@@ -113,8 +134,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("tflite-micro is not installed: no TFLM comparison (pip install 'audio-distill-kit[mcu]')")
         return 0
     result = compare(ours, tflm_run(model, x))
-    print(f"bit-identical with TensorFlow Lite Micro: {result['identical']}/{result['clips']} clips "
-          f"(largest difference {result['max_lsb_diff']} LSB)")
+    print(
+        f"bit-identical with TensorFlow Lite Micro: {result['identical']}/{result['clips']} clips "
+        f"(largest difference {result['max_lsb_diff']} LSB)"
+    )
     return 0 if result["identical"] == result["clips"] else 1
 
 

@@ -19,6 +19,7 @@ compiler and the exact CMSIS-NN release. The figures below are end-to-end cycles
 * Without CMSIS-NN (TFLM reference kernels, C loops, int32 MACs with offset adds): ~10-16
   cycles/MAC on M4/M33, ~6-8 on M7/M55 (dual issue).
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,22 +53,42 @@ class CpuTarget:
 
 
 TARGETS: dict[str, CpuTarget] = {
-    "cortex-m4f": CpuTarget("cortex-m4f", 80.0, "STM32L4 class (80 MHz)",
-                            {"CONV_2D": 4.0, "DEPTHWISE_CONV_2D": 8.0, "FULLY_CONNECTED": 3.0},
-                            {"CONV_2D": 14.0, "DEPTHWISE_CONV_2D": 16.0, "FULLY_CONNECTED": 10.0},
-                            sram_bytes=256 * 1024, flash_bytes=1024 * 1024),
-    "cortex-m7": CpuTarget("cortex-m7", 216.0, "STM32F746 (216 MHz, as in the CMSIS-NN paper)",
-                           {"CONV_2D": 1.6, "DEPTHWISE_CONV_2D": 4.0, "FULLY_CONNECTED": 1.4},
-                           {"CONV_2D": 7.0, "DEPTHWISE_CONV_2D": 8.0, "FULLY_CONNECTED": 5.0},
-                           sram_bytes=320 * 1024, flash_bytes=1024 * 1024),
-    "cortex-m33": CpuTarget("cortex-m33", 64.0, "nRF5340 application core (64 MHz)",
-                            {"CONV_2D": 4.0, "DEPTHWISE_CONV_2D": 8.0, "FULLY_CONNECTED": 3.0},
-                            {"CONV_2D": 14.0, "DEPTHWISE_CONV_2D": 16.0, "FULLY_CONNECTED": 10.0},
-                            sram_bytes=512 * 1024, flash_bytes=1024 * 1024),
-    "cortex-m55": CpuTarget("cortex-m55", 160.0, "Alif Ensemble high-efficiency core (160 MHz)",
-                            {"CONV_2D": 0.5, "DEPTHWISE_CONV_2D": 1.2, "FULLY_CONNECTED": 0.5},
-                            {"CONV_2D": 6.0, "DEPTHWISE_CONV_2D": 8.0, "FULLY_CONNECTED": 5.0},
-                            sram_bytes=256 * 1024, flash_bytes=2048 * 1024),
+    "cortex-m4f": CpuTarget(
+        "cortex-m4f",
+        80.0,
+        "STM32L4 class (80 MHz)",
+        {"CONV_2D": 4.0, "DEPTHWISE_CONV_2D": 8.0, "FULLY_CONNECTED": 3.0},
+        {"CONV_2D": 14.0, "DEPTHWISE_CONV_2D": 16.0, "FULLY_CONNECTED": 10.0},
+        sram_bytes=256 * 1024,
+        flash_bytes=1024 * 1024,
+    ),
+    "cortex-m7": CpuTarget(
+        "cortex-m7",
+        216.0,
+        "STM32F746 (216 MHz, as in the CMSIS-NN paper)",
+        {"CONV_2D": 1.6, "DEPTHWISE_CONV_2D": 4.0, "FULLY_CONNECTED": 1.4},
+        {"CONV_2D": 7.0, "DEPTHWISE_CONV_2D": 8.0, "FULLY_CONNECTED": 5.0},
+        sram_bytes=320 * 1024,
+        flash_bytes=1024 * 1024,
+    ),
+    "cortex-m33": CpuTarget(
+        "cortex-m33",
+        64.0,
+        "nRF5340 application core (64 MHz)",
+        {"CONV_2D": 4.0, "DEPTHWISE_CONV_2D": 8.0, "FULLY_CONNECTED": 3.0},
+        {"CONV_2D": 14.0, "DEPTHWISE_CONV_2D": 16.0, "FULLY_CONNECTED": 10.0},
+        sram_bytes=512 * 1024,
+        flash_bytes=1024 * 1024,
+    ),
+    "cortex-m55": CpuTarget(
+        "cortex-m55",
+        160.0,
+        "Alif Ensemble high-efficiency core (160 MHz)",
+        {"CONV_2D": 0.5, "DEPTHWISE_CONV_2D": 1.2, "FULLY_CONNECTED": 0.5},
+        {"CONV_2D": 6.0, "DEPTHWISE_CONV_2D": 8.0, "FULLY_CONNECTED": 5.0},
+        sram_bytes=256 * 1024,
+        flash_bytes=2048 * 1024,
+    ),
 }
 #: Ethos-U targets: vela accelerator configuration and the host CPU's SRAM/flash of a typical part
 NPU_TARGETS: dict[str, str] = {"ethos-u55": "ethos-u55-128", "ethos-u65": "ethos-u65-256"}
@@ -119,8 +140,9 @@ def estimate(model: Model, target: str, *, cmsis_nn: bool = True) -> Estimate:
     if target not in TARGETS:
         raise KitError(f"unknown target '{target}' (choose from {', '.join(target_names())})")
     cpu = TARGETS[target]
-    return Estimate(target, cmsis_nn, cpu.clock_mhz, sum(op_cycles(model, cpu, cmsis_nn)), total_macs,
-                    "cycles-per-MAC model")
+    return Estimate(
+        target, cmsis_nn, cpu.clock_mhz, sum(op_cycles(model, cpu, cmsis_nn)), total_macs, "cycles-per-MAC model"
+    )
 
 
 def _vela_command() -> list[str]:

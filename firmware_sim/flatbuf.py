@@ -7,6 +7,7 @@ TFLite schema (tensorflow/lite/schema/schema.fbs) by field number. Every read is
 the buffer: a truncated or corrupted file gives a one-line ``KitError`` naming the file, never an
 IndexError, a struct.error or a silently wrong graph.
 """
+
 from __future__ import annotations
 
 import struct

@@ -7,6 +7,7 @@ scale/zero point (AffineQuantize), runs every operator with ``kernels.KERNELS`` 
 and returns the raw int8 outputs by name (``logits``, ``embedding``), which the tests compare with
 TFLM's byte for byte; ``run_float`` dequantises them.
 """
+
 from __future__ import annotations
 
 import time
@@ -31,8 +32,10 @@ class Interpreter:
         self.model = load_model(model).require_int8()
         missing = unsupported_ops(self.model)
         if missing:
-            raise KitError(f"{self.model.name}: firmware_sim does not support the operator(s) {', '.join(missing)} "
-                           f"(supported: {', '.join(sorted(KERNELS))})")
+            raise KitError(
+                f"{self.model.name}: firmware_sim does not support the operator(s) {', '.join(missing)} "
+                f"(supported: {', '.join(sorted(KERNELS))})"
+            )
         self.input = self.model.tensors[self.model.inputs[0]]
         self.layer_seconds: list[float] = [0.0] * len(self.model.operators)
 
@@ -50,8 +53,10 @@ class Interpreter:
         if x.shape == self.input_shape:
             x = x[None]
         if tuple(x.shape[1:]) != self.input_shape:
-            raise KitError(f"{self.model.name}: features have shape {tuple(np.shape(features))}; the model needs "
-                           f"(N, {', '.join(map(str, self.input_shape))})")
+            raise KitError(
+                f"{self.model.name}: features have shape {tuple(np.shape(features))}; the model needs "
+                f"(N, {', '.join(map(str, self.input_shape))})"
+            )
         if x.dtype == np.int8:
             return x
         if not np.isfinite(x).all():
@@ -83,6 +88,9 @@ class Interpreter:
         out = {}
         for name, t in zip(self.model.output_names, self.model.outputs):
             tensor = self.model.tensors[t]
-            out[name] = raw[name] if tensor.dtype.startswith("float") else dequantize(raw[name], tensor.scale,
-                                                                                     tensor.zero_point)
+            out[name] = (
+                raw[name]
+                if tensor.dtype.startswith("float")
+                else dequantize(raw[name], tensor.scale, tensor.zero_point)
+            )
         return out

@@ -8,6 +8,7 @@ Accumulation runs in float64 matmuls where that is exact (every partial sum of i
 products of these layer sizes is far below 2**53) and in int64 elsewhere. Activations carry a
 leading batch axis (the model's batch of 1 becomes N clips); kernels never mix that axis.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -59,8 +60,11 @@ def _requantize(acc: np.ndarray, out: Tensor, multiplier: np.ndarray, shift: np.
 def channel_multipliers(inp: Tensor, filt: Tensor, out: Tensor, channels: int) -> tuple[np.ndarray, np.ndarray]:
     """PopulateConvolutionQuantizationParams: per-channel input*filter/output scale, in double."""
     assert filt.quant is not None
-    scales = np.broadcast_to(filt.quant.scale.astype(np.float64), (channels,)) if filt.quant.scale.size == 1 \
+    scales = (
+        np.broadcast_to(filt.quant.scale.astype(np.float64), (channels,))
+        if filt.quant.scale.size == 1
         else filt.quant.scale.astype(np.float64)
+    )
     real = np.float64(np.float32(inp.scale)) * scales / np.float64(np.float32(out.scale))
     return quantize_multipliers(real)
 
@@ -73,8 +77,20 @@ def _window_views(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, dw
             yield ky, kx, x[:, y0 : y0 + (oh - 1) * sh + 1 : sh, x0 : x0 + (ow - 1) * sw + 1 : sw, :]
 
 
-def _padded_input(x: np.ndarray, inp: Tensor, pad_h: int, pad_w: int, kh: int, kw: int, sh: int, sw: int,
-                  dh: int, dw: int, oh: int, ow: int) -> np.ndarray:
+def _padded_input(
+    x: np.ndarray,
+    inp: Tensor,
+    pad_h: int,
+    pad_w: int,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    dh: int,
+    dw: int,
+    oh: int,
+    ow: int,
+) -> np.ndarray:
     """input + input_offset as float64, zero outside the image (TFLM skips those taps)."""
     shifted = x.astype(np.float64) - inp.zero_point
     need_h = (oh - 1) * sh + (kh - 1) * dh + 1
@@ -154,8 +170,12 @@ def _pool_windows(model: Model, op: Operator, x: np.ndarray):
     pw = same_padding(o["padding"], x.shape[2], kw, sw, 1, ow)
     inside = np.pad(np.ones(x.shape[1:3], bool), ((ph, kh), (pw, kw)))[None, :, :, None]
     xp = np.pad(x.astype(np.int64), ((0, 0), (ph, kh), (pw, kw), (0, 0)))
-    return out, [(view, mask) for (_, _, view), (_, _, mask) in zip(
-        _window_views(xp, kh, kw, sh, sw, 1, 1, oh, ow), _window_views(inside, kh, kw, sh, sw, 1, 1, oh, ow))]
+    return out, [
+        (view, mask)
+        for (_, _, view), (_, _, mask) in zip(
+            _window_views(xp, kh, kw, sh, sw, 1, 1, oh, ow), _window_views(inside, kh, kw, sh, sw, 1, 1, oh, ow)
+        )
+    ]
 
 
 def average_pool_2d(model: Model, op: Operator, args: list[np.ndarray | None]) -> np.ndarray:

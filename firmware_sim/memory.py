@@ -16,6 +16,7 @@ kernel op data, the interpreter's I/O tensors, allocator bookkeeping). The tail 
 the sizes TFLM's RecordingMicroAllocator reports (``print_allocations``); the tests hold the total
 within ``ARENA_TOLERANCE`` of TFLM's recorded arena on real exports.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,15 +34,32 @@ NODE_BYTES = 64
 IO_TENSOR_BYTES = 64 + 32  # persistent TfLiteTensor + its quantisation data, per graph input/output
 ALLOCATOR_OVERHEAD_BYTES = 688  # MicroAllocator, SubgraphAllocations, scratch handles (measured, fixed)
 #: kernel op data in the persistent tail, bytes (besides 2 x int32 per output channel for conv/dw/fc)
-OP_DATA_BYTES = {"CONV_2D": 64, "DEPTHWISE_CONV_2D": 64, "FULLY_CONNECTED": 48, "MEAN": 48, "ADD": 96,
-                 "SOFTMAX": 48, "QUANTIZE": 32, "DEQUANTIZE": 32, "AVERAGE_POOL_2D": 32, "MAX_POOL_2D": 32,
-                 "PAD": 48, "PADV2": 48}
+OP_DATA_BYTES = {
+    "CONV_2D": 64,
+    "DEPTHWISE_CONV_2D": 64,
+    "FULLY_CONNECTED": 48,
+    "MEAN": 48,
+    "ADD": 96,
+    "SOFTMAX": 48,
+    "QUANTIZE": 32,
+    "DEQUANTIZE": 32,
+    "AVERAGE_POOL_2D": 32,
+    "MAX_POOL_2D": 32,
+    "PAD": 48,
+    "PADV2": 48,
+}
 #: code-size estimate of a TFLM binary with the kernels a model uses, bytes. Stated estimate: TFLM's
 #: own figures (micro_speech ~ 40-50 KB of code on Cortex-M4 with the reference op resolver holding 4
 #: ops; the interpreter core ~ 20 KB), CMSIS-NN kernels ~ 2-6 KB each.
 CODE_CORE_BYTES = 24 * 1024
-CODE_PER_OP_BYTES = {"CONV_2D": 6 * 1024, "DEPTHWISE_CONV_2D": 6 * 1024, "FULLY_CONNECTED": 3 * 1024,
-                     "SOFTMAX": 3 * 1024, "MEAN": 3 * 1024, "ADD": 3 * 1024}
+CODE_PER_OP_BYTES = {
+    "CONV_2D": 6 * 1024,
+    "DEPTHWISE_CONV_2D": 6 * 1024,
+    "FULLY_CONNECTED": 3 * 1024,
+    "SOFTMAX": 3 * 1024,
+    "MEAN": 3 * 1024,
+    "ADD": 3 * 1024,
+}
 CODE_DEFAULT_OP_BYTES = 2 * 1024
 
 
@@ -104,8 +122,15 @@ def lifetimes(model: Model) -> list[Buffer]:
     for tensor in model.tensors:
         if tensor.data is not None or tensor.is_variable or tensor.nbytes == 0 or tensor.index not in first:
             continue
-        buffers.append(Buffer(tensor.name or f"t{tensor.index}", tensor.index, align(tensor.nbytes),
-                              first[tensor.index], last.get(tensor.index, first[tensor.index])))
+        buffers.append(
+            Buffer(
+                tensor.name or f"t{tensor.index}",
+                tensor.index,
+                align(tensor.nbytes),
+                first[tensor.index],
+                last.get(tensor.index, first[tensor.index]),
+            )
+        )
     return buffers + scratch
 
 
@@ -142,8 +167,9 @@ def _channels(model: Model, op: Operator) -> int:
 
 def persistent_tail(model: Model) -> dict[str, int]:
     """Estimated persistent ("tail") arena allocations, by kind, bytes."""
-    op_data = sum(align(OP_DATA_BYTES.get(op.opcode, 0)) + 2 * align(4 * _channels(model, op))
-                  for op in model.operators)
+    op_data = sum(
+        align(OP_DATA_BYTES.get(op.opcode, 0)) + 2 * align(4 * _channels(model, op)) for op in model.operators
+    )
     return {
         "eval tensors": align(EVAL_TENSOR_BYTES * len(model.tensors)),
         "nodes": align(NODE_BYTES * len(model.operators)),
@@ -224,6 +250,15 @@ def layer_table(model: Model, plan: ArenaPlan | None = None) -> list[Layer]:
     for i, op in enumerate(model.operators):
         read = sum(model.tensors[t].nbytes for t in op.inputs if t >= 0)
         written = sum(model.tensors[t].nbytes for t in op.outputs)
-        rows.append(Layer(i, op.opcode, tuple(model.tensors[op.outputs[0]].shape), macs(model, op), read, written,
-                          plan.live_bytes(i + 1)))
+        rows.append(
+            Layer(
+                i,
+                op.opcode,
+                tuple(model.tensors[op.outputs[0]].shape),
+                macs(model, op),
+                read,
+                written,
+                plan.live_bytes(i + 1),
+            )
+        )
     return rows

@@ -5,6 +5,7 @@ model all need the same facts (which tensors are constants, which are activation
 operator's options); parsing once into small dataclasses keeps each of those modules short and
 keeps every schema field number in this one file (tensorflow/lite/schema/schema.fbs).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,28 +24,149 @@ from .flatbuf import FlatReader
 
 #: BuiltinOperator enum of schema.fbs, by code (0 .. 125)
 OP_NAMES: tuple[str, ...] = (
-    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE", "DEQUANTIZE",
-    "EMBEDDING_LOOKUP", "FLOOR", "FULLY_CONNECTED", "HASHTABLE_LOOKUP", "L2_NORMALIZATION", "L2_POOL_2D",
-    "LOCAL_RESPONSE_NORMALIZATION", "LOGISTIC", "LSH_PROJECTION", "LSTM", "MAX_POOL_2D", "MUL", "RELU",
-    "RELU_N1_TO_1", "RELU6", "RESHAPE", "RESIZE_BILINEAR", "RNN", "SOFTMAX", "SPACE_TO_DEPTH", "SVDF", "TANH",
-    "CONCAT_EMBEDDINGS", "SKIP_GRAM", "CALL", "CUSTOM", "EMBEDDING_LOOKUP_SPARSE", "PAD",
-    "UNIDIRECTIONAL_SEQUENCE_RNN", "GATHER", "BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND", "TRANSPOSE", "MEAN", "SUB",
-    "DIV", "SQUEEZE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "STRIDED_SLICE", "BIDIRECTIONAL_SEQUENCE_RNN", "EXP",
-    "TOPK_V2", "SPLIT", "LOG_SOFTMAX", "DELEGATE", "BIDIRECTIONAL_SEQUENCE_LSTM", "CAST", "PRELU", "MAXIMUM",
-    "ARG_MAX", "MINIMUM", "LESS", "NEG", "PADV2", "GREATER", "GREATER_EQUAL", "LESS_EQUAL", "SELECT", "SLICE",
-    "SIN", "TRANSPOSE_CONV", "SPARSE_TO_DENSE", "TILE", "EXPAND_DIMS", "EQUAL", "NOT_EQUAL", "LOG", "SUM", "SQRT",
-    "RSQRT", "SHAPE", "POW", "ARG_MIN", "FAKE_QUANT", "REDUCE_PROD", "REDUCE_MAX", "PACK", "LOGICAL_OR",
-    "ONE_HOT", "LOGICAL_AND", "LOGICAL_NOT", "UNPACK", "REDUCE_MIN", "FLOOR_DIV", "REDUCE_ANY", "SQUARE",
-    "ZEROS_LIKE", "FILL", "FLOOR_MOD", "RANGE", "RESIZE_NEAREST_NEIGHBOR", "LEAKY_RELU", "SQUARED_DIFFERENCE",
-    "MIRROR_PAD", "ABS", "SPLIT_V", "UNIQUE", "CEIL", "REVERSE_V2", "ADD_N", "GATHER_ND", "COS", "WHERE", "RANK",
-    "ELU", "REVERSE_SEQUENCE", "MATRIX_DIAG", "QUANTIZE", "MATRIX_SET_DIAG", "ROUND", "HARD_SWISH", "IF", "WHILE",
-    "NON_MAX_SUPPRESSION_V4", "NON_MAX_SUPPRESSION_V5", "SCATTER_ND", "SELECT_V2", "DENSIFY", "SEGMENT_SUM",
+    "ADD",
+    "AVERAGE_POOL_2D",
+    "CONCATENATION",
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "DEPTH_TO_SPACE",
+    "DEQUANTIZE",
+    "EMBEDDING_LOOKUP",
+    "FLOOR",
+    "FULLY_CONNECTED",
+    "HASHTABLE_LOOKUP",
+    "L2_NORMALIZATION",
+    "L2_POOL_2D",
+    "LOCAL_RESPONSE_NORMALIZATION",
+    "LOGISTIC",
+    "LSH_PROJECTION",
+    "LSTM",
+    "MAX_POOL_2D",
+    "MUL",
+    "RELU",
+    "RELU_N1_TO_1",
+    "RELU6",
+    "RESHAPE",
+    "RESIZE_BILINEAR",
+    "RNN",
+    "SOFTMAX",
+    "SPACE_TO_DEPTH",
+    "SVDF",
+    "TANH",
+    "CONCAT_EMBEDDINGS",
+    "SKIP_GRAM",
+    "CALL",
+    "CUSTOM",
+    "EMBEDDING_LOOKUP_SPARSE",
+    "PAD",
+    "UNIDIRECTIONAL_SEQUENCE_RNN",
+    "GATHER",
+    "BATCH_TO_SPACE_ND",
+    "SPACE_TO_BATCH_ND",
+    "TRANSPOSE",
+    "MEAN",
+    "SUB",
+    "DIV",
+    "SQUEEZE",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM",
+    "STRIDED_SLICE",
+    "BIDIRECTIONAL_SEQUENCE_RNN",
+    "EXP",
+    "TOPK_V2",
+    "SPLIT",
+    "LOG_SOFTMAX",
+    "DELEGATE",
+    "BIDIRECTIONAL_SEQUENCE_LSTM",
+    "CAST",
+    "PRELU",
+    "MAXIMUM",
+    "ARG_MAX",
+    "MINIMUM",
+    "LESS",
+    "NEG",
+    "PADV2",
+    "GREATER",
+    "GREATER_EQUAL",
+    "LESS_EQUAL",
+    "SELECT",
+    "SLICE",
+    "SIN",
+    "TRANSPOSE_CONV",
+    "SPARSE_TO_DENSE",
+    "TILE",
+    "EXPAND_DIMS",
+    "EQUAL",
+    "NOT_EQUAL",
+    "LOG",
+    "SUM",
+    "SQRT",
+    "RSQRT",
+    "SHAPE",
+    "POW",
+    "ARG_MIN",
+    "FAKE_QUANT",
+    "REDUCE_PROD",
+    "REDUCE_MAX",
+    "PACK",
+    "LOGICAL_OR",
+    "ONE_HOT",
+    "LOGICAL_AND",
+    "LOGICAL_NOT",
+    "UNPACK",
+    "REDUCE_MIN",
+    "FLOOR_DIV",
+    "REDUCE_ANY",
+    "SQUARE",
+    "ZEROS_LIKE",
+    "FILL",
+    "FLOOR_MOD",
+    "RANGE",
+    "RESIZE_NEAREST_NEIGHBOR",
+    "LEAKY_RELU",
+    "SQUARED_DIFFERENCE",
+    "MIRROR_PAD",
+    "ABS",
+    "SPLIT_V",
+    "UNIQUE",
+    "CEIL",
+    "REVERSE_V2",
+    "ADD_N",
+    "GATHER_ND",
+    "COS",
+    "WHERE",
+    "RANK",
+    "ELU",
+    "REVERSE_SEQUENCE",
+    "MATRIX_DIAG",
+    "QUANTIZE",
+    "MATRIX_SET_DIAG",
+    "ROUND",
+    "HARD_SWISH",
+    "IF",
+    "WHILE",
+    "NON_MAX_SUPPRESSION_V4",
+    "NON_MAX_SUPPRESSION_V5",
+    "SCATTER_ND",
+    "SELECT_V2",
+    "DENSIFY",
+    "SEGMENT_SUM",
     "BATCH_MATMUL",
 )
 #: TensorType enum of schema.fbs -> numpy dtype name
 TENSOR_TYPES: dict[int, str] = {
-    0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool", 7: "int16",
-    8: "complex64", 9: "int8", 10: "float64", 15: "uint32", 16: "uint16",
+    0: "float32",
+    1: "float16",
+    2: "int32",
+    3: "uint8",
+    4: "int64",
+    5: "string",
+    6: "bool",
+    7: "int16",
+    8: "complex64",
+    9: "int8",
+    10: "float64",
+    15: "uint32",
+    16: "uint16",
 }
 PADDING = {0: "SAME", 1: "VALID"}
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
@@ -149,8 +271,7 @@ class Model:
         if not self.is_int8():
             floats = sorted({t.dtype for t in self.tensors if t.dtype.startswith("float")})
             held = ", ".join(floats) or "non-int8 I/O"
-            raise KitError(f"{self.name}: not a full-integer int8 model (it holds {held} "
-                           "tensors); export with --int8")
+            raise KitError(f"{self.name}: not a full-integer int8 model (it holds {held} tensors); export with --int8")
         return self
 
 
@@ -185,14 +306,33 @@ def _options(r: FlatReader, table: int | None, opcode: str) -> dict[str, Any]:
         return int(r.scalar(table, f, "i", d))
 
     if opcode == "CONV_2D":
-        return {"padding": PADDING.get(b(0), "?"), "stride_w": i(1), "stride_h": i(2),
-                "activation": ACTIVATIONS.get(b(3), "?"), "dilation_w": i(4, 1), "dilation_h": i(5, 1)}
+        return {
+            "padding": PADDING.get(b(0), "?"),
+            "stride_w": i(1),
+            "stride_h": i(2),
+            "activation": ACTIVATIONS.get(b(3), "?"),
+            "dilation_w": i(4, 1),
+            "dilation_h": i(5, 1),
+        }
     if opcode == "DEPTHWISE_CONV_2D":
-        return {"padding": PADDING.get(b(0), "?"), "stride_w": i(1), "stride_h": i(2), "depth_multiplier": i(3),
-                "activation": ACTIVATIONS.get(b(4), "?"), "dilation_w": i(5, 1), "dilation_h": i(6, 1)}
+        return {
+            "padding": PADDING.get(b(0), "?"),
+            "stride_w": i(1),
+            "stride_h": i(2),
+            "depth_multiplier": i(3),
+            "activation": ACTIVATIONS.get(b(4), "?"),
+            "dilation_w": i(5, 1),
+            "dilation_h": i(6, 1),
+        }
     if opcode in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-        return {"padding": PADDING.get(b(0), "?"), "stride_w": i(1), "stride_h": i(2), "filter_w": i(3),
-                "filter_h": i(4), "activation": ACTIVATIONS.get(b(5), "?")}
+        return {
+            "padding": PADDING.get(b(0), "?"),
+            "stride_w": i(1),
+            "stride_h": i(2),
+            "filter_w": i(3),
+            "filter_h": i(4),
+            "activation": ACTIVATIONS.get(b(5), "?"),
+        }
     if opcode == "FULLY_CONNECTED":
         return {"activation": ACTIVATIONS.get(b(0), "?"), "weights_format": b(1), "keep_num_dims": bool(b(2))}
     if opcode in ("ADD", "SUB", "MUL"):
@@ -247,14 +387,17 @@ def _tensor(r: FlatReader, index: int, table: int, buffers: list[int]) -> Tensor
         zero = r.array(qtable, _Q_ZERO_POINT, "int64")
         if scale is not None and scale.size:
             zero = zero if zero is not None and zero.size else np.zeros(scale.size, np.int64)
-            quant = Quantization(scale.astype(np.float32), zero.astype(np.int64),
-                                 int(r.scalar(qtable, _Q_DIMENSION, "i", 0)))
-    return Tensor(index, r.string(table, _T_NAME), shape, dtype, data, quant,
-                  bool(r.scalar(table, _T_VARIABLE, "b", 0)))
+            quant = Quantization(
+                scale.astype(np.float32), zero.astype(np.int64), int(r.scalar(qtable, _Q_DIMENSION, "i", 0))
+            )
+    return Tensor(
+        index, r.string(table, _T_NAME), shape, dtype, data, quant, bool(r.scalar(table, _T_VARIABLE, "b", 0))
+    )
 
 
-def _output_names(r: FlatReader, root: int, outputs: list[int], metadata: dict[str, bytes],
-                  tensors: list[Tensor]) -> list[str]:
+def _output_names(
+    r: FlatReader, root: int, outputs: list[int], metadata: dict[str, bytes], tensors: list[Tensor]
+) -> list[str]:
     """Signature output names in subgraph-output order; else the kit metadata's; else tensor names."""
     by_index: dict[int, str] = {}
     for sig in r.tables(root, _M_SIGNATURES)[:1]:
@@ -330,10 +473,12 @@ def _from_bundle(path: Path, member: str | None) -> tuple[bytes, str]:
         return bundle.models[member], f"{path}:{member}"
     tflite = [n for n in bundle.models if n.endswith(".tflite")]
     int8 = [n for n in tflite if ".int8." in n]
-    chosen = (int8 or tflite)
+    chosen = int8 or tflite
     if not chosen:
-        raise KitError(f"{path}: bundle holds no TFLite model ({', '.join(sorted(bundle.models))}); "
-                       "build it with an int8 TFLite export")
+        raise KitError(
+            f"{path}: bundle holds no TFLite model ({', '.join(sorted(bundle.models))}); "
+            "build it with an int8 TFLite export"
+        )
     name = bundle.default_model if bundle.default_model in chosen else min(chosen)
     return bundle.models[name], f"{path}:{name}"
 

@@ -9,6 +9,7 @@ TFLITE_SINGLE_ROUNDING). Float rounding of the same product differs from this by
 percent of values, which is what "bit-exact with TFLM" rules out. numpy int64 holds every
 intermediate (int32 x int32 products); C's truncating division is reproduced explicitly.
 """
+
 from __future__ import annotations
 
 import math

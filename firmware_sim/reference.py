@@ -6,6 +6,7 @@ differently (up to 2 LSB, measured in issue 14), so it is not a reference for "w
 computes". Both wheels are optional (extra ``mcu``/``test``): everything here imports them lazily
 and says in one line when they are missing. Nothing in here runs on a device.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,10 @@ def _tflm_runtime() -> Any:
     try:
         from tflite_micro.python.tflite_micro import runtime  # lazy: optional wheel (extra 'mcu')
     except ImportError:
-        raise KitError("tflite-micro is not installed; pip install 'audio-distill-kit[mcu]' (or tflite-micro) "
-                       "to run models in TensorFlow Lite Micro") from None
+        raise KitError(
+            "tflite-micro is not installed; pip install 'audio-distill-kit[mcu]' (or tflite-micro) "
+            "to run models in TensorFlow Lite Micro"
+        ) from None
     return runtime
 
 

@@ -3,6 +3,7 @@
 Why a data function apart from the CLI: ``kit firmware report`` and ``bench/firmware.py`` need the
 same numbers as JSON, and the CLI only renders them.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict

@@ -5,6 +5,7 @@ bundle's linear head on the model's embedding, RecognizeCommands), so the only p
 on a microcontroller is the int8 arithmetic. ``SimModel`` puts firmware_sim behind the runtime's
 ``Classifier`` protocol; everything else (front-end, head, smoothing) is the runtime's own code.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,9 @@ from .model import Model, features_to_input, parse_model
 class SimModel:
     """A ``Classifier`` whose logits and embeddings come from firmware_sim's integer interpreter."""
 
-    def __init__(self, model: Model, classes: list[str], feature_config: FeatureConfig,
-                 normalizer: Normalizer | None) -> None:
+    def __init__(
+        self, model: Model, classes: list[str], feature_config: FeatureConfig, normalizer: Normalizer | None
+    ) -> None:
         self.interpreter = Interpreter(model)
         self.classes = list(classes)
         self.feature_config = feature_config
@@ -60,13 +62,21 @@ class SimBundleClassifier(KeywordClassifier):
         self.model_name = int8_tflite_member(bundle, str(where), model_name)
         model = parse_model(bundle.models[self.model_name], f"{where}:{self.model_name}")
         self.model = SimModel(model, bundle.classes, bundle.feature_config, bundle.normalizer)
-        self.classifier = HeadClassifier(self.model, bundle.head_weight, bundle.head_bias, bundle.classes,
-                                         bundle.feature_config, bundle.normalizer, name=self.model_name)
+        self.classifier = HeadClassifier(
+            self.model,
+            bundle.head_weight,
+            bundle.head_bias,
+            bundle.classes,
+            bundle.feature_config,
+            bundle.normalizer,
+            name=self.model_name,
+        )
         self._bind()
 
 
-def simulate_stream(bundle_path: str | os.PathLike, waveform: np.ndarray, rate: int,
-                    settings: DetectorSettings | None = None) -> tuple[list[Detection], StreamScores]:
+def simulate_stream(
+    bundle_path: str | os.PathLike, waveform: np.ndarray, rate: int, settings: DetectorSettings | None = None
+) -> tuple[list[Detection], StreamScores]:
     """Detections (and per-hop scores) of ``waveform`` as the bundle's int8 model on an MCU reports them."""
     bundle = Bundle.load(bundle_path)
     classifier = SimBundleClassifier(bundle, bundle_path)

@@ -2,6 +2,7 @@
 
 Importing ``kit`` is cheap (no torch); heavy modules import torch themselves.
 """
+
 from deploy.runtime.errors import KitError
 from deploy.runtime.features import FeatureConfig
 

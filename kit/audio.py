@@ -5,6 +5,7 @@ Why not ``deploy.runtime.read_wav``: the device reads only what its microphone p
 becomes a one-line ``KitError`` naming the file, because a dataset of thousands of clips with one
 broken file must tell the user which one, not print a libsndfile traceback.
 """
+
 from __future__ import annotations
 
 import os
@@ -85,7 +86,9 @@ def load_audio(
             start = int(round(offset_s * rate))
             if start:
                 if handle.frames and start >= handle.frames:
-                    raise KitError(f"{path}: offset {offset_s:.3f} s lies beyond the end of the file ({handle.frames / rate:.3f} s)")
+                    raise KitError(
+                        f"{path}: offset {offset_s:.3f} s lies beyond the end of the file ({handle.frames / rate:.3f} s)"
+                    )
                 handle.seek(start)
             frames = -1 if duration_s is None else int(round(duration_s * rate))
             data = handle.read(frames=frames, dtype="float32", always_2d=True)

@@ -3,6 +3,7 @@
 Errors the user can fix (``KitError``) print as one line and exit with status 2; anything else
 is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import sys
@@ -13,8 +14,27 @@ from rich.markup import escape
 
 from . import __version__
 from .commands import (
-    ablate, al, bundle, cl, classify, data, demo, deploy, distill, export, finetune, firmware, inspect, live, models,
-    nas, noise, render, report, train, xarch,
+    ablate,
+    al,
+    bundle,
+    cl,
+    classify,
+    data,
+    demo,
+    deploy,
+    distill,
+    export,
+    finetune,
+    firmware,
+    inspect,
+    live,
+    models,
+    nas,
+    noise,
+    render,
+    report,
+    train,
+    xarch,
 )
 from .errors import KitError
 
@@ -35,7 +55,9 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Audio dataset distillation and on-device keyword spotting."""
 
@@ -43,8 +65,27 @@ def _root(
 # Each module defines ``register(app)``; the order here is the order in --help. Command modules import their
 # torch-side libraries inside the command, so ``kit --help`` and the numpy-only commands start in a fraction of a second.
 COMMAND_MODULES = (
-    demo, data, distill, train, models, inspect, export, bundle, classify,
-    live, finetune, deploy, firmware, xarch, al, ablate, render, noise, cl, nas, report,
+    demo,
+    data,
+    distill,
+    train,
+    models,
+    inspect,
+    export,
+    bundle,
+    classify,
+    live,
+    finetune,
+    deploy,
+    firmware,
+    xarch,
+    al,
+    ablate,
+    render,
+    noise,
+    cl,
+    nas,
+    report,
 )
 for _module in COMMAND_MODULES:
     _module.register(app)

@@ -6,6 +6,7 @@ the same environment torchrun does (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``
 ``MASTER_PORT``), so the command inside the workers is exactly what runs under
 ``torchrun --nproc_per_node N -m kit.cli distill ...`` on one or several machines.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,12 @@ def free_port() -> int:
 
 def _worker(rank: int, fn: Callable[[dict[str, Any]], None], job: dict[str, Any], world: int, port: int) -> None:
     os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
     )
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from distill.distributed import shutdown  # lazy: pulls in torch, soundfile

@@ -7,6 +7,7 @@ module for this would point upward across the layers. Only the standard library 
 runtime's ``KitError`` are used, so any layer may import it. Every error is one line naming the
 option, as the CLI prints it.
 """
+
 from __future__ import annotations
 
 import re

@@ -4,6 +4,7 @@ Why one module: ``kit distill``, ``kit demo`` and the benchmarks must produce id
 with identical provenance for the same options; if each built its own, their figures would stop
 being comparable the first time one of them changed.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,12 +60,25 @@ def load_training_set(
     ds = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold)
     config = ds.feature_config.with_(kind=feature) if feature is not None else None
     fs = load_feature_set(
-        ds, data_dir, config=config, split=split, task=task, test_fold=test_fold,
-        progress=progress, limit_per_class=limit_per_class, skip_bad=skip_bad,
+        ds,
+        data_dir,
+        config=config,
+        split=split,
+        task=task,
+        test_fold=test_fold,
+        progress=progress,
+        limit_per_class=limit_per_class,
+        skip_bad=skip_bad,
     )
     loader = {
-        "dataset": dataset, "data_dir": None if data_dir is None else str(data_dir), "split": split,
-        "task": task, "test_fold": test_fold, "feature": fs.config.kind, "limit_per_class": limit_per_class, "skip_bad": skip_bad,
+        "dataset": dataset,
+        "data_dir": None if data_dir is None else str(data_dir),
+        "split": split,
+        "task": task,
+        "test_fold": test_fold,
+        "feature": fs.config.kind,
+        "limit_per_class": limit_per_class,
+        "skip_bad": skip_bad,
         "data_fingerprint": ds.fingerprint(),
     }
     return fs, loader

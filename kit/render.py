@@ -23,6 +23,7 @@ WAVs are written as 32-bit float at the feature rate, without rescaling: the kit
 the absolute level (c0 is loudness), so a normalised or 16-bit-quantised file would not re-extract
 to the distilled features (silence sits at -100 dB, below 16-bit quantisation noise).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -78,7 +79,9 @@ def features_to_mel_power(raw: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return np.maximum(mel, _MEL_POWER_FLOOR)
 
 
-def mel_power_to_audio(mel: np.ndarray, config: FeatureConfig, n_iter: int = DEFAULT_ITERATIONS, seed: int = 0) -> np.ndarray:
+def mel_power_to_audio(
+    mel: np.ndarray, config: FeatureConfig, n_iter: int = DEFAULT_ITERATIONS, seed: int = 0
+) -> np.ndarray:
     """Mel power (n_mels, T) -> waveform of ``config.n_samples`` samples by NNLS + Griffin-Lim.
 
     One extra frame (a copy of the last) is appended: librosa frames a signal of ``T * hop``
@@ -90,14 +93,29 @@ def mel_power_to_audio(mel: np.ndarray, config: FeatureConfig, n_iter: int = DEF
     if n_iter < 1:
         raise KitError(f"--iterations must be at least 1, got {n_iter}")
     magnitude = librosa.feature.inverse.mel_to_stft(
-        np.asarray(mel, dtype=np.float64), sr=config.sample_rate, n_fft=config.n_fft, power=2.0,
-        fmin=config.fmin, fmax=config.upper_hz, htk=False, norm="slaney",
+        np.asarray(mel, dtype=np.float64),
+        sr=config.sample_rate,
+        n_fft=config.n_fft,
+        power=2.0,
+        fmin=config.fmin,
+        fmax=config.upper_hz,
+        htk=False,
+        norm="slaney",
     )
     magnitude = np.concatenate([magnitude, magnitude[:, -1:]], axis=1)
     y = librosa.griffinlim(
-        magnitude, n_iter=int(n_iter), hop_length=config.hop_length, win_length=config.win_length,
-        n_fft=config.n_fft, window="hann", center=True, pad_mode="constant", length=config.n_samples,
-        momentum=0.99, init="random", random_state=np.random.default_rng(seed),
+        magnitude,
+        n_iter=int(n_iter),
+        hop_length=config.hop_length,
+        win_length=config.win_length,
+        n_fft=config.n_fft,
+        window="hann",
+        center=True,
+        pad_mode="constant",
+        length=config.n_samples,
+        momentum=0.99,
+        init="random",
+        random_state=np.random.default_rng(seed),
     )
     return np.asarray(y, dtype=np.float32)
 
@@ -123,10 +141,16 @@ def features_to_audio(
     if x.ndim != 4:
         raise KitError(f"features must be (C, F, T) or (N, C, F, T), got shape {np.shape(features)}")
     raw = normalizer.inverse(x) if normalizer is not None else x
-    audio = np.stack([
-        mel_power_to_audio(features_to_mel_power(raw[i], feature_config), feature_config, n_iter, seed + i)
-        for i in range(len(raw))
-    ]) if len(raw) else np.zeros((0, feature_config.n_samples), np.float32)
+    audio = (
+        np.stack(
+            [
+                mel_power_to_audio(features_to_mel_power(raw[i], feature_config), feature_config, n_iter, seed + i)
+                for i in range(len(raw))
+            ]
+        )
+        if len(raw)
+        else np.zeros((0, feature_config.n_samples), np.float32)
+    )
     return audio[0] if single else audio
 
 
@@ -134,7 +158,11 @@ def reextract(audio: np.ndarray, config: FeatureConfig, normalizer: Normalizer |
     """The kit's own front-end over waveform(s) (n,) or (N, n), normalised when a normaliser is given."""
     y = np.asarray(audio, dtype=np.float32)
     batch = y[None] if y.ndim == 1 else y
-    feats = np.stack([extract_features(clip, config) for clip in batch]) if len(batch) else np.zeros((0, *config.shape), np.float32)
+    feats = (
+        np.stack([extract_features(clip, config) for clip in batch])
+        if len(batch)
+        else np.zeros((0, *config.shape), np.float32)
+    )
     if normalizer is not None:
         feats = normalizer.transform(feats)
     return feats[0] if y.ndim == 1 else feats
@@ -270,7 +298,9 @@ def render_coreset(
                 audio[i] = previous
                 reused += 1
             else:
-                audio[i] = features_to_audio(coreset.features[i], config, coreset.normalizer, n_iter=n_iter, seed=seed + i)
+                audio[i] = features_to_audio(
+                    coreset.features[i], config, coreset.normalizer, n_iter=n_iter, seed=seed + i
+                )
                 write_wav_float(path, audio[i], config.sample_rate)
             bar.advance(task)
 
@@ -278,34 +308,69 @@ def render_coreset(
     written = np.stack([_read_rendered(p, config) for p in paths]) if n else audio
     reextracted = reextract(written, config, coreset.normalizer)
     metrics = round_trip_metrics(coreset.features, reextracted)
-    settings = {"n_iter": int(n_iter), "seed": int(seed), "fingerprint": fingerprint,
-                "sample_rate": config.sample_rate, "n_samples": config.n_samples, "subtype": "FLOAT"}
+    settings = {
+        "n_iter": int(n_iter),
+        "seed": int(seed),
+        "fingerprint": fingerprint,
+        "sample_rate": config.sample_rate,
+        "n_samples": config.n_samples,
+        "subtype": "FLOAT",
+    }
     manifest = {
         "settings": settings,
         "feature_config": config.to_dict(),
-        "coreset": {"method": coreset.method, "ipc": coreset.ipc, "seed": coreset.seed, "n": n, "classes": list(coreset.classes)},
+        "coreset": {
+            "method": coreset.method,
+            "ipc": coreset.ipc,
+            "seed": coreset.seed,
+            "n": n,
+            "classes": list(coreset.classes),
+        },
         "channels": channel_names(config),
         "round_trip": {k: metrics[k] for k in ("correlation", "relative_error", "n")},
         "files": [
-            {"file": p.name, "index": i, "label": labels[i], "peak": float(np.abs(audio[i]).max(initial=0.0)),
-             "rms": float(np.sqrt(np.mean(audio[i].astype(np.float64) ** 2))),
-             "correlation": metrics["correlation_per_sample"][i], "relative_error": metrics["relative_error_per_sample"][i]}
+            {
+                "file": p.name,
+                "index": i,
+                "label": labels[i],
+                "peak": float(np.abs(audio[i]).max(initial=0.0)),
+                "rms": float(np.sqrt(np.mean(audio[i].astype(np.float64) ** 2))),
+                "correlation": metrics["correlation_per_sample"][i],
+                "relative_error": metrics["relative_error_per_sample"][i],
+            }
             for i, p in enumerate(paths)
         ],
     }
     manifest_path = out / MANIFEST_NAME
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
-    return RenderResult(audio=written.astype(np.float32), paths=paths, labels=labels, reextracted=reextracted,
-                        metrics=metrics, manifest_path=manifest_path, reused=reused, settings=settings)
+    return RenderResult(
+        audio=written.astype(np.float32),
+        paths=paths,
+        labels=labels,
+        reextracted=reextracted,
+        metrics=metrics,
+        manifest_path=manifest_path,
+        reused=reused,
+        settings=settings,
+    )
 
 
 def _progress(enabled: bool):
-    return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=Console(stderr=True), transient=True, disable=not enabled)
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not enabled,
+    )
 
 
-def noise_baseline(coreset_features: np.ndarray, audio: np.ndarray, config: FeatureConfig, normalizer: Normalizer,
-                   seed: int = 0) -> dict[str, Any]:
+def noise_baseline(
+    coreset_features: np.ndarray, audio: np.ndarray, config: FeatureConfig, normalizer: Normalizer, seed: int = 0
+) -> dict[str, Any]:
     """Round-trip metrics of white noise with each render's RMS: the floor a useless render would score.
 
     Why: a correlation of 0.9 means little on its own; normalised feature maps share a lot of
@@ -318,7 +383,17 @@ def noise_baseline(coreset_features: np.ndarray, audio: np.ndarray, config: Feat
 
 
 __all__ = [
-    "DEFAULT_ITERATIONS", "RenderResult", "channel_names", "check_invertible", "features_to_audio",
-    "features_to_mel_power", "mel_power_to_audio", "noise_baseline", "reextract", "render_coreset",
-    "round_trip_metrics", "wav_name", "write_wav_float",
+    "DEFAULT_ITERATIONS",
+    "RenderResult",
+    "channel_names",
+    "check_invertible",
+    "features_to_audio",
+    "features_to_mel_power",
+    "mel_power_to_audio",
+    "noise_baseline",
+    "reextract",
+    "render_coreset",
+    "round_trip_metrics",
+    "wav_name",
+    "write_wav_float",
 ]

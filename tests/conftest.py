@@ -3,6 +3,7 @@
 Real data is read from ``$KIT_DATA_DIR`` or ``../shared/data`` beside the repository; tests that
 need it fail loudly (not skip) when it is missing, because CI always has it.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,5 +47,7 @@ def tone_tree(tmp_path: Path) -> Path:
     for ci, (name, freq) in enumerate({"low": 300.0, "mid": 900.0, "high": 2000.0}.items()):
         (root / name).mkdir(parents=True)
         for i in range(8):
-            sf.write(root / name / f"spk{i % 4}_{i}.wav", tone(freq * (1 + 0.02 * i), 8000, 0.8, seed=ci * 10 + i), 8000)
+            sf.write(
+                root / name / f"spk{i % 4}_{i}.wav", tone(freq * (1 + 0.02 * i), 8000, 0.8, seed=ci * 10 + i), 8000
+            )
     return root

@@ -11,6 +11,7 @@ a ConvNet of width 32 (instance norm, the kit's default) trained for 4000 sample
 augmentation: about 125 steps, ~89 % test accuracy); the calibration coreset is a random
 selection of 5 training clips per digit, a real coreset method of the kit.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,8 +49,12 @@ class Digits:
     def int8_tflite(self) -> Path:
         from deploy.export_tflite import export_tflite
 
-        return self._once("int8_tflite", lambda: export_tflite(
-            self.kit_path, self.root / "digits.int8.tflite", int8=True, calibration=self.calibration))
+        return self._once(
+            "int8_tflite",
+            lambda: export_tflite(
+                self.kit_path, self.root / "digits.int8.tflite", int8=True, calibration=self.calibration
+            ),
+        )
 
     @property
     def fp32_onnx(self) -> Path:
@@ -61,7 +66,9 @@ class Digits:
     def int8_onnx(self) -> Path:
         from deploy.quantize_onnx import quantize_onnx
 
-        return self._once("int8_onnx", lambda: quantize_onnx(self.fp32_onnx, self.root / "digits.int8.onnx", self.calibration))
+        return self._once(
+            "int8_onnx", lambda: quantize_onnx(self.fp32_onnx, self.root / "digits.int8.onnx", self.calibration)
+        )
 
     def torch_outputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
@@ -90,12 +97,32 @@ def _build(data_dir: Path, root: Path) -> Digits:
     fsdd = load_feature_set("fsdd", data_dir, limit_per_class=30, progress=False)
     config = TrainConfig(**TRAIN)
     model = train_model(fsdd.x_train, fsdd.y_train, fsdd.n_classes, config, progress=False).eval()
-    kit_path = save_model(root / "digits.kit", model, {
-        "classes": fsdd.classes, "feature_config": fsdd.config, "normalizer": fsdd.normalizer,
-        "train_config": config.to_dict(), "seed": 0, "metrics": {}, "source": fsdd.source,
-    })
-    selector = make_distiller("random", ipc=CORESET_IPC, seed=0).fit(fsdd.x_train, fsdd.y_train, n_classes=fsdd.n_classes)
-    coreset = Coreset(selector.features_, selector.labels_, fsdd.classes, fsdd.config, fsdd.normalizer, "random",
-                      params={"ipc": CORESET_IPC}, seed=0, source=fsdd.source)
+    kit_path = save_model(
+        root / "digits.kit",
+        model,
+        {
+            "classes": fsdd.classes,
+            "feature_config": fsdd.config,
+            "normalizer": fsdd.normalizer,
+            "train_config": config.to_dict(),
+            "seed": 0,
+            "metrics": {},
+            "source": fsdd.source,
+        },
+    )
+    selector = make_distiller("random", ipc=CORESET_IPC, seed=0).fit(
+        fsdd.x_train, fsdd.y_train, n_classes=fsdd.n_classes
+    )
+    coreset = Coreset(
+        selector.features_,
+        selector.labels_,
+        fsdd.classes,
+        fsdd.config,
+        fsdd.normalizer,
+        "random",
+        params={"ipc": CORESET_IPC},
+        seed=0,
+        source=fsdd.source,
+    )
     coreset_path = coreset.save(root / "coreset.kit", dtype="float32")
     return Digits(root, fsdd, model, kit_path, coreset_path, np.ascontiguousarray(coreset.features))

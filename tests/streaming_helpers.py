@@ -7,6 +7,7 @@ core, with silence/unknown classes so that noise between keywords is not reporte
 79 % test accuracy and more confident scores than 1e-3 (70 %) at the same 16 000-clip budget.
 The bundle is built once per test session (and per xdist worker) under pytest's base temp folder.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,13 @@ def keyword_dataset(data_dir: Path):
     dataset = load_dataset("speech_commands", data_dir, task="kws12")
     keep = set(KEYWORDS) | {"_silence_", "_unknown_"}
     clips = [c if c.label in keep else dataclasses.replace(c, label="_unknown_") for c in dataset.clips]
-    return dataclasses.replace(dataset, name="speech_commands_stop_yes", classes=sorted(keep), clips=clips,
-                               description=dataset.description + "; reduced to stop/yes/_silence_/_unknown_")
+    return dataclasses.replace(
+        dataset,
+        name="speech_commands_stop_yes",
+        classes=sorted(keep),
+        clips=clips,
+        description=dataset.description + "; reduced to stop/yes/_silence_/_unknown_",
+    )
 
 
 def kws_bundle(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict:
@@ -41,8 +47,12 @@ def kws_bundle(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict
     root = tmp_path_factory.getbasetemp() / "kws-stop-yes"
     done = root / "info.json"
     if done.is_file():
-        return {"bundle": root / "bundle.kit", "model": root / "model.kit", "coreset": root / "coreset.kit",
-                "info": json.loads(done.read_text())}
+        return {
+            "bundle": root / "bundle.kit",
+            "model": root / "model.kit",
+            "coreset": root / "coreset.kit",
+            "info": json.loads(done.read_text()),
+        }
     import torch
 
     from deploy.bundle_builder import build_bundle
@@ -59,13 +69,31 @@ def kws_bundle(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict
     config = TrainConfig(arch_kwargs={"width": 32}, max_samples=16_000, lr=3e-3, seed=0)
     model = train_model(features.x_train, features.y_train, len(features.classes), config, progress=False)
     accuracy = evaluate(model, features.x_test, features.y_test)["accuracy"]
-    save_model(root / "model.kit", model, {"classes": features.classes, "feature_config": features.config,
-                                           "normalizer": features.normalizer, "source": features.source,
-                                           "train_config": config.to_dict(), "seed": 0,
-                                           "metrics": {"accuracy": accuracy}})
+    save_model(
+        root / "model.kit",
+        model,
+        {
+            "classes": features.classes,
+            "feature_config": features.config,
+            "normalizer": features.normalizer,
+            "source": features.source,
+            "train_config": config.to_dict(),
+            "seed": 0,
+            "metrics": {"accuracy": accuracy},
+        },
+    )
     selector = make_distiller("random", ipc=10, seed=0).fit(features.x_train, features.y_train, len(features.classes))
-    Coreset(selector.features_, selector.labels_, features.classes, features.config, features.normalizer,
-            method="random", params={"ipc": 10}, seed=0, source=features.source).save(root / "coreset.kit")
+    Coreset(
+        selector.features_,
+        selector.labels_,
+        features.classes,
+        features.config,
+        features.normalizer,
+        method="random",
+        params={"ipc": 10},
+        seed=0,
+        source=features.source,
+    ).save(root / "coreset.kit")
     build_bundle(root / "model.kit", root / "coreset.kit", root / "bundle.kit")
     info = {"test_accuracy": accuracy, "n_train": int(len(features.x_train)), "n_test": int(len(features.x_test))}
     done.write_text(json.dumps(info))
@@ -121,8 +149,9 @@ def paste(stream: np.ndarray, clip: Path, start_s: float, peak: float = 0.5) -> 
     stream[start : start + len(y)] += y[: len(stream) - start]
 
 
-def keyword_stream(classifier, data_dir: Path, noise: str = "doing_the_dishes",
-                   placements=PLACEMENTS, seconds: float = STREAM_S) -> tuple[np.ndarray, list[tuple[float, str]]]:
+def keyword_stream(
+    classifier, data_dir: Path, noise: str = "doing_the_dishes", placements=PLACEMENTS, seconds: float = STREAM_S
+) -> tuple[np.ndarray, list[tuple[float, str]]]:
     """Real noise with recognised real keywords pasted at ``placements``; returns (stream, truth)."""
     stream = background(data_dir, noise, seconds)
     per_word: dict[str, list[Path]] = {}

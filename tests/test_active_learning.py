@@ -1,4 +1,5 @@
 """Active-learning baselines: acquisition functions, MC dropout, the pool-based loop, and ``kit al``."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,15 @@ from typer.testing import CliRunner
 
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
-from distill.active import (ActiveLearner, bald, max_entropy, mc_dropout_probs, random_scores, round_schedule,
-                            variation_ratios)
+from distill.active import (
+    ActiveLearner,
+    bald,
+    max_entropy,
+    mc_dropout_probs,
+    random_scores,
+    round_schedule,
+    variation_ratios,
+)
 from kit.cli import app
 from kit.models import build_model
 from kit.training import TrainConfig
@@ -117,7 +125,20 @@ TINY = TrainConfig(arch_kwargs={"width": 8}, batch_size=16, max_samples=160, aug
 
 
 def test_round_schedule_is_geometric_and_hits_every_budget() -> None:
-    assert round_schedule(10, 1620, 2.0, [100, 540, 1080]) == [10, 20, 40, 80, 100, 160, 320, 540, 640, 1080, 1280, 1620]
+    assert round_schedule(10, 1620, 2.0, [100, 540, 1080]) == [
+        10,
+        20,
+        40,
+        80,
+        100,
+        160,
+        320,
+        540,
+        640,
+        1080,
+        1280,
+        1620,
+    ]
     assert round_schedule(5, 5) == [5]
 
 
@@ -182,11 +203,22 @@ def fsdd_coreset(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return path
 
 
-def test_kit_al_quick_writes_the_table_and_plot_and_resumes(data_dir: Path, fsdd_coreset: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kit_al_quick_writes_the_table_and_plot_and_resumes(
+    data_dir: Path, fsdd_coreset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "al"
-    args = ["al", "fsdd", "--quick", "--data-dir", str(data_dir), "--out", str(out), "--coreset", str(fsdd_coreset),
-            "--no-progress"]
+    args = [
+        "al",
+        "fsdd",
+        "--quick",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--coreset",
+        str(fsdd_coreset),
+        "--no-progress",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
@@ -226,15 +258,36 @@ def test_kit_al_quick_writes_the_table_and_plot_and_resumes(data_dir: Path, fsdd
     assert json.loads((out / "results.json").read_text())["tables"][0]["rows"] == rows
 
 
-def test_kit_al_refuses_a_coreset_of_other_classes_in_one_line(data_dir: Path, fsdd_coreset: Path, tmp_path: Path) -> None:
+def test_kit_al_refuses_a_coreset_of_other_classes_in_one_line(
+    data_dir: Path, fsdd_coreset: Path, tmp_path: Path
+) -> None:
     coreset = Coreset.load(fsdd_coreset)
     coreset.classes = [f"word{i}" for i in range(len(coreset.classes))]
     bad = tmp_path / "other_classes.kit"
     coreset.save(bad)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "kit.cli", "al", "fsdd", "--quick", "--data-dir", str(data_dir),
-                           "--out", str(tmp_path / "run"), "--coreset", str(bad), "--no-progress"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kit.cli",
+            "al",
+            "fsdd",
+            "--quick",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(tmp_path / "run"),
+            "--coreset",
+            str(bad),
+            "--no-progress",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     message = proc.stderr.strip()
     assert "other_classes.kit" in message and "classes" in message and "\n" not in message
@@ -243,8 +296,12 @@ def test_kit_al_refuses_a_coreset_of_other_classes_in_one_line(data_dir: Path, f
 
 
 def test_kit_al_rejects_bad_options(tmp_path: Path) -> None:
-    for args, needle in ((["--methods", "margin"], "--methods"), (["--budgets", "20,abc"], "--budgets"),
-                         (["--tiny", "0"], "--tiny"), (["--dropout", "0", "--methods", "bald"], "bald")):
+    for args, needle in (
+        (["--methods", "margin"], "--methods"),
+        (["--budgets", "20,abc"], "--budgets"),
+        (["--tiny", "0"], "--tiny"),
+        (["--dropout", "0", "--methods", "bald"], "bald"),
+    ):
         result = runner.invoke(app, ["al", "fsdd", "--quick", "--out", str(tmp_path / "r"), *args])
         assert result.exit_code != 0 and isinstance(result.exception, KitError), result.output
         assert needle in str(result.exception) and "\n" not in str(result.exception)

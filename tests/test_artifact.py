@@ -1,4 +1,5 @@
 """The container format and the coreset file: round trips and every corruption it must refuse."""
+
 from __future__ import annotations
 
 import io
@@ -174,7 +175,9 @@ def test_out_of_range_labels_are_refused(tmp_path: Path) -> None:
 
 def test_object_arrays_are_never_written(tmp_path: Path) -> None:
     with pytest.raises(KitError, match="dtype object"):
-        write_artifact(tmp_path / "x.kit", Artifact(kind="x", meta={}, arrays={"bad": np.array([{"a": 1}], dtype=object)}))
+        write_artifact(
+            tmp_path / "x.kit", Artifact(kind="x", meta={}, arrays={"bad": np.array([{"a": 1}], dtype=object)})
+        )
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:

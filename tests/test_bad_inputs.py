@@ -1,6 +1,7 @@
 """Issue 17's fuzz suite: every case of ``bench/bad_inputs.py`` (>= 100 bad inputs, generated in
 temporary folders) must end in a one-line error naming the file or option (exit 2), or in its
 documented warning, with no traceback, no hang, nothing created and nothing earlier changed."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -46,8 +47,22 @@ def test_signed_bundle_verifies_with_its_key_and_fine_tuning_keeps_it_signed(env
     try:
         assert runtime_main(["--key", str(key), "info", str(signed)]) == 0
         out = tmp_path / "ft.kit"  # the device fine-tunes with the key configured: the result is signed too
-        assert runtime_main(["--key", str(key), "finetune", str(signed), "--add-keyword", "nine",
-                             *map(str, env.clips), "--out", str(out)]) == 0
+        assert (
+            runtime_main(
+                [
+                    "--key",
+                    str(key),
+                    "finetune",
+                    str(signed),
+                    "--add-keyword",
+                    "nine",
+                    *map(str, env.clips),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         assert runtime_main(["--key", str(key), "info", str(out)]) == 0
     finally:
         os.environ.pop("KIT_BUNDLE_KEY", None)

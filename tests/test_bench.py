@@ -3,6 +3,7 @@
 The full grid takes hours (its figures live in bench/results/); this keeps the code that produces
 them from rotting: a real FSDD cell runs through the same path, and the report is rebuilt from it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,9 +16,19 @@ from bench.distill import DATASETS, QUICK_IPC, build_specs, cell_key, load_cell_
 
 
 def test_a_real_cell_and_its_report(data_dir: Path, tmp_path: Path) -> None:
-    spec = {"key": cell_key("fsdd", "herding", 1), "dataset": "fsdd", "method": "herding", "ipc": 1, "seed": 0,
-            "seeds": [0, 1], "max_samples": 300, "full_max_samples": 300, "time_budget_s": None, "params": {},
-            "data_dir": str(data_dir)}
+    spec = {
+        "key": cell_key("fsdd", "herding", 1),
+        "dataset": "fsdd",
+        "method": "herding",
+        "ipc": 1,
+        "seed": 0,
+        "seeds": [0, 1],
+        "max_samples": 300,
+        "full_max_samples": 300,
+        "time_budget_s": None,
+        "params": {},
+        "data_dir": str(data_dir),
+    }
     cell = run_cell(spec)
     assert cell["dataset"] == "fsdd" and cell["ipc"] == 1 and len(cell["accuracies"]) == 2
     assert 0 <= cell["accuracy_mean"] <= 100 and cell["n_test"] == 300 and cell["peak_rss_mb"] > 0
@@ -42,10 +53,22 @@ def test_the_log_mel_kws10_rows_load_log_mel_features_of_the_same_split(data_dir
 
 
 def test_grid_skips_finished_cells_and_quick_mode(tmp_path: Path) -> None:
-    args = argparse.Namespace(methods="random,rfad", datasets="fsdd,esc10", quick=False, ipcs=None, no_full=False,
-                              force=False, distill_seed=0, seeds="0,1,2", max_samples=100, full_max_samples=100,
-                              time_budget=None, params=json.dumps({"rfad": {"n_models": 2}}), data_dir=str(tmp_path),
-                              train_batch=None)
+    args = argparse.Namespace(
+        methods="random,rfad",
+        datasets="fsdd,esc10",
+        quick=False,
+        ipcs=None,
+        no_full=False,
+        force=False,
+        distill_seed=0,
+        seeds="0,1,2",
+        max_samples=100,
+        full_max_samples=100,
+        time_budget=None,
+        params=json.dumps({"rfad": {"n_models": 2}}),
+        data_dir=str(tmp_path),
+        train_batch=None,
+    )
     specs = build_specs(args, {cell_key("fsdd", "random", 1): {}})
     keys = {s["key"] for s in specs}
     assert cell_key("fsdd", "random", 1) not in keys and cell_key("fsdd", "rfad", 50) in keys
@@ -65,15 +88,22 @@ def test_large_coresets_train_in_minibatches_and_old_cells_are_marked() -> None:
     from kit.training import TrainConfig
 
     assert [TrainConfig().effective_batch(n) for n in (10, 100, 256, 257, 500)] == [10, 100, 256, 64, 64]
-    old = {"dataset": "kws10", "method": "herding", "ipc": 50, "accuracy_mean": 61.1, "accuracy_std": 0.3,
-           "distill_s": 3.0, "peak_rss_mb": 500.0, "train_config": {"batch_size": 256}}
+    old = {
+        "dataset": "kws10",
+        "method": "herding",
+        "ipc": 50,
+        "accuracy_mean": 61.1,
+        "accuracy_std": 0.3,
+        "distill_s": 3.0,
+        "peak_rss_mb": 500.0,
+        "train_config": {"batch_size": 256},
+    }
     new = {**old, "method": "random", "n_coreset": 500, "train_config": {"batch_size": None}}
     also_new = {**old, "method": "dm", "train_config": {"batch_size": 64}}  # measured with the rule applied by hand
     small = {**old, "method": "kcenter", "ipc": 10}
     # batch 256 by choice, with a budget that gives it 585 steps: not the old rule
     long_budget = {**old, "method": "rfad", "train_config": {"batch_size": 256, "max_samples": 150000}}
-    table = markdown({"a": old, "b": new, "c": small, "d": also_new, "e": long_budget},
-                           {"cpu": "test", "cores": 2})
+    table = markdown({"a": old, "b": new, "c": small, "d": also_new, "e": long_budget}, {"cpu": "test", "cores": 2})
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "61.1 ± 0.3†" in rows["herding"] and "†" not in rows["random"] and "†" not in rows["kcenter"]
     assert "†" not in rows["dm"] and "†" not in rows["rfad"]
@@ -94,7 +124,8 @@ def test_two_commands_on_one_results_file_keep_each_others_cells(tmp_path: Path)
 
 @pytest.mark.parametrize("option", ["--train-batch", "--max-samples"])
 def test_a_budget_that_is_not_a_positive_number_is_a_one_line_usage_error(
-        option: str, capsys: pytest.CaptureFixture) -> None:
+    option: str, capsys: pytest.CaptureFixture
+) -> None:
     from bench.distill import main
 
     for bad in ("0", "-5", "many"):
@@ -108,8 +139,13 @@ def test_a_budget_that_is_not_a_positive_number_is_a_one_line_usage_error(
 def test_the_table_states_each_columns_training_budget_and_names_mixed_ones() -> None:
     from bench.distill import budget_note
 
-    cell = {"dataset": "kws10", "ipc": 50, "n_coreset": 500, "method": "random",
-            "train_config": {"max_samples": 150000, "batch_size": 256}}
+    cell = {
+        "dataset": "kws10",
+        "ipc": 50,
+        "n_coreset": 500,
+        "method": "random",
+        "train_config": {"max_samples": 150000, "batch_size": 256},
+    }
     assert budget_note([cell], [50]) == "Evaluation training per model: 50/class 150 000 samples at batch 256."
     older = {**cell, "method": "herding", "train_config": {"max_samples": 16000, "batch_size": None}}
     small = {**cell, "ipc": 1, "n_coreset": 10, "train_config": {"max_samples": 16000, "batch_size": None}}
@@ -118,9 +154,22 @@ def test_the_table_states_each_columns_training_budget_and_names_mixed_ones() ->
     assert "150 000 samples at batch 256 (random)" in note and "16 000 samples at batch 64 (herding)" in note
 
 
-BENCH_MODULES = ("distill", "streaming", "latency", "finetune", "quantization", "tflite_runtime_compat", "cross_arch",
-                 "active_learning", "feature_ablation", "render", "noise_robustness", "continual", "nas_proxy",
-                 "firmware")
+BENCH_MODULES = (
+    "distill",
+    "streaming",
+    "latency",
+    "finetune",
+    "quantization",
+    "tflite_runtime_compat",
+    "cross_arch",
+    "active_learning",
+    "feature_ablation",
+    "render",
+    "noise_robustness",
+    "continual",
+    "nas_proxy",
+    "firmware",
+)
 
 
 @pytest.mark.parametrize("name", BENCH_MODULES)
@@ -143,7 +192,10 @@ def test_render_and_noise_benchmarks_keep_one_folder_and_results_file_per_datase
     kws = build_parser().parse_args(["--dataset", "kws10"])
     quick_kws = build_parser().parse_args(["--dataset", "kws10", "--quick"])
     assert work_folder(fsdd) == DEFAULT_WORK and results_stem("render", fsdd.dataset) == "render"
-    assert work_folder(kws).name == "bench_render_kws10" and results_stem("noise_robustness", kws.dataset) == "noise_robustness_kws10"
+    assert (
+        work_folder(kws).name == "bench_render_kws10"
+        and results_stem("noise_robustness", kws.dataset) == "noise_robustness_kws10"
+    )
     assert work_folder(quick_kws).name == "bench_render_kws10-quick"
     assert results_stem("render", quick_kws.dataset, quick_kws.quick) == "render_kws10_quick"
     assert results_stem("active_learning", "fsdd", True) == "active_learning_quick"

@@ -4,6 +4,7 @@ Why a real bundle: the benchmark's numbers (bit-exactness with TFLM, arena vs TF
 runtimes, the C front-end) only mean something on an int8 TFLite that the kit exported; a tiny
 convnet-mcu trained for a few steps on 10 clips per class is enough to exercise every path in < 60 s.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,14 +27,16 @@ def bundle(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     fs, loader = load_training_set("speech_commands", data_dir, task="kws12", limit_per_class=10, progress=False)
     coreset, _, _ = distill_coreset(fs, loader, "random", 5, seed=0)
     coreset_path = coreset.save(root / "coreset.kit")
-    config = TrainConfig(arch="convnet-mcu", arch_kwargs={"norm": "batch"}, epochs=3, batch_size=32, max_samples=None,
-                         seed=0, threads=1)
+    config = TrainConfig(
+        arch="convnet-mcu", arch_kwargs={"norm": "batch"}, epochs=3, batch_size=32, max_samples=None, seed=0, threads=1
+    )
     model = train_and_save(root / "tiny.kit", fs.x_train, fs.y_train, fs, config, progress=False)
     return Path(build_bundle(model.path, coreset_path, root / "tiny.bundle.kit", formats=("tflite",), int8=True))
 
 
-def test_quick_benchmark_writes_every_figure_and_its_markdown_rebuilds(bundle: Path, data_dir: Path,
-                                                                      tmp_path: Path) -> None:
+def test_quick_benchmark_writes_every_figure_and_its_markdown_rebuilds(
+    bundle: Path, data_dir: Path, tmp_path: Path
+) -> None:
     from bench.firmware import main, markdown
 
     code = main(["--models", str(bundle), "--quick", "--results-dir", str(tmp_path), "--data-dir", str(data_dir)])

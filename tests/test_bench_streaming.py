@@ -5,6 +5,7 @@ both are checked on crafted examples with exact answers, and the whole path (hel
 recordings -> stream -> bundle -> ``detect_stream`` -> threshold sweep) runs on a few seconds of
 audio so the benchmark cannot rot.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -76,7 +77,13 @@ def test_pooled_row_and_operating_point() -> None:
     b = score_detections([Detection("no", 0.9, 100.0)], [], 1800.0)
     row = pooled_row(0.7, {"keywords": a, "negatives": b})
     assert row["hours"] == pytest.approx(1.0)
-    assert (row["false_accepts"], row["fa_per_hour"], row["keywords"], row["false_rejects"], row["frr"]) == (1, 1.0, 2, 1, 0.5)
+    assert (row["false_accepts"], row["fa_per_hour"], row["keywords"], row["false_rejects"], row["frr"]) == (
+        1,
+        1.0,
+        2,
+        1,
+        0.5,
+    )
     assert row["per_stream"]["negatives"]["fa_per_hour"] == pytest.approx(2.0)
 
     rows = [
@@ -90,11 +97,17 @@ def test_pooled_row_and_operating_point() -> None:
     assert operating_point(rows[:1]) is None
     for row_, quiet in zip(rows, (3.0, 0.2, 0.5, 0.0)):
         row_["fa_per_hour_without_substitutions"] = quiet
-    assert operating_point(rows, fa_key="fa_per_hour_without_substitutions")["threshold"] == 0.7  # lowest FRR, then quieter
+    assert (
+        operating_point(rows, fa_key="fa_per_hour_without_substitutions")["threshold"] == 0.7
+    )  # lowest FRR, then quieter
 
 
 def test_pooled_row_counts_confusions_both_ways() -> None:
-    events = [_event("keyword", "yes", 10.0, 11.0), _event("keyword", "no", 20.0, 21.0), _event("unknown", "bed", 30.0, 31.0)]
+    events = [
+        _event("keyword", "yes", 10.0, 11.0),
+        _event("keyword", "no", 20.0, 21.0),
+        _event("unknown", "bed", 30.0, 31.0),
+    ]
     detections = [Detection("go", 0.8, 20.5), Detection("up", 0.8, 30.5)]  # a confusion, a trigger on a negative
     row = pooled_row(0.5, {"keywords": score_detections(detections, events, 3600.0)})
     assert (row["false_accepts"], row["frr"], row["fa_per_hour"]) == (2, 1.0, 2.0)
@@ -117,8 +130,14 @@ def tone_material() -> Material:
 
 
 def test_build_stream_places_events_at_their_recorded_times(tone_material: Material) -> None:
-    spec = StreamSpec(minutes=1.0, negative_rate=0.3, gap_s=(1.2, 2.0), keyword_gain_db=(-6.0, 0.0),
-                      noise_dbfs=(-40.0, -30.0), noise_segment_s=(1.0, 3.0))
+    spec = StreamSpec(
+        minutes=1.0,
+        negative_rate=0.3,
+        gap_s=(1.2, 2.0),
+        keyword_gain_db=(-6.0, 0.0),
+        noise_dbfs=(-40.0, -30.0),
+        noise_segment_s=(1.0, 3.0),
+    )
     stream = build_stream(tone_material, spec, seed=3, keep_noise_bed=True)
     assert stream.audio.dtype == np.float32 and len(stream.audio) == 60 * RATE
     assert stream.clipped_samples == 0
@@ -173,8 +192,10 @@ def test_stream_like_training_copy_shifts_scales_and_adds_noise() -> None:
         assert abs(shift) <= 0.25 * RATE
         assert np.ptp(ratio) < 1e-5 and -6.0 - 1e-4 <= 20 * np.log10(ratio[0]) <= 1e-4
     white = [np.random.default_rng(0).standard_normal(3 * RATE).astype(np.float32)]
-    levels = [20 * np.log10(np.sqrt(np.mean(stream_like_copy(np.zeros(RATE), RATE, white, StreamSpec(), rng) ** 2)))
-              for _ in range(20)]
+    levels = [
+        20 * np.log10(np.sqrt(np.mean(stream_like_copy(np.zeros(RATE), RATE, white, StreamSpec(), rng) ** 2)))
+        for _ in range(20)
+    ]
     assert -50.5 < min(levels) and max(levels) < -34.5  # the spec's noise_dbfs range
 
 
@@ -217,8 +238,16 @@ def tiny_bundle(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     fs, loader = load_training_set("speech_commands", data_dir, task="kws12", limit_per_class=12, progress=False)
     config = TrainConfig(arch_kwargs={"width": 8}, epochs=3, batch_size=64, threads=1)
     model = train_model(fs.x_train, fs.y_train, len(fs.classes), config, progress=False)
-    save_model(work / "model.kit", model, {"classes": fs.classes, "feature_config": fs.config,
-                                           "normalizer": fs.normalizer, "train_config": config.to_dict()})
+    save_model(
+        work / "model.kit",
+        model,
+        {
+            "classes": fs.classes,
+            "feature_config": fs.config,
+            "normalizer": fs.normalizer,
+            "train_config": config.to_dict(),
+        },
+    )
     coreset, _, _ = distill_coreset(fs, loader, "random", 1)
     coreset.save(work / "coreset.kit")
     return build_bundle(work / "model.kit", work / "coreset.kit", work / "bundle.kit", formats=("onnx",))
@@ -230,7 +259,9 @@ def test_tiny_real_stream_end_to_end(real_material: Material, tiny_bundle: Path)
 
     streams = {
         "keywords": build_stream(real_material, StreamSpec(minutes=0.3, negative_rate=0.2, gap_s=(1.2, 2.0)), seed=0),
-        "negatives": build_stream(real_material, StreamSpec(minutes=0.15, with_keywords=False, negative_rate=0.6), seed=1),
+        "negatives": build_stream(
+            real_material, StreamSpec(minutes=0.15, with_keywords=False, negative_rate=0.6), seed=1
+        ),
     }
     assert len(streams["keywords"].keywords) >= 5
     bundle = Bundle.load(tiny_bundle)
@@ -259,7 +290,9 @@ def test_tiny_real_stream_end_to_end(real_material: Material, tiny_bundle: Path)
         assert all(d.label not in settings.ignore for f in found.values() for d in f)
 
 
-def test_latency_device_process_streams_with_runtime_only(real_material: Material, tiny_bundle: Path, tmp_path: Path) -> None:
+def test_latency_device_process_streams_with_runtime_only(
+    real_material: Material, tiny_bundle: Path, tmp_path: Path
+) -> None:
     """The real-time-factor child of bench/latency.py: device imports only, every hop counted."""
     from bench.latency import _write_wav, run_child
 
@@ -288,7 +321,7 @@ def test_stream_training_material_comes_from_training_splits_only(data_dir: Path
     waves, _ = hard_negatives(data_dir, 16000, 3, 2, np.random.default_rng(1))
     esc_cuts = waves[3:]
     assert len(esc_cuts) == 2 * len(sounds)
-    assert all(len(w) == 16000 and np.sqrt(np.mean(w ** 2)) > 0 for w in esc_cuts)
+    assert all(len(w) == 16000 and np.sqrt(np.mean(w**2)) > 0 for w in esc_cuts)
 
 
 def test_quiet_silence_windows_hit_their_levels() -> None:

@@ -1,6 +1,7 @@
 """The deployable bundle: build from a real model + coreset, round trip, replay quantisation error,
 head == model logits, one-line verification errors, ``kit bundle``, ``kit inspect``, and the
 device's ``info`` / ``classify`` sub-commands."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,14 +48,38 @@ def built(fsdd, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bundle")
     config = TrainConfig(arch_kwargs={"width": 32}, max_samples=1000)
     model = train_model(fsdd.x_train, fsdd.y_train, 10, config, progress=False)
-    model_path = save_model(out / "digits.kit", model, {"classes": fsdd.classes, "feature_config": fsdd.config,
-                                                         "normalizer": fsdd.normalizer, "source": fsdd.source,
-                                                         "train_config": config.to_dict(), "seed": 0})
+    model_path = save_model(
+        out / "digits.kit",
+        model,
+        {
+            "classes": fsdd.classes,
+            "feature_config": fsdd.config,
+            "normalizer": fsdd.normalizer,
+            "source": fsdd.source,
+            "train_config": config.to_dict(),
+            "seed": 0,
+        },
+    )
     selector = make_distiller("random", ipc=5, seed=0).fit(fsdd.x_train, fsdd.y_train, 10)
-    coreset_path = Coreset(selector.features_, selector.labels_, fsdd.classes, fsdd.config, fsdd.normalizer,
-                           method="random", params={"ipc": 5}, seed=0, source=fsdd.source).save(out / "coreset.kit")
-    bundle_path = build_bundle(model_path, coreset_path, out / "digits.bundle.kit", formats=("onnx",), int8=True,
-                               detector=DetectorSettings(threshold=0.65, ignore=()))
+    coreset_path = Coreset(
+        selector.features_,
+        selector.labels_,
+        fsdd.classes,
+        fsdd.config,
+        fsdd.normalizer,
+        method="random",
+        params={"ipc": 5},
+        seed=0,
+        source=fsdd.source,
+    ).save(out / "coreset.kit")
+    bundle_path = build_bundle(
+        model_path,
+        coreset_path,
+        out / "digits.bundle.kit",
+        formats=("onnx",),
+        int8=True,
+        detector=DetectorSettings(threshold=0.65, ignore=()),
+    )
     return {"dir": out, "model": model_path, "coreset": coreset_path, "bundle": bundle_path}
 
 
@@ -77,7 +102,9 @@ def test_bundle_round_trip_keeps_every_part(built, bundle: Bundle) -> None:
     coreset = Coreset.load(built["coreset"])
     assert bundle.classes == coreset.classes == meta["classes"]
     assert bundle.feature_config == coreset.feature_config
-    assert np.array_equal(bundle.normalizer.mean, coreset.normalizer.mean) and np.array_equal(bundle.normalizer.std, coreset.normalizer.std)
+    assert np.array_equal(bundle.normalizer.mean, coreset.normalizer.mean) and np.array_equal(
+        bundle.normalizer.std, coreset.normalizer.std
+    )
     assert sorted(bundle.models) == ["model.fp32.onnx", "model.int8.onnx"] and bundle.default_model == "model.int8.onnx"
     assert np.array_equal(bundle.head_weight, model.head.weight.detach().numpy())
     assert np.array_equal(bundle.head_bias, model.head.bias.detach().numpy())
@@ -101,7 +128,9 @@ def test_replay_quantisation_error_stays_within_half_a_step(bundle: Bundle, fsdd
     y = fsdd.y_test[:60]
     sizes, errors = {}, {}
     for dtype in ("int8", "float16"):
-        path = dataclasses.replace(bundle, replay_features=x, replay_labels=y, replay_dtype=dtype).save(tmp_path / f"{dtype}.kit")
+        path = dataclasses.replace(bundle, replay_features=x, replay_labels=y, replay_dtype=dtype).save(
+            tmp_path / f"{dtype}.kit"
+        )
         loaded = Bundle.load(path)
         errors[dtype] = np.abs(loaded.replay_features - x)
         with zipfile.ZipFile(path) as zf:
@@ -149,7 +178,11 @@ def test_with_head_appends_classes_and_keeps_history(bundle: Bundle, tmp_path: P
     assert loaded.classes[-1] == "eleven" and loaded.head_weight.shape == (k + 1, d)
     assert loaded.history == [{"op": "add_keyword", "keyword": "eleven"}] and loaded.models == bundle.models
     _one_line(lambda: bundle.with_head(["a", *bundle.classes], weight, bias, {}), "append only")
-    _one_line(lambda: bundle.with_head([*bundle.classes, "x"], bundle.head_weight, bundle.head_bias, {}), "head has 10 rows", "11 classes")
+    _one_line(
+        lambda: bundle.with_head([*bundle.classes, "x"], bundle.head_weight, bundle.head_bias, {}),
+        "head has 10 rows",
+        "11 classes",
+    )
 
 
 # Verification errors -------------------------------------------------------------------------------------
@@ -185,14 +218,17 @@ def _default(artifact) -> None:
     artifact.meta["default_model"] = "model.int8.tflite"
 
 
-@pytest.mark.parametrize("mutate,needles", [
-    (_drop_blob, ["model file 'model.fp32.onnx'", "missing"]),
-    (_bad_head, ["head has 9 rows", "10 classes"]),
-    (_newer_schema, [f"bundle schema version {BUNDLE_SCHEMA + 1} is newer"]),
-    (_feature_config, ["feature config gives feature maps of shape (3, 20, 64)", "expects (3, 13, 64)"]),
-    (_labels, ["replay labels fall outside"]),
-    (_default, ["default model 'model.int8.tflite' is missing"]),
-])
+@pytest.mark.parametrize(
+    "mutate,needles",
+    [
+        (_drop_blob, ["model file 'model.fp32.onnx'", "missing"]),
+        (_bad_head, ["head has 9 rows", "10 classes"]),
+        (_newer_schema, [f"bundle schema version {BUNDLE_SCHEMA + 1} is newer"]),
+        (_feature_config, ["feature config gives feature maps of shape (3, 20, 64)", "expects (3, 13, 64)"]),
+        (_labels, ["replay labels fall outside"]),
+        (_default, ["default model 'model.int8.tflite' is missing"]),
+    ],
+)
 def test_inconsistent_bundles_give_their_own_one_line_error(built, tmp_path: Path, mutate, needles) -> None:
     path = _rewrite(built["bundle"], tmp_path / "bad.kit", mutate)
     _one_line(lambda: Bundle.load(path), "bad.kit", *needles)
@@ -229,20 +265,52 @@ def test_builder_refuses_what_does_not_belong_together(built, fsdd, tmp_path: Pa
     coreset = Coreset.load(built["coreset"])
     renamed = dataclasses.replace(coreset, classes=[f"d{c}" for c in coreset.classes]).save(tmp_path / "renamed.kit")
     _one_line(lambda: build_bundle(built["model"], renamed, tmp_path / "x.kit"), "renamed.kit", "coreset classes")
-    shifted = dataclasses.replace(coreset, normalizer=dataclasses.replace(coreset.normalizer, mean=coreset.normalizer.mean + 1))
+    shifted = dataclasses.replace(
+        coreset, normalizer=dataclasses.replace(coreset.normalizer, mean=coreset.normalizer.mean + 1)
+    )
     shifted_path = shifted.save(tmp_path / "shifted.kit")
-    _one_line(lambda: build_bundle(built["model"], shifted_path, tmp_path / "x.kit"), "shifted.kit", "normaliser differs")
-    _one_line(lambda: build_bundle(built["model"], built["coreset"], tmp_path / "x.kit", formats=("coreml",)), "--format", "coreml")
-    _one_line(lambda: build_bundle(built["model"], built["coreset"], tmp_path / "x.kit", replay_dtype="int4"), "--replay-dtype")
-    _one_line(lambda: build_bundle(tmp_path / "none.kit", built["coreset"], tmp_path / "x.kit"), "none.kit", "no such model file")
+    _one_line(
+        lambda: build_bundle(built["model"], shifted_path, tmp_path / "x.kit"), "shifted.kit", "normaliser differs"
+    )
+    _one_line(
+        lambda: build_bundle(built["model"], built["coreset"], tmp_path / "x.kit", formats=("coreml",)),
+        "--format",
+        "coreml",
+    )
+    _one_line(
+        lambda: build_bundle(built["model"], built["coreset"], tmp_path / "x.kit", replay_dtype="int4"),
+        "--replay-dtype",
+    )
+    _one_line(
+        lambda: build_bundle(tmp_path / "none.kit", built["coreset"], tmp_path / "x.kit"),
+        "none.kit",
+        "no such model file",
+    )
     assert not (tmp_path / "x.kit").exists()
 
 
 # kit bundle / kit inspect ---------------------------------------------------------------------------------
 def test_kit_bundle_tflite_float16_with_detector_options(built, fsdd, tmp_path: Path) -> None:
     out = tmp_path / "tflite.kit"
-    result = runner.invoke(app, ["bundle", str(built["model"]), "--coreset", str(built["coreset"]), "--out", str(out),
-                                 "--format", "tflite", "--replay-dtype", "float16", "--threshold", "0.7", "--hop", "0.05"])
+    result = runner.invoke(
+        app,
+        [
+            "bundle",
+            str(built["model"]),
+            "--coreset",
+            str(built["coreset"]),
+            "--out",
+            str(out),
+            "--format",
+            "tflite",
+            "--replay-dtype",
+            "float16",
+            "--threshold",
+            "0.7",
+            "--hop",
+            "0.05",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and "model.fp32.tflite" in result.output
     bundle = Bundle.load(out)
@@ -253,8 +321,10 @@ def test_kit_bundle_tflite_float16_with_detector_options(built, fsdd, tmp_path: 
         reference = model(torch.from_numpy(fsdd.x_test[:20])).numpy()
     assert np.abs(BundleClassifier(bundle).logits(fsdd.x_test[:20]) - reference).max() <= FP32_ATOL
 
-    bad = runner.invoke(app, ["bundle", str(built["model"]), "--coreset", str(built["coreset"]), "--out", str(out),
-                              "--threshold", "1.5"])
+    bad = runner.invoke(
+        app,
+        ["bundle", str(built["model"]), "--coreset", str(built["coreset"]), "--out", str(out), "--threshold", "1.5"],
+    )
     assert isinstance(bad.exception, KitError) and "threshold" in str(bad.exception)
 
 
@@ -262,23 +332,46 @@ def test_kit_inspect_shows_and_verifies_a_bundle(built, bundle: Bundle, tmp_path
     result = runner.invoke(app, ["inspect", str(built["bundle"])], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    for needle in ("bundle", "model.int8.onnx", "model.fp32.onnx", "replay", "threshold=0.65", "linear 256 -> 10", "checksums"):
+    for needle in (
+        "bundle",
+        "model.int8.onnx",
+        "model.fp32.onnx",
+        "replay",
+        "threshold=0.65",
+        "linear 256 -> 10",
+        "checksums",
+    ):
         assert needle in text, needle
     broken = _rewrite(built["bundle"], tmp_path / "broken.kit", _bad_head)
-    cli = subprocess.run([sys.executable, "-m", "kit", "inspect", str(broken)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    cli = subprocess.run(
+        [sys.executable, "-m", "kit", "inspect", str(broken)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert cli.returncode == 2 and "Traceback" not in cli.stderr
-    assert cli.stderr.strip().startswith("error:") and len(cli.stderr.strip().splitlines()) == 1 and "head has 9 rows" in cli.stderr
+    assert (
+        cli.stderr.strip().startswith("error:")
+        and len(cli.stderr.strip().splitlines()) == 1
+        and "head has 9 rows" in cli.stderr
+    )
 
 
 # Device sub-commands ----------------------------------------------------------------------------------
 def _device(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deploy.runtime", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.runtime", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_device_info_and_classify(built, bundle: Bundle, data_dir: Path, tmp_path: Path) -> None:
     info = _device("info", str(built["bundle"]))
     assert info.returncode == 0, info.stderr
-    for needle in ("checksums OK", "model.int8.onnx (default)", "replay", "50 x (3, 13, 64) int8", "threshold=0.65", "provenance"):
+    for needle in (
+        "checksums OK",
+        "model.int8.onnx (default)",
+        "replay",
+        "50 x (3, 13, 64) int8",
+        "threshold=0.65",
+        "provenance",
+    ):
         assert needle in info.stdout, needle
     summary = json.loads(_device("info", str(built["bundle"]), "--json").stdout)
     assert summary["classes"] == bundle.classes and summary["replay"]["n"] == 50
@@ -293,7 +386,11 @@ def test_device_info_and_classify(built, bundle: Bundle, data_dir: Path, tmp_pat
     assert np.allclose([t["probability"] for t in top], [p for _, p in expected], atol=1e-5)
 
     broken = _rewrite(built["bundle"], tmp_path / "broken.kit", _drop_blob)
-    for args in (("info", str(broken)), ("classify", str(broken), str(clip)), ("classify", str(built["coreset"]), str(clip))):
+    for args in (
+        ("info", str(broken)),
+        ("classify", str(broken), str(clip)),
+        ("classify", str(built["coreset"]), str(clip)),
+    ):
         result = _device(*args)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1

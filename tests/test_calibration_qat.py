@@ -1,6 +1,7 @@
 """Int8 that keeps the answer: calibration on real training clips (``kit.training.calibration``) and
 quantisation-aware fine-tuning (``kit.training.qat``), on the real FSDD digit model of
 ``export_fixtures`` (300 test clips of the official split)."""
+
 from __future__ import annotations
 
 import copy
@@ -29,8 +30,9 @@ def _agreement(path: Path, x: np.ndarray, reference: np.ndarray) -> float:
     return float((open_model(path).run(x)["logits"].argmax(1) == reference.argmax(1)).mean())
 
 
-def test_training_clip_calibration_agrees_with_fp32_at_least_as_well_as_the_coreset(model, data_dir: Path,
-                                                                                     tmp_path: Path) -> None:
+def test_training_clip_calibration_agrees_with_fp32_at_least_as_well_as_the_coreset(
+    model, data_dir: Path, tmp_path: Path
+) -> None:
     _, meta = load_model(model.kit_path)
     clips = calibration_set(meta, data_dir, n=200, seed=0)
     assert clips.shape == (200, *model.fsdd.x_test.shape[1:]) and np.isfinite(clips).all()
@@ -39,8 +41,9 @@ def test_training_clip_calibration_agrees_with_fp32_at_least_as_well_as_the_core
     x = model.fsdd.x_test
     reference, _ = model.torch_outputs(x)
     with_coreset = _agreement(model.int8_tflite, x, reference)
-    with_clips = _agreement(export_tflite(model.kit_path, tmp_path / "clips.int8.tflite", int8=True,
-                                          calibration=clips), x, reference)
+    with_clips = _agreement(
+        export_tflite(model.kit_path, tmp_path / "clips.int8.tflite", int8=True, calibration=clips), x, reference
+    )
     assert with_clips >= with_coreset, (with_clips, with_coreset)
     assert with_clips >= 0.99
 

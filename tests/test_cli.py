@@ -1,4 +1,5 @@
 """The CLI's cross-cutting behaviour: --help everywhere, bad clips, and the demo job end to end."""
+
 from __future__ import annotations
 
 import json
@@ -30,14 +31,28 @@ def test_distill_names_a_corrupt_clip_and_skip_bad_skips_it(tone_tree: Path, tmp
     bad = tone_tree / "low" / "spk9_99.wav"
     bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
     out = tmp_path / "c.kit"
-    result = runner.invoke(app, ["distill", str(tone_tree), "--method", "random", "--ipc", "1", "--out", str(out),
-                                 "--no-progress"])
+    result = runner.invoke(
+        app, ["distill", str(tone_tree), "--method", "random", "--ipc", "1", "--out", str(out), "--no-progress"]
+    )
     assert result.exit_code != 0 and isinstance(result.exception, KitError)
     assert "spk9_99.wav" in str(result.exception) and "\n" not in str(result.exception)
     assert not out.exists()
 
-    result = runner.invoke(app, ["distill", str(tone_tree), "--method", "random", "--ipc", "1", "--out", str(out),
-                                 "--skip-bad", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "distill",
+            str(tone_tree),
+            "--method",
+            "random",
+            "--ipc",
+            "1",
+            "--out",
+            str(out),
+            "--skip-bad",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     coreset = Coreset.load(out)
     assert coreset.source["n_skipped"] == 1 and coreset.class_counts() == {"high": 1, "low": 1, "mid": 1}
@@ -47,8 +62,10 @@ def test_distill_names_a_corrupt_clip_and_skip_bad_skips_it(tone_tree: Path, tmp
 
 def test_demo_runs_end_to_end_on_a_small_set(tone_tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--dataset", str(tone_tree), "--ipc", "1", "--time-budget", "3",
-                                 "--seeds", "0,1", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        ["demo", "--dataset", str(tone_tree), "--ipc", "1", "--time-budget", "3", "--seeds", "0,1", "--out", str(out)],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     config = json.loads((out / "config.json").read_text())
@@ -68,15 +85,28 @@ def test_demo_runs_end_to_end_on_a_small_set(tone_tree: Path, tmp_path: Path) ->
 def test_unknown_dataset_and_missing_data_dir_are_one_line_errors(tmp_path: Path) -> None:
     for args, needle in (
         (["distill", "no_such_set", "--method", "random", "--out", str(tmp_path / "x.kit")], "no_such_set"),
-        (["distill", "fsdd", "--method", "random", "--out", str(tmp_path / "x.kit"), "--data-dir", str(tmp_path / "nowhere")],
-         "nowhere"),
+        (
+            [
+                "distill",
+                "fsdd",
+                "--method",
+                "random",
+                "--out",
+                str(tmp_path / "x.kit"),
+                "--data-dir",
+                str(tmp_path / "nowhere"),
+            ],
+            "nowhere",
+        ),
     ):
         result = runner.invoke(app, args)
         assert result.exit_code != 0 and isinstance(result.exception, KitError), result.output
         assert needle in str(result.exception) and "\n" not in str(result.exception)
 
 
-@pytest.mark.parametrize("argv", [["inspect", "/nonexistent/file.kit"], ["distill", "fsdd", "--method", "nope", "--out", "x.kit"]])
+@pytest.mark.parametrize(
+    "argv", [["inspect", "/nonexistent/file.kit"], ["distill", "fsdd", "--method", "nope", "--out", "x.kit"]]
+)
 def test_console_script_prints_one_line_and_exits_2(argv: list[str]) -> None:
     import subprocess
     import sys

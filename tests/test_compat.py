@@ -1,4 +1,5 @@
 """One rule for "same feature space": classes, front-end fingerprint, normaliser within one tolerance."""
+
 from __future__ import annotations
 
 import numpy as np

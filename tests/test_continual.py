@@ -1,4 +1,5 @@
 """``kit cl``: class-incremental learning with a rehearsal memory, on real FSDD recordings (quick setting)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,9 @@ def _row_hashes(x: np.ndarray) -> set[str]:
 def quick_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One quick run of every strategy (distill, herding, random, joint, finetune), shared by the tests."""
     out = tmp_path_factory.mktemp("cl") / "run"
-    result = runner.invoke(app, ["cl", "fsdd", "--quick", "--data-dir", str(data_dir), "--out", str(out), "--no-progress"])
+    result = runner.invoke(
+        app, ["cl", "fsdd", "--quick", "--data-dir", str(data_dir), "--out", str(out), "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     assert "average" in result.output and "finetune" in result.output
     return out
@@ -73,7 +76,9 @@ def test_memory_holds_exactly_memory_per_old_class_and_no_test_clip(quick_run: P
             assert (counts[seen] == memory).all() and counts.sum() == memory * len(seen), (strategy, t)
             if t < N_TASKS:  # the next task trains on exactly this memory for its old classes
                 assert cells[f"{strategy}/seed0/task{t + 1}"]["train"]["n_train"] == (
-                    int(np.isin(quick_data.y_train, cells[f"{strategy}/seed0/task{t + 1}"]["task_classes"]).sum()) + counts.sum())
+                    int(np.isin(quick_data.y_train, cells[f"{strategy}/seed0/task{t + 1}"]["task_classes"]).sum())
+                    + counts.sum()
+                )
         saved = Coreset.load(quick_run / "checkpoints" / f"{strategy}_seed0_task{N_TASKS}.memory.kit")
         assert len(saved.features) == memory * 10 and set(saved.class_counts().values()) == {memory}
         assert not (_row_hashes(saved.features) & test_rows), f"{strategy} memory holds a test clip"
@@ -104,13 +109,20 @@ def test_accuracy_after_each_task_is_on_the_classes_seen_so_far(quick_run: Path,
     # the checkpoint is the model that was scored: re-evaluating it gives the recorded accuracy
     model, meta = load_model(quick_run / "checkpoints" / f"random_seed0_task{N_TASKS}.model.kit")
     last = cells[f"random/seed0/task{N_TASKS}"]
-    again = continual.evaluate_seen(model, quick_data.x_test, quick_data.y_test, last["seen_classes"],
-                                    cells[f"random/seed0/task{N_TASKS - 1}"]["seen_classes"])
+    again = continual.evaluate_seen(
+        model,
+        quick_data.x_test,
+        quick_data.y_test,
+        last["seen_classes"],
+        cells[f"random/seed0/task{N_TASKS - 1}"]["seen_classes"],
+    )
     assert again["accuracy"] == pytest.approx(last["accuracy"], abs=1e-9)
     assert meta["continual"]["task"] == N_TASKS and meta["classes"] == quick_data.classes
     # only the latest checkpoint pair is kept per stream
     assert sorted(p.name for p in (quick_run / "checkpoints").glob("random_*")) == [
-        f"random_seed0_task{N_TASKS}.memory.kit", f"random_seed0_task{N_TASKS}.model.kit"]
+        f"random_seed0_task{N_TASKS}.memory.kit",
+        f"random_seed0_task{N_TASKS}.model.kit",
+    ]
 
 
 def test_without_memory_old_classes_are_forgotten(quick_run: Path) -> None:
@@ -127,7 +139,9 @@ def test_without_memory_old_classes_are_forgotten(quick_run: Path) -> None:
 def test_results_table_and_figure(quick_run: Path) -> None:
     results = load_results(quick_run)
     table = results["tables"][0]
-    assert table["columns"][0] == "strategy" and table["columns"][-1] == "average" and len(table["columns"]) == N_TASKS + 2
+    assert (
+        table["columns"][0] == "strategy" and table["columns"][-1] == "average" and len(table["columns"]) == N_TASKS + 2
+    )
     assert [row[0] for row in table["rows"]] == [*FILLS, "joint", "finetune"]
     assert table["rows"][0][1] and float(table["rows"][-1][-1]) < float(table["rows"][0][-1])
     png = quick_run / results["figures"][0]["file"]
@@ -137,8 +151,9 @@ def test_results_table_and_figure(quick_run: Path) -> None:
     assert sorted(c for t in config["config"]["tasks"] for c in t) == [str(d) for d in range(10)]
 
 
-def test_an_interrupted_run_resumes_where_it_stopped(quick_run: Path, data_dir: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_run_resumes_where_it_stopped(
+    quick_run: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = quick_settings(fills=("random",), bounds=False)
     out = tmp_path / "resumed"
     real_evaluate, real_train = continual.evaluate_seen, continual.train_task
@@ -171,24 +186,32 @@ def test_an_interrupted_run_resumes_where_it_stopped(quick_run: Path, data_dir: 
     assert calls["train"] == 0  # a finished run only re-renders its results
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--fill", "distill,bogus"], "--fill"),
-    (["--memory", "0"], "--memory"),
-    (["--task-size", "1"], "--task-size"),
-    (["--memory", "40"], "--limit-per-class"),
-    (["--distill-method", "nope"], "--distill-method"),
-    (["-p", "nope=1"], "nope"),
-    (["--seeds", "a,b"], "--seeds"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--fill", "distill,bogus"], "--fill"),
+        (["--memory", "0"], "--memory"),
+        (["--task-size", "1"], "--task-size"),
+        (["--memory", "40"], "--limit-per-class"),
+        (["--distill-method", "nope"], "--distill-method"),
+        (["-p", "nope=1"], "nope"),
+        (["--seeds", "a,b"], "--seeds"),
+    ],
+)
 def test_bad_options_are_one_line_errors(args: list[str], needle: str, data_dir: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["cl", "fsdd", "--quick", "--data-dir", str(data_dir), "--out", str(tmp_path / "r"),
-                                 "--no-progress", *args])
+    result = runner.invoke(
+        app,
+        ["cl", "fsdd", "--quick", "--data-dir", str(data_dir), "--out", str(tmp_path / "r"), "--no-progress", *args],
+    )
     assert result.exit_code != 0 and isinstance(result.exception, KitError), result.output
     assert needle in str(result.exception) and "\n" not in str(result.exception)
 
 
 def test_console_prints_one_line_and_exits_2(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "kit", "cl", "fsdd", "--fill", "bogus", "--out", str(tmp_path / "r")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit", "cl", "fsdd", "--fill", "bogus", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error:") and "--fill" in proc.stderr

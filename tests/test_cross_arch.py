@@ -3,6 +3,7 @@
 Real data: FSDD, 30 clips per digit (the ``--quick`` setting). The matrix must be complete, its
 plot written, every cell resumable, and a bad architecture a one-line error before any work.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,22 @@ def fsdd(data_dir: Path):
 
 
 def _xarch(out: Path, data_dir: Path, *extra: str):
-    return runner.invoke(app, ["xarch", "fsdd", "--quick", "--archs", "convnet,dscnn", "--out", str(out),
-                               "--data-dir", str(data_dir), "--no-progress", *extra])
+    return runner.invoke(
+        app,
+        [
+            "xarch",
+            "fsdd",
+            "--quick",
+            "--archs",
+            "convnet,dscnn",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(data_dir),
+            "--no-progress",
+            *extra,
+        ],
+    )
 
 
 def test_quick_matrix_is_complete_plotted_and_resumes(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
@@ -99,18 +114,32 @@ def test_quick_matrix_is_complete_plotted_and_resumes(data_dir: Path, tmp_path: 
 
 def test_unknown_arch_is_a_one_line_error(data_dir: Path, tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["xarch", "fsdd", "--quick", "--archs", "convnet,alexnet", "--out", str(tmp_path / "x"),
-              "--data-dir", str(data_dir)])
+        main(
+            [
+                "xarch",
+                "fsdd",
+                "--quick",
+                "--archs",
+                "convnet,alexnet",
+                "--out",
+                str(tmp_path / "x"),
+                "--data-dir",
+                str(data_dir),
+            ]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "unknown architecture 'alexnet'" in err and "Traceback" not in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()  # checked before any folder or data is touched
-    for args, message in ((["--method", "random"], "does not distil with a network"),
-                          (["--arch-param", "vgg11.width=8"], "'vgg11' is not one of --archs"),
-                          (["--arch-param", "dscnn.size=huge"], "unknown dscnn size"),
-                          (["-p", "arch=vgg11"], "set by the experiment")):
-        result = runner.invoke(app, ["xarch", "fsdd", "--quick", "--archs", "convnet,dscnn", "--out",
-                                     str(tmp_path / "y"), *args])
+    for args, message in (
+        (["--method", "random"], "does not distil with a network"),
+        (["--arch-param", "vgg11.width=8"], "'vgg11' is not one of --archs"),
+        (["--arch-param", "dscnn.size=huge"], "unknown dscnn size"),
+        (["-p", "arch=vgg11"], "set by the experiment"),
+    ):
+        result = runner.invoke(
+            app, ["xarch", "fsdd", "--quick", "--archs", "convnet,dscnn", "--out", str(tmp_path / "y"), *args]
+        )
         assert result.exit_code != 0 and message in str(result.exception), (args, result.exception)
 
 
@@ -142,15 +171,43 @@ def test_mtt_experts_and_student_use_the_chosen_architecture(fsdd, tmp_path: Pat
     # the default ConvNet key (and so the cached buffer folder) is unchanged by the new fields
     assert ExpertConfig().architecture() == {"arch": "convnet", "width": 32, "depth": 3, "norm": "instance"}
     fs, _ = fsdd
-    mtt = make_distiller("mtt", 1, seed=0, arch="dscnn", arch_kwargs={"channels": 8, "blocks": 1}, steps=2,
-                         time_budget_s=None, n_experts=1, buffer_epochs=2, max_start_epoch=0, expert_epochs=1,
-                         syn_steps=2, buffer=str(tmp_path / "experts"), threads=1, device="cpu")
+    mtt = make_distiller(
+        "mtt",
+        1,
+        seed=0,
+        arch="dscnn",
+        arch_kwargs={"channels": 8, "blocks": 1},
+        steps=2,
+        time_budget_s=None,
+        n_experts=1,
+        buffer_epochs=2,
+        max_start_epoch=0,
+        expert_epochs=1,
+        syn_steps=2,
+        buffer=str(tmp_path / "experts"),
+        threads=1,
+        device="cpu",
+    )
     mtt.fit(fs.x_train, fs.y_train, n_classes=10)
     assert mtt.buffer_.key["architecture"] == {"arch": "dscnn", "norm": "instance", "blocks": 1, "channels": 8}
     assert type(mtt.net_).__name__ == "DSCNN" and mtt.features_.shape == (10, 3, 13, 64)
     # a buffer of one architecture is refused for another
-    other = make_distiller("mtt", 1, seed=0, arch="dscnn", arch_kwargs={"channels": 16, "blocks": 1}, steps=1,
-                           time_budget_s=None, n_experts=1, buffer_epochs=2, max_start_epoch=0, expert_epochs=1,
-                           syn_steps=2, buffer=str(tmp_path / "experts"), threads=1, device="cpu")
+    other = make_distiller(
+        "mtt",
+        1,
+        seed=0,
+        arch="dscnn",
+        arch_kwargs={"channels": 16, "blocks": 1},
+        steps=1,
+        time_budget_s=None,
+        n_experts=1,
+        buffer_epochs=2,
+        max_start_epoch=0,
+        expert_epochs=1,
+        syn_steps=2,
+        buffer=str(tmp_path / "experts"),
+        threads=1,
+        device="cpu",
+    )
     with pytest.raises(Exception, match="architecture.channels"):
         other.fit(fs.x_train, fs.y_train, n_classes=10)

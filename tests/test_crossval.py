@@ -1,5 +1,6 @@
 """``--folds all`` end to end on a fixture in the official layout: one coreset per fold from the other
 folds only, each scored on the fold it held out, mean ± std over folds; and the one-line refusals."""
+
 from __future__ import annotations
 
 import json
@@ -25,15 +26,49 @@ def esc50_dir(tmp_path_factory):
 def test_distill_and_train_every_fold(esc50_dir, tmp_path):
     runner = CliRunner()
     out = tmp_path / "h.kit"
-    result = runner.invoke(app, ["distill", "esc50", "--data-dir", str(esc50_dir), "--method", "herding", "--ipc", "2",
-                                 "--folds", "all", "--out", str(out), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "distill",
+            "esc50",
+            "--data-dir",
+            str(esc50_dir),
+            "--method",
+            "herding",
+            "--ipc",
+            "2",
+            "--folds",
+            "all",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     for fold in range(1, 6):
         coreset = Coreset.load(fold_file(out, fold))
         assert coreset.source["test_fold"] == fold and coreset.source["held_out_fold"] == fold
         assert coreset.source["n_train"] == 3 * 2 * 4  # the other four folds only
-    result = runner.invoke(app, ["train", str(out), "--data-dir", str(esc50_dir), "--folds", "all", "--seeds", "0,1",
-                                 "--epochs", "2", "--max-samples", "60", "--out", str(tmp_path / "run"), "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(out),
+            "--data-dir",
+            str(esc50_dir),
+            "--folds",
+            "all",
+            "--seeds",
+            "0,1",
+            "--epochs",
+            "2",
+            "--max-samples",
+            "60",
+            "--out",
+            str(tmp_path / "run"),
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "over 5 folds" in result.output
     cv = json.loads((tmp_path / "run" / "cv.json").read_text())
@@ -41,17 +76,50 @@ def test_distill_and_train_every_fold(esc50_dir, tmp_path):
     assert all((tmp_path / "run" / f"fold{k}" / "model.kit").is_file() for k in range(1, 6))
 
     shutil.copy(fold_file(out, 1), fold_file(out, 2))  # a coreset that held out fold 1, named as fold 2
-    result = runner.invoke(app, ["train", str(out), "--data-dir", str(esc50_dir), "--folds", "1,2", "--seeds", "0",
-                                 "--epochs", "1", "--out", str(tmp_path / "run2"), "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(out),
+            "--data-dir",
+            str(esc50_dir),
+            "--folds",
+            "1,2",
+            "--seeds",
+            "0",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run2"),
+            "-q",
+        ],
+    )
     assert isinstance(result.exception, KitError) and "held out fold 1, not fold 2" in str(result.exception)
 
 
 def test_folds_errors_are_one_line(esc50_dir, tmp_path, capsys):
     for argv, message in [
-        (["distill", "fsdd", "--method", "random", "--ipc", "1", "--folds", "all", "--out", str(tmp_path / "a.kit")],
-         "dataset 'fsdd' has no official folds"),
-        (["distill", "esc50", "--data-dir", str(esc50_dir), "--method", "random", "--ipc", "1", "--folds", "6",
-          "--out", str(tmp_path / "b.kit")], "fold 6 is out of range for esc50"),
+        (
+            ["distill", "fsdd", "--method", "random", "--ipc", "1", "--folds", "all", "--out", str(tmp_path / "a.kit")],
+            "dataset 'fsdd' has no official folds",
+        ),
+        (
+            [
+                "distill",
+                "esc50",
+                "--data-dir",
+                str(esc50_dir),
+                "--method",
+                "random",
+                "--ipc",
+                "1",
+                "--folds",
+                "6",
+                "--out",
+                str(tmp_path / "b.kit"),
+            ],
+            "fold 6 is out of range for esc50",
+        ),
         (["train", str(tmp_path / "none.kit"), "--folds", "all"], "no per-fold coresets"),
     ]:
         with pytest.raises(SystemExit) as info:

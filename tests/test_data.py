@@ -1,5 +1,6 @@
 """Data loading: every loader on the real recordings and on generated trees, split hygiene
 (no speaker, fold or noise second on both sides), audio decoding errors, safe downloads, CLI."""
+
 from __future__ import annotations
 
 import csv
@@ -13,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tone
 from typer.testing import CliRunner
 
-from conftest import tone
 from kit.audio import audio_info, load_audio
 from kit.cli import app, main
 from kit.data import (
@@ -82,7 +83,9 @@ def test_fingerprint_is_stable_and_describes_the_clip_list(data_dir):
     assert fp == b.fingerprint()
     assert fp["name"] == "fsdd" and fp["n_clips"] == 3000 and fp["classes"] == a.classes
     assert re.fullmatch(r"[0-9a-f]{64}", fp["sha256"])
-    moved = AudioDataset(a.name, a.root, a.classes, [Clip(c.path, c.label, "train", c.group) for c in a.clips], a.feature_config)
+    moved = AudioDataset(
+        a.name, a.root, a.classes, [Clip(c.path, c.label, "train", c.group) for c in a.clips], a.feature_config
+    )
     assert moved.fingerprint()["sha256"] != fp["sha256"]
 
 
@@ -96,7 +99,11 @@ def test_speech_commands_kws10_falls_back_to_a_speaker_split(data_dir):
     assert "mod 100" in ds.split_rule and ds.fingerprint()["split_rule"] == ds.split_rule
     assert "mod 100" in ds.description
     n_train, n_test = len(ds.clips_in("train")), len(ds.clips_in("test"))
-    assert n_train + n_test == len(ds.clips) == sum(len(list((data_dir / "speech_commands" / w).glob("*.wav"))) for w in KEYWORDS)
+    assert (
+        n_train + n_test
+        == len(ds.clips)
+        == sum(len(list((data_dir / "speech_commands" / w).glob("*.wav"))) for w in KEYWORDS)
+    )
     assert 0.1 < n_test / len(ds.clips) < 0.3
     assert groups_in_both(ds) == set()
     assert {c.label for c in ds.clips_in("test")} == set(KEYWORDS)
@@ -186,7 +193,12 @@ def test_folder_without_speakers_splits_every_class_by_name_hash(tmp_path):
         for i in range(10):
             sf.write(tmp_path / "t" / label / f"clip{i}.wav", tone(freq, 16000, 0.3, seed=i), 16000)
     ds = load_dataset(tmp_path / "t")
-    assert Counter((c.label, c.split) for c in ds.clips) == {("a", "train"): 8, ("a", "test"): 2, ("b", "train"): 8, ("b", "test"): 2}
+    assert Counter((c.label, c.split) for c in ds.clips) == {
+        ("a", "train"): 8,
+        ("a", "test"): 2,
+        ("b", "train"): 8,
+        ("b", "test"): 2,
+    }
 
 
 def _write_manifest(path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -202,23 +214,38 @@ def test_csv_manifest_split_fold_and_group_columns(tone_tree, tmp_path):
     rel = [f.relative_to(tone_tree).as_posix() for f in files]
     labels = [f.parent.name for f in files]
     splits = ["test" if f.stem.endswith(("_0", "_1")) else "train" for f in files]
-    ds = load_dataset(_write_manifest(tone_tree / "split.csv", ["path", "label", "split"], [[r, l, s] for r, l, s in zip(rel, labels, splits)]))
+    ds = load_dataset(
+        _write_manifest(
+            tone_tree / "split.csv", ["path", "label", "split"], [[r, l, s] for r, l, s in zip(rel, labels, splits)]
+        )
+    )
     assert ds.classes == ["high", "low", "mid"]
     assert sorted(c.split for c in ds.clips) == sorted(splits)
     assert all(c.path.is_absolute() and c.path.is_file() for c in ds.clips)
 
     folds = [str(1 + i % 4) for i in range(len(files))]
-    ds = load_dataset(_write_manifest(tone_tree / "fold.csv", ["path", "label", "fold"], [[r, l, f] for r, l, f in zip(rel, labels, folds)]), test_fold=2)
+    ds = load_dataset(
+        _write_manifest(
+            tone_tree / "fold.csv", ["path", "label", "fold"], [[r, l, f] for r, l, f in zip(rel, labels, folds)]
+        ),
+        test_fold=2,
+    )
     assert {c.group for c in ds.clips_in("test")} == {"fold2"} and groups_in_both(ds) == set()
 
     groups = [f.stem.split("_")[0] for f in files]
-    ds = load_dataset(_write_manifest(tone_tree / "group.csv", ["path", "label", "group"], [[r, l, g] for r, l, g in zip(rel, labels, groups)]))
+    ds = load_dataset(
+        _write_manifest(
+            tone_tree / "group.csv", ["path", "label", "group"], [[r, l, g] for r, l, g in zip(rel, labels, groups)]
+        )
+    )
     assert groups_in_both(ds) == set() and len({c.group for c in ds.clips_in("test")}) == 1
 
     # a relative path outside the CSV folder (../) also resolves against the CSV
     sub = tmp_path / "lists"
     sub.mkdir()
-    ds = load_dataset(_write_manifest(sub / "up.csv", ["path", "label"], [[f"../tones/{r}", l] for r, l in zip(rel, labels)]))
+    ds = load_dataset(
+        _write_manifest(sub / "up.csv", ["path", "label"], [[f"../tones/{r}", l] for r, l in zip(rel, labels)])
+    )
     assert len(ds.clips) == 24 and {c.split for c in ds.clips} == {"train", "test"}
 
 
@@ -309,15 +336,21 @@ def _tar(path: Path, members: dict[str, bytes], links: dict[str, str] | None = N
 def _spec(archive: Path, sha: str | None = None) -> ArchiveSpec:
     data = archive.read_bytes()
     return ArchiveSpec(
-        name="toy", url=archive.as_uri(), sha256=sha or hashlib.sha256(data).hexdigest(), size=len(data),
-        target="toy", expect="recordings",
+        name="toy",
+        url=archive.as_uri(),
+        sha256=sha or hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        target="toy",
+        expect="recordings",
     )
 
 
 def test_download_verifies_checksum_and_installs_atomically(tmp_path):
     wav = io.BytesIO()
     sf.write(wav, tone(500.0, 8000, 0.2), 8000, format="WAV")
-    archive = _tar(tmp_path / "toy.tar.gz", {"toy-1.0/recordings/0_a_0.wav": wav.getvalue(), "toy-1.0/README.md": b"hi"})
+    archive = _tar(
+        tmp_path / "toy.tar.gz", {"toy-1.0/recordings/0_a_0.wav": wav.getvalue(), "toy-1.0/README.md": b"hi"}
+    )
     data_dir = tmp_path / "data"
     target = install_archive(_spec(archive), data_dir, progress=False)
     assert target == data_dir / "toy"

@@ -1,5 +1,6 @@
 """UrbanSound8K, RAVDESS and ESC-50 under their official protocols, on fixtures in the published layouts
 (tests/dataset_fixtures.py), plus the downloads of their archives (zip and tar, MD5 or SHA-256)."""
+
 from __future__ import annotations
 
 import csv
@@ -47,8 +48,10 @@ def test_us8k_official_folds_fsid_groups_and_missing_file(official):
 
 
 def test_us8k_mixed_rates_bit_depths_and_stereo_load_as_16k_mono(official):
-    infos = {(sf.info(str(c.path)).samplerate, sf.info(str(c.path)).channels, sf.info(str(c.path)).subtype)
-             for c in load_dataset("us8k", official).clips}
+    infos = {
+        (sf.info(str(c.path)).samplerate, sf.info(str(c.path)).channels, sf.info(str(c.path)).subtype)
+        for c in load_dataset("us8k", official).clips
+    }
     assert {44100, 48000, 96000, 22050} <= {r for r, _, _ in infos} and {1, 2} == {ch for _, ch, _ in infos}
     assert "PCM_U8" in {s for _, _, s in infos}
     stereo = next(c for c in load_dataset("us8k", official).clips if sf.info(str(c.path)).channels == 2)
@@ -73,14 +76,23 @@ def _rewrite_csv(root: Path, edit) -> None:
         csv.writer(handle).writerows(edit(rows))
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda rows: [[c for i, c in enumerate(r) if i != 1] for r in rows],
-     r"UrbanSound8K.csv: column 'fsID' is missing"),
-    (lambda rows: rows[:1] + [[*rows[1][:5], "11", *rows[1][6:]]] + rows[2:], r"line 2: fold 11 is out of range"),
-    # one Freesound recording listed in fold 1 and fold 10: a leak across the split
-    (lambda rows: rows + [[rows[1][0].replace("-0.wav", "-9.wav"), rows[1][1], *rows[1][2:5], "10", *rows[1][6:]]],
-     r"Freesound recording \(fsID\) 'fs100001' is in both train .* and test"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (
+            lambda rows: [[c for i, c in enumerate(r) if i != 1] for r in rows],
+            r"UrbanSound8K.csv: column 'fsID' is missing",
+        ),
+        (lambda rows: rows[:1] + [[*rows[1][:5], "11", *rows[1][6:]]] + rows[2:], r"line 2: fold 11 is out of range"),
+        # one Freesound recording listed in fold 1 and fold 10: a leak across the split
+        (
+            lambda rows: (
+                rows + [[rows[1][0].replace("-0.wav", "-9.wav"), rows[1][1], *rows[1][2:5], "10", *rows[1][6:]]]
+            ),
+            r"Freesound recording \(fsID\) 'fs100001' is in both train .* and test",
+        ),
+    ],
+)
 def test_us8k_metadata_errors_are_one_line(tmp_path, edit, message):
     root = make_us8k(tmp_path, per_class_per_fold=1, missing=False)
     shutil.copy(root / "audio" / "fold1" / "100001-0-0-0.wav", root / "audio" / "fold10" / "100001-0-0-9.wav")
@@ -120,11 +132,14 @@ def test_ravdess_emotions_actor_disjoint_fixed_rule_and_kfold(official):
     assert y.ndim == 1 and abs(len(y) - 9600) <= 1
 
 
-@pytest.mark.parametrize("name,message", [
-    ("03-01-09-01-01-01-05.wav", r"emotion code 09 is out of range \(01\.\.08\)"),
-    ("03-01-01-01-01-05.wav", r"breaks the RAVDESS convention MM-VV-EE-II-SS-RR-AA"),
-    ("03-01-01-01-01-01-07.wav", r"actor 07 in the file name but the file is in Actor_05"),
-])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("03-01-09-01-01-01-05.wav", r"emotion code 09 is out of range \(01\.\.08\)"),
+        ("03-01-01-01-01-05.wav", r"breaks the RAVDESS convention MM-VV-EE-II-SS-RR-AA"),
+        ("03-01-01-01-01-01-07.wav", r"actor 07 in the file name but the file is in Actor_05"),
+    ],
+)
 def test_ravdess_name_errors(tmp_path, name, message):
     root = make_ravdess(tmp_path, actors=range(1, 25), emotions=range(1, 3), seconds=0.1, song_actor=None)
     shutil.copy(next((root / "Actor_05").glob("*.wav")), root / "Actor_05" / name)
@@ -161,11 +176,14 @@ def test_esc50_csv_missing_a_column(tmp_path):
 
 
 # --- kit data info ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,expect", [
-    ("urbansound8k", ["10 classes, 200 clips", "10 official folds", "fold 10 test", "96000"]),
-    ("ravdess", ["8 classes", "actors 21-24 test", "6 folds of 4", "48000"]),
-    ("esc50", ["4 classes, 40 clips", "5 official folds", "fold 5 test"]),
-])
+@pytest.mark.parametrize(
+    "name,expect",
+    [
+        ("urbansound8k", ["10 classes, 200 clips", "10 official folds", "fold 10 test", "96000"]),
+        ("ravdess", ["8 classes", "actors 21-24 test", "6 folds of 4", "48000"]),
+        ("esc50", ["4 classes, 40 clips", "5 official folds", "fold 5 test"]),
+    ],
+)
 def test_cli_data_info_describes_folds_classes_groups(official, name, expect):
     fold = ["--test-fold", "10"] if name == "urbansound8k" else []
     args = ["data", "info", name, "--data-dir", str(official), *fold]
@@ -197,8 +215,15 @@ def _zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = N
 
 def _md5_spec(archive: Path, name: str, expect: str, md5: str | None = None) -> ArchiveSpec:
     data = archive.read_bytes()
-    return ArchiveSpec(name=name, url=archive.as_uri(), sha256="", md5=md5 or hashlib.md5(data).hexdigest(),
-                       size=len(data), target=name, expect=expect)
+    return ArchiveSpec(
+        name=name,
+        url=archive.as_uri(),
+        sha256="",
+        md5=md5 or hashlib.md5(data).hexdigest(),
+        size=len(data),
+        target=name,
+        expect=expect,
+    )
 
 
 def test_download_ravdess_zip_with_published_md5_loads_unchanged(tmp_path):
@@ -229,12 +254,15 @@ def test_download_us8k_tar_strips_its_top_folder(tmp_path):
     assert len(load_dataset("us8k", tmp_path / "data").clips) == 100
 
 
-@pytest.mark.parametrize("members,links", [
-    ({"ESC-50-master/meta/esc50.csv": b"x", "../evil": b"x"}, None),
-    ({"ESC-50-master/../../evil": b"x"}, None),
-    ({"/tmp/evil-absolute-kit-zip": b"x"}, None),
-    ({"ESC-50-master/meta/esc50.csv": b"x"}, {"ESC-50-master/audio/link": "/etc/passwd"}),
-])
+@pytest.mark.parametrize(
+    "members,links",
+    [
+        ({"ESC-50-master/meta/esc50.csv": b"x", "../evil": b"x"}, None),
+        ({"ESC-50-master/../../evil": b"x"}, None),
+        ({"/tmp/evil-absolute-kit-zip": b"x"}, None),
+        ({"ESC-50-master/meta/esc50.csv": b"x"}, {"ESC-50-master/audio/link": "/etc/passwd"}),
+    ],
+)
 def test_download_zip_refuses_members_outside_the_target(tmp_path, members, links):
     archive = _zip(tmp_path / "evil.zip", members, links)
     data_dir = tmp_path / "data"

@@ -4,6 +4,7 @@ own requirements, copying it over real ssh (a throwaway sshd on 127.0.0.1), and 
 The bundle is real: a small ConvNet trained briefly on real FSDD clips plus a random coreset,
 built with ``deploy.bundle_builder.build_bundle`` (ONNX and TFLite, fp32 and int8).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -63,11 +64,21 @@ def bundle_path(fsdd, tmp_path_factory) -> Path:
     # enough for whole-clip detections in the stream test.
     config = TrainConfig(arch_kwargs={"width": 32}, augment=False, lr=1e-2, batch_size=64, max_samples=6000, seed=0)
     model = train_model(fsdd.x_train, fsdd.y_train, 10, config, progress=False)
-    model_path = save_model(out / "digits.kit", model, {"classes": fsdd.classes, "feature_config": fsdd.config,
-                                                         "normalizer": fsdd.normalizer, "source": fsdd.source, "seed": 0})
+    model_path = save_model(
+        out / "digits.kit",
+        model,
+        {
+            "classes": fsdd.classes,
+            "feature_config": fsdd.config,
+            "normalizer": fsdd.normalizer,
+            "source": fsdd.source,
+            "seed": 0,
+        },
+    )
     selector = make_distiller("random", ipc=3, seed=0).fit(fsdd.x_train, fsdd.y_train, n_classes=10)
-    coreset_path = Coreset(selector.features_, selector.labels_, fsdd.classes, fsdd.config, fsdd.normalizer,
-                           method="random", seed=0).save(out / "coreset.kit")
+    coreset_path = Coreset(
+        selector.features_, selector.labels_, fsdd.classes, fsdd.config, fsdd.normalizer, method="random", seed=0
+    ).save(out / "coreset.kit")
     return build_bundle(model_path, coreset_path, out / "digits.bundle.kit", formats=("onnx", "tflite"), int8=True)
 
 
@@ -76,8 +87,12 @@ def onnx_only_bundle(bundle_path: Path, tmp_path_factory) -> Path:
     """The same bundle without its TFLite models (what an ONNX-only ``kit bundle`` writes)."""
     bundle = Bundle.load(bundle_path)
     keep = {k: v for k, v in bundle.models.items() if k.endswith(".onnx")}
-    slim = dataclasses.replace(bundle, models=keep, model_info={k: v for k, v in bundle.model_info.items() if k in keep},
-                               default_model="model.fp32.onnx")
+    slim = dataclasses.replace(
+        bundle,
+        models=keep,
+        model_info={k: v for k, v in bundle.model_info.items() if k in keep},
+        default_model="model.fp32.onnx",
+    )
     return slim.save(tmp_path_factory.mktemp("onnx-only") / "digits-onnx.kit")
 
 
@@ -129,11 +144,17 @@ def dir_deployment(bundle_path: Path, tmp_path_factory) -> Path:
 def test_dir_target_has_everything_and_checksums_match(bundle_path: Path, dir_deployment: Path, tmp_path: Path) -> None:
     manifest = _check_folder(dir_deployment, extras=set())
     source = Bundle.load(bundle_path)
-    assert (dir_deployment / "bundle.kit").read_bytes() == bundle_path.read_bytes()  # its default model fits: copied verbatim
+    assert (
+        dir_deployment / "bundle.kit"
+    ).read_bytes() == bundle_path.read_bytes()  # its default model fits: copied verbatim
     assert manifest["model"] == source.default_model == "model.int8.onnx" and manifest["runtime"] == "onnx"
     pins = pinned_versions(CONSTRAINTS)
     lines = [l for l in (dir_deployment / "requirements.txt").read_text().splitlines() if l and not l.startswith("#")]
-    assert lines == [f"numpy=={pins['numpy']}", f"onnxruntime=={pins['onnxruntime']}", f"sounddevice=={pins['sounddevice']}"]
+    assert lines == [
+        f"numpy=={pins['numpy']}",
+        f"onnxruntime=={pins['onnxruntime']}",
+        f"sounddevice=={pins['sounddevice']}",
+    ]
     assert sorted(p.name for p in dir_deployment.parent.iterdir()) == ["kws"], "no staging folder left behind"
     # the shipped verify.py passes, and catches a changed runtime file, naming it (on a copy)
     ok = subprocess.run([sys.executable, "verify.py"], cwd=dir_deployment, capture_output=True, text=True)
@@ -165,7 +186,9 @@ def test_android_target_frontend_json_is_sufficient(bundle_path: Path, tmp_path:
     manifest = _check_folder(dest, extras={"model.tflite", "frontend.json", "labels.txt"})
     bundle = Bundle.load(bundle_path)
     config = bundle.feature_config
-    assert (dest / "model.tflite").read_bytes() == bundle.models["model.int8.tflite"] and manifest["runtime"] == "tflite"
+    assert (dest / "model.tflite").read_bytes() == bundle.models["model.int8.tflite"] and manifest[
+        "runtime"
+    ] == "tflite"
     assert (dest / "labels.txt").read_text().splitlines() == bundle.classes
     assert "ai-edge-litert==" in (dest / "requirements.txt").read_text()
 
@@ -182,9 +205,14 @@ def test_android_target_frontend_json_is_sufficient(bundle_path: Path, tmp_path:
     assert window.shape == (config.n_fft,) and window.max() <= 1.0 and np.count_nonzero(window) == config.win_length - 1
     mel = fe["mel"]
     assert (mel["n_mels"], mel["fmin"], mel["fmax"]) == (config.n_mels, config.fmin, config.upper_hz)
-    assert np.allclose(mel["filterbank_values"], mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin,
-                                                                config.upper_hz), atol=1e-9)
-    assert fe["mfcc"]["n_mfcc"] == config.n_mfcc and np.allclose(fe["mfcc"]["dct_values"], dct_matrix(config.n_mfcc, config.n_mels))
+    assert np.allclose(
+        mel["filterbank_values"],
+        mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.upper_hz),
+        atol=1e-9,
+    )
+    assert fe["mfcc"]["n_mfcc"] == config.n_mfcc and np.allclose(
+        fe["mfcc"]["dct_values"], dct_matrix(config.n_mfcc, config.n_mels)
+    )
     assert fe["deltas"]["width"] == config.delta_width and fe["channels"] == ["mfcc", "delta", "delta-delta"]
     assert np.allclose(fe["normalizer"]["mean"], bundle.normalizer.mean, atol=1e-6)
     assert np.allclose(fe["normalizer"]["std"], bundle.normalizer.std, atol=1e-6)
@@ -224,8 +252,13 @@ def test_rpi_target_locally_has_systemd_unit(bundle_path: Path, tmp_path: Path) 
     _deploy(bundle_path, "--target", "rpi", "--to", dest, "--service-user", "pi")
     _check_folder(dest, extras={"kit-kws.service"})
     unit = (dest / "kit-kws.service").read_text()
-    for line in ("User=pi", f"WorkingDirectory={dest}", f"ExecStart={dest}/run.sh --input mic", "Restart=on-failure",
-                 "WantedBy=multi-user.target"):
+    for line in (
+        "User=pi",
+        f"WorkingDirectory={dest}",
+        f"ExecStart={dest}/run.sh --input mic",
+        "Restart=on-failure",
+        "WantedBy=multi-user.target",
+    ):
         assert line in unit.splitlines(), line
     assert "systemctl enable --now kit-kws" in (dest / "README.md").read_text()
 
@@ -251,20 +284,32 @@ def _padded_clip(path: Path, out: Path, pad_s: float = 0.5) -> np.ndarray:
     return read_wav(out)[0]
 
 
-def test_deployed_folder_runs_in_a_fresh_venv_with_only_its_requirements(bundle_path: Path, dir_deployment: Path,
-                                                                         device_venv: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_deployed_folder_runs_in_a_fresh_venv_with_only_its_requirements(
+    bundle_path: Path, dir_deployment: Path, device_venv: Path, data_dir: Path, tmp_path: Path
+) -> None:
     dest = dir_deployment
     env = _clean_env(KIT_VENV=str(device_venv))
     setup = subprocess.run(["./run.sh", "--setup"], cwd=dest, env=env, capture_output=True, text=True, timeout=600)
     assert setup.returncode == 0, setup.stderr[-2000:]
     python = device_venv / "bin" / "python"
-    frozen = subprocess.run([str(python), "-m", "pip", "freeze"], env=env, capture_output=True, text=True).stdout.lower()
+    frozen = subprocess.run(
+        [str(python), "-m", "pip", "freeze"], env=env, capture_output=True, text=True
+    ).stdout.lower()
     assert "onnxruntime==" in frozen and "numpy==" in frozen and "sounddevice==" in frozen
     assert not any(name in frozen for name in ("torch", "audio-distill-kit", "librosa", "typer", "rich"))
     # The import path the listener gets (run.sh: PYTHONPATH = the folder only, clean environment).
-    probe = subprocess.run([str(python), "-c", "import sys, importlib.util as u, kit_runtime; print(sys.path); "
-                            "print(kit_runtime.__file__); print(u.find_spec('deploy'), u.find_spec('kit'))"],
-                           cwd=dest, env={**env, "PYTHONPATH": str(dest)}, capture_output=True, text=True)
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import sys, importlib.util as u, kit_runtime; print(sys.path); "
+            "print(kit_runtime.__file__); print(u.find_spec('deploy'), u.find_spec('kit'))",
+        ],
+        cwd=dest,
+        env={**env, "PYTHONPATH": str(dest)},
+        capture_output=True,
+        text=True,
+    )
     assert probe.returncode == 0, probe.stderr
     assert str(REPO) not in probe.stdout and probe.stdout.splitlines()[1].startswith(str(dest / "kit_runtime"))
     assert probe.stdout.splitlines()[2] == "None None"
@@ -287,8 +332,9 @@ def test_deployed_folder_runs_in_a_fresh_venv_with_only_its_requirements(bundle_
     assert len(chosen) == 2, "the model detected fewer than 2 digits of the sampled test clips correctly in process"
 
     (clip, digit, expected), (clip2, digit2, expected2) = chosen
-    run = subprocess.run(["./run.sh", "--input", str(clip), "--json"], cwd=dest, env=env, capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        ["./run.sh", "--input", str(clip), "--json"], cwd=dest, env=env, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines()]
     assert events[0]["event"] == "start" and events[0]["model"] == bundle.default_model
@@ -297,11 +343,19 @@ def test_deployed_folder_runs_in_a_fresh_venv_with_only_its_requirements(bundle_
     assert abs(found[0]["time_s"] - expected[0].time_s) < 1e-6
     assert abs(found[0]["score"] - expected[0].score) < PARITY_ATOL
     # The plain text a user sees ("t=0.90s 3 0.97"), with the module run directly from the folder.
-    text = subprocess.run([str(python), "-m", "kit_runtime", "listen", "bundle.kit", "--input", str(clip2)], cwd=dest,
-                          env=env, capture_output=True, text=True, timeout=120)
+    text = subprocess.run(
+        [str(python), "-m", "kit_runtime", "listen", "bundle.kit", "--input", str(clip2)],
+        cwd=dest,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert text.returncode == 0, text.stderr
     when, label, score = text.stdout.split()
-    assert label == digit2 and when == f"t={expected2[0].time_s:.2f}s" and abs(float(score) - expected2[0].score) < 0.006
+    assert (
+        label == digit2 and when == f"t={expected2[0].time_s:.2f}s" and abs(float(score) - expected2[0].score) < 0.006
+    )
 
 
 # Over ssh -----------------------------------------------------------------------------------------
@@ -326,8 +380,11 @@ def sshd(tmp_path_factory):
     bin_dir.mkdir()
     for tool in ("sh", "id", "dirname", "mkdir", "ls", "grep", "sha256sum", "mv", "rm", "cat"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
-    (root / "authorized_keys").write_text((root / "client_key.pub").read_text()
-                                          + f'environment="PATH={bin_dir}" ' + (root / "no_rsync_key.pub").read_text())
+    (root / "authorized_keys").write_text(
+        (root / "client_key.pub").read_text()
+        + f'environment="PATH={bin_dir}" '
+        + (root / "no_rsync_key.pub").read_text()
+    )
     port = _free_port()
     config = root / "sshd_config"
     config.write_text(
@@ -339,7 +396,9 @@ def sshd(tmp_path_factory):
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
     log = open(root / "sshd.log", "w")
-    process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config), "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [str(SSHD), "-D", "-e", "-f", str(config), "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 15
     while True:
         try:
@@ -348,25 +407,54 @@ def sshd(tmp_path_factory):
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                pytest.fail(f"sshd could not be started on port {port}: {(root / 'sshd.log').read_text().strip()[-500:]}")
+                pytest.fail(
+                    f"sshd could not be started on port {port}: {(root / 'sshd.log').read_text().strip()[-500:]}"
+                )
             time.sleep(0.1)
     known_hosts = root / "known_hosts"
-    yield {"port": port, "key": root / "client_key", "wrong_key": root / "wrong_key", "no_rsync_key": root / "no_rsync_key",
-           "user": getpass.getuser(),
-           "known_hosts": known_hosts,
-           "options": ["--ssh-option", "StrictHostKeyChecking=accept-new", "--ssh-option", f"UserKnownHostsFile={known_hosts}"]}
+    yield {
+        "port": port,
+        "key": root / "client_key",
+        "wrong_key": root / "wrong_key",
+        "no_rsync_key": root / "no_rsync_key",
+        "user": getpass.getuser(),
+        "known_hosts": known_hosts,
+        "options": [
+            "--ssh-option",
+            "StrictHostKeyChecking=accept-new",
+            "--ssh-option",
+            f"UserKnownHostsFile={known_hosts}",
+        ],
+    }
     process.terminate()
     process.wait(timeout=10)
     log.close()
 
 
 def _ssh(sshd: dict, command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ssh", "-p", str(sshd["port"]), "-i", str(sshd["key"]), "-o", "BatchMode=yes",
-                           "-o", f"UserKnownHostsFile={sshd['known_hosts']}", f"{sshd['user']}@127.0.0.1", command],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            "ssh",
+            "-p",
+            str(sshd["port"]),
+            "-i",
+            str(sshd["key"]),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={sshd['known_hosts']}",
+            f"{sshd['user']}@127.0.0.1",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-def test_deploy_over_ssh_to_a_real_sshd(bundle_path: Path, dir_deployment: Path, sshd: dict, tmp_path: Path, capsys) -> None:
+def test_deploy_over_ssh_to_a_real_sshd(
+    bundle_path: Path, dir_deployment: Path, sshd: dict, tmp_path: Path, capsys
+) -> None:
     remote = tmp_path / "pi-home" / "kws"  # the "remote" host is this machine, so its folder can be checked directly
     login = f"{sshd['user']}@127.0.0.1"
     common = ["--port", sshd["port"], "--identity", sshd["key"], *sshd["options"]]
@@ -375,8 +463,12 @@ def test_deploy_over_ssh_to_a_real_sshd(bundle_path: Path, dir_deployment: Path,
     manifest = _check_folder(remote, extras={"kit-kws.service"})
     assert manifest["install_dir"] == str(remote) and manifest["service_user"] == sshd["user"]
     unit = (remote / "kit-kws.service").read_text().splitlines()
-    for line in (f"User={sshd['user']}", f"WorkingDirectory={remote}", f"ExecStart={remote}/run.sh --input mic",
-                 "Restart=on-failure"):
+    for line in (
+        f"User={sshd['user']}",
+        f"WorkingDirectory={remote}",
+        f"ExecStart={remote}/run.sh --input mic",
+        "Restart=on-failure",
+    ):
         assert line in unit, line
     check = _ssh(sshd, f"cd {remote} && python3 verify.py")
     assert check.returncode == 0 and "files match manifest.json" in check.stdout, check.stderr
@@ -394,45 +486,114 @@ def test_deploy_over_ssh_to_a_real_sshd(bundle_path: Path, dir_deployment: Path,
     photos = tmp_path / "pi-home" / "photos"
     photos.mkdir()
     (photos / "cat.jpg").write_bytes(b"\xff\xd8 not a deployment")
-    _one_line_error(capsys, [bundle_path, "--target", "dir", "--to", f"{login}:{photos}", *common], "not a kit deployment")
+    _one_line_error(
+        capsys, [bundle_path, "--target", "dir", "--to", f"{login}:{photos}", *common], "not a kit deployment"
+    )
     assert sorted(p.name for p in photos.iterdir()) == ["cat.jpg"]
 
     # A copy that arrives different from its manifest never replaces the deployment.
     files = dict(json.loads((dir_deployment / "manifest.json").read_text())["files"])
     files["bundle.kit"] = {**files["bundle.kit"], "sha256": "0" * 64}
-    spec = RemoteSpec(host="127.0.0.1", path=str(remote), user=sshd["user"], port=sshd["port"], identity=sshd["key"],
-                      ssh_options=("StrictHostKeyChecking=accept-new", f"UserKnownHostsFile={sshd['known_hosts']}"))
+    spec = RemoteSpec(
+        host="127.0.0.1",
+        path=str(remote),
+        user=sshd["user"],
+        port=sshd["port"],
+        identity=sshd["key"],
+        ssh_options=("StrictHostKeyChecking=accept-new", f"UserKnownHostsFile={sshd['known_hosts']}"),
+    )
     with pytest.raises(KitError, match="the copied folder fails its checksums \\(bundle.kit\\)"):
         copy_folder(dir_deployment, spec, files)
-    assert sorted(p.name for p in remote.parent.iterdir()) == ["kws", "photos"] and (remote / ".venv" / "marker").exists()
+    assert (
+        sorted(p.name for p in remote.parent.iterdir()) == ["kws", "photos"] and (remote / ".venv" / "marker").exists()
+    )
     _check_folder(remote, extras=set())  # untouched
 
     # A host without rsync: auto falls back to scp; insisting on rsync is a one-line error.
     no_rsync = ["--port", sshd["port"], "--identity", sshd["no_rsync_key"], *sshd["options"]]
-    _one_line_error(capsys, [bundle_path, "--target", "dir", "--to", f"{login}:{remote}", "--transfer", "rsync", *no_rsync],
-                    "rsync is missing on the remote host")
+    _one_line_error(
+        capsys,
+        [bundle_path, "--target", "dir", "--to", f"{login}:{remote}", "--transfer", "rsync", *no_rsync],
+        "rsync is missing on the remote host",
+    )
     assert "via scp" in _deploy(bundle_path, "--target", "dir", "--to", f"{login}:{remote}", *no_rsync)
     _check_folder(remote, extras=set())
 
     # Wrong key and an unknown host key: one line each, saying what to do.
-    _one_line_error(capsys, [bundle_path, "--target", "dir", "--to", f"{login}:{remote}", "--port", sshd["port"],
-                             "--identity", sshd["wrong_key"], *sshd["options"]], "authentication failed", str(sshd["wrong_key"]))
-    _one_line_error(capsys, [bundle_path, "--target", "dir", "--to", f"{login}:{remote}", "--port", sshd["port"],
-                             "--identity", sshd["key"], "--ssh-option", f"UserKnownHostsFile={tmp_path / 'empty_known_hosts'}",
-                             "--ssh-option", "StrictHostKeyChecking=yes"], "host key not trusted", "StrictHostKeyChecking=accept-new")
+    _one_line_error(
+        capsys,
+        [
+            bundle_path,
+            "--target",
+            "dir",
+            "--to",
+            f"{login}:{remote}",
+            "--port",
+            sshd["port"],
+            "--identity",
+            sshd["wrong_key"],
+            *sshd["options"],
+        ],
+        "authentication failed",
+        str(sshd["wrong_key"]),
+    )
+    _one_line_error(
+        capsys,
+        [
+            bundle_path,
+            "--target",
+            "dir",
+            "--to",
+            f"{login}:{remote}",
+            "--port",
+            sshd["port"],
+            "--identity",
+            sshd["key"],
+            "--ssh-option",
+            f"UserKnownHostsFile={tmp_path / 'empty_known_hosts'}",
+            "--ssh-option",
+            "StrictHostKeyChecking=yes",
+        ],
+        "host key not trusted",
+        "StrictHostKeyChecking=accept-new",
+    )
 
 
 # Errors ---------------------------------------------------------------------------------------------
 def test_errors_are_one_line(bundle_path: Path, onnx_only_bundle: Path, tmp_path: Path, capsys) -> None:
     _one_line_error(capsys, [bundle_path, "--target", "toaster", "--to", tmp_path / "a"], "--target", "toaster")
-    _one_line_error(capsys, [bundle_path, "--target", "dir", "--to", tmp_path / "a", "--runtime", "tensorrt"], "--runtime")
-    _one_line_error(capsys, [onnx_only_bundle, "--target", "android", "--to", tmp_path / "phone"],
-                    str(onnx_only_bundle), "has no TFLite model")
-    _one_line_error(capsys, [onnx_only_bundle, "--target", "dir", "--to", tmp_path / "b", "--runtime", "tflite"], "has no tflite model")
+    _one_line_error(
+        capsys, [bundle_path, "--target", "dir", "--to", tmp_path / "a", "--runtime", "tensorrt"], "--runtime"
+    )
+    _one_line_error(
+        capsys,
+        [onnx_only_bundle, "--target", "android", "--to", tmp_path / "phone"],
+        str(onnx_only_bundle),
+        "has no TFLite model",
+    )
+    _one_line_error(
+        capsys,
+        [onnx_only_bundle, "--target", "dir", "--to", tmp_path / "b", "--runtime", "tflite"],
+        "has no tflite model",
+    )
     assert not (tmp_path / "phone").exists() and not (tmp_path / "b").exists()
     # closed port: nothing listens there
-    _one_line_error(capsys, [bundle_path, "--target", "rpi", "--to", "pi@127.0.0.1:/home/pi/kws", "--port", _free_port(),
-                             "--ssh-option", "StrictHostKeyChecking=accept-new"], "host unreachable", "Connection refused")
+    _one_line_error(
+        capsys,
+        [
+            bundle_path,
+            "--target",
+            "rpi",
+            "--to",
+            "pi@127.0.0.1:/home/pi/kws",
+            "--port",
+            _free_port(),
+            "--ssh-option",
+            "StrictHostKeyChecking=accept-new",
+        ],
+        "host unreachable",
+        "Connection refused",
+    )
     # a bundle that fails verification: one byte changed inside a member
     tampered = tmp_path / "tampered.kit"
     data = bytearray(bundle_path.read_bytes())
@@ -443,7 +604,9 @@ def test_errors_are_one_line(bundle_path: Path, onnx_only_bundle: Path, tmp_path
     truncated.write_bytes(bundle_path.read_bytes()[:5000])
     _one_line_error(capsys, [truncated, "--target", "dir", "--to", tmp_path / "c"], str(truncated))
     assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.deploy-*"))
-    _one_line_error(capsys, [tmp_path / "missing.kit", "--target", "dir", "--to", tmp_path / "d"], "missing.kit", "no such bundle")
+    _one_line_error(
+        capsys, [tmp_path / "missing.kit", "--target", "dir", "--to", tmp_path / "d"], "missing.kit", "no such bundle"
+    )
     # a local folder that is not a deployment, and a file in the way
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -452,10 +615,17 @@ def test_errors_are_one_line(bundle_path: Path, onnx_only_bundle: Path, tmp_path
     assert (mine / "thesis.tex").read_text() == "precious"
     (tmp_path / "file").write_text("x")
     _one_line_error(capsys, [bundle_path, "--target", "dir", "--to", tmp_path / "file"], "not a folder")
-    _one_line_error(capsys, [bundle_path, "--target", "dir", "--to", tmp_path / "e", "--identity", tmp_path / "nokey"],
-                    "--identity", "user@host")
-    _one_line_error(capsys, [bundle_path, "--target", "dir", "--to", "pi@host:/x", "--identity", tmp_path / "nokey"],
-                    "no such key file")
+    _one_line_error(
+        capsys,
+        [bundle_path, "--target", "dir", "--to", tmp_path / "e", "--identity", tmp_path / "nokey"],
+        "--identity",
+        "user@host",
+    )
+    _one_line_error(
+        capsys,
+        [bundle_path, "--target", "dir", "--to", "pi@host:/x", "--identity", tmp_path / "nokey"],
+        "no such key file",
+    )
 
 
 def test_destination_parsing() -> None:

@@ -1,6 +1,7 @@
 """Per-keyword detection thresholds: the recogniser applies them, they round-trip through a bundle,
 ``kit bundle --max-fa-per-hour`` chooses them on a validation stream of training audio (real FSDD
 digits over real training noise), and a rate no threshold can meet is a one-line error."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,8 +40,9 @@ def _feed(settings: DetectorSettings, scores: list[float], label: int) -> list[s
 
 
 def test_each_keyword_needs_its_own_threshold() -> None:
-    settings = DetectorSettings(threshold=0.5, thresholds={"no": 0.9}, suppression_s=0.0, minimum_count=1,
-                                average_window_s=0.0)
+    settings = DetectorSettings(
+        threshold=0.5, thresholds={"no": 0.9}, suppression_s=0.0, minimum_count=1, average_window_s=0.0
+    )
     assert settings.threshold_for("no") == 0.9 and settings.threshold_for("yes") == 0.5
     assert _feed(settings, [0.8], label=0) == ["yes"]  # 0.8 clears yes's 0.5 ...
     assert _feed(settings, [0.8], label=1) == []  # ... but not no's 0.9
@@ -64,8 +66,23 @@ def test_the_c_detector_gets_one_threshold_per_class() -> None:
 
 def test_max_fa_per_hour_thresholds_round_trip_through_a_bundle(model, data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "digits.bundle.kit"
-    result = runner.invoke(app, ["bundle", str(model.kit_path), "--coreset", str(model.coreset_path), "--out", str(out),
-                                 "--max-fa-per-hour", "20", "--validation-minutes", "3", "--data-dir", str(data_dir)])
+    result = runner.invoke(
+        app,
+        [
+            "bundle",
+            str(model.kit_path),
+            "--coreset",
+            str(model.coreset_path),
+            "--out",
+            str(out),
+            "--max-fa-per-hour",
+            "20",
+            "--validation-minutes",
+            "3",
+            "--data-dir",
+            str(data_dir),
+        ],
+    )
     assert result.exit_code == 0, result.output
     bundle = Bundle.load(out)
     thresholds = bundle.detector.thresholds
@@ -84,12 +101,38 @@ def test_max_fa_per_hour_thresholds_round_trip_through_a_bundle(model, data_dir:
 
 def test_a_rate_no_threshold_can_meet_is_a_one_line_error(model, data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "never.kit"
-    result = runner.invoke(app, ["bundle", str(model.kit_path), "--coreset", str(model.coreset_path), "--out", str(out),
-                                 "--max-fa-per-hour", "0.5", "--validation-minutes", "3", "--data-dir", str(data_dir)])
+    result = runner.invoke(
+        app,
+        [
+            "bundle",
+            str(model.kit_path),
+            "--coreset",
+            str(model.coreset_path),
+            "--out",
+            str(out),
+            "--max-fa-per-hour",
+            "0.5",
+            "--validation-minutes",
+            "3",
+            "--data-dir",
+            str(data_dir),
+        ],
+    )
     assert isinstance(result.exception, KitError), result.output
     message = str(result.exception)
     assert "\n" not in message and "--max-fa-per-hour 0.5" in message and "--validation-minutes 120" in message
     assert not out.exists()
-    zero = runner.invoke(app, ["bundle", str(model.kit_path), "--coreset", str(model.coreset_path), "--out", str(out),
-                               "--max-fa-per-hour", "0"])
+    zero = runner.invoke(
+        app,
+        [
+            "bundle",
+            str(model.kit_path),
+            "--coreset",
+            str(model.coreset_path),
+            "--out",
+            str(out),
+            "--max-fa-per-hour",
+            "0",
+        ],
+    )
     assert isinstance(zero.exception, KitError) and "--max-fa-per-hour" in str(zero.exception)

@@ -3,6 +3,7 @@
 Kept fast (about a minute on two busy cores): feature sets are limited per class, RFAD runs at
 one sample per class for a few dozen steps, and the quality check trains a small ConvNet.
 """
+
 from __future__ import annotations
 
 import json
@@ -152,13 +153,17 @@ def test_rfad_beats_random_selection(rfad_run, fsdd):
 
     config = TrainConfig(arch_kwargs={"width": 64}, epochs=200, device="cpu")
     k = len(fsdd.classes)
-    distilled = train_eval_seeds(rfad_run.features_, rfad_run.labels_, fsdd.x_test, fsdd.y_test, k, config,
-                                 seeds=(0, 1), progress=False)["mean"]
+    distilled = train_eval_seeds(
+        rfad_run.features_, rfad_run.labels_, fsdd.x_test, fsdd.y_test, k, config, seeds=(0, 1), progress=False
+    )["mean"]
     randoms = []
     for seed in (0, 1):
         sel = RandomSelector(ipc=1, seed=seed).fit(fsdd.x_train, fsdd.y_train)
-        randoms.append(train_eval_seeds(sel.features_, sel.labels_, fsdd.x_test, fsdd.y_test, k, config,
-                                        seeds=(seed,), progress=False)["mean"])
+        randoms.append(
+            train_eval_seeds(
+                sel.features_, sel.labels_, fsdd.x_test, fsdd.y_test, k, config, seeds=(seed,), progress=False
+            )["mean"]
+        )
     assert distilled > np.mean(randoms) + 0.10, (distilled, randoms)
 
 
@@ -170,16 +175,35 @@ def _small(fsdd, per_class=12):
 def test_rfad_time_budget_and_checkpoint_identity(fsdd, tmp_path):
     x, y = _small(fsdd, 6)
     ckpt = tmp_path / "budget.ckpt"
-    run = RFAD(ipc=1, steps=None, time_budget_s=0.5, batch_size=16, n_models=1, width=8, device="cpu",
-               checkpoint_path=str(ckpt)).fit(x, y)
+    run = RFAD(
+        ipc=1,
+        steps=None,
+        time_budget_s=0.5,
+        batch_size=16,
+        n_models=1,
+        width=8,
+        device="cpu",
+        checkpoint_path=str(ckpt),
+    ).fit(x, y)
     assert run.stop_reason_ == "time_budget" and run.steps_done_ >= 1 and ckpt.exists()
     # a run stopped by its budget resumes with a fresh budget and keeps counting steps
-    more = RFAD(ipc=1, steps=run.steps_done_ + 3, time_budget_s=60.0, batch_size=16, n_models=1,
-                width=8, device="cpu", checkpoint_path=str(ckpt), resume=True).fit(x, y)
+    more = RFAD(
+        ipc=1,
+        steps=run.steps_done_ + 3,
+        time_budget_s=60.0,
+        batch_size=16,
+        n_models=1,
+        width=8,
+        device="cpu",
+        checkpoint_path=str(ckpt),
+        resume=True,
+    ).fit(x, y)
     assert more.resumed_from_ == run.steps_done_ and more.steps_done_ == run.steps_done_ + 3
     assert [h["step"] for h in more.history_ if h["step"] > 0] == list(range(1, run.steps_done_ + 4))
     with pytest.raises(KitError, match="checkpoint was made with width=8"):
-        RFAD(ipc=1, steps=5, batch_size=16, n_models=1, width=16, device="cpu", checkpoint_path=str(ckpt), resume=True).fit(x, y)
+        RFAD(
+            ipc=1, steps=5, batch_size=16, n_models=1, width=16, device="cpu", checkpoint_path=str(ckpt), resume=True
+        ).fit(x, y)
 
 
 def test_rfad_keep_best_never_worse_than_its_start(rfad_run):
@@ -188,15 +212,39 @@ def test_rfad_keep_best_never_worse_than_its_start(rfad_run):
 
 
 # CLI ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("method,extra", [("random", []), ("herding", ["--embedding", "flat"]),
-                                          ("rfad", ["--steps", "4", "--batch-size", "32", "--n-models", "2"])])
+@pytest.mark.parametrize(
+    "method,extra",
+    [
+        ("random", []),
+        ("herding", ["--embedding", "flat"]),
+        ("rfad", ["--steps", "4", "--batch-size", "32", "--n-models", "2"]),
+    ],
+)
 def test_cli_distill_writes_a_loadable_coreset(data_dir, tmp_path, method, extra):
     from kit.cli import app
 
     out = tmp_path / f"{method}.coreset"
-    result = CliRunner().invoke(app, ["distill", "fsdd", "--method", method, "--ipc", "2", "--out", str(out),
-                                      "--data-dir", str(data_dir), "--limit-per-class", "8", "--seed", "1",
-                                      "--no-progress", *extra])
+    result = CliRunner().invoke(
+        app,
+        [
+            "distill",
+            "fsdd",
+            "--method",
+            method,
+            "--ipc",
+            "2",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(data_dir),
+            "--limit-per-class",
+            "8",
+            "--seed",
+            "1",
+            "--no-progress",
+            *extra,
+        ],
+    )
     assert result.exit_code == 0, (result.output, result.exception)
     coreset = Coreset.load(out)
     assert coreset.method == method and coreset.seed == 1 and coreset.ipc == 2
@@ -208,10 +256,33 @@ def test_cli_distill_writes_a_loadable_coreset(data_dir, tmp_path, method, extra
     assert config["method"] == method and config["params"] == coreset.params
     if method == "rfad":
         assert (tmp_path / "rfad.coreset.ckpt").exists() and coreset.params["steps"] == 4
-        again = CliRunner().invoke(app, ["distill", "fsdd", "--method", "rfad", "--ipc", "2", "--out", str(out),
-                                         "--data-dir", str(data_dir), "--limit-per-class", "8", "--seed", "1",
-                                         "--no-progress", "--resume", "--steps", "6", "--batch-size", "32",
-                                         "--n-models", "2"])
+        again = CliRunner().invoke(
+            app,
+            [
+                "distill",
+                "fsdd",
+                "--method",
+                "rfad",
+                "--ipc",
+                "2",
+                "--out",
+                str(out),
+                "--data-dir",
+                str(data_dir),
+                "--limit-per-class",
+                "8",
+                "--seed",
+                "1",
+                "--no-progress",
+                "--resume",
+                "--steps",
+                "6",
+                "--batch-size",
+                "32",
+                "--n-models",
+                "2",
+            ],
+        )
         assert again.exit_code == 0, (again.output, again.exception)
         assert Coreset.load(out).extra["history"]["resumed_from"] == 4
         assert Coreset.load(out).extra["history"]["steps"] == 6
@@ -223,8 +294,24 @@ def test_cli_errors(data_dir, tmp_path):
     out = tmp_path / "x.coreset"
     result = CliRunner().invoke(app, ["distill", "fsdd", "--method", "kip", "--out", str(out)])
     assert isinstance(result.exception, KitError) and "unknown method 'kip'" in str(result.exception)
-    result = CliRunner().invoke(app, ["distill", "fsdd", "--method", "random", "--ipc", "9", "--out", str(out),
-                                      "--data-dir", str(data_dir), "--limit-per-class", "8", "--no-progress"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "distill",
+            "fsdd",
+            "--method",
+            "random",
+            "--ipc",
+            "9",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(data_dir),
+            "--limit-per-class",
+            "8",
+            "--no-progress",
+        ],
+    )
     assert isinstance(result.exception, KitError)
     assert "--ipc 9 is larger than class '0'" in str(result.exception) and not out.exists()
     result = CliRunner().invoke(app, ["distill", "fsdd", "--method", "random", "--lr", "0.1", "--out", str(out)])
@@ -235,10 +322,34 @@ def test_cli_param_option(data_dir, tmp_path):
     from kit.cli import app
 
     out = tmp_path / "p.coreset"
-    result = CliRunner().invoke(app, ["distill", "fsdd", "--method", "rfad", "--ipc", "1", "--out", str(out),
-                                      "--data-dir", str(data_dir), "--limit-per-class", "6", "--no-progress",
-                                      "--steps", "2", "-p", "n_models=1", "-p", "width=8", "-p", "keep_best=false",
-                                      "-p", "loss=mse"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "distill",
+            "fsdd",
+            "--method",
+            "rfad",
+            "--ipc",
+            "1",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(data_dir),
+            "--limit-per-class",
+            "6",
+            "--no-progress",
+            "--steps",
+            "2",
+            "-p",
+            "n_models=1",
+            "-p",
+            "width=8",
+            "-p",
+            "keep_best=false",
+            "-p",
+            "loss=mse",
+        ],
+    )
     assert result.exit_code == 0, (result.output, result.exception)
     params = Coreset.load(out).params
     assert params["n_models"] == 1 and params["width"] == 8 and params["keep_best"] is False and params["loss"] == "mse"

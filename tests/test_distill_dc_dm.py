@@ -8,6 +8,7 @@ fixed networks, so the comparison is not at the mercy of the per-step random dra
 ConvNet clearly better test accuracy than random real clips; bad options are one-line KitErrors.
 Exact resume after an interruption is checked for every iterative method in test_distiller_checks.py.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -132,8 +133,12 @@ def test_augmentation_is_differentiable():
 
 
 def test_bad_augmentation_options_are_one_line_errors():
-    for kwargs, pattern in [({"ops": "shift,flip"}, "unknown augmentation 'flip'"), ({"mode": "many"}, "unknown mode"),
-                            ({"max_stretch": 1.5}, "max_stretch"), ({"shift_mode": "reflect"}, "unknown shift mode")]:
+    for kwargs, pattern in [
+        ({"ops": "shift,flip"}, "unknown augmentation 'flip'"),
+        ({"mode": "many"}, "unknown mode"),
+        ({"max_stretch": 1.5}, "max_stretch"),
+        ({"shift_mode": "reflect"}, "unknown shift mode"),
+    ]:
         with pytest.raises(KitError, match=pattern) as info:
             SiameseAugment(**kwargs)
         assert "\n" not in str(info.value)
@@ -159,8 +164,10 @@ RUNS = {
 @pytest.fixture(scope="module")
 def runs(fsdd):
     k = len(fsdd.classes)
-    return {m: make_distiller(m, 1, seed=0, time_budget_s=None, device="cpu", **kw).fit(fsdd.x_train, fsdd.y_train, k)
-            for m, kw in RUNS.items()}
+    return {
+        m: make_distiller(m, 1, seed=0, time_budget_s=None, device="cpu", **kw).fit(fsdd.x_train, fsdd.y_train, k)
+        for m, kw in RUNS.items()
+    }
 
 
 def _dm_objective(features: np.ndarray, fsdd, width: int, n_nets: int = 4) -> float:
@@ -225,8 +232,13 @@ def test_distillers_beat_random_real_samples(runs, fsdd):
     def score(x, y, seeds):
         return train_eval_seeds(x, y, fsdd.x_test, fsdd.y_test, k, config, seeds=seeds, progress=False)["mean"]
 
-    randoms = [score(*(lambda s: (s.features_, s.labels_))(RandomSelector(ipc=1, seed=seed).fit(fsdd.x_train, fsdd.y_train)),
-                     (seed,)) for seed in (0, 1, 2)]
+    randoms = [
+        score(
+            *(lambda s: (s.features_, s.labels_))(RandomSelector(ipc=1, seed=seed).fit(fsdd.x_train, fsdd.y_train)),
+            (seed,),
+        )
+        for seed in (0, 1, 2)
+    ]
     distilled = {m: score(run.features_, run.labels_, (0,)) for m, run in runs.items()}
     for method, acc in distilled.items():
         assert acc > np.mean(randoms) + 0.10, (method, distilled, randoms)

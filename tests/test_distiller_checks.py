@@ -8,6 +8,7 @@ exact resume, one-line errors) without anyone writing a test for it. Method-spec
 Kept tiny (a few steps, width-8 networks, 3 classes of 8 synthetic maps, plus FSDD limited to 8
 clips per class for the real-data case) so the file runs in well under a minute on one core.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,17 @@ TINY: dict[str, dict] = {
     "dc": dict(steps=4, width=8, batch_size=4, outer_loop=2, inner_loop=1),
     "dsa": dict(steps=4, width=8, batch_size=4, outer_loop=2, inner_loop=1, augment_mode="all"),
     "dm": dict(steps=4, width=8, batch_size=4, lr=0.1),
-    "mtt": dict(steps=4, width=8, n_experts=2, buffer_epochs=3, expert_epochs=1, max_start_epoch=1, syn_steps=2,
-                expert_batch_size=8, learn_labels=True),
+    "mtt": dict(
+        steps=4,
+        width=8,
+        n_experts=2,
+        buffer_epochs=3,
+        expert_epochs=1,
+        max_start_epoch=1,
+        syn_steps=2,
+        expert_batch_size=8,
+        learn_labels=True,
+    ),
 }
 ITERATIVE = [m for m, cls in METHODS.items() if issubclass(cls, IterativeDistiller)]
 IPC = 2
@@ -249,8 +259,9 @@ def test_cli_parses_p_values_to_the_declared_type_and_refuses_bad_ones(tmp_path)
     from kit.cli import app
     from kit.commands.distill import parse_params
 
-    parsed = parse_params(["steps=1e3", "lr=3e-2", "keep_best=no", "loss=mse", "threads=none"], "rfad",
-                          set(METHODS["rfad"].param_names()))
+    parsed = parse_params(
+        ["steps=1e3", "lr=3e-2", "keep_best=no", "loss=mse", "threads=none"], "rfad", set(METHODS["rfad"].param_names())
+    )
     assert parsed == {"steps": 1000, "lr": 0.03, "keep_best": False, "loss": "mse", "threads": None}
     assert isinstance(parsed["steps"], int)
     assert parse_params(['arch_kwargs={"width": 4}'], "dm", {"arch_kwargs"}) == {"arch_kwargs": {"width": 4}}
@@ -274,8 +285,12 @@ def test_cli_parses_p_values_to_the_declared_type_and_refuses_bad_ones(tmp_path)
 
 def test_cli_bad_seed_exits_2_with_one_line():
     """The console path: ``kit distill --seed -1`` prints one ``error:`` line and exits 2 (no traceback)."""
-    proc = subprocess.run([sys.executable, "-m", "kit", "distill", "fsdd", "--method", "random", "--seed", "-1",
-                           "--out", "x.kit"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit", "distill", "fsdd", "--method", "random", "--seed", "-1", "--out", "x.kit"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "random: seed must be an integer" in lines[0], proc.stderr

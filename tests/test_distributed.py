@@ -4,6 +4,7 @@ Why this is the test that matters: the sharding scheme (global batches drawn ide
 rank, rank-local sums combined exactly) only earns its keep if adding processes changes speed,
 not results. Runs through the real ``kit distill --nproc 2`` path on real FSDD clips.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,9 +27,29 @@ METHOD_OPTIONS = {
 
 
 def _distill(data_dir: Path, out: Path, method: str, nproc: int, *extra: str) -> Coreset:
-    args = ["distill", "fsdd", "--method", method, "--ipc", "2", "--out", str(out), "--data-dir", str(data_dir),
-            "--limit-per-class", "12", "--seed", "3", "--threads", "1", "--no-progress", "--nproc", str(nproc),
-            *METHOD_OPTIONS[method], *extra]
+    args = [
+        "distill",
+        "fsdd",
+        "--method",
+        method,
+        "--ipc",
+        "2",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data_dir),
+        "--limit-per-class",
+        "12",
+        "--seed",
+        "3",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--nproc",
+        str(nproc),
+        *METHOD_OPTIONS[method],
+        *extra,
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, (result.output, result.exception)
     return Coreset.load(out)
@@ -55,6 +76,7 @@ def test_two_gloo_processes_match_one(data_dir: Path, tmp_path: Path, method: st
 
 
 def test_nproc_refuses_selection_methods(data_dir: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["distill", "fsdd", "--method", "herding", "--out", str(tmp_path / "h.kit"),
-                                      "--nproc", "2"])
+    result = CliRunner().invoke(
+        app, ["distill", "fsdd", "--method", "herding", "--out", str(tmp_path / "h.kit"), "--nproc", "2"]
+    )
     assert "--nproc applies to iterative methods only" in str(result.exception)

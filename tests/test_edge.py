@@ -1,5 +1,6 @@
 """Edge runtime: WAV reading, front-end parity with training, ONNX inference,
 ``KeywordClassifier`` and ``kit classify`` (with its one-line errors)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,9 +41,14 @@ def fsdd(data_dir: Path):
 @pytest.fixture(scope="module")
 def models(fsdd, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("edge")
-    model = train_model(fsdd.x_train, fsdd.y_train, 10, TrainConfig(arch_kwargs={"width": 32}, max_samples=1000), progress=False)
-    kit_path = save_model(out / "digits.kit", model, {"classes": fsdd.classes, "feature_config": fsdd.config,
-                                                       "normalizer": fsdd.normalizer, "source": fsdd.source})
+    model = train_model(
+        fsdd.x_train, fsdd.y_train, 10, TrainConfig(arch_kwargs={"width": 32}, max_samples=1000), progress=False
+    )
+    kit_path = save_model(
+        out / "digits.kit",
+        model,
+        {"classes": fsdd.classes, "feature_config": fsdd.config, "normalizer": fsdd.normalizer, "source": fsdd.source},
+    )
     return {"kit": kit_path, "onnx": export_onnx(kit_path, out / "digits.onnx")}
 
 
@@ -58,8 +64,19 @@ def _speech_commands_clips(data_dir: Path, n: int) -> list[Path]:
 
 
 # WAV reading -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_U8"), ("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "PCM_32"),
-                                         ("WAV", "FLOAT"), ("WAV", "DOUBLE"), ("WAVEX", "PCM_16"), ("WAVEX", "FLOAT")])
+@pytest.mark.parametrize(
+    "fmt,subtype",
+    [
+        ("WAV", "PCM_U8"),
+        ("WAV", "PCM_16"),
+        ("WAV", "PCM_24"),
+        ("WAV", "PCM_32"),
+        ("WAV", "FLOAT"),
+        ("WAV", "DOUBLE"),
+        ("WAVEX", "PCM_16"),
+        ("WAVEX", "FLOAT"),
+    ],
+)
 @pytest.mark.parametrize("channels", [1, 2])
 def test_read_wav_decodes_like_libsndfile(tmp_path: Path, fmt: str, subtype: str, channels: int) -> None:
     rng = np.random.default_rng(channels)
@@ -254,10 +271,14 @@ def test_kit_classify_errors_are_one_line(models, tmp_path: Path, data_dir: Path
     ogg = next((data_dir / "esc10").rglob("*.ogg"))
     garbage_onnx = tmp_path / "garbage.onnx"
     garbage_onnx.write_bytes(_fsdd_clips(data_dir, 1)[0].read_bytes())
-    cases = [(models["onnx"], corrupt, "corrupt"), (models["onnx"], empty, "no audio samples"),
-             (models["onnx"], text, "not a WAV file"), (models["onnx"], ogg, "not a WAV file"),
-             (_fsdd_clips(data_dir, 1)[0], _fsdd_clips(data_dir, 1)[0], "cannot tell the model format"),
-             (garbage_onnx, _fsdd_clips(data_dir, 1)[0], "not a valid ONNX model")]
+    cases = [
+        (models["onnx"], corrupt, "corrupt"),
+        (models["onnx"], empty, "no audio samples"),
+        (models["onnx"], text, "not a WAV file"),
+        (models["onnx"], ogg, "not a WAV file"),
+        (_fsdd_clips(data_dir, 1)[0], _fsdd_clips(data_dir, 1)[0], "cannot tell the model format"),
+        (garbage_onnx, _fsdd_clips(data_dir, 1)[0], "not a valid ONNX model"),
+    ]
     for model_path, clip, needle in cases:
         with pytest.raises(SystemExit) as exc:
             main(["classify", str(model_path), str(clip)])

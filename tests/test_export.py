@@ -1,4 +1,5 @@
 """ONNX export: graph interface, embedded metadata, and parity with PyTorch on real FSDD clips."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,15 @@ def trained(fsdd, tmp_path_factory) -> dict[str, Path]:
         paths[arch] = save_model(
             out / f"{arch}.kit",
             model,
-            {"classes": fsdd.classes, "feature_config": fsdd.config, "normalizer": fsdd.normalizer,
-             "train_config": config.to_dict(), "seed": 0, "metrics": {}, "source": fsdd.source},
+            {
+                "classes": fsdd.classes,
+                "feature_config": fsdd.config,
+                "normalizer": fsdd.normalizer,
+                "train_config": config.to_dict(),
+                "seed": 0,
+                "metrics": {},
+                "source": fsdd.source,
+            },
         )
     return paths
 
@@ -87,7 +95,9 @@ def test_export_of_an_in_memory_module(tmp_path: Path) -> None:
     from kit.models import build_model
 
     model = build_model("cnn4", (1, 40, 64), 3, widths=[8, 8, 8, 8])
-    out = export_onnx(model, tmp_path / "m.onnx", {"classes": ["a", "b", "c"], "feature_config": FeatureConfig(kind="log_mel")})
+    out = export_onnx(
+        model, tmp_path / "m.onnx", {"classes": ["a", "b", "c"], "feature_config": FeatureConfig(kind="log_mel")}
+    )
     props = _session(out).get_modelmeta().custom_metadata_map
     assert json.loads(props["kit.classes"]) == ["a", "b", "c"] and "kit.normalizer" not in props
     with pytest.raises(KitError, match="opset"):
@@ -99,7 +109,12 @@ def test_kit_export_cli(trained, tmp_path: Path, capsys) -> None:
     result = CliRunner().invoke(app, ["export", str(trained["cnn4"]), "--format", "onnx", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.is_file() and "wrote" in result.output
-    assert json.loads(_session(out).get_modelmeta().custom_metadata_map["kit.arch_kwargs"])["widths"] == [16, 32, 32, 32]
+    assert json.loads(_session(out).get_modelmeta().custom_metadata_map["kit.arch_kwargs"])["widths"] == [
+        16,
+        32,
+        32,
+        32,
+    ]
     with pytest.raises(SystemExit) as exc:
         main(["export", str(trained["cnn4"]), "--format", "coreml", "--out", str(tmp_path / "x.mlmodel")])
     assert exc.value.code == 2

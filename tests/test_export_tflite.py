@@ -1,6 +1,7 @@
 """TFLite export and the TFLite runtime: parity with PyTorch on real FSDD clips, graph interface,
 embedded metadata, ``open_model``, one-line errors, ``kit export --format tflite`` and the old
 tflite-runtime fallback. (int8 accuracy is in tests/test_quantize.py.)"""
+
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from export_fixtures import digits
 from typer.testing import CliRunner
 
 from deploy.model_report import model_report
@@ -18,7 +20,6 @@ from deploy.runtime.features import FeatureConfig
 from deploy.runtime.models import model_format, open_model
 from deploy.runtime.tflite_metadata import KIT_METADATA_NAME, read_metadata
 from deploy.runtime.tflite_model import TfliteModel
-from export_fixtures import digits
 from kit.cli import app, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +54,9 @@ def test_fp32_tflite_matches_pytorch_on_real_clips(d) -> None:
     assert diff <= PARITY_ATOL, f"TFLite logits differ from PyTorch by {diff:.2e}"
     assert float(np.abs(out["embedding"] - ref_embedding).max()) <= PARITY_ATOL
     assert np.array_equal(out["logits"].argmax(1), ref_logits.argmax(1))
-    assert np.array_equal(model.predict(x[:5]), out["logits"][:5]) and np.array_equal(model.embed(x[:5]), out["embedding"][:5])
+    assert np.array_equal(model.predict(x[:5]), out["logits"][:5]) and np.array_equal(
+        model.embed(x[:5]), out["embedding"][:5]
+    )
     leftovers = [p.name for p in d.root.iterdir() if p.name.startswith(".")]
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
@@ -76,7 +79,9 @@ def test_metadata_is_embedded_and_read_back(d) -> None:
     meta = model.metadata
     assert meta.classes == d.fsdd.classes and meta.arch == "convnet" and meta.in_shape == (3, 13, 64)
     assert meta.feature_config == d.fsdd.config and isinstance(meta.feature_config, FeatureConfig)
-    assert np.allclose(meta.normalizer.mean, d.fsdd.normalizer.mean) and np.allclose(meta.normalizer.std, d.fsdd.normalizer.std)
+    assert np.allclose(meta.normalizer.mean, d.fsdd.normalizer.mean) and np.allclose(
+        meta.normalizer.std, d.fsdd.normalizer.std
+    )
     assert json.loads(meta.props["kit.quantization"]) == {"type": "float32"}
     assert model.input_shape == (3, 13, 64) and model.output_names == ["logits", "embedding"] and not model.quantized
     # The recorded output order is the subgraph's, checked with the interpreter itself.
@@ -91,8 +96,10 @@ def test_metadata_is_embedded_and_read_back(d) -> None:
 
     data = d.fp32_tflite.read_bytes()
     fb = schema.Model.GetRootAs(data, 0)
-    official = {fb.Metadata(i).Name().decode(): fb.Buffers(fb.Metadata(i).Buffer()).DataAsNumpy().tobytes()
-                for i in range(fb.MetadataLength())}
+    official = {
+        fb.Metadata(i).Name().decode(): fb.Buffers(fb.Metadata(i).Buffer()).DataAsNumpy().tobytes()
+        for i in range(fb.MetadataLength())
+    }
     assert read_metadata(data) == official and KIT_METADATA_NAME in official
 
 

@@ -1,4 +1,5 @@
 """``kit ablate``: the same distillation under four front-ends, on real FSDD recordings (quick setting)."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,19 @@ SHAPES = {"fd_mfcc": [3, 13, 64], "mfcc": [1, 13, 64], "lpcc": [1, 13, 64], "log
 
 
 def _args(data_dir: Path, out: Path, *extra: str) -> list[str]:
-    return ["ablate", "fsdd", "--quick", "--ipcs", ",".join(map(str, IPCS)), "--data-dir", str(data_dir),
-            "--out", str(out), "--no-progress", *extra]
+    return [
+        "ablate",
+        "fsdd",
+        "--quick",
+        "--ipcs",
+        ",".join(map(str, IPCS)),
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +49,13 @@ def quick_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_feature_names_and_aliases() -> None:
     assert [feature_kind(n) for n in ("FD_MFCC", "mfcc", "lpcc", "logmel", "log-mel", "fd-mfcc")] == [
-        "fd_mfcc", "mfcc", "lpcc", "log_mel", "log_mel", "fd_mfcc"]
+        "fd_mfcc",
+        "mfcc",
+        "lpcc",
+        "log_mel",
+        "log_mel",
+        "fd_mfcc",
+    ]
     with pytest.raises(KitError, match="--features"):
         feature_kind("mel_spectrogram")
     quick = feature_ablation.quick_settings()
@@ -71,14 +89,19 @@ def test_writes_table_figure_and_headline(quick_run: Path) -> None:
     table = results["tables"][0]
     assert table["columns"] == ["feature", "input shape", "coreset", "1/class", "2/class"]
     assert [row[:3] for row in table["rows"]] == [
-        [label, shape, method] for label, shape in (("FD-MFCC", "3x13x64"), ("MFCC", "1x13x64"), ("LPCC", "1x13x64"),
-                                                     ("log-mel", "1x40x64")) for method in ("dm", "random")]
+        [label, shape, method]
+        for label, shape in (("FD-MFCC", "3x13x64"), ("MFCC", "1x13x64"), ("LPCC", "1x13x64"), ("log-mel", "1x40x64"))
+        for method in ("dm", "random")
+    ]
     assert all(float(v) >= 0 for row in table["rows"] for v in row[3:])
     png = quick_run / results["figures"][0]["file"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert set(results["headline"]) == {f"{f}_dm_ipc{i}" for f in FEATURES for i in IPCS}
     config = json.loads((quick_run / "config.json").read_text())["config"]
-    assert config["settings"]["features"] == list(FEATURES) and config["settings"]["method_params"] == {"batch_size": 8, "width": 32}
+    assert config["settings"]["features"] == list(FEATURES) and config["settings"]["method_params"] == {
+        "batch_size": 8,
+        "width": 32,
+    }
 
 
 def test_resume_skips_done_cells(quick_run: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,15 +128,18 @@ def test_resume_skips_done_cells(quick_run: Path, data_dir: Path, monkeypatch: p
     assert after["lpcc/ipc1/random"]["mean"] == before["lpcc/ipc1/random"]["mean"]  # seeded: same figure again
 
 
-@pytest.mark.parametrize("extra, needle", [
-    (["--features", "fd_mfcc,mel"], "--features"),
-    (["--ipcs", "0"], "--ipcs"),
-    (["--ipcs", "1,x"], "--ipcs"),
-    (["--ipcs", "50"], "--limit-per-class"),
-    (["--method", "nope"], "--method"),
-    (["-p", "nope=1"], "nope"),
-    (["--train-seeds", "x"], "--train-seeds"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--features", "fd_mfcc,mel"], "--features"),
+        (["--ipcs", "0"], "--ipcs"),
+        (["--ipcs", "1,x"], "--ipcs"),
+        (["--ipcs", "50"], "--limit-per-class"),
+        (["--method", "nope"], "--method"),
+        (["-p", "nope=1"], "nope"),
+        (["--train-seeds", "x"], "--train-seeds"),
+    ],
+)
 def test_bad_options_are_one_line_errors(extra: list[str], needle: str, data_dir: Path, tmp_path: Path) -> None:
     args = _args(data_dir, tmp_path / "r")
     for flag in ("--ipcs", "--features"):  # a later flag overrides the default given by _args

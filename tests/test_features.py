@@ -1,5 +1,6 @@
 """Features: numpy DSP against librosa on real recordings, shapes of every kind, the on-disk cache,
 parallel extraction, bad-file handling and train-only normalisation."""
+
 from __future__ import annotations
 
 import os
@@ -36,9 +37,20 @@ def _librosa_mfcc(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
     import scipy.fft
 
     mel = librosa.feature.melspectrogram(
-        y=y.astype(np.float64), sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
-        win_length=config.win_length, window="hann", center=True, pad_mode="constant", power=2.0,
-        n_mels=config.n_mels, fmin=config.fmin, fmax=config.upper_hz, htk=False, norm="slaney",
+        y=y.astype(np.float64),
+        sr=config.sample_rate,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        win_length=config.win_length,
+        window="hann",
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+        n_mels=config.n_mels,
+        fmin=config.fmin,
+        fmax=config.upper_hz,
+        htk=False,
+        norm="slaney",
     )
     db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
     return scipy.fft.dct(db, type=2, axis=0, norm="ortho")[: config.n_mfcc]
@@ -155,7 +167,9 @@ def test_cli_features_skip_bad_reports_the_count(tree_with_bad_files):
     runner = CliRunner()
     result = runner.invoke(app, ["data", "features", str(tree_with_bad_files), "--jobs", "1"])
     assert result.exit_code != 0 and isinstance(result.exception, KitError)
-    result = runner.invoke(app, ["data", "features", str(tree_with_bad_files), "--skip-bad", "--jobs", "1"], terminal_width=200)
+    result = runner.invoke(
+        app, ["data", "features", str(tree_with_bad_files), "--skip-bad", "--jobs", "1"], terminal_width=200
+    )
     assert result.exit_code == 0, result.output
     assert "skipped 2 unreadable clips" in result.output
 
@@ -184,7 +198,9 @@ def test_feature_set_normalises_with_training_statistics_only(data_dir):
     assert [fs.classes[i] for i in fs.y_train] == [c.label for c in train]
     assert fs.groups_train.tolist() == [c.group for c in train]
     assert len(set(fs.groups_train.tolist())) > 1  # the hash order spreads a small subset over speakers
-    assert fs.source["dataset"]["name"] == "fsdd" and fs.source["dataset_path"] == "fsdd" and fs.source["n_skipped"] == 0
+    assert (
+        fs.source["dataset"]["name"] == "fsdd" and fs.source["dataset_path"] == "fsdd" and fs.source["n_skipped"] == 0
+    )
 
 
 def test_full_fsdd_extracts_then_hits_the_cache(data_dir, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ Real recordings: a small ConvNet is trained on FSDD digits 0-7 (8 and 9 held out
 bundled with a random 10-per-class coreset; digits 8 and 9 are then added from 10 training-take
 clips each and tested on 100 other recordings of the digit (no model or head has seen them).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -82,9 +83,13 @@ def test_softmax_head_warm_start_keeps_old_rows_and_adds_a_class() -> None:
     base = SoftmaxHead(l2=1e-2, anchor="zero").fit(z[old], y[old])
     # a few old samples (replay) and a few of the new class 5
     rng = np.random.default_rng(0)
-    pick = np.concatenate([rng.choice(np.flatnonzero(y == c), 4, replace=False) for c in range(5)] +
-                          [rng.choice(np.flatnonzero(y == 5), 5, replace=False)])
-    warm = SoftmaxHead(l2=1.0, l2_new=1e-2, anchor="init", warm_start=(base.coef_, base.intercept_)).fit(z[pick], y[pick])
+    pick = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), 4, replace=False) for c in range(5)]
+        + [rng.choice(np.flatnonzero(y == 5), 5, replace=False)]
+    )
+    warm = SoftmaxHead(l2=1.0, l2_new=1e-2, anchor="init", warm_start=(base.coef_, base.intercept_)).fit(
+        z[pick], y[pick]
+    )
     cold = SoftmaxHead(l2=1e-2, anchor="zero").fit(z[pick], y[pick])
     assert warm.coef_.shape == (6, 24)
     assert warm.score(z, y) >= 0.95
@@ -135,8 +140,9 @@ def test_head_input_errors_are_kit_errors() -> None:
 @pytest.fixture(scope="module")
 def fsdd_base(data_dir: Path):
     ds = load_dataset("fsdd", data_dir)
-    base = dataclasses.replace(ds, classes=[c for c in ds.classes if c not in HELD_OUT],
-                               clips=[c for c in ds.clips if c.label not in HELD_OUT])
+    base = dataclasses.replace(
+        ds, classes=[c for c in ds.classes if c not in HELD_OUT], clips=[c for c in ds.clips if c.label not in HELD_OUT]
+    )
     return ds, load_feature_set(base, data_dir, limit_per_class=30, progress=False)
 
 
@@ -148,11 +154,23 @@ def bundle_path(fsdd_base, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("finetune")
     config = TrainConfig(arch_kwargs={"width": 32}, max_samples=5000, batch_size=32)
     model = train_model(fs.x_train, fs.y_train, len(fs.classes), config, progress=False)
-    model_path = save_model(out / "digits.kit", model, {"classes": fs.classes, "feature_config": fs.config,
-                                                         "normalizer": fs.normalizer, "source": fs.source})
+    model_path = save_model(
+        out / "digits.kit",
+        model,
+        {"classes": fs.classes, "feature_config": fs.config, "normalizer": fs.normalizer, "source": fs.source},
+    )
     selector = make_distiller("random", ipc=10, seed=0).fit(fs.x_train, fs.y_train, len(fs.classes))
-    coreset = Coreset(selector.features_, selector.labels_, fs.classes, fs.config, fs.normalizer,
-                      method="random", params={"ipc": 10}, seed=0, source=fs.source).save(out / "coreset.kit")
+    coreset = Coreset(
+        selector.features_,
+        selector.labels_,
+        fs.classes,
+        fs.config,
+        fs.normalizer,
+        method="random",
+        params={"ipc": 10},
+        seed=0,
+        source=fs.source,
+    ).save(out / "coreset.kit")
     return build_bundle(model_path, coreset, out / "digits.bundle.kit", formats=("onnx",))
 
 
@@ -275,7 +293,9 @@ def test_personalize_adapts_the_head_to_one_speaker(fsdd_base, bundle_path) -> N
         return float(np.mean(classifier.logits(x).argmax(axis=1) == y))
 
     before, after = speaker_accuracy(base), speaker_accuracy(tuned)
-    print(f"speaker {speaker}: {before:.3f} -> {after:.3f}; all speakers {old_accuracy(base, fs):.3f} -> {old_accuracy(tuned, fs):.3f}")
+    print(
+        f"speaker {speaker}: {before:.3f} -> {after:.3f}; all speakers {old_accuracy(base, fs):.3f} -> {old_accuracy(tuned, fs):.3f}"
+    )
     assert after >= before - 0.02
     assert old_accuracy(tuned, fs) >= old_accuracy(base, fs) - MAX_OLD_DROP
 
@@ -285,7 +305,9 @@ def test_personalize_labels_from_folder_or_prefix(tmp_path: Path) -> None:
     assert finetune.label_of(tmp_path / "yes" / "take1.wav", classes) == "yes"
     assert finetune.label_of(tmp_path / "mine" / "one_3.wav", classes) == "one"
     assert finetune.label_of(tmp_path / "mine" / "_silence__2.wav", classes) == "_silence_"
-    with pytest.raises(KitError, match=r"take1.wav: cannot tell its class .*folder 'mine'.*classes: _silence_, on, one, yes"):
+    with pytest.raises(
+        KitError, match=r"take1.wav: cannot tell its class .*folder 'mine'.*classes: _silence_, on, one, yes"
+    ):
         finetune.label_of(tmp_path / "mine" / "take1.wav", classes)
 
 
@@ -297,7 +319,9 @@ def test_device_command_updates_in_place_with_backup_or_writes_out(fsdd_base, bu
     original = target.read_bytes()
     clips = [str(p) for p in clips_of(ds, "9", "train", 6)]
     out = tmp_path / "other.kit"
-    assert runtime_main(["finetune", str(target), "--add-keyword", "nine", *clips, "--out", str(out), "--seed", "1"]) == 0
+    assert (
+        runtime_main(["finetune", str(target), "--add-keyword", "nine", *clips, "--out", str(out), "--seed", "1"]) == 0
+    )
     assert target.read_bytes() == original and not (tmp_path / "b.kit.bak").exists()
     assert Bundle.load(out).classes[-1] == "nine"
     assert runtime_main(["finetune", str(target), "--add-keyword", "nine", *clips]) == 0
@@ -359,16 +383,23 @@ def test_device_command_errors_are_one_line(fsdd_base, bundle_path, tmp_path, ca
     assert "short.wav: clip is too short" in _one_line_error([b, "--add-keyword", "nine", str(short)], capsys)
     assert "silent.wav: clip is silent" in _one_line_error([b, "--add-keyword", "nine", str(silent)], capsys)
     assert "'3' is already a class" in _one_line_error([b, "--add-keyword", "3", *good], capsys)
-    assert "needs the keyword name followed by at least one clip" in _one_line_error([b, "--add-keyword", "nine"], capsys)
+    assert "needs the keyword name followed by at least one clip" in _one_line_error(
+        [b, "--add-keyword", "nine"], capsys
+    )
     assert "nothing: folder holds no .wav clips" in _one_line_error([b, "--personalize", str(empty_dir)], capsys)
     err = _one_line_error([b, "--personalize", str(stranger)], capsys)
     assert "hello_1.wav: cannot tell its class" in err and "classes: 0, 1" in err
-    assert "no-such.wav: no such audio file" in _one_line_error([b, "--add-keyword", "nine", str(tmp_path / "no-such.wav")], capsys)
+    assert "no-such.wav: no such audio file" in _one_line_error(
+        [b, "--add-keyword", "nine", str(tmp_path / "no-such.wav")], capsys
+    )
     assert "--head mlp" in _one_line_error([b, "--add-keyword", "nine", *good, "--head", "mlp"], capsys)
     assert "no such file" in _one_line_error([str(tmp_path / "missing.kit"), "--add-keyword", "nine", *good], capsys)
     empty = Bundle.load(bundle_path)
-    empty = dataclasses.replace(empty, replay_features=np.zeros((0, *empty.feature_config.shape), np.float32),
-                                replay_labels=np.zeros(0, np.int64))
+    empty = dataclasses.replace(
+        empty,
+        replay_features=np.zeros((0, *empty.feature_config.shape), np.float32),
+        replay_labels=np.zeros(0, np.int64),
+    )
     no_memory = empty.save(tmp_path / "no-memory.kit")
     assert "no replay memory" in _one_line_error([str(no_memory), "--add-keyword", "nine", *good], capsys)
     assert not list(tmp_path.glob("*.bak"))  # nothing was written by a failed fine-tune

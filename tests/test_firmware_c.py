@@ -6,6 +6,7 @@ int8 logits and embeddings) and a one-minute stream of real held-out clips (the 
 the Python device runtime and ``kit firmware stream``). The Cortex-M tests need the Debian packages
 gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (``./run.sh test`` installs them).
 """
+
 from __future__ import annotations
 
 import os
@@ -47,11 +48,13 @@ def built(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     # a low threshold so a briefly trained model still reports words: the test compares detections
     detector = DetectorSettings(threshold=0.3, minimum_count=2)
     for arch, epochs in (("convnet-mcu", 8), ("dscnn-mcu", 5)):
-        config = TrainConfig(arch=arch, arch_kwargs={"norm": "batch"}, epochs=epochs, batch_size=64, max_samples=None,
-                             seed=0, threads=1)
+        config = TrainConfig(
+            arch=arch, arch_kwargs={"norm": "batch"}, epochs=epochs, batch_size=64, max_samples=None, seed=0, threads=1
+        )
         model = train_and_save(root / f"{arch}.kit", fs.x_train, fs.y_train, fs, config, progress=False)
-        bundles[arch] = build_bundle(model.path, coreset_path, root / f"{arch}.bundle.kit", formats=("tflite",),
-                                     int8=True, detector=detector)
+        bundles[arch] = build_bundle(
+            model.path, coreset_path, root / f"{arch}.bundle.kit", formats=("tflite",), int8=True, detector=detector
+        )
     per_class = [np.flatnonzero(fs.y_test == k)[:5] for k in range(len(fs.classes))]
     clips = np.concatenate(per_class)
     return {"root": root, "bundles": bundles, "x": fs.x_test[clips], "data_dir": data_dir}
@@ -158,8 +161,9 @@ def test_a_model_that_cannot_fit_is_refused_before_anything_is_written(built: di
     assert not out.exists()
 
 
-def test_a_missing_toolchain_names_the_debian_packages(built: dict, monkeypatch: pytest.MonkeyPatch,
-                                                       tmp_path: Path) -> None:
+def test_a_missing_toolchain_names_the_debian_packages(
+    built: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from firmware_sim.c_run import build
 
     project = _project(built, "convnet-mcu", "cortex-m4f")
@@ -169,8 +173,11 @@ def test_a_missing_toolchain_names_the_debian_packages(built: dict, monkeypatch:
     if make:
         os.symlink(make, bare / "make")
     monkeypatch.setenv("PATH", str(bare))
-    with pytest.raises(KitError, match=r"arm-none-eabi-gcc.*not found; install the Debian packages "
-                                       r"gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"):
+    with pytest.raises(
+        KitError,
+        match=r"arm-none-eabi-gcc.*not found; install the Debian packages "
+        r"gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm",
+    ):
         build(project)
 
 
@@ -183,8 +190,9 @@ def test_kit_firmware_build_and_run_stream_a_real_wav(built: dict, tmp_path: Pat
     wav = sorted((built["data_dir"] / "speech_commands" / "yes").glob("*.wav"))[0]
     runner = CliRunner()
     out = tmp_path / "fw"
-    result = runner.invoke(app, ["firmware", "build", str(built["bundles"]["convnet-mcu"]), "--target", "host",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["firmware", "build", str(built["bundles"]["convnet-mcu"]), "--target", "host", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["firmware", "run", str(out), "--input", str(wav)])
     assert result.exit_code == 0, result.output

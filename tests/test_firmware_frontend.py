@@ -1,4 +1,5 @@
 """The firmware's C front-end computes the model input the Python front-end computes, on real clips."""
+
 from __future__ import annotations
 
 import shutil
@@ -53,15 +54,30 @@ def test_the_c_front_end_gives_the_python_model_input_on_real_clips(kind: str, d
     (tmp_path / "data.c").write_text(frontend_source(config, normalizer, scale, zero_point, (1, 2, 0), "test"))
     (tmp_path / "driver.c").write_text(DRIVER)
     binary = tmp_path / "frontend"
-    subprocess.run(["cc", "-std=c99", "-O2", "-I", str(C_SOURCES), "-o", str(binary), str(tmp_path / "driver.c"),
-                    str(C_SOURCES / "kws_frontend.c"), str(tmp_path / "data.c"), "-lm"], check=True)
+    subprocess.run(
+        [
+            "cc",
+            "-std=c99",
+            "-O2",
+            "-I",
+            str(C_SOURCES),
+            "-o",
+            str(binary),
+            str(tmp_path / "driver.c"),
+            str(C_SOURCES / "kws_frontend.c"),
+            str(tmp_path / "data.c"),
+            "-lm",
+        ],
+        check=True,
+    )
     equal = worst = 0
     for y, f in zip(clips, features, strict=True):
         # the window starts half-way through the ring, as in a running stream
         start = config.n_samples // 2
         ring = np.roll(y, start)
-        out = subprocess.run([str(binary)], input=np.int32(start).tobytes() + pcm_bytes(ring), capture_output=True,
-                             check=True).stdout
+        out = subprocess.run(
+            [str(binary)], input=np.int32(start).tobytes() + pcm_bytes(ring), capture_output=True, check=True
+        ).stdout
         got = np.frombuffer(out, np.int8).reshape(config.shape[1], config.shape[2], config.shape[0]).astype(int)
         x = normalizer.transform(f[None])[0]
         want = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(int).transpose(1, 2, 0)

@@ -7,6 +7,7 @@ CONV_2D, DEPTHWISE_CONV_2D, MEAN, FULLY_CONNECTED), the batch-norm ConvNet (AVER
 RESHAPE) and a small graph for MAX_POOL_2D and ADD. TFLM and LiteRT BUILTIN_REF tests skip when
 those wheels are missing.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -87,11 +88,14 @@ def exports(features: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> d
     root = tmp_path_factory.mktemp("fwsim")
     meta = {"classes": [f"c{i}" for i in range(12)], "feature_config": FeatureConfig(sample_rate=16000)}
     out = {}
-    for name, arch, kwargs in [("dscnn", "dscnn", {"channels": 16, "blocks": 2}),
-                               ("convnet", "convnet", {"width": 8, "depth": 2, "norm": "batch"})]:
+    for name, arch, kwargs in [
+        ("dscnn", "dscnn", {"channels": 16, "blocks": 2}),
+        ("convnet", "convnet", {"width": 8, "depth": 2, "norm": "batch"}),
+    ]:
         net = build_model(arch, features.shape[1:], 12, **kwargs).eval()
-        path = export_tflite(net, root / f"{name}.int8.tflite", int8=True, calibration=features, meta=meta,
-                             min_agreement=0.0)
+        path = export_tflite(
+            net, root / f"{name}.int8.tflite", int8=True, calibration=features, meta=meta, min_agreement=0.0
+        )
         out[name] = path.read_bytes()
     ops = _tiny_ops_model(features.shape[1:], softmax=False)
     out["ops"] = quantize_int8(convert_fp32(ops), features)
@@ -120,8 +124,9 @@ def test_requantisation_matches_hand_computed_fixed_point() -> None:
 
 # Bit-exactness -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["dscnn", "convnet", "ops"])
-def test_bit_identical_to_tflite_micro_and_litert_reference(name: str, exports: dict[str, bytes],
-                                                            features: np.ndarray) -> None:
+def test_bit_identical_to_tflite_micro_and_litert_reference(
+    name: str, exports: dict[str, bytes], features: np.ndarray
+) -> None:
     pytest.importorskip("tflite_micro")
     from firmware_sim.reference import compare, litert_ref_run, tflm_run
 
@@ -130,9 +135,11 @@ def test_bit_identical_to_tflite_micro_and_litert_reference(name: str, exports: 
     x = interpreter.quantize_input(features)
     ours = interpreter.run(x)
     assert set(ours) == {"logits", "embedding"}
-    expected_ops = {"dscnn": {"TRANSPOSE", "PAD", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"},
-                    "convnet": {"TRANSPOSE", "CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED"},
-                    "ops": {"CONV_2D", "MAX_POOL_2D", "ADD", "FULLY_CONNECTED"}}[name]
+    expected_ops = {
+        "dscnn": {"TRANSPOSE", "PAD", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"},
+        "convnet": {"TRANSPOSE", "CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED"},
+        "ops": {"CONV_2D", "MAX_POOL_2D", "ADD", "FULLY_CONNECTED"},
+    }[name]
     assert expected_ops <= set(model.op_counts())
     assert len(np.unique(ours["logits"])) > 3  # real, varied activations, not a saturated constant
     tflm = compare(ours, tflm_run(model, x))
@@ -156,7 +163,7 @@ def test_arena_plan_matches_tflite_micro(name: str, exports: dict[str, bytes]) -
     assert abs(plan.total_bytes - recorded["total"]) <= ARENA_TOLERANCE * recorded["total"]
     buffers = plan.buffers  # no two simultaneously live buffers overlap in the arena
     for i, a in enumerate(buffers):
-        for b in buffers[i + 1:]:
+        for b in buffers[i + 1 :]:
             if a.first <= b.last and b.first <= a.last:
                 assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
 
@@ -206,8 +213,9 @@ def test_float_model_is_refused_in_one_line(exports: dict[str, bytes]) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
-def test_corrupted_tflite_is_one_line_error_naming_the_file(damage: str, exports: dict[str, bytes],
-                                                            tmp_path: Path) -> None:
+def test_corrupted_tflite_is_one_line_error_naming_the_file(
+    damage: str, exports: dict[str, bytes], tmp_path: Path
+) -> None:
     data = exports["dscnn"]
     broken = {"truncate": data[: len(data) // 3], "garbage": data[:8] + bytes(range(256)) * 8, "empty": b""}[damage]
     path = tmp_path / "broken.tflite"
@@ -234,8 +242,9 @@ def test_over_budget_says_what_and_by_how_much(exports: dict[str, bytes], capsys
     assert check_budget(path_free, budget_for("cortex-m4f", 1000.0)).fits
 
 
-def test_cli_report_and_check(exports: dict[str, bytes], features: np.ndarray, tmp_path: Path,
-                              capsys: pytest.CaptureFixture) -> None:
+def test_cli_report_and_check(
+    exports: dict[str, bytes], features: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     model_path = tmp_path / "dscnn.int8.tflite"
     model_path.write_bytes(exports["dscnn"])
     assert cli_main(["report", str(model_path), "--target", "cortex-m4f", "--hop-ms", "1000"]) == 0
@@ -255,10 +264,17 @@ def test_bundle_gives_its_int8_tflite_member(exports: dict[str, bytes], features
     from deploy.runtime.bundle import Bundle
     from deploy.runtime.features import FeatureConfig
 
-    bundle = Bundle(classes=[f"c{i}" for i in range(12)], feature_config=FeatureConfig(sample_rate=16000),
-                    normalizer=None, models={"model.int8.tflite": exports["dscnn"]}, default_model="model.int8.tflite",
-                    head_weight=np.zeros((12, 16), np.float32), head_bias=np.zeros(12, np.float32),
-                    replay_features=features[:2], replay_labels=np.array([0, 1]))
+    bundle = Bundle(
+        classes=[f"c{i}" for i in range(12)],
+        feature_config=FeatureConfig(sample_rate=16000),
+        normalizer=None,
+        models={"model.int8.tflite": exports["dscnn"]},
+        default_model="model.int8.tflite",
+        head_weight=np.zeros((12, 16), np.float32),
+        head_bias=np.zeros(12, np.float32),
+        replay_features=features[:2],
+        replay_labels=np.array([0, 1]),
+    )
     path = bundle.save(tmp_path / "b.kit")
     model = load_model(path)
     assert model.data == exports["dscnn"] and model.name.endswith("b.kit:model.int8.tflite")

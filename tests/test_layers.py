@@ -1,5 +1,6 @@
 """The architecture is checked, not only drawn: import-linter contracts (.importlinter) run in the test command,
 and every function-level import must say (``# lazy: why``) which heavy back-end it keeps out of its module."""
+
 from __future__ import annotations
 
 import ast
@@ -64,21 +65,35 @@ def unmarked_lazy_imports(root: Path) -> list[str]:
 
 def test_every_function_level_import_says_why_it_is_lazy() -> None:
     bad = unmarked_lazy_imports(REPO)
-    assert not bad, ("function-level imports without a '# lazy: why' comment (hoist them to the module top, or say "
-                     "which heavy back-end they keep out):\n" + "\n".join(bad))
+    assert not bad, (
+        "function-level imports without a '# lazy: why' comment (hoist them to the module top, or say "
+        "which heavy back-end they keep out):\n" + "\n".join(bad)
+    )
 
 
 def test_the_lazy_import_check_finds_an_unmarked_import(tmp_path: Path) -> None:
     (tmp_path / "kit").mkdir()
     (tmp_path / "kit" / "m.py").write_text(
         "import os\n\n\ndef f():\n    import json\n    from pathlib import (\n        Path,\n    )  # lazy: test\n"
-        "    def g():\n        import torch  # lazy: heavy\n        import re\n    return json, Path, g\n")
+        "    def g():\n        import torch  # lazy: heavy\n        import re\n    return json, Path, g\n"
+    )
     assert unmarked_lazy_imports(tmp_path) == ["kit/m.py:5: import json", "kit/m.py:11: import re"]
 
 
 #: what `kit --help` must not load: each costs from 0.2 s (soundfile) to seconds (torch, litert_torch)
-HELP_MUST_NOT_LOAD = ("torch", "librosa", "scipy", "soundfile", "matplotlib", "onnx", "onnxruntime", "litert_torch",
-                      "ai_edge_litert", "ai_edge_quantizer", "sklearn")
+HELP_MUST_NOT_LOAD = (
+    "torch",
+    "librosa",
+    "scipy",
+    "soundfile",
+    "matplotlib",
+    "onnx",
+    "onnxruntime",
+    "litert_torch",
+    "ai_edge_litert",
+    "ai_edge_quantizer",
+    "sklearn",
+)
 
 _HELP_CHILD = """
 import runpy, sys
@@ -92,8 +107,14 @@ print("\\nMODULES " + " ".join(sorted({m.split(".")[0] for m in sys.modules})))
 
 
 def test_kit_help_loads_no_heavy_back_end() -> None:
-    proc = subprocess.run([sys.executable, "-c", _HELP_CHILD], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-c", _HELP_CHILD],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Usage" in proc.stdout
     loaded = set(proc.stdout.rsplit("MODULES ", 1)[1].split())

@@ -2,6 +2,7 @@
 a WAV file, raw PCM piped on stdin, and a real PortAudio microphone stream backed by an ALSA
 ``file`` PCM (a fake microphone that plays a raw recording), plus the one-line errors for a
 machine without a capture device or without sounddevice."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from streaming_helpers import SAMPLE_RATE, background, kws_bundle, paste, pcm16, recognised_clips
 
 from deploy.runtime.bundle import Bundle, BundleClassifier
-from streaming_helpers import SAMPLE_RATE, background, kws_bundle, paste, pcm16, recognised_clips
 
 REPO = Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^t=(\d+\.\d\d)s (\S+) (\d\.\d\d)$")
@@ -31,7 +32,10 @@ def kws(tmp_path_factory, data_dir: Path) -> dict:
 def recording(kws, data_dir: Path) -> dict:
     """3 s of held-out real noise with a held-out speaker's "yes" at 1.0 s and 5 s with "stop" at 3.0 s."""
     classifier = BundleClassifier(Bundle.load(kws["bundle"]))
-    yes, stop = recognised_clips(classifier, data_dir, "yes", 1)[0], recognised_clips(classifier, data_dir, "stop", 1)[0]
+    yes, stop = (
+        recognised_clips(classifier, data_dir, "yes", 1)[0],
+        recognised_clips(classifier, data_dir, "stop", 1)[0],
+    )
     short = background(data_dir, "exercise_bike", 3.0)
     paste(short, yes, 1.0)
     long = background(data_dir, "dude_miaowing", 5.0)
@@ -39,10 +43,17 @@ def recording(kws, data_dir: Path) -> dict:
     return {"short": np.clip(short, -1, 1), "long": np.clip(long, -1, 1)}
 
 
-def _run(args: list[str], *, module: str = "kit", stdin: bytes | None = None, env: dict | None = None,
-         timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, input=stdin, capture_output=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+def _run(
+    args: list[str], *, module: str = "kit", stdin: bytes | None = None, env: dict | None = None, timeout: int = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _detections(stdout: bytes) -> list[tuple[float, str, float]]:
@@ -85,8 +96,11 @@ def test_listen_reads_raw_pcm_from_stdin_with_json_events(kws, recording) -> Non
     assert hit["label"] == "yes" and 1.5 <= hit["time_s"] <= 2.6 and hit["score"] >= 0.5
 
     other_rate = resample(recording["short"], SAMPLE_RATE, 22050)
-    device = _run(["listen", str(kws["bundle"]), "--input", "-", "--rate", "22050", "--json", "--scores"],
-                  module="deploy.runtime", stdin=pcm16(other_rate))
+    device = _run(
+        ["listen", str(kws["bundle"]), "--input", "-", "--rate", "22050", "--json", "--scores"],
+        module="deploy.runtime",
+        stdin=pcm16(other_rate),
+    )
     assert device.returncode == 0, device.stderr.decode()
     events = [json.loads(line) for line in device.stdout.decode().splitlines()]
     scores = [e for e in events if e["event"] == "scores"]
@@ -95,17 +109,29 @@ def test_listen_reads_raw_pcm_from_stdin_with_json_events(kws, recording) -> Non
 
 
 def test_listen_errors_are_one_line(kws, tmp_path: Path) -> None:
-    _one_line_error(_run(["live", str(kws["bundle"]), "--input", str(tmp_path / "nothing.wav")]), "nothing.wav", "no such audio file")
+    _one_line_error(
+        _run(["live", str(kws["bundle"]), "--input", str(tmp_path / "nothing.wav")]),
+        "nothing.wav",
+        "no such audio file",
+    )
     text = tmp_path / "notes.wav"
     text.write_text("not audio\n")
-    _one_line_error(_run(["listen", str(kws["bundle"]), "--input", str(text)], module="deploy.runtime"), "notes.wav", "not a WAV file")
+    _one_line_error(
+        _run(["listen", str(kws["bundle"]), "--input", str(text)], module="deploy.runtime"),
+        "notes.wav",
+        "not a WAV file",
+    )
     _one_line_error(_run(["live", str(kws["coreset"]), "--input", str(text)]), "coreset.kit", "expected bundle")
     _one_line_error(_run(["live", str(kws["bundle"]), "--input", "-", "--duration", "-1"], stdin=b""), "--duration")
     # detector options: the one bounds check, naming the flag, on the kit and on the device alike
-    _one_line_error(_run(["live", str(kws["bundle"]), "--input", "-", "--threshold", "1.5"], stdin=b""),
-                    "--threshold must be in [0, 1], got 1.5")
-    _one_line_error(_run(["listen", str(kws["bundle"]), "--input", "-", "--hop", "0"], module="deploy.runtime",
-                         stdin=b""), "--hop must be > 0, got 0.0")
+    _one_line_error(
+        _run(["live", str(kws["bundle"]), "--input", "-", "--threshold", "1.5"], stdin=b""),
+        "--threshold must be in [0, 1], got 1.5",
+    )
+    _one_line_error(
+        _run(["listen", str(kws["bundle"]), "--input", "-", "--hop", "0"], module="deploy.runtime", stdin=b""),
+        "--hop must be > 0, got 0.0",
+    )
 
 
 def test_kit_live_passes_its_options_to_the_runtime_as_settings(kws, recording, tmp_path: Path) -> None:
@@ -117,8 +143,22 @@ def test_kit_live_passes_its_options_to_the_runtime_as_settings(kws, recording, 
 
     wav = tmp_path / "kitchen.wav"
     sf.write(wav, recording["long"], SAMPLE_RATE, subtype="PCM_16")
-    result = CliRunner().invoke(app, ["live", str(kws["bundle"]), "--input", str(wav), "--json", "--hop", "0.25",
-                                      "--minimum-count", "1", "--duration", "4"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "live",
+            str(kws["bundle"]),
+            "--input",
+            str(wav),
+            "--json",
+            "--hop",
+            "0.25",
+            "--minimum-count",
+            "1",
+            "--duration",
+            "4",
+        ],
+    )
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     expected = Bundle.load(kws["bundle"]).detector.with_(hop_s=0.25, minimum_count=1).to_dict()
@@ -130,7 +170,8 @@ def test_kit_live_passes_its_options_to_the_runtime_as_settings(kws, recording, 
 def _alsa_config(tmp_path: Path, raw: Path | None) -> Path:
     """An ALSA configuration whose default PCM captures from ``raw`` (S16_LE mono 16 kHz) through a
     ``file`` plugin on a ``null`` slave; with ``raw=None`` the default PCM can only play."""
-    capture = f"""
+    capture = (
+        f"""
   capture.pcm {{
     type plug
     slave {{
@@ -145,7 +186,10 @@ def _alsa_config(tmp_path: Path, raw: Path | None) -> Path:
       rate {SAMPLE_RATE}
       channels 1
     }}
-  }}""" if raw is not None else ""
+  }}"""
+        if raw is not None
+        else ""
+    )
     path = tmp_path / ("asound-mic.conf" if raw is not None else "asound-no-capture.conf")
     path.write_text(f"pcm.!default {{\n  type asym\n  playback.pcm {{ type null }}{capture}\n}}\n")
     return path
@@ -166,8 +210,11 @@ def test_microphone_stream_through_an_alsa_file_pcm_detects_the_keyword(kws, rec
     assert [label for _, label, _ in found] == ["yes"], found
     assert 1.5 <= found[0][0] <= 2.6
 
-    by_name = _run(["listen", str(kws["bundle"]), "--input", "mic", "--device", "default", "--duration", "3", "--json"],
-                   module="deploy.runtime", env=env)
+    by_name = _run(
+        ["listen", str(kws["bundle"]), "--input", "mic", "--device", "default", "--duration", "3", "--json"],
+        module="deploy.runtime",
+        env=env,
+    )
     assert by_name.returncode == 0, by_name.stderr.decode()
     events = [json.loads(line) for line in by_name.stdout.decode().splitlines()]
     assert [e["label"] for e in events if e["event"] == "detection"] == ["yes"]
@@ -178,16 +225,19 @@ def test_missing_capture_device_or_sounddevice_is_a_one_line_error(kws, tmp_path
     env = {"ALSA_CONFIG_PATH": str(_alsa_config(tmp_path, None))}
     listing = _run(["live", "--list-devices"], env=env)
     assert listing.returncode == 0 and "no audio input devices found" in listing.stdout.decode()
-    _one_line_error(_run(["live", str(kws["bundle"]), "--input", "mic", "--duration", "1"], env=env),
-                    "no audio input device found")
+    _one_line_error(
+        _run(["live", str(kws["bundle"]), "--input", "mic", "--duration", "1"], env=env), "no audio input device found"
+    )
     raw = tmp_path / "quiet.raw"
     raw.write_bytes(bytes(2 * SAMPLE_RATE))
     mic_env = {"ALSA_CONFIG_PATH": str(_alsa_config(tmp_path, raw))}
     _one_line_error(_run(["live", str(kws["bundle"]), "--input", "mic", "--device", "99"], env=mic_env), "--device 99")
 
     # sounddevice not installed: Python's own "blocked import" (sys.modules entry None) in the child
-    code = ("import sys; sys.modules['sounddevice'] = None; from deploy.runtime.__main__ import main; "
-            f"sys.exit(main(['listen', {str(kws['bundle'])!r}, '--input', 'mic']))")
+    code = (
+        "import sys; sys.modules['sounddevice'] = None; from deploy.runtime.__main__ import main; "
+        f"sys.exit(main(['listen', {str(kws['bundle'])!r}, '--input', 'mic']))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, timeout=120)
     _one_line_error(result, "sounddevice package")
 

@@ -5,6 +5,7 @@ kernels on real Speech Commands clips, and the small kws12 model fits 64 KB flas
 
 Real data: Speech Commands kws12 (test-set speakers), a few clips per class.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,9 @@ def exports(kws12, tmp_path_factory):
         model = _realistic(arch, kwargs, kws12)
         meta = {"classes": kws12.classes, "feature_config": kws12.config.to_dict()}
         fp32 = export_tflite(model, root / f"{name}.fp32.tflite", meta=meta)
-        int8 = export_tflite(model, root / f"{name}.int8.tflite", int8=True, calibration=kws12.x_train, meta=meta,
-                             min_agreement=0.0)  # untrained: near-tied logits, top-1 agreement means little
+        int8 = export_tflite(
+            model, root / f"{name}.int8.tflite", int8=True, calibration=kws12.x_train, meta=meta, min_agreement=0.0
+        )  # untrained: near-tied logits, top-1 agreement means little
         out[name] = (model, fp32, int8)
     return out
 
@@ -124,8 +126,11 @@ def _double_rounding(acc: np.ndarray, real_multiplier: float) -> np.ndarray:
     out = []
     for a in (int(v) << max(int(exponent), 0) for v in acc):
         ab = a * q
-        high = int(np.trunc((ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))) / 2**31)) if abs(ab) < 2**52 else (
-            (ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))) // (1 << 31))
+        high = (
+            int(np.trunc((ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))) / 2**31))
+            if abs(ab) < 2**52
+            else ((ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))) // (1 << 31))
+        )
         shift = max(-int(exponent), 0)
         mask = (1 << shift) - 1
         out.append((high >> shift) + int((high & mask) > (mask >> 1) + (1 if high < 0 else 0)))
@@ -247,8 +252,9 @@ def test_without_tflite_micro_the_arena_degrades_to_a_note(tmp_path: Path) -> No
         "try:\n    TflmModel(b'')\nexcept KitError as exc:\n    print('KitError:', exc)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     assert lines[-2].startswith("None True tflite-micro not installed")
@@ -258,22 +264,75 @@ def test_without_tflite_micro_the_arena_degrades_to_a_note(tmp_path: Path) -> No
 def test_selectable_in_distill_train_and_bundle(kws12, data_dir: Path, tmp_path: Path) -> None:
     """``-p arch=`` for a distiller, ``kit train --arch``, ``kit bundle --format tflite --int8``."""
     from deploy.runtime.bundle import Bundle, BundleClassifier
-    from deploy.runtime.wavio import read_wav
     from deploy.runtime.coreset import Coreset
+    from deploy.runtime.wavio import read_wav
 
     runner = CliRunner()
     coreset, run = tmp_path / "c.kit", tmp_path / "run"
-    result = runner.invoke(app, ["distill", "speech_commands", "--task", "kws12", "--method", "dm", "--ipc", "1",
-                                 "--limit-per-class", "8", "-p", "arch=convnet-mcu", "--steps", "2", "--threads", "1",
-                                 "--no-progress", "--data-dir", str(data_dir), "-o", str(coreset)])
+    result = runner.invoke(
+        app,
+        [
+            "distill",
+            "speech_commands",
+            "--task",
+            "kws12",
+            "--method",
+            "dm",
+            "--ipc",
+            "1",
+            "--limit-per-class",
+            "8",
+            "-p",
+            "arch=convnet-mcu",
+            "--steps",
+            "2",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--data-dir",
+            str(data_dir),
+            "-o",
+            str(coreset),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert Coreset.load(coreset).params["arch"] == "convnet-mcu"
-    result = runner.invoke(app, ["train", str(coreset), "--arch", "dscnn-mcu", "--epochs", "3", "--seeds", "0",
-                                 "--test-limit", "2", "--data-dir", str(data_dir), "--out", str(run), "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(coreset),
+            "--arch",
+            "dscnn-mcu",
+            "--epochs",
+            "3",
+            "--seeds",
+            "0",
+            "--test-limit",
+            "2",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(run),
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     bundle_path = tmp_path / "b.kit"
-    result = runner.invoke(app, ["bundle", str(run / "model.kit"), "--coreset", str(coreset), "--format", "tflite",
-                                 "--int8", "-o", str(bundle_path)])
+    result = runner.invoke(
+        app,
+        [
+            "bundle",
+            str(run / "model.kit"),
+            "--coreset",
+            str(coreset),
+            "--format",
+            "tflite",
+            "--int8",
+            "-o",
+            str(bundle_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     bundle = Bundle.load(bundle_path)
     data = bundle.models["model.int8.tflite"]

@@ -4,6 +4,7 @@ Every architecture must take the kit's feature maps (13 MFCC coefficients are ti
 network), keep the KitModel contract (embed/forward/spec) so training, the artifact and the
 exports work unchanged, and learn on real recordings. Real data: FSDD, 30 clips per digit.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,7 +66,9 @@ def test_resnet_vgg_keep_13_coefficients_alive_and_follow_width() -> None:
         # parameters scale ~ width^2 (convolutions dominate)
         assert 3.0 < count_parameters(wide) / count_parameters(narrow) < 4.2
         assert wide.embedding_dim == 8 * 16 and narrow.arch_kwargs == {"width": 8, "norm": "batch"}
-    blocks = [m for m in build_model("resnet18", (3, 13, 64), 10, width=8).modules() if type(m).__name__ == "BasicBlock"]
+    blocks = [
+        m for m in build_model("resnet18", (3, 13, 64), 10, width=8).modules() if type(m).__name__ == "BasicBlock"
+    ]
     assert len(blocks) == 8
     convs = [m for m in build_model("vgg11", (3, 13, 64), 10, width=8).modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 8
@@ -98,7 +101,9 @@ def test_dscnn_matches_hello_edge_and_counts_depthwise_macs() -> None:
 
 
 @pytest.mark.parametrize("arch,kwargs", [z for z in ZOO if z[1].get("size") != "medium"])
-def test_each_arch_learns_real_digits_and_round_trips_as_an_artifact(fsdd, tmp_path: Path, arch: str, kwargs: dict) -> None:
+def test_each_arch_learns_real_digits_and_round_trips_as_an_artifact(
+    fsdd, tmp_path: Path, arch: str, kwargs: dict
+) -> None:
     from kit.training import TrainConfig, evaluate, train_model
     from kit.training.targets import classification_loss
 
@@ -116,8 +121,11 @@ def test_each_arch_learns_real_digits_and_round_trips_as_an_artifact(fsdd, tmp_p
     assert after < 0.8 * before, f"{arch}: training loss {before:.3f} -> {after:.3f}"
     assert accuracy > 0.3, f"{arch}: {accuracy:.2f} test accuracy on 10 digits"
 
-    path = save_model(tmp_path / f"{arch}.kit", model, {"classes": fsdd.classes, "feature_config": fsdd.config,
-                                                         "normalizer": fsdd.normalizer})
+    path = save_model(
+        tmp_path / f"{arch}.kit",
+        model,
+        {"classes": fsdd.classes, "feature_config": fsdd.config, "normalizer": fsdd.normalizer},
+    )
     loaded, meta = load_model(path)
     assert meta["arch"] == arch and type(loaded) is type(model) and loaded.arch_kwargs == model.arch_kwargs
     with torch.no_grad():
@@ -132,8 +140,11 @@ def test_dscnn_exports_to_onnx_and_int8_tflite(fsdd, tmp_path: Path) -> None:
 
     config = TrainConfig(arch="dscnn", max_samples=1500, batch_size=32, lr=3e-3)
     model = train_model(fsdd.x_train, fsdd.y_train, 10, config, progress=False)
-    kit = save_model(tmp_path / "dscnn.kit", model, {"classes": fsdd.classes, "feature_config": fsdd.config,
-                                                     "normalizer": fsdd.normalizer})
+    kit = save_model(
+        tmp_path / "dscnn.kit",
+        model,
+        {"classes": fsdd.classes, "feature_config": fsdd.config, "normalizer": fsdd.normalizer},
+    )
     calibration = np.concatenate([fsdd.x_train[fsdd.y_train == c][:5] for c in range(10)])
     with torch.no_grad():
         reference = model(torch.from_numpy(fsdd.x_test)).numpy().argmax(1)

@@ -1,4 +1,5 @@
 """Models: shapes, embeddings, the registry, size/compute counts, and the no-pickle model artifact."""
+
 from __future__ import annotations
 
 import io
@@ -52,7 +53,10 @@ def test_convnet_layout_follows_dc_convnet() -> None:
     # 13 x 64 -> 6 x 32 -> 3 x 16 -> 1 x 8 after three 2x2 average pools
     assert model.embedding_dim == 128 * 1 * 8
     assert build_model("convnet", (3, 13, 64), 10, norm="batch").body[1].__class__ is nn.BatchNorm2d
-    assert not any(isinstance(m, (nn.GroupNorm, nn.BatchNorm2d)) for m in build_model("convnet", (3, 13, 64), 10, norm="none").modules())
+    assert not any(
+        isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))
+        for m in build_model("convnet", (3, 13, 64), 10, norm="none").modules()
+    )
 
 
 def test_pooling_guard_keeps_one_high_maps() -> None:
@@ -89,7 +93,12 @@ def test_registry_errors_and_plugins() -> None:
 
 def test_spec_records_resolved_constructor_arguments() -> None:
     model = build_model("convnet", (3, 13, 64), 10, width=32)
-    assert model.spec == {"arch": "convnet", "in_shape": [3, 13, 64], "n_classes": 10, "arch_kwargs": {"width": 32, "depth": 3, "norm": "instance"}}
+    assert model.spec == {
+        "arch": "convnet",
+        "in_shape": [3, 13, 64],
+        "n_classes": 10,
+        "arch_kwargs": {"width": 32, "depth": 3, "norm": "instance"},
+    }
     clone = rebuild_model(model.spec)
     assert [p.shape for p in clone.parameters()] == [p.shape for p in model.parameters()]
 
@@ -120,7 +129,9 @@ def _meta() -> dict:
     return {
         "classes": [f"c{i}" for i in range(4)],
         "feature_config": FeatureConfig(sample_rate=8000),
-        "normalizer": Normalizer(rng.standard_normal((3, 13)).astype(np.float32), rng.uniform(0.5, 2, (3, 13)).astype(np.float32)),
+        "normalizer": Normalizer(
+            rng.standard_normal((3, 13)).astype(np.float32), rng.uniform(0.5, 2, (3, 13)).astype(np.float32)
+        ),
         "train_config": {"epochs": 3, "lr": 0.001},
         "seed": 7,
         "metrics": {"accuracy": np.float64(0.75)},

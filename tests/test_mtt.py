@@ -4,6 +4,7 @@ Kept lean (well under two minutes on two busy cores): 60 training clips per clas
 expert buffer (width-16 ConvNets, 5 epochs) built once per module and shared by every test, MTT
 runs of a few dozen steps at one clip per class.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,16 @@ from distill.selection import RandomSelector
 EXPERTS = ExpertConfig(width=16, epochs=5, lr=0.01, batch_size=64)
 N_EXPERTS = 3
 #: MTT settings matching EXPERTS (the student is the expert architecture)
-SMALL = dict(width=16, buffer_epochs=5, n_experts=N_EXPERTS, expert_lr=0.01, expert_batch_size=64, max_start_epoch=2,
-             device="cpu", time_budget_s=None)
+SMALL = dict(
+    width=16,
+    buffer_epochs=5,
+    n_experts=N_EXPERTS,
+    expert_lr=0.01,
+    expert_batch_size=64,
+    max_start_epoch=2,
+    device="cpu",
+    time_budget_s=None,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -44,8 +53,9 @@ def fsdd(data_dir):
 def buffer_dir(fsdd, tmp_path_factory):
     """The module's expert buffer, built once (3 experts x 5 epochs)."""
     folder = tmp_path_factory.mktemp("experts") / "buffer"
-    built = ensure_expert_buffer(fsdd.x_train, fsdd.y_train, len(fsdd.classes), EXPERTS, N_EXPERTS, path=folder,
-                                 feature_config=fsdd.config)
+    built = ensure_expert_buffer(
+        fsdd.x_train, fsdd.y_train, len(fsdd.classes), EXPERTS, N_EXPERTS, path=folder, feature_config=fsdd.config
+    )
     assert built.trained_epochs == N_EXPERTS * EXPERTS.epochs and built.resumed_experts == ()
     return folder
 
@@ -53,8 +63,9 @@ def buffer_dir(fsdd, tmp_path_factory):
 @pytest.fixture(scope="module")
 def mtt_run(fsdd, buffer_dir):
     """One short MTT run at 1 clip per class, shared by the objective and the quality tests."""
-    return MTT(ipc=1, seed=0, steps=40, buffer=str(buffer_dir), syn_steps=10, lr=3e-2,
-               feature_config=fsdd.config, **SMALL).fit(fsdd.x_train, fsdd.y_train, len(fsdd.classes))
+    return MTT(
+        ipc=1, seed=0, steps=40, buffer=str(buffer_dir), syn_steps=10, lr=3e-2, feature_config=fsdd.config, **SMALL
+    ).fit(fsdd.x_train, fsdd.y_train, len(fsdd.classes))
 
 
 # Expert buffer --------------------------------------------------------------------------------------
@@ -62,8 +73,9 @@ def test_buffer_is_built_then_reused_without_training(fsdd, buffer_dir):
     files = sorted(p.name for p in buffer_dir.iterdir())
     assert files == [f"expert_{e:03d}.kit" for e in range(N_EXPERTS)]  # no partial file left behind
     stamps = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in buffer_dir.iterdir()}
-    again = ensure_expert_buffer(fsdd.x_train, fsdd.y_train, len(fsdd.classes), EXPERTS, N_EXPERTS, path=buffer_dir,
-                                 feature_config=fsdd.config)
+    again = ensure_expert_buffer(
+        fsdd.x_train, fsdd.y_train, len(fsdd.classes), EXPERTS, N_EXPERTS, path=buffer_dir, feature_config=fsdd.config
+    )
     assert again.trained_epochs == 0 and again.resumed_experts == ()
     assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in buffer_dir.iterdir()} == stamps
     traj = again.trajectories
@@ -73,7 +85,8 @@ def test_buffer_is_built_then_reused_without_training(fsdd, buffer_dir):
     assert all(float((traj[e, i + 1] - traj[e, i]).norm()) > 0 for e in range(N_EXPERTS) for i in range(EXPERTS.epochs))
     # an MTT run on the same buffer reuses it too (the trained-epoch counter stays at zero)
     run = MTT(ipc=1, steps=1, buffer=str(buffer_dir), syn_steps=2, **SMALL).fit(
-        fsdd.x_train, fsdd.y_train, len(fsdd.classes))
+        fsdd.x_train, fsdd.y_train, len(fsdd.classes)
+    )
     assert run.buffer_.trained_epochs == 0
     assert run.summary()["expert_buffer"]["trained_epochs"] == 0
 
@@ -126,11 +139,38 @@ def test_cli_refuses_a_mismatched_buffer_in_one_line(data_dir, buffer_dir, tmp_p
     console script prints as one ``error:`` line (exit 2), and no coreset written."""
     from kit.cli import app
 
-    result = CliRunner().invoke(app, [
-        "distill", "fsdd", "--method", "mtt", "--ipc", "1", "--out", str(tmp_path / "c.kit"), "--data-dir", str(data_dir),
-        "--limit-per-class", "60", "--no-progress", "--threads", "1", "--steps", "1", "--device", "cpu",
-        "-p", f"buffer={buffer_dir}", "-p", "width=8", "-p", "buffer_epochs=5", "-p", "max_start_epoch=2",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "distill",
+            "fsdd",
+            "--method",
+            "mtt",
+            "--ipc",
+            "1",
+            "--out",
+            str(tmp_path / "c.kit"),
+            "--data-dir",
+            str(data_dir),
+            "--limit-per-class",
+            "60",
+            "--no-progress",
+            "--threads",
+            "1",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "-p",
+            f"buffer={buffer_dir}",
+            "-p",
+            "width=8",
+            "-p",
+            "buffer_epochs=5",
+            "-p",
+            "max_start_epoch=2",
+        ],
+    )
     assert isinstance(result.exception, KitError), result.output
     message = str(result.exception)
     assert "\n" not in message and "architecture.width=16 (this run: 8)" in message and str(buffer_dir) in message
@@ -168,13 +208,17 @@ def test_mtt_beats_random_real_samples(mtt_run, fsdd):
 
     config = TrainConfig(arch_kwargs={"width": 64}, epochs=200, device="cpu")
     k = len(fsdd.classes)
-    distilled = train_eval_seeds(mtt_run.features_, mtt_run.labels_, fsdd.x_test, fsdd.y_test, k, config,
-                                 seeds=(0, 1), progress=False)["mean"]
+    distilled = train_eval_seeds(
+        mtt_run.features_, mtt_run.labels_, fsdd.x_test, fsdd.y_test, k, config, seeds=(0, 1), progress=False
+    )["mean"]
     randoms = []
     for seed in (0, 1):
         sel = RandomSelector(ipc=1, seed=seed).fit(fsdd.x_train, fsdd.y_train)
-        randoms.append(train_eval_seeds(sel.features_, sel.labels_, fsdd.x_test, fsdd.y_test, k, config,
-                                        seeds=(seed,), progress=False)["mean"])
+        randoms.append(
+            train_eval_seeds(
+                sel.features_, sel.labels_, fsdd.x_test, fsdd.y_test, k, config, seeds=(seed,), progress=False
+            )["mean"]
+        )
     # measured with these settings: 46.8 % for MTT (distillation seeds 0/1/2: 46.8, 45.5, 48.0) against
     # 33.0 / 37.0 / 39.3 % for random clips; the width-16, 5-epoch experts cap what MTT can reach here
     assert distilled > np.mean(randoms) + 0.07, (distilled, randoms)

@@ -1,4 +1,5 @@
 """NAS proxy: the ConvNet search space, the rank statistics, and ``kit nas --quick`` on real FSDD."""
+
 from __future__ import annotations
 
 import json
@@ -86,8 +87,11 @@ def test_a_nas_variant_survives_the_model_artifact(tmp_path: Path) -> None:
     model.train()
     model(x).logsumexp(1).mean().backward()  # move BatchNorm statistics off their defaults
     model.eval()
-    meta = {"classes": ["a", "b", "c", "d"], "feature_config": FeatureConfig(sample_rate=8000),
-            "normalizer": Normalizer(np.zeros((3, 13), np.float32), np.ones((3, 13), np.float32))}
+    meta = {
+        "classes": ["a", "b", "c", "d"],
+        "feature_config": FeatureConfig(sample_rate=8000),
+        "normalizer": Normalizer(np.zeros((3, 13), np.float32), np.ones((3, 13), np.float32)),
+    }
     loaded, saved_meta = load_model(save_model(tmp_path / "m.kit", model, meta))
     assert saved_meta["arch"] == "convnet-nas" and saved_meta["arch_kwargs"] == variant
     with torch.no_grad():
@@ -104,8 +108,9 @@ def test_bad_variant_arguments_are_user_errors() -> None:
 
 
 def _nas(out: Path, data_dir: Path, *extra: str):
-    return runner.invoke(app, ["nas", "fsdd", "--quick", "--out", str(out), "--data-dir", str(data_dir),
-                               "--no-progress", *extra])
+    return runner.invoke(
+        app, ["nas", "fsdd", "--quick", "--out", str(out), "--data-dir", str(data_dir), "--no-progress", *extra]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +162,19 @@ def test_quick_nas_on_real_fsdd_writes_table_and_scatter_and_resumes(quick_run: 
 
 def test_nas_option_errors_exit_2_with_one_line(tmp_path: Path, data_dir: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["nas", "fsdd", "--quick", "--out", str(tmp_path / "n"), "--data-dir", str(data_dir),
-              "--coreset", f"distill={tmp_path / 'missing.kit'}"])
+        main(
+            [
+                "nas",
+                "fsdd",
+                "--quick",
+                "--out",
+                str(tmp_path / "n"),
+                "--data-dir",
+                str(data_dir),
+                "--coreset",
+                f"distill={tmp_path / 'missing.kit'}",
+            ]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "missing.kit" in err and "Traceback" not in err
@@ -181,8 +197,12 @@ def test_bench_summarises_the_same_run_folder(quick_run: Path, data_dir: Path, t
     shutil.copytree(quick_run, run_dir)
     before = json.loads((run_dir / "cells.json").read_text())
     out = tmp_path / "results" / "nas_proxy.json"
-    assert bench_main(["--quick", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--out", str(out),
-                       "--no-progress"]) == 0
+    assert (
+        bench_main(
+            ["--quick", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--out", str(out), "--no-progress"]
+        )
+        == 0
+    )
     after = json.loads((run_dir / "cells.json").read_text())
     assert {k: v for k, v in after.items() if k != "bench_start"} == before
     record = json.loads(out.read_text())

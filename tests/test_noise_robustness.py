@@ -1,4 +1,5 @@
 """Noise robustness (kit.experiments.noise_robustness, kit noise) on the real FSDD recordings."""
+
 from __future__ import annotations
 
 import json
@@ -65,12 +66,25 @@ def test_noise_streams_and_edge_cases(fsdd_clips: np.ndarray) -> None:
         add_noise_at_snr(fsdd_clips, float("inf"), np.random.default_rng(0))
 
 
-def test_kit_noise_quick_run_writes_table_and_resumes(random_coreset: Path, data_dir: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kit_noise_quick_run_writes_table_and_resumes(
+    random_coreset: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     out = Path("noise")  # a relative run folder, as users type it
-    args = ["noise", str(random_coreset), "--out", str(out), "--quick", "--snrs", "clean,10", "--max-samples", "400",
-            "--data-dir", str(data_dir), "--quiet"]
+    args = [
+        "noise",
+        str(random_coreset),
+        "--out",
+        str(out),
+        "--quick",
+        "--snrs",
+        "clean,10",
+        "--max-samples",
+        "400",
+        "--data-dir",
+        str(data_dir),
+        "--quiet",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     results = load_results(out)

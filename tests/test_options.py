@@ -1,4 +1,5 @@
 """The list options every command and benchmark shares (``kit/options.py``)."""
+
 from __future__ import annotations
 
 import pytest

@@ -6,6 +6,7 @@ socket, directories, symlinks, zips built here. No device node is ever written; 
 only *checked*. The concurrency tests start real ``python -m kit`` processes on a small bundle
 built from real FSDD recordings.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,8 +73,17 @@ def specials(tmp_path: Path):
     sock.close()
 
 
-@pytest.mark.parametrize("kind, word", [("fifo", "FIFO"), ("socket", "socket"), ("dir", "directory"),
-                                        ("to_dir", "directory"), ("to_fifo", "FIFO"), ("dangling", "dangling")])
+@pytest.mark.parametrize(
+    "kind, word",
+    [
+        ("fifo", "FIFO"),
+        ("socket", "socket"),
+        ("dir", "directory"),
+        ("to_dir", "directory"),
+        ("to_fifo", "FIFO"),
+        ("dangling", "dangling"),
+    ],
+)
 def test_check_output_path_refuses_non_regular_targets(specials, kind, word) -> None:
     with pytest.raises(KitError, match=word) as info:
         check_output_path(specials[kind], "--out")
@@ -102,7 +112,8 @@ def test_check_output_path_other_refusals_and_what_it_accepts(tmp_path: Path, sp
     assert check_output_path(deep) == deep and not (tmp_path / "new").exists()
     assert check_output_path(specials["to_reg"]) == specials["to_reg"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["f.kit", "s.kit", "d.kit", "r.kit", "to_reg.kit", "to_dir.kit", "to_fifo.kit", "dangling.kit"])
+        ["f.kit", "s.kit", "d.kit", "r.kit", "to_reg.kit", "to_dir.kit", "to_fifo.kit", "dangling.kit"]
+    )
     with pytest.raises(KitError, match="exists and is a regular file, not a directory"):
         check_output_dir(specials["regular"], "--out")
     with pytest.raises(KitError, match="directory"):
@@ -124,9 +135,16 @@ def test_writes_refuse_special_files_and_write_through_symlinks(specials) -> Non
 # Readers never block ------------------------------------------------------------------------------
 def test_readers_refuse_a_fifo_at_once(specials, tmp_path: Path) -> None:
     fifo = specials["fifo"]
-    for read in (lambda: open_regular(fifo), lambda: read_regular_bytes(fifo), lambda: read_artifact(fifo),
-                 lambda: read_manifest(fifo), lambda: sha256_file(fifo), lambda: read_wav(fifo),
-                 lambda: load_audio(fifo, 16000), lambda: open_model(fifo, fmt="onnx")):
+    for read in (
+        lambda: open_regular(fifo),
+        lambda: read_regular_bytes(fifo),
+        lambda: read_artifact(fifo),
+        lambda: read_manifest(fifo),
+        lambda: sha256_file(fifo),
+        lambda: read_wav(fifo),
+        lambda: load_audio(fifo, 16000),
+        lambda: open_model(fifo, fmt="onnx"),
+    ):
         with pytest.raises(KitError, match="is a FIFO, not a regular file"):
             read()
     folder_wav = tmp_path / "x.wav"
@@ -137,8 +155,9 @@ def test_readers_refuse_a_fifo_at_once(specials, tmp_path: Path) -> None:
 
 def _kit(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "kit", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "kit", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_kit_inspect_of_a_fifo_errors_instead_of_hanging(specials) -> None:
@@ -160,10 +179,15 @@ def _bomb(path: Path, inflated: int, declared: int | None, header_size: int | No
         digest.update(zero)
     meta = {"what": "bomb"}
     manifest = {
-        "format": "kit-artifact", "format_version": 1, "kind": "bundle", "created": "", "meta": meta,
+        "format": "kit-artifact",
+        "format_version": 1,
+        "kind": "bundle",
+        "created": "",
+        "meta": meta,
         "meta_sha256": hashlib.sha256(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()).hexdigest(),
-        "members": {"arrays/replay_q.npy": {"size": inflated if declared is None else declared,
-                                            "sha256": digest.hexdigest()}},
+        "members": {
+            "arrays/replay_q.npy": {"size": inflated if declared is None else declared, "sha256": digest.hexdigest()}
+        },
     }
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         zf.writestr("manifest.json", json.dumps(manifest))
@@ -179,10 +203,13 @@ def _bomb(path: Path, inflated: int, declared: int | None, header_size: int | No
     return path
 
 
-@pytest.mark.parametrize("declared, header_size, message", [
-    (15104, None, "in the zip but 15104 in the manifest"),
-    (None, None, "decompression bomb"),
-])
+@pytest.mark.parametrize(
+    "declared, header_size, message",
+    [
+        (15104, None, "in the zip but 15104 in the manifest"),
+        (None, None, "decompression bomb"),
+    ],
+)
 def test_bombs_are_refused_before_inflating(tmp_path: Path, declared, header_size, message) -> None:
     bomb = _bomb(tmp_path / "bomb.kit", 256 << 20, declared, header_size)
     assert bomb.stat().st_size < 1 << 20
@@ -194,12 +221,19 @@ def test_kit_inspect_of_a_bomb_stays_small(tmp_path: Path) -> None:
     """The issue's case: a ~250 KB file inflating to 256 MB. ``kit inspect`` must refuse it in one
     line without inflating it (the old reader held the whole member in memory, 1.3 GB for 600 MB)."""
     bomb = _bomb(tmp_path / "bomb.kit", 256 << 20, 15104)
-    code = ("import runpy, sys; sys.argv = ['kit', 'inspect', sys.argv[1]]\n"
-            "try:\n    runpy.run_module('kit', run_name='__main__')\n"
-            "finally:\n    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-            "    print('peak_kb', hwm, file=sys.stderr)")  # VmHWM: this image's peak; ru_maxrss counts the parent
-    result = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    code = (
+        "import runpy, sys; sys.argv = ['kit', 'inspect', sys.argv[1]]\n"
+        "try:\n    runpy.run_module('kit', run_name='__main__')\n"
+        "finally:\n    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "    print('peak_kb', hwm, file=sys.stderr)"
+    )  # VmHWM: this image's peak; ru_maxrss counts the parent
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(bomb)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
     rss_mb = int(lines[-1].split()[1]) / 1024
@@ -242,13 +276,30 @@ def small(data_dir: Path, tmp_path_factory) -> dict:
     torch.manual_seed(0)
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("safety")
-    model = train_model(fs.x_train, fs.y_train, len(fs.classes),
-                        TrainConfig(arch_kwargs={"width": 8}, max_samples=600, batch_size=16), progress=False)
-    model_path = save_model(out / "m.kit", model, {"classes": fs.classes, "feature_config": fs.config,
-                                                   "normalizer": fs.normalizer, "source": fs.source})
+    model = train_model(
+        fs.x_train,
+        fs.y_train,
+        len(fs.classes),
+        TrainConfig(arch_kwargs={"width": 8}, max_samples=600, batch_size=16),
+        progress=False,
+    )
+    model_path = save_model(
+        out / "m.kit",
+        model,
+        {"classes": fs.classes, "feature_config": fs.config, "normalizer": fs.normalizer, "source": fs.source},
+    )
     pick = make_distiller("random", ipc=5, seed=0).fit(fs.x_train, fs.y_train, len(fs.classes))
-    coreset = Coreset(pick.features_, pick.labels_, fs.classes, fs.config, fs.normalizer, method="random",
-                      params={"ipc": 5}, seed=0, source=fs.source).save(out / "c.kit")
+    coreset = Coreset(
+        pick.features_,
+        pick.labels_,
+        fs.classes,
+        fs.config,
+        fs.normalizer,
+        method="random",
+        params={"ipc": 5},
+        seed=0,
+        source=fs.source,
+    ).save(out / "c.kit")
     bundle = build_bundle(model_path, coreset, out / "b.kit", formats=("onnx",))
     clips = {d: sorted(c.path for c in ds.clips if c.label == d and c.split == "train")[:5] for d in ("8", "9")}
     return {"model": model_path, "coreset": coreset, "bundle": bundle, "clips": clips}
@@ -266,8 +317,10 @@ def test_every_command_refuses_bad_outputs_before_work(small, specials, tmp_path
         (["distill", missing, "--method", "random", "--out", sock], "is a socket"),
         (["distill", missing, "--method", "random", "--out", str(specials["to_dir"])], "symlink to a directory"),
         (["distill", missing, "--method", "random", "--out", "/proc/c.kit"], "cannot create files in /proc"),
-        (["distill", missing, "--method", "dm", "--out", str(tmp_path / "o.kit"), "--checkpoint", folder],
-         "--checkpoint"),
+        (
+            ["distill", missing, "--method", "dm", "--out", str(tmp_path / "o.kit"), "--checkpoint", folder],
+            "--checkpoint",
+        ),
         (["train", c, "--out", c], "is also an input"),
         (["train", c, "--out", fifo], "not a directory"),
         (["export", m, "--out", folder], "is a directory"),
@@ -287,7 +340,8 @@ def test_every_command_refuses_bad_outputs_before_work(small, specials, tmp_path
     # the distill sidecar: a directory where <out>.config.json goes
     (tmp_path / "o2.kit.config.json").mkdir()
     assert "o2.kit.config.json: exists and is a directory" in _one_line(
-        ["distill", missing, "--method", "random", "--out", str(tmp_path / "o2.kit")], capsys)
+        ["distill", missing, "--method", "random", "--out", str(tmp_path / "o2.kit")], capsys
+    )
     # a .bak that is a directory: refused before the bundle is even read
     work = tmp_path / "inplace.kit"
     work.write_bytes(small["bundle"].read_bytes())
@@ -304,8 +358,17 @@ def test_every_command_refuses_bad_outputs_before_work(small, specials, tmp_path
 # Concurrent writers -----------------------------------------------------------------------------
 def _run_pair(first: list[str], second: list[str], cwd: Path) -> list[tuple[int, str]]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-m", "kit", *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for argv in (first, second)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "kit", *argv],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for argv in (first, second)
+    ]
     out = []
     for proc in procs:
         stdout, stderr = proc.communicate(timeout=240)
@@ -320,12 +383,15 @@ def test_two_concurrent_finetunes_of_one_bundle_keep_both_words(small, tmp_path:
     for trial in range(3):
         work = tmp_path / f"same{trial}.kit"
         work.write_bytes(original)
-        results = _run_pair(["finetune", work.name, "--add-keyword", "eight", *eight, "--seed", str(trial)],
-                            ["finetune", work.name, "--add-keyword", "nine", *nine, "--seed", str(trial)], tmp_path)
+        results = _run_pair(
+            ["finetune", work.name, "--add-keyword", "eight", *eight, "--seed", str(trial)],
+            ["finetune", work.name, "--add-keyword", "nine", *nine, "--seed", str(trial)],
+            tmp_path,
+        )
         assert [code for code, _ in results] == [0, 0], results
         final = Bundle.load(work)
         assert final.classes[: len(BASE_DIGITS)] == list(BASE_DIGITS)
-        assert sorted(final.classes[len(BASE_DIGITS):]) == ["eight", "nine"], final.classes
+        assert sorted(final.classes[len(BASE_DIGITS) :]) == ["eight", "nine"], final.classes
         backup = Bundle.load(work.with_name(work.name + ".bak"))
         # .bak is the bundle the second update started from: the original plus the first word only
         assert backup.classes == final.classes[:-1]
@@ -338,9 +404,22 @@ def test_finetune_lock_keeps_bak_the_original_when_serialised_in_process(small, 
     work.write_bytes(small["bundle"].read_bytes())
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with file_lock(work):
-        proc = subprocess.Popen([sys.executable, "-m", "kit", "finetune", str(work), "--add-keyword", "nine",
-                                 *map(str, small["clips"]["9"])], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kit",
+                "finetune",
+                str(work),
+                "--add-keyword",
+                "nine",
+                *map(str, small["clips"]["9"]),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         with pytest.raises(subprocess.TimeoutExpired):
             proc.wait(timeout=8)  # blocked on the lock, long after startup and the fine-tune itself
         assert work.read_bytes() == small["bundle"].read_bytes()
@@ -352,8 +431,21 @@ def test_finetune_lock_keeps_bak_the_original_when_serialised_in_process(small, 
 
 def test_two_concurrent_distills_to_one_out_write_coreset_and_record_as_a_unit(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "same.kit"
-    common = ["distill", "fsdd", "--method", "random", "--ipc", "1", "--limit-per-class", "4", "--out", out.name,
-              "--no-progress", "--data-dir", str(data_dir)]
+    common = [
+        "distill",
+        "fsdd",
+        "--method",
+        "random",
+        "--ipc",
+        "1",
+        "--limit-per-class",
+        "4",
+        "--out",
+        out.name,
+        "--no-progress",
+        "--data-dir",
+        str(data_dir),
+    ]
     results = _run_pair([*common, "--seed", "1"], [*common, "--seed", "2"], tmp_path)
     assert [code for code, _ in results] == [0, 0], results
     record = json.loads((tmp_path / "same.kit.config.json").read_text())

@@ -1,4 +1,5 @@
 """``kit.pipeline.coreset_features_for``: a coreset file brought into a dataset's feature space, or refused."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,9 @@ def _feature_set(config: FeatureConfig, mean: float, std: float) -> FeatureSet:
     shape = config.shape
     norm = Normalizer(np.full(shape[:2], mean, np.float32), np.full(shape[:2], std, np.float32))
     empty = np.zeros((0, *shape), np.float32)
-    return FeatureSet(["a", "b"], config, norm, empty, np.zeros(0, np.int64), np.zeros(0, str), empty, np.zeros(0, np.int64))
+    return FeatureSet(
+        ["a", "b"], config, norm, empty, np.zeros(0, np.int64), np.zeros(0, str), empty, np.zeros(0, np.int64)
+    )
 
 
 def _coreset(config: FeatureConfig, classes: list[str], mean: float, std: float, raw: np.ndarray) -> Coreset:
@@ -40,4 +43,6 @@ def test_other_classes_or_front_end_are_refused_naming_the_file() -> None:
         coreset_features_for(_coreset(config, ["b", "a"], 0.0, 1.0, raw), fs, "c.kit")
     other = FeatureConfig(kind="mfcc", sample_rate=8000)
     with pytest.raises(KitError, match=r"^d\.kit: coreset front-end \(mfcc"):
-        coreset_features_for(_coreset(other, ["a", "b"], 0.0, 1.0, np.zeros((2, *other.shape), np.float32)), fs, "d.kit")
+        coreset_features_for(
+            _coreset(other, ["a", "b"], 0.0, 1.0, np.zeros((2, *other.shape), np.float32)), fs, "d.kit"
+        )

@@ -1,5 +1,6 @@
 """int8 exports: full-integer TFLite and QDQ ONNX, calibrated on a real coreset, measured on the
 300 clips of the real FSDD test split; the ``kit export --int8`` round trip and its errors."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from export_fixtures import digits
 from typer.testing import CliRunner
 
 from deploy.export_tflite import export_tflite
@@ -18,7 +20,6 @@ from deploy.runtime.errors import KitError
 from deploy.runtime.inference import OnnxModel
 from deploy.runtime.models import open_model
 from deploy.runtime.tflite_model import TfliteModel
-from export_fixtures import digits
 from kit.cli import app, main
 from kit.commands.export import calibration_features
 
@@ -47,8 +48,10 @@ def _compare(d, logits: np.ndarray, label: str) -> None:
     ref = d.torch_outputs(d.fsdd.x_test)[0]
     agreement = float((logits.argmax(1) == ref.argmax(1)).mean())
     drop = _accuracy(ref, d.fsdd.y_test) - _accuracy(logits, d.fsdd.y_test)
-    print(f"{label}: top-1 agreement {agreement:.3f}, accuracy fp32 {_accuracy(ref, d.fsdd.y_test):.3f} "
-          f"int8 {_accuracy(logits, d.fsdd.y_test):.3f} (drop {100 * drop:.1f} points) on {len(ref)} real clips")
+    print(
+        f"{label}: top-1 agreement {agreement:.3f}, accuracy fp32 {_accuracy(ref, d.fsdd.y_test):.3f} "
+        f"int8 {_accuracy(logits, d.fsdd.y_test):.3f} (drop {100 * drop:.1f} points) on {len(ref)} real clips"
+    )
     assert agreement >= MIN_AGREEMENT, f"{label}: top-1 agreement {agreement:.3f} < {MIN_AGREEMENT}"
     assert drop <= MAX_ACCURACY_DROP, f"{label}: accuracy drop {drop:.3f} > {MAX_ACCURACY_DROP}"
 
@@ -61,7 +64,9 @@ def test_int8_tflite_is_integer_only(d) -> None:
     details = interpreter.get_tensor_details()
     kinds = {np.dtype(t["dtype"]).name for t in details}
     assert kinds <= {"int8", "int32"}, f"non-integer tensors: {kinds}"
-    assert sum(np.dtype(t["dtype"]).name == "int8" for t in details) > sum(np.dtype(t["dtype"]).name == "int32" for t in details)
+    assert sum(np.dtype(t["dtype"]).name == "int8" for t in details) > sum(
+        np.dtype(t["dtype"]).name == "int32" for t in details
+    )
     (inp,) = interpreter.get_input_details()
     assert np.dtype(inp["dtype"]) == np.int8 and inp["quantization"][0] > 0
     assert all(np.dtype(o["dtype"]) == np.int8 and o["quantization"][0] > 0 for o in interpreter.get_output_details())
@@ -89,8 +94,11 @@ def test_int8_tflite_size_and_ops(d) -> None:
 
 
 def test_int8_export_refuses_missing_or_bad_calibration(d, tmp_path: Path) -> None:
-    for calibration, needle in ((None, "calibration"), (np.zeros((4, 3, 13, 50), np.float32), "(4, 3, 13, 50)"),
-                                (np.full((2, 3, 13, 64), np.nan, np.float32), "NaN")):
+    for calibration, needle in (
+        (None, "calibration"),
+        (np.zeros((4, 3, 13, 50), np.float32), "(4, 3, 13, 50)"),
+        (np.full((2, 3, 13, 64), np.nan, np.float32), "NaN"),
+    ):
         with pytest.raises(KitError) as info:
             export_tflite(d.model, tmp_path / "x.tflite", int8=True, calibration=calibration)
         assert needle in str(info.value) and "\n" not in str(info.value)
@@ -107,8 +115,9 @@ def test_int8_onnx_is_qdq_per_channel_with_metadata(d) -> None:
     inits = {i.name: i for i in proto.graph.initializer}
     activation_zero_points = [inits[n.input[2]] for n in proto.graph.node if n.op_type == "QuantizeLinear"]
     assert activation_zero_points and all(z.data_type == onnx.TensorProto.UINT8 for z in activation_zero_points)
-    weight_zero_points = [inits[n.input[2]] for n in proto.graph.node
-                          if n.op_type == "DequantizeLinear" and n.input[0] in weights]
+    weight_zero_points = [
+        inits[n.input[2]] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights
+    ]
     assert len(weight_zero_points) == 4 and all(z.data_type == onnx.TensorProto.INT8 for z in weight_zero_points)
     props = {p.key: p.value for p in proto.metadata_props}
     for p in source.metadata_props:
@@ -163,8 +172,20 @@ def test_kit_export_int8_cli_round_trip(d, tmp_path: Path, capsys) -> None:
     runner = CliRunner()
     for fmt in ("tflite", "onnx"):
         out = tmp_path / f"cli.int8.{fmt}"
-        result = runner.invoke(app, ["export", str(d.kit_path), "--format", fmt, "--int8",
-                                     "--calibration", str(d.coreset_path), "--out", str(out)])
+        result = runner.invoke(
+            app,
+            [
+                "export",
+                str(d.kit_path),
+                "--format",
+                fmt,
+                "--int8",
+                "--calibration",
+                str(d.coreset_path),
+                "--out",
+                str(out),
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert f"({out.stat().st_size} bytes" in result.output and "ops (" in result.output
         model = open_model(out)
@@ -188,7 +209,9 @@ def test_calibration_features_map_a_coreset_into_the_models_input_space(d, tmp_p
     raw = d.fsdd.normalizer.inverse(d.calibration)
     other = Normalizer(d.fsdd.normalizer.mean + 1.0, d.fsdd.normalizer.std * 2.0)
     src = Coreset.load(d.coreset_path)
-    Coreset(other.transform(raw), src.labels, src.classes, src.feature_config, other, "random").save(tmp_path / "o.kit", dtype="float32")
+    Coreset(other.transform(raw), src.labels, src.classes, src.feature_config, other, "random").save(
+        tmp_path / "o.kit", dtype="float32"
+    )
     assert np.allclose(calibration_features(tmp_path / "o.kit", meta), d.calibration, atol=1e-4)
     # A coreset of another front-end is refused.
     config = src.feature_config.with_(n_mfcc=src.feature_config.n_mfcc, hop_ms=src.feature_config.hop_ms * 2)

@@ -1,4 +1,5 @@
 """Griffin-Lim rendering (kit.render, kit render) on the real FSDD recordings."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,14 @@ from typer.testing import CliRunner
 
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
-from deploy.runtime.features import FeatureConfig, dct_matrix, extract_features, log_mel_spectrogram, mel_filterbank, mfcc
+from deploy.runtime.features import (
+    FeatureConfig,
+    dct_matrix,
+    extract_features,
+    log_mel_spectrogram,
+    mel_filterbank,
+    mfcc,
+)
 from deploy.runtime.wavio import read_wav
 from kit.cli import app
 from kit.experiments.rundir import load_results
@@ -62,9 +70,12 @@ def test_inversion_mirrors_the_front_end(fsdd) -> None:
     fs, _ = fsdd
     config = fs.config
     np.testing.assert_allclose(
-        librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin,
-                            fmax=config.upper_hz), mel_filterbank(config.sample_rate, config.n_fft, config.n_mels,
-                                                                  config.fmin, config.upper_hz), atol=1e-7)
+        librosa.filters.mel(
+            sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin, fmax=config.upper_hz
+        ),
+        mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.upper_hz),
+        atol=1e-7,
+    )
     raw = fs.normalizer.inverse(fs.x_test[:1])[0]
     mel = features_to_mel_power(raw, config)
     recovered = dct_matrix(config.n_mfcc, config.n_mels) @ (10 * np.log10(mel))
@@ -131,7 +142,9 @@ def test_render_coreset_writes_wavs_and_resumes(dm_coreset: Path, tmp_path: Path
     again = render_coreset(coreset, tmp_path / "audio", n_iter=16, seed=0, progress=False)
     assert again.reused == 20 and [p.stat().st_mtime_ns for p in wavs] == stamps
     np.testing.assert_array_equal(again.audio, result.audio)
-    other = render_coreset(coreset, tmp_path / "audio", n_iter=16, seed=5, progress=False)  # other settings: re-rendered
+    other = render_coreset(
+        coreset, tmp_path / "audio", n_iter=16, seed=5, progress=False
+    )  # other settings: re-rendered
     assert other.reused == 0 and not np.array_equal(other.audio, result.audio)
 
 
@@ -140,9 +153,14 @@ def test_lpcc_cannot_be_rendered(tmp_path: Path) -> None:
 
     config = FeatureConfig(kind="lpcc", sample_rate=8000)
     c, f, t = config.shape
-    coreset = Coreset(features=np.zeros((2, c, f, t), np.float32), labels=np.array([0, 1]), classes=["a", "b"],
-                      feature_config=config, normalizer=Normalizer(np.zeros((c, f), np.float32), np.ones((c, f), np.float32)),
-                      method="random")
+    coreset = Coreset(
+        features=np.zeros((2, c, f, t), np.float32),
+        labels=np.array([0, 1]),
+        classes=["a", "b"],
+        feature_config=config,
+        normalizer=Normalizer(np.zeros((c, f), np.float32), np.ones((c, f), np.float32)),
+        method="random",
+    )
     with pytest.raises(KitError, match="lpcc"):
         features_to_audio(coreset.features[0], config)
     with pytest.raises(KitError, match="lpcc"):
@@ -150,18 +168,34 @@ def test_lpcc_cannot_be_rendered(tmp_path: Path) -> None:
     assert not list((tmp_path).glob("audio/*.wav"))
     path = tmp_path / "lpcc.kit"
     coreset.save(path)
-    proc = subprocess.run([sys.executable, "-m", "kit", "render", str(path), "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit", "render", str(path), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "lpcc" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_kit_render_cli_on_a_real_coreset(dm_coreset: Path, data_dir: Path, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kit_render_cli_on_a_real_coreset(
+    dm_coreset: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     out = Path("run")  # a relative run folder, as users type it
-    args = ["render", str(dm_coreset), "--out", str(out), "--quick", "--evaluate", "--max-samples", "400",
-            "--data-dir", str(data_dir), "--quiet"]
+    args = [
+        "render",
+        str(dm_coreset),
+        "--out",
+        str(out),
+        "--quick",
+        "--evaluate",
+        "--max-samples",
+        "400",
+        "--data-dir",
+        str(data_dir),
+        "--quiet",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "round trip correlation" in result.output and "ConvNet accuracy" in result.output

@@ -1,4 +1,5 @@
 """``kit report``: one self-contained, well-formed HTML page over real runs, a real coreset, a RunDir and a benchmark."""
+
 from __future__ import annotations
 
 import base64
@@ -60,7 +61,7 @@ class PageParser(HTMLParser):
 def _decode(uri: str, mime: str) -> bytes:
     prefix = f"data:{mime};base64,"
     assert uri.startswith(prefix), uri[:40]
-    return base64.b64decode(uri[len(prefix):], validate=True)
+    return base64.b64decode(uri[len(prefix) :], validate=True)
 
 
 def _write_wav(path: Path, rate: int = 8000) -> None:
@@ -77,12 +78,44 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str
     """A real coreset and a real quick ``kit train`` run on FSDD, plus a RunDir with a table, a PNG and a WAV."""
     root = tmp_path_factory.mktemp("report-inputs")
     coreset = root / "random2.kit"
-    result = runner.invoke(app, ["distill", "fsdd", "--method", "random", "--ipc", "2", "--out", str(coreset),
-                                 "--data-dir", str(data_dir), "--limit-per-class", "8", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "distill",
+            "fsdd",
+            "--method",
+            "random",
+            "--ipc",
+            "2",
+            "--out",
+            str(coreset),
+            "--data-dir",
+            str(data_dir),
+            "--limit-per-class",
+            "8",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     train_run = root / "train-run"
-    result = runner.invoke(app, ["train", str(coreset), "--out", str(train_run), "--seeds", "0,1", "--max-samples", "200",
-                                 "--test-limit", "5", "--data-dir", str(data_dir), "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(coreset),
+            "--out",
+            str(train_run),
+            "--seeds",
+            "0,1",
+            "--max-samples",
+            "200",
+            "--test-limit",
+            "5",
+            "--data-dir",
+            str(data_dir),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
 
     experiment = root / "experiment"
@@ -100,9 +133,23 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str
 
 def test_report_page_and_its_images_are_well_formed(inputs: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "page" / "report.html"
-    result = runner.invoke(app, ["report", str(inputs["train"]), str(inputs["coreset"]), str(inputs["experiment"]),
-                                 str(BENCH_JSON), "--out", str(out), "--title", "Test report", "--data-dir", str(data_dir),
-                                 "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            str(inputs["train"]),
+            str(inputs["coreset"]),
+            str(inputs["experiment"]),
+            str(BENCH_JSON),
+            "--out",
+            str(out),
+            "--title",
+            "Test report",
+            "--data-dir",
+            str(data_dir),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     page = out.read_text()
     parser = PageParser()

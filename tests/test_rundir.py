@@ -1,4 +1,5 @@
 """The experiment run folder contract (``kit/experiments/rundir.py``) that every comparison and ``kit report`` share."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ def test_cells_survive_a_restart_and_other_settings_are_refused(tmp_path: Path) 
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"] == {"seed": 1, "ipc": 10}
 
 
-def test_results_name_members_relative_to_the_folder_and_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_results_name_members_relative_to_the_folder_and_round_trip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     run = RunDir("runs/exp", "demo", {"seed": 0}, title="Demo")
     (tmp_path / "runs" / "exp" / "plot.png").write_bytes(b"\x89PNG")

@@ -11,6 +11,7 @@ this repository, is caught too. ``firmware_sim/`` (when present) is walked as a 
 Inference and audio back-ends (onnxruntime, ai-edge-litert, sounddevice) may be used, but only
 imported lazily, inside the function that needs them: a device has one of them, not all.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,25 @@ FIRMWARE_SIM = REPO / "firmware_sim"
 
 #: top-level module -> why a device module must not import it (at import time)
 BANNED = {
-    **{name: "training-side dependency" for name in ("torch", "librosa", "scipy", "sklearn", "matplotlib",
-                                                      "tensorflow", "kit", "distill", "typer", "rich")},
-    **{name: "back-end: import it lazily where it is used" for name in ("onnxruntime", "ai_edge_litert",
-                                                                         "tflite_runtime", "sounddevice")},
+    **{
+        name: "training-side dependency"
+        for name in (
+            "torch",
+            "librosa",
+            "scipy",
+            "sklearn",
+            "matplotlib",
+            "tensorflow",
+            "kit",
+            "distill",
+            "typer",
+            "rich",
+        )
+    },
+    **{
+        name: "back-end: import it lazily where it is used"
+        for name in ("onnxruntime", "ai_edge_litert", "tflite_runtime", "sounddevice")
+    },
 }
 #: the standalone runtime must not reach back into this repository's packages either
 BANNED_STANDALONE = {**BANNED, "deploy": "absolute import: the device has only the copied runtime folder"}
@@ -79,8 +95,14 @@ def walk(folder: Path, name: str, standalone: bool) -> dict[str, list[str]]:
     modules = module_names(folder)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     how = "standalone" if standalone else "package"
-    result = subprocess.run([sys.executable, "-c", _CHILD, str(folder), name, how, json.dumps(modules)],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(folder), name, how, json.dumps(modules)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

@@ -1,4 +1,5 @@
 """``python -m bench.seed_tables``: our cells beside the papers' rows, absent datasets as "not run here"."""
+
 from __future__ import annotations
 
 import json

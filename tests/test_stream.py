@@ -1,12 +1,14 @@
 """Streaming recognition: the RecognizeCommands rules on crafted posterior sequences, the ring
 buffer, streaming-vs-offline feature parity on real clips, and detection of real Speech Commands
 keywords pasted at known times into real background noise."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pytest
+from streaming_helpers import SAMPLE_RATE, background, held_out_clips, keyword_stream, kws_bundle
 
 from deploy.runtime.bundle import Bundle, BundleClassifier
 from deploy.runtime.errors import KitError
@@ -14,7 +16,6 @@ from deploy.runtime.features import resample
 from deploy.runtime.recognizer import Detection, DetectorSettings, RecognizeCommands
 from deploy.runtime.stream import AudioRing, StreamRecognizer, detect_stream, detections_from_scores, score_stream
 from deploy.runtime.wavio import read_wav
-from streaming_helpers import SAMPLE_RATE, background, held_out_clips, keyword_stream, kws_bundle
 
 CLASSES = ["_silence_", "_unknown_", "no", "yes"]
 HOP = 0.1
@@ -118,19 +119,23 @@ def test_detector_options_are_declared_once_for_every_command_line() -> None:
         assert all(declared[f].help[1:] in offered[f].help and declared[f].bounds in offered[f].help for f in declared)
     settings = DetectorSettings().with_options({"threshold": 0.8, "hop_s": None, "minimum_count": 2})
     assert settings.threshold == 0.8 and settings.hop_s == 0.1 and settings.minimum_count == 2
-    for values, needle in [({"threshold": 1.5}, "--threshold must be in [0, 1], got 1.5"),
-                           ({"minimum_count": 0}, "--minimum-count must be >= 1"),
-                           ({"hop_s": 0.0}, "--hop must be > 0"), ({"hop_s": 2.0}, "must not exceed window_s"),
-                           ({"average_window_s": float("nan")}, "--average-window must be a finite number"),
-                           ({"colour": 1}, "unknown detector options ['colour']")]:
+    for values, needle in [
+        ({"threshold": 1.5}, "--threshold must be in [0, 1], got 1.5"),
+        ({"minimum_count": 0}, "--minimum-count must be >= 1"),
+        ({"hop_s": 0.0}, "--hop must be > 0"),
+        ({"hop_s": 2.0}, "must not exceed window_s"),
+        ({"average_window_s": float("nan")}, "--average-window must be a finite number"),
+        ({"colour": 1}, "unknown detector options ['colour']"),
+    ]:
         with pytest.raises(KitError) as exc:
             DetectorSettings().with_options(values)
         assert needle in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
 
 
 def test_detector_settings_round_trip() -> None:
-    settings = DetectorSettings(hop_s=0.05, average_window_s=0.4, threshold=0.55, suppression_s=1.5, minimum_count=4,
-                                ignore=("_silence_",))
+    settings = DetectorSettings(
+        hop_s=0.05, average_window_s=0.4, threshold=0.55, suppression_s=1.5, minimum_count=4, ignore=("_silence_",)
+    )
     assert DetectorSettings.from_dict(settings.to_dict()) == settings
     assert settings.with_(threshold=None, hop_s=0.2) == DetectorSettings.from_dict({**settings.to_dict(), "hop_s": 0.2})
 
@@ -173,12 +178,17 @@ def test_streaming_window_features_equal_the_offline_training_features(classifie
     from kit.data import Clip
     from kit.features import clip_features
 
-    paths = [p for word in ("yes", "stop", "yes") for p in held_out_clips(data_dir, word)[:12]
-             if len(read_wav(p)[0]) == SAMPLE_RATE][::4][:3]
+    paths = [
+        p
+        for word in ("yes", "stop", "yes")
+        for p in held_out_clips(data_dir, word)[:12]
+        if len(read_wav(p)[0]) == SAMPLE_RATE
+    ][::4][:3]
     assert len(paths) == 3
     audio = [read_wav(p)[0] for p in paths]
     offline = classifier.normalizer.transform(
-        np.stack([clip_features(Clip(p, "x", "test", "g"), classifier.feature_config) for p in paths]))
+        np.stack([clip_features(Clip(p, "x", "test", "g"), classifier.feature_config) for p in paths])
+    )
     stream = StreamRecognizer(classifier, DetectorSettings(hop_s=HOP), keep_features=True)
     results = [r for chunk in _chunks(np.concatenate(audio), seed=1) for r in stream.feed(chunk)]
     by_time = {round(r.time_s, 6): r for r in results}
@@ -186,7 +196,9 @@ def test_streaming_window_features_equal_the_offline_training_features(classifie
     for k in range(3):
         streamed = by_time[float(k + 1)].features
         assert float(np.abs(streamed - offline[k]).max()) <= 1e-5, f"window {k} differs from the offline features"
-        assert np.allclose(by_time[float(k + 1)].probabilities, classifier.probabilities(audio[k], SAMPLE_RATE), atol=1e-6)
+        assert np.allclose(
+            by_time[float(k + 1)].probabilities, classifier.probabilities(audio[k], SAMPLE_RATE), atol=1e-6
+        )
 
     # an 8 kHz stream: each window is resampled as a whole, like an 8 kHz clip classified offline
     low = [resample(y, SAMPLE_RATE, 8000) for y in audio]
@@ -197,7 +209,9 @@ def test_streaming_window_features_equal_the_offline_training_features(classifie
 
 
 def test_live_stream_and_offline_detect_stream_agree(classifier, data_dir: Path) -> None:
-    stream, _ = keyword_stream(classifier, data_dir, noise="running_tap", placements=((1.5, "stop"), (4.0, "yes")), seconds=6.0)
+    stream, _ = keyword_stream(
+        classifier, data_dir, noise="running_tap", placements=((1.5, "stop"), (4.0, "yes")), seconds=6.0
+    )
     settings = classifier.bundle.detector
     detections, scores = detect_stream(classifier, stream, SAMPLE_RATE, settings, return_scores=True)
     live = StreamRecognizer(classifier, settings)
@@ -205,13 +219,17 @@ def test_live_stream_and_offline_detect_stream_agree(classifier, data_dir: Path)
     assert np.allclose([r.time_s for r in results], scores.times)
     assert np.abs(np.stack([r.probabilities for r in results]) - scores.probabilities).max() <= 1e-5
     live_detections = [r.detection for r in results if r.detection is not None]
-    assert [(d.label, round(d.time_s, 6)) for d in live_detections] == [(d.label, round(d.time_s, 6)) for d in detections]
+    assert [(d.label, round(d.time_s, 6)) for d in live_detections] == [
+        (d.label, round(d.time_s, 6)) for d in detections
+    ]
     assert detections_from_scores(scores, settings) == detections
     assert [d.label for d in detections] == ["stop", "yes"]
 
 
 @pytest.mark.parametrize("noise", ["doing_the_dishes", "exercise_bike"])
-def test_detects_real_keywords_pasted_into_real_noise_at_the_right_times(classifier, data_dir: Path, noise: str) -> None:
+def test_detects_real_keywords_pasted_into_real_noise_at_the_right_times(
+    classifier, data_dir: Path, noise: str
+) -> None:
     """Held-out speakers' "yes"/"stop" clips pasted at 2.0, 5.5 and 9.0 s into the held-out part of a
     real background recording: exactly these three detections, each reported while its window
     still covers the word (window end between 0.5 s and 1.6 s after the clip's start)."""

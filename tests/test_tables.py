@@ -1,4 +1,5 @@
 """The one table helper (``kit/report/tables.py``) the benchmarks, run folders and ``kit report`` share."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,9 @@ def test_run_folder_tables_render_under_their_titles(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run", "demo", {"seed": 0})
     run.add_table("First", ["k", "v"], [["a", 1]])
     run.add_table("Second", ["k"], [["b"]])
-    assert markdown_tables(run.tables) == ("**First**\n\n| k | v |\n|---|---|\n| a | 1 |\n\n"
-                                           "**Second**\n\n| k |\n|---|\n| b |")
+    assert markdown_tables(run.tables) == (
+        "**First**\n\n| k | v |\n|---|---|\n| a | 1 |\n\n**Second**\n\n| k |\n|---|\n| b |"
+    )
     with pytest.raises(ValueError, match="table 'Bad': rows must have 2 cells"):
         run.add_table("Bad", ["k", "v"], [["a"]])
 

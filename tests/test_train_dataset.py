@@ -1,5 +1,6 @@
 """``kit train DATASET`` and its parts on real recordings: the extra-folder loader, the official
 v0.02 lists, the recipe's noise (training part only) and a trained, exportable model."""
+
 from __future__ import annotations
 
 import shutil
@@ -97,8 +98,14 @@ def test_recipe_noise_never_comes_from_the_test_part(data_dir, tmp_path):
 def test_recipe_set_uses_training_noise_and_records_its_parts(data_dir, tmp_path):
     from kit.training import Recipe, load_for_training, recipe_training_set
 
-    audio, fs = load_for_training("speech_commands", data_dir, task="kws12", limit_per_class=3, progress=False,
-                                  extra_train=[data_dir / "speech_commands_train"])
+    audio, fs = load_for_training(
+        "speech_commands",
+        data_dir,
+        task="kws12",
+        limit_per_class=3,
+        progress=False,
+        extra_train=[data_dir / "speech_commands_train"],
+    )
     recipe = Recipe(copies=1, fsdd_negatives=4, esc_cuts_per_clip=0, quiet_silence=5)
     built = recipe_training_set(audio, fs, recipe, data_dir)
     n = len(fs.y_train)
@@ -125,8 +132,25 @@ def test_kit_train_dataset_writes_an_exportable_model_above_chance(data_dir, tmp
     from kit.models import load_model
 
     out = tmp_path / "run"
-    args = ["train", "fsdd", "--data-dir", str(data_dir), "--max-per-class", "20", "--epochs", "40", "--width", "16",
-            "--copies", "1", "--seed", "3", "--out", str(out), "--quiet"]
+    args = [
+        "train",
+        "fsdd",
+        "--data-dir",
+        str(data_dir),
+        "--max-per-class",
+        "20",
+        "--epochs",
+        "40",
+        "--width",
+        "16",
+        "--copies",
+        "1",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     _kit(args)
     metrics = json.loads((out / "metrics.json").read_text())
     config = json.loads((out / "config.json").read_text())
@@ -146,21 +170,38 @@ def test_kit_train_dataset_writes_an_exportable_model_above_chance(data_dir, tmp
 
     _, fs = load_for_training("fsdd", data_dir, limit_per_class=20, progress=False)
     picks = np.concatenate([np.flatnonzero(fs.y_train == c)[:2] for c in range(10)])
-    Coreset(fs.x_train[picks], fs.y_train[picks], fs.classes, fs.config, fs.normalizer, method="random",
-            source=fs.source).save(tmp_path / "replay.kit")
-    _kit(["bundle", str(out / "model.kit"), "--coreset", str(tmp_path / "replay.kit"),
-          "--out", str(tmp_path / "b.kit")])
+    Coreset(
+        fs.x_train[picks], fs.y_train[picks], fs.classes, fs.config, fs.normalizer, method="random", source=fs.source
+    ).save(tmp_path / "replay.kit")
+    _kit(
+        ["bundle", str(out / "model.kit"), "--coreset", str(tmp_path / "replay.kit"), "--out", str(tmp_path / "b.kit")]
+    )
     assert (tmp_path / "b.kit").stat().st_size > 1000
 
 
 def test_kit_train_dataset_bad_options_are_one_line_errors(data_dir, tmp_path, capsys):
     from kit.cli import main
 
-    for extra, message in ((["--snr", "30,5"], "--snr"), (["--balance", "odd"], "--balance"),
-                           (["--extra-train", str(tmp_path)], "--extra-train")):
+    for extra, message in (
+        (["--snr", "30,5"], "--snr"),
+        (["--balance", "odd"], "--balance"),
+        (["--extra-train", str(tmp_path)], "--extra-train"),
+    ):
         with pytest.raises(SystemExit) as exc:
-            main(["train", "fsdd", "--data-dir", str(data_dir), "--max-per-class", "2", "--out", str(tmp_path / "r"),
-                  "--quiet", *extra])
+            main(
+                [
+                    "train",
+                    "fsdd",
+                    "--data-dir",
+                    str(data_dir),
+                    "--max-per-class",
+                    "2",
+                    "--out",
+                    str(tmp_path / "r"),
+                    "--quiet",
+                    *extra,
+                ]
+            )
         assert exc.value.code == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1

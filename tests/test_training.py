@@ -1,4 +1,5 @@
 """Training: augmentation, seeded determinism, real accuracy on FSDD, soft labels, runs, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -77,7 +78,9 @@ def test_targets_and_losses() -> None:
     logits = torch.randn(6, 4)
     y = torch.tensor([0, 1, 2, 3, 0, 1])
     one_hot = F.one_hot(y, 4).float()
-    assert torch.allclose(classification_loss(logits, prepare_targets(one_hot, 6, 4)), F.cross_entropy(logits, y), atol=1e-6)
+    assert torch.allclose(
+        classification_loss(logits, prepare_targets(one_hot, 6, 4)), F.cross_entropy(logits, y), atol=1e-6
+    )
     raw = np.random.default_rng(0).standard_normal((6, 4))  # e.g. kernel-regression label scores
     targets = prepare_targets(raw, 6, 4)
     assert torch.allclose(targets.sum(1), torch.ones(6)) and (targets > 0).all()
@@ -119,7 +122,9 @@ def test_soft_labels_train(fsdd) -> None:
 
 def test_train_eval_seeds_reports_mean_and_std(fsdd) -> None:
     config = TrainConfig(arch_kwargs={"width": 8}, max_samples=200)
-    result = train_eval_seeds(fsdd.x_train, fsdd.y_train, fsdd.x_test, fsdd.y_test, 10, config, seeds=(0, 1, 2), progress=False)
+    result = train_eval_seeds(
+        fsdd.x_train, fsdd.y_train, fsdd.x_test, fsdd.y_test, 10, config, seeds=(0, 1, 2), progress=False
+    )
     accs = [row["accuracy"] for row in result["per_seed"]]
     assert [row["seed"] for row in result["per_seed"]] == [0, 1, 2]
     assert np.isclose(result["mean"], np.mean(accs)) and np.isclose(result["std"], np.std(accs))
@@ -127,7 +132,9 @@ def test_train_eval_seeds_reports_mean_and_std(fsdd) -> None:
 
 
 def test_write_run_is_atomic_json(tmp_path) -> None:
-    run = write_run(tmp_path / "run", {"seeds": [0, 1], "path": Path("x")}, {"mean": np.float32(0.5), "acc": np.array([0.5, 0.5])})
+    run = write_run(
+        tmp_path / "run", {"seeds": [0, 1], "path": Path("x")}, {"mean": np.float32(0.5), "acc": np.array([0.5, 0.5])}
+    )
     assert json.loads((run / "config.json").read_text()) == {"seeds": [0, 1], "path": "x"}
     assert json.loads((run / "metrics.json").read_text()) == {"mean": 0.5, "acc": [0.5, 0.5]}
     assert sorted(p.name for p in run.iterdir()) == ["config.json", "metrics.json"]
@@ -137,13 +144,33 @@ def test_kit_train_and_eval_cli(fsdd, data_dir: Path, tmp_path: Path) -> None:
     picks = np.concatenate([np.flatnonzero(fsdd.y_train == c)[:2] for c in range(10)])
     coreset_path = tmp_path / "random2.kit"
     Coreset(
-        fsdd.x_train[picks], fsdd.y_train[picks], fsdd.classes, fsdd.config, fsdd.normalizer,
-        method="random", source=fsdd.source,
+        fsdd.x_train[picks],
+        fsdd.y_train[picks],
+        fsdd.classes,
+        fsdd.config,
+        fsdd.normalizer,
+        method="random",
+        source=fsdd.source,
     ).save(coreset_path)
     run_dir = tmp_path / "run"
     runner = CliRunner()
-    args = ["train", str(coreset_path), "--width", "8", "--seeds", "0,1,2", "--max-samples", "200",
-            "--data-dir", str(data_dir), "--test-limit", "10", "--out", str(run_dir), "--quiet"]
+    args = [
+        "train",
+        str(coreset_path),
+        "--width",
+        "8",
+        "--seeds",
+        "0,1,2",
+        "--max-samples",
+        "200",
+        "--data-dir",
+        str(data_dir),
+        "--test-limit",
+        "10",
+        "--out",
+        str(run_dir),
+        "--quiet",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "±" in result.output and "3 seed(s)" in result.output
@@ -157,7 +184,10 @@ def test_kit_train_and_eval_cli(fsdd, data_dir: Path, tmp_path: Path) -> None:
     assert meta["seed"] == 0 and meta["classes"] == fsdd.classes and meta["source"]["split"] == "official"
     assert np.isclose(meta["metrics"]["accuracy"], metrics["per_seed"][0]["accuracy"])
     # kit eval on the same 100 test clips reproduces the seed-0 accuracy
-    result = runner.invoke(app, ["eval", str(run_dir / "model.kit"), "--data-dir", str(data_dir), "--test-limit", "10", "--json", "--quiet"])
+    result = runner.invoke(
+        app,
+        ["eval", str(run_dir / "model.kit"), "--data-dir", str(data_dir), "--test-limit", "10", "--json", "--quiet"],
+    )
     assert result.exit_code == 0, result.output
     assert np.isclose(json.loads(result.output)["accuracy"], metrics["per_seed"][0]["accuracy"])
 

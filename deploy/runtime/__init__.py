@@ -5,6 +5,7 @@ nothing else: no torch, no librosa, no scipy. The training side (``kit``) uses t
 front-end code, so features on the device match the features the model was trained on.
 Modules here use relative imports so ``kit deploy`` can copy the folder under another name.
 """
+
 from .errors import KitError
 from .features import FeatureConfig, extract_features
 

@@ -5,6 +5,7 @@ ai-edge-litert; typer, torch and the rest of the kit are not there. Each sub-com
 own module exposing ``main(argv) -> int``; this file only dispatches and turns ``KitError`` into
 one line on stderr with exit status 2, like ``kit`` does.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -6,6 +6,7 @@ truncated, corrupted or edited file is refused before anything uses it. Coresets
 and deployable bundles are all artifacts of different ``kind``; later kinds add members and
 metadata without a new container. Readers refuse a ``format_version`` newer than they know.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -102,8 +103,9 @@ def manifest_digest(manifest: dict) -> str:
     kind, meta and the member list together (so none of them can change without the other)."""
     if manifest.get("format_version") == 1:
         return sha256_bytes(_canonical(manifest.get("meta")))
-    return sha256_bytes(_canonical({"kind": manifest.get("kind"), "meta": manifest.get("meta"),
-                                    "members": manifest.get("members")}))
+    return sha256_bytes(
+        _canonical({"kind": manifest.get("kind"), "meta": manifest.get("meta"), "members": manifest.get("members")})
+    )
 
 
 def check_finite(name: str, array: np.ndarray, where: str) -> None:
@@ -132,8 +134,11 @@ def key_id(key: bytes) -> str:
 
 
 def sign_manifest(manifest: dict, key: bytes) -> dict:
-    return {"alg": SIGNATURE_ALG, "key_id": key_id(key),
-            "mac": hmac.new(key, _unsigned(manifest), hashlib.sha256).hexdigest()}
+    return {
+        "alg": SIGNATURE_ALG,
+        "key_id": key_id(key),
+        "mac": hmac.new(key, _unsigned(manifest), hashlib.sha256).hexdigest(),
+    }
 
 
 def verify_signature(path: str | os.PathLike, key: bytes) -> None:
@@ -143,13 +148,16 @@ def verify_signature(path: str | os.PathLike, key: bytes) -> None:
     signature = manifest.get("signature")
     if signature is None:
         raise KitError(f"{path}: is not signed, but a signing key is configured (kit bundle --sign KEYFILE)")
-    if not (isinstance(signature, dict) and signature.get("alg") == SIGNATURE_ALG
-            and isinstance(signature.get("mac"), str)):
+    if not (
+        isinstance(signature, dict) and signature.get("alg") == SIGNATURE_ALG and isinstance(signature.get("mac"), str)
+    ):
         raise KitError(f"{path}: signature is malformed (expected {SIGNATURE_ALG})")
     expected = hmac.new(key, _unsigned(manifest), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature["mac"]):
-        raise KitError(f"{path}: signature does not match the configured key (key id {key_id(key)}, "
-                       f"signed with {signature.get('key_id', '?')}): tampered or signed with another key")
+        raise KitError(
+            f"{path}: signature does not match the configured key (key id {key_id(key)}, "
+            f"signed with {signature.get('key_id', '?')}): tampered or signed with another key"
+        )
 
 
 KEY_ENV = "KIT_BUNDLE_KEY"
@@ -208,8 +216,9 @@ def artifact_bytes(artifact: Artifact, sign_key: bytes | None = None) -> bytes:
     return buf.getvalue()
 
 
-def write_artifact(path: str | os.PathLike, artifact: Artifact, *, lock: bool = False,
-                   sign_key: bytes | None = None) -> Path:
+def write_artifact(
+    path: str | os.PathLike, artifact: Artifact, *, lock: bool = False, sign_key: bytes | None = None
+) -> Path:
     """Serialise ``artifact`` to ``path`` atomically; returns the path."""
     atomic_write_bytes(path, artifact_bytes(artifact, sign_key), lock=lock)
     return Path(path)
@@ -221,21 +230,33 @@ MAX_MEMBER_BYTES = 2 << 30  # no coreset, model or bundle member comes near 2 Gi
 MAX_RATIO = 200  # deflate of real arrays and models stays far below; a bomb is ~1000:1
 RATIO_FLOOR = 1 << 20  # members smaller than this may compress as well as they like (zero arrays)
 _CHUNK = 1 << 20
-_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
-                NotImplementedError)
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+)
 
 
 def _check_entry(path: Path, info: zipfile.ZipInfo, declared: int) -> None:
     """Refuse an entry whose sizes disagree with the manifest, or that inflates absurdly, before reading it."""
     if info.file_size != declared:
-        raise KitError(f"{path}: member {info.filename} is {info.file_size} bytes in the zip but {declared} "
-                       "in the manifest (corrupted or tampered)")
+        raise KitError(
+            f"{path}: member {info.filename} is {info.file_size} bytes in the zip but {declared} "
+            "in the manifest (corrupted or tampered)"
+        )
     if declared > MAX_MEMBER_BYTES:
-        raise KitError(f"{path}: member {info.filename} declares {declared} bytes (over {MAX_MEMBER_BYTES}); "
-                       "refusing it")
+        raise KitError(
+            f"{path}: member {info.filename} declares {declared} bytes (over {MAX_MEMBER_BYTES}); refusing it"
+        )
     if declared > RATIO_FLOOR and declared > MAX_RATIO * max(info.compress_size, 1):
-        raise KitError(f"{path}: member {info.filename} would inflate {declared / max(info.compress_size, 1):.0f}-fold "
-                       f"(limit {MAX_RATIO}); refusing a possible decompression bomb")
+        raise KitError(
+            f"{path}: member {info.filename} would inflate {declared / max(info.compress_size, 1):.0f}-fold "
+            f"(limit {MAX_RATIO}); refusing a possible decompression bomb"
+        )
 
 
 def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: Path) -> bytes:
@@ -249,8 +270,9 @@ def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: P
             parts.append(block)
             total += len(block)
     if total > limit:
-        raise KitError(f"{path}: member {info.filename} inflates past its declared {limit} bytes "
-                       "(corrupted or tampered)")
+        raise KitError(
+            f"{path}: member {info.filename} inflates past its declared {limit} bytes (corrupted or tampered)"
+        )
     return b"".join(parts)
 
 
@@ -292,10 +314,17 @@ def _check_header(path: Path, manifest: object) -> None:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise KitError(f"{path}: artifact has no valid format_version (an integer >= 1)")
     if version > FORMAT_VERSION:
-        raise KitError(f"{path}: artifact format version {version} is newer than this kit reads ({FORMAT_VERSION}); "
-                       "upgrade the kit")
-    for key, types, what in (("kind", str, "a string"), ("meta", dict, "an object"), ("members", dict, "an object"),
-                             ("meta_sha256", str, "a string"), ("created", str, "a string")):
+        raise KitError(
+            f"{path}: artifact format version {version} is newer than this kit reads ({FORMAT_VERSION}); "
+            "upgrade the kit"
+        )
+    for key, types, what in (
+        ("kind", str, "a string"),
+        ("meta", dict, "an object"),
+        ("members", dict, "an object"),
+        ("meta_sha256", str, "a string"),
+        ("created", str, "a string"),
+    ):
         if key == "created" and key not in manifest:
             continue
         if not isinstance(manifest.get(key), types):
@@ -305,8 +334,14 @@ def _check_header(path: Path, manifest: object) -> None:
     for name, info in manifest["members"].items():
         if not MEMBER_NAME.fullmatch(name) or name == MANIFEST:
             raise KitError(f"{path}: artifact member name {name[:80]!r} is not allowed")
-        if not (isinstance(info, dict) and isinstance(info.get("size"), int) and not isinstance(info.get("size"), bool)
-                and info["size"] >= 0 and isinstance(info.get("sha256"), str) and _SHA256.fullmatch(info["sha256"])):
+        if not (
+            isinstance(info, dict)
+            and isinstance(info.get("size"), int)
+            and not isinstance(info.get("size"), bool)
+            and info["size"] >= 0
+            and isinstance(info.get("sha256"), str)
+            and _SHA256.fullmatch(info["sha256"])
+        ):
             raise KitError(f"{path}: artifact manifest entry for {name} needs an integer size and a sha256")
     if manifest_digest(manifest) != manifest["meta_sha256"]:
         raise KitError(f"{path}: artifact metadata does not match its checksum (edited or corrupted)")
@@ -339,8 +374,10 @@ def read_artifact(path: str | os.PathLike, kind: str | tuple[str, ...] | None = 
                 _check_entry(path, entries[name], info["size"])
             missing = [n for n in KIND_ARRAYS[manifest["kind"]] if f"arrays/{n}.npy" not in manifest["members"]]
             if missing:
-                raise KitError(f"{path}: {manifest['kind']} artifact is missing required member(s) "
-                               f"{', '.join(f'arrays/{n}.npy' for n in missing)}")
+                raise KitError(
+                    f"{path}: {manifest['kind']} artifact is missing required member(s) "
+                    f"{', '.join(f'arrays/{n}.npy' for n in missing)}"
+                )
             for name, info in manifest["members"].items():
                 data = _read_capped(zf, entries[name], info["size"], path)
                 if len(data) != info["size"] or sha256_bytes(data) != info["sha256"]:
@@ -357,8 +394,10 @@ def read_artifact(path: str | os.PathLike, kind: str | tuple[str, ...] | None = 
             raise KitError(f"{path}: not a readable kit artifact (truncated or corrupted: {exc})") from None
     for name, ndims in KIND_ARRAYS[manifest["kind"]].items():
         if arrays[name].ndim not in ndims:
-            raise KitError(f"{path}: array '{name}' has shape {arrays[name].shape}; a {manifest['kind']} needs "
-                           f"{' or '.join(str(n) for n in ndims)} dimensions")
+            raise KitError(
+                f"{path}: array '{name}' has shape {arrays[name].shape}; a {manifest['kind']} needs "
+                f"{' or '.join(str(n) for n in ndims)} dimensions"
+            )
     return Artifact(
         kind=manifest["kind"],
         meta=manifest["meta"],

@@ -10,6 +10,7 @@ Linux (ALSA/PulseAudio), macOS and Windows, but a headless device may lack the l
 (Debian: ``libportaudio2``), the Python package, or any capture device. Each case is a one-line
 ``KitError`` with the fix, and the rest of the runtime works without it.
 """
+
 from __future__ import annotations
 
 import queue
@@ -66,8 +67,9 @@ class WavFileSource:
 class PcmStreamSource:
     """Raw signed 16-bit little-endian mono PCM from a byte stream (stdin: ``--input -``)."""
 
-    def __init__(self, stream: BinaryIO | None = None, rate: int = 16000, chunk_s: float = DEFAULT_CHUNK_S,
-                 name: str = "stdin") -> None:
+    def __init__(
+        self, stream: BinaryIO | None = None, rate: int = 16000, chunk_s: float = DEFAULT_CHUNK_S, name: str = "stdin"
+    ) -> None:
         check_rate(rate, "--rate")
         self.stream = stream if stream is not None else sys.stdin.buffer
         self.rate = int(rate)
@@ -82,8 +84,10 @@ class PcmStreamSource:
         if self._first is None:
             self._first = self.stream.read(2 * self.chunk)
             if not self._first:
-                raise KitError(f"{self.name}: no audio arrived (0 bytes); pipe raw PCM s16le mono, e.g. "
-                               "arecord -f S16_LE -c 1 -r 16000 -t raw")
+                raise KitError(
+                    f"{self.name}: no audio arrived (0 bytes); pipe raw PCM s16le mono, e.g. "
+                    "arecord -f S16_LE -c 1 -r 16000 -t raw"
+                )
 
     def chunks(self) -> Iterator[np.ndarray]:
         """16-bit samples as they arrive. Empty input is an error (nothing was listened to); an odd
@@ -102,11 +106,15 @@ class PcmStreamSource:
             if usable:
                 yield np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
         if total == 0:
-            raise KitError(f"{self.name}: no audio arrived (0 bytes); pipe raw PCM s16le mono, e.g. "
-                           "arecord -f S16_LE -c 1 -r 16000 -t raw")
+            raise KitError(
+                f"{self.name}: no audio arrived (0 bytes); pipe raw PCM s16le mono, e.g. "
+                "arecord -f S16_LE -c 1 -r 16000 -t raw"
+            )
         if carry:
-            print(f"warning: {self.name} ended with an odd trailing byte (half a 16-bit sample); it was dropped",
-                  file=sys.stderr)
+            print(
+                f"warning: {self.name} ended with an odd trailing byte (half a 16-bit sample); it was dropped",
+                file=sys.stderr,
+            )
 
 
 # Microphone ------------------------------------------------------------------------------------------
@@ -117,8 +125,10 @@ def _sounddevice() -> Any:
     except ImportError:
         raise KitError("microphone input needs the sounddevice package (pip install sounddevice)") from None
     except OSError:
-        raise KitError("microphone input needs the PortAudio library, which was not found "
-                       "(Debian/Raspberry Pi OS: sudo apt-get install libportaudio2)") from None
+        raise KitError(
+            "microphone input needs the PortAudio library, which was not found "
+            "(Debian/Raspberry Pi OS: sudo apt-get install libportaudio2)"
+        ) from None
     return sounddevice
 
 
@@ -134,14 +144,16 @@ def input_devices() -> list[dict]:
     out = []
     for device in devices:
         if device["max_input_channels"] > 0:
-            out.append({
-                "index": int(device["index"]),
-                "name": str(device["name"]),
-                "channels": int(device["max_input_channels"]),
-                "default_rate": float(device["default_samplerate"]),
-                "hostapi": str(hostapis[device["hostapi"]]["name"]),
-                "default": int(device["index"]) == default_in,
-            })
+            out.append(
+                {
+                    "index": int(device["index"]),
+                    "name": str(device["name"]),
+                    "channels": int(device["max_input_channels"]),
+                    "default_rate": float(device["default_samplerate"]),
+                    "hostapi": str(hostapis[device["hostapi"]]["name"]),
+                    "default": int(device["index"]) == default_in,
+                }
+            )
     return out
 
 
@@ -149,8 +161,10 @@ def resolve_device(device: str | int | None) -> int:
     """A capture device index from an index, a (part of a) name, or None for the default."""
     devices = input_devices()
     if not devices:
-        raise KitError("no audio input device found (no microphone, or PortAudio sees no capture device); "
-                       "use --input FILE.wav or --input - instead")
+        raise KitError(
+            "no audio input device found (no microphone, or PortAudio sees no capture device); "
+            "use --input FILE.wav or --input - instead"
+        )
     if device is None or device == "":
         default = [d for d in devices if d["default"]]
         return (default or devices)[0]["index"]
@@ -185,8 +199,14 @@ class MicrophoneSource:
     measured to garble an ALSA ``file`` capture stream, which int16 reads back bit-exactly).
     """
 
-    def __init__(self, rate: int, device: str | int | None = None, chunk_s: float = DEFAULT_CHUNK_S,
-                 max_buffer_s: float = 10.0, stall_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        rate: int,
+        device: str | int | None = None,
+        chunk_s: float = DEFAULT_CHUNK_S,
+        max_buffer_s: float = 10.0,
+        stall_s: float = 5.0,
+    ) -> None:
         self._sd = _sounddevice()
         self.device = resolve_device(device)
         info = next(d for d in input_devices() if d["index"] == self.device)
@@ -214,8 +234,14 @@ class MicrophoneSource:
                 self.dropped_s += frames / self.rate
 
         try:
-            stream = self._sd.InputStream(device=self.device, channels=1, samplerate=self.rate, dtype="int16",
-                                          blocksize=self.chunk, callback=callback)
+            stream = self._sd.InputStream(
+                device=self.device,
+                channels=1,
+                samplerate=self.rate,
+                dtype="int16",
+                blocksize=self.chunk,
+                callback=callback,
+            )
         except Exception as exc:
             raise KitError(f"cannot open input device {self.device} ({' '.join(str(exc).split())})") from None
         with stream:
@@ -226,8 +252,15 @@ class MicrophoneSource:
                     raise KitError(f"input device {self.device} delivered no audio for {self.stall_s:g} s") from None
 
 
-def open_source(spec: str, rate: int, *, pcm_rate: int | None = None, device: str | int | None = None,
-                chunk_s: float = DEFAULT_CHUNK_S, stdin: BinaryIO | None = None) -> AudioSource:
+def open_source(
+    spec: str,
+    rate: int,
+    *,
+    pcm_rate: int | None = None,
+    device: str | int | None = None,
+    chunk_s: float = DEFAULT_CHUNK_S,
+    stdin: BinaryIO | None = None,
+) -> AudioSource:
     """``--input``: "mic" (microphone), "-" (raw PCM s16le mono on stdin at ``pcm_rate``), or a WAV path."""
     if spec == "mic":
         return MicrophoneSource(rate, device=device, chunk_s=chunk_s)

@@ -23,6 +23,7 @@ extracted to disk: members are read from the zip into memory.
 
 ``main(argv)`` is the device sub-command ``python -m <runtime> info BUNDLE``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,7 @@ MODEL_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 
 
 def model_format(name: str) -> str:
-    """"onnx" or "tflite" from a bundle model file name such as ``model.int8.tflite``."""
+    """ "onnx" or "tflite" from a bundle model file name such as ``model.int8.tflite``."""
     for suffix, fmt in MODEL_FORMATS.items():
         if name.endswith(suffix):
             return fmt
@@ -59,7 +60,7 @@ def model_format(name: str) -> str:
 
 
 def model_precision(name: str) -> str:
-    """"int8" when the file name says so (``model.int8.onnx``), else "fp32"."""
+    """ "int8" when the file name says so (``model.int8.onnx``), else "fp32"."""
     return "int8" if ".int8." in name else "fp32"
 
 
@@ -132,8 +133,10 @@ class Bundle:
         if len(set(self.classes)) != k:
             raise KitError(f"{where}: class names are not unique ({', '.join(self.classes)})")
         if self.head_weight.ndim != 2 or self.head_weight.shape[0] != k:
-            raise KitError(f"{where}: head has {self.head_weight.shape[0] if self.head_weight.ndim else 0} rows "
-                           f"(shape {self.head_weight.shape}) but the bundle lists {k} classes")
+            raise KitError(
+                f"{where}: head has {self.head_weight.shape[0] if self.head_weight.ndim else 0} rows "
+                f"(shape {self.head_weight.shape}) but the bundle lists {k} classes"
+            )
         if self.head_bias.shape != (k,):
             raise KitError(f"{where}: head bias has shape {self.head_bias.shape}, expected ({k},) for {k} classes")
         if not (np.isfinite(self.head_weight).all() and np.isfinite(self.head_bias).all()):
@@ -143,22 +146,30 @@ class Bundle:
         for name in self.models:
             model_format(name)
         if self.default_model not in self.models:
-            raise KitError(f"{where}: default model '{self.default_model}' is missing (bundle holds {', '.join(sorted(self.models))})")
+            raise KitError(
+                f"{where}: default model '{self.default_model}' is missing (bundle holds {', '.join(sorted(self.models))})"
+            )
         shape = tuple(self.feature_config.shape)
         for name, info in self.model_info.items():
             if name not in self.models:
                 raise KitError(f"{where}: model file '{name}' listed in the bundle is missing")
             in_shape = info.get("in_shape")
             if in_shape is not None and tuple(int(v) for v in in_shape) != shape:
-                raise KitError(f"{where}: feature config gives feature maps of shape {shape} but model '{name}' "
-                               f"expects {tuple(in_shape)}")
+                raise KitError(
+                    f"{where}: feature config gives feature maps of shape {shape} but model '{name}' "
+                    f"expects {tuple(in_shape)}"
+                )
             dim = info.get("embedding_dim")
             if dim is not None and int(dim) != self.embedding_dim:
-                raise KitError(f"{where}: head expects {self.embedding_dim}-dim embeddings but model '{name}' outputs {dim}")
+                raise KitError(
+                    f"{where}: head expects {self.embedding_dim}-dim embeddings but model '{name}' outputs {dim}"
+                )
         if self.normalizer is not None:
             want = shape[:2]
             if tuple(self.normalizer.mean.shape) != want or tuple(self.normalizer.std.shape) != want:
-                raise KitError(f"{where}: normaliser has shape {self.normalizer.mean.shape}, the feature config needs {want}")
+                raise KitError(
+                    f"{where}: normaliser has shape {self.normalizer.mean.shape}, the feature config needs {want}"
+                )
         x, y = self.replay_features, self.replay_labels
         if x.ndim != 4 or tuple(x.shape[1:]) != shape:
             raise KitError(f"{where}: replay features have shape {x.shape}, expected (N, {', '.join(map(str, shape))})")
@@ -167,8 +178,10 @@ class Bundle:
         if len(y) and (y.min() < 0 or y.max() >= k):
             raise KitError(f"{where}: replay labels fall outside the bundle's {k} classes (range {y.min()}..{y.max()})")
         if abs(self.detector.window_s - self.feature_config.duration_s) > 1e-6:
-            raise KitError(f"{where}: detector window ({self.detector.window_s:g} s) differs from the model's clip length "
-                           f"({self.feature_config.duration_s:g} s)")
+            raise KitError(
+                f"{where}: detector window ({self.detector.window_s:g} s) differs from the model's clip length "
+                f"({self.feature_config.duration_s:g} s)"
+            )
         if self.replay_dtype not in REPLAY_DTYPES:
             raise KitError(f"{where}: replay dtype must be {' or '.join(REPLAY_DTYPES)}, not '{self.replay_dtype}'")
         return self
@@ -205,8 +218,14 @@ class Bundle:
             "default_model": self.default_model,
             "models": self._model_info(),
             "detector": self.detector.to_dict(),
-            "replay": {"dtype": self.replay_dtype, "n": int(len(self.replay_features)),
-                       "per_class": {c: int(n) for c, n in zip(self.classes, np.bincount(self.replay_labels, minlength=len(self.classes)))}},
+            "replay": {
+                "dtype": self.replay_dtype,
+                "n": int(len(self.replay_features)),
+                "per_class": {
+                    c: int(n)
+                    for c, n in zip(self.classes, np.bincount(self.replay_labels, minlength=len(self.classes)))
+                },
+            },
             "provenance": self.provenance,
             "history": self.history,
         }
@@ -226,7 +245,9 @@ class Bundle:
         if not isinstance(schema, int):
             raise KitError(f"{path}: not a valid bundle (no bundle schema version in its metadata)")
         if schema > BUNDLE_SCHEMA:
-            raise KitError(f"{path}: bundle schema version {schema} is newer than this runtime reads ({BUNDLE_SCHEMA}); update the runtime")
+            raise KitError(
+                f"{path}: bundle schema version {schema} is newer than this runtime reads ({BUNDLE_SCHEMA}); update the runtime"
+            )
         try:
             classes = list(meta["classes"])
             config = FeatureConfig.from_dict(meta["feature_config"])
@@ -262,7 +283,9 @@ class Bundle:
             normalizer = Normalizer(arrays["norm_mean"].astype(np.float32), arrays["norm_std"].astype(np.float32))
         for name, entry in info.items():
             if entry.get("bytes") is not None and int(entry["bytes"]) != len(models[name]):
-                raise KitError(f"{path}: model file '{name}' has {len(models[name])} bytes, the bundle recorded {entry['bytes']}")
+                raise KitError(
+                    f"{path}: model file '{name}' has {len(models[name])} bytes, the bundle recorded {entry['bytes']}"
+                )
         bundle = cls(
             classes=classes,
             feature_config=config,
@@ -312,8 +335,9 @@ class Bundle:
         model = open_model(self.models[name], fmt=model_format(name), threads=threads, label=label)
         shape = tuple(self.feature_config.shape)
         if model.input_shape is not None and tuple(model.input_shape) != shape:
-            raise KitError(f"{label}: model expects input {tuple(model.input_shape)} but the feature config "
-                           f"gives {shape}")
+            raise KitError(
+                f"{label}: model expects input {tuple(model.input_shape)} but the feature config gives {shape}"
+            )
         return model
 
     def with_head(
@@ -328,7 +352,9 @@ class Bundle:
         """A new bundle with another head (after a fine-tune); classes may only grow by appending."""
         classes = [str(c) for c in classes]
         if classes[: len(self.classes)] != list(self.classes):
-            raise KitError(f"new classes {classes} must start with the bundle's classes {list(self.classes)} (append only)")
+            raise KitError(
+                f"new classes {classes} must start with the bundle's classes {list(self.classes)} (append only)"
+            )
         new = replace(
             self,
             classes=classes,
@@ -352,8 +378,14 @@ class Bundle:
             "input_shape": list(config.shape),
             "embedding_dim": self.embedding_dim,
             "normalizer": self.normalizer is not None,
-            "replay": {"n": int(len(self.replay_features)), "dtype": self.replay_dtype,
-                       "per_class": {c: int(n) for c, n in zip(self.classes, np.bincount(self.replay_labels, minlength=len(self.classes)))}},
+            "replay": {
+                "n": int(len(self.replay_features)),
+                "dtype": self.replay_dtype,
+                "per_class": {
+                    c: int(n)
+                    for c, n in zip(self.classes, np.bincount(self.replay_labels, minlength=len(self.classes)))
+                },
+            },
             "detector": self.detector.to_dict(),
             "provenance": self.provenance,
             "history": self.history,
@@ -375,8 +407,15 @@ class BundleClassifier(KeywordClassifier):
         self.bundle = bundle
         self.model_name = model_name or bundle.default_model
         self.model = bundle.open_model(self.model_name, threads=threads)
-        self.classifier = HeadClassifier(self.model, bundle.head_weight, bundle.head_bias, bundle.classes,
-                                         bundle.feature_config, bundle.normalizer, name=self.model_name)
+        self.classifier = HeadClassifier(
+            self.model,
+            bundle.head_weight,
+            bundle.head_bias,
+            bundle.classes,
+            bundle.feature_config,
+            bundle.normalizer,
+            name=self.model_name,
+        )
         self._bind()
 
 
@@ -403,18 +442,34 @@ def describe(bundle: Bundle, path: str | os.PathLike | None = None) -> list[tupl
         stored = sizes.get(f"blobs/models/{name}")
         extra = f", {_kib(stored[1])} compressed" if stored else ""
         mark = " (default)" if name == bundle.default_model else ""
-        rows.append((f"model {name}{mark}", f"{info['format']} {info['precision']}, {_kib(info['bytes'])}{extra}, "
-                                             f"input {tuple(info['in_shape'])}, embedding {info['embedding_dim']}"))
+        rows.append(
+            (
+                f"model {name}{mark}",
+                f"{info['format']} {info['precision']}, {_kib(info['bytes'])}{extra}, "
+                f"input {tuple(info['in_shape'])}, embedding {info['embedding_dim']}",
+            )
+        )
     rows.append(("head", f"linear {bundle.embedding_dim} -> {len(bundle.classes)}"))
-    rows.append(("front-end", f"{config.kind} {config.shape} @ {config.sample_rate} Hz, {config.duration_s:g} s, "
-                              f"window {config.window_ms:g} ms, hop {config.hop_ms:g} ms"
-                              + (", normalised" if bundle.normalizer is not None else "")))
+    rows.append(
+        (
+            "front-end",
+            f"{config.kind} {config.shape} @ {config.sample_rate} Hz, {config.duration_s:g} s, "
+            f"window {config.window_ms:g} ms, hop {config.hop_ms:g} ms"
+            + (", normalised" if bundle.normalizer is not None else ""),
+        )
+    )
     replay_name = "arrays/replay_q.npy" if bundle.replay_dtype == "int8" else "arrays/replay_f16.npy"
     stored = sizes.get(replay_name)
     counts = np.bincount(bundle.replay_labels, minlength=len(bundle.classes))
     per_class = ", ".join(f"{c}:{n}" for c, n in zip(bundle.classes, counts))
-    rows.append(("replay", f"{len(bundle.replay_features)} x {config.shape} {bundle.replay_dtype}"
-                           + (f", {_kib(stored[0])} ({_kib(stored[1])} compressed)" if stored else "") + f" [{per_class}]"))
+    rows.append(
+        (
+            "replay",
+            f"{len(bundle.replay_features)} x {config.shape} {bundle.replay_dtype}"
+            + (f", {_kib(stored[0])} ({_kib(stored[1])} compressed)" if stored else "")
+            + f" [{per_class}]",
+        )
+    )
     rows.append(("detector", ", ".join(f"{k}={v}" for k, v in bundle.detector.to_dict().items())))
     provenance = bundle.provenance
     for key in ("model", "coreset", "method", "seed", "metrics", "checks"):
@@ -422,8 +477,15 @@ def describe(bundle: Bundle, path: str | os.PathLike | None = None) -> list[tupl
             value = provenance[key]
             text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
             rows.append((f"provenance {key}", text if len(text) < 300 else text[:297] + "..."))
-    rows.append(("history", f"{len(bundle.history)} fine-tune(s)" + (
-        ": " + "; ".join(str(h.get("op", h.get("kind", "?"))) for h in bundle.history) if bundle.history else "")))
+    rows.append(
+        (
+            "history",
+            f"{len(bundle.history)} fine-tune(s)"
+            + (
+                ": " + "; ".join(str(h.get("op", h.get("kind", "?"))) for h in bundle.history) if bundle.history else ""
+            ),
+        )
+    )
     if path is not None:
         rows.append(("file", f"{_kib(Path(path).stat().st_size)}, created {bundle.created or '?'}"))
     return rows
@@ -431,8 +493,10 @@ def describe(bundle: Bundle, path: str | os.PathLike | None = None) -> list[tupl
 
 def main(argv: list[str] | None = None) -> int:
     """``info BUNDLE [--json]``: verify a bundle and print what is in it."""
-    parser = argparse.ArgumentParser(prog="info", description="Verify a bundle and show its classes, models, sizes, "
-                                                              "detector settings and provenance.")
+    parser = argparse.ArgumentParser(
+        prog="info",
+        description="Verify a bundle and show its classes, models, sizes, detector settings and provenance.",
+    )
     parser.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle file (.kit)")
     parser.add_argument("--json", action="store_true", help="print the verified contents as JSON")
     args = parser.parse_args(argv)

@@ -17,6 +17,7 @@ Implementations:
 
 Numpy only, like the rest of ``deploy/runtime``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol
@@ -94,8 +95,10 @@ class MetadataClassifier:
     def _required(self) -> Any:
         meta = self.metadata
         if not meta.classes or meta.feature_config is None:
-            raise KitError(f"{getattr(self, 'path', 'model')}: model lacks kit metadata (classes, feature config); "
-                           "export it with `kit export`")
+            raise KitError(
+                f"{getattr(self, 'path', 'model')}: model lacks kit metadata (classes, feature config); "
+                "export it with `kit export`"
+            )
         return meta
 
     @property
@@ -125,8 +128,16 @@ class HeadClassifier:
     class names, front-end and normaliser are the bundle's, passed in explicitly.
     """
 
-    def __init__(self, model: Classifier, weight: np.ndarray, bias: np.ndarray, classes: list[str],
-                 feature_config: FeatureConfig, normalizer: Normalizer | None, name: str = "model") -> None:
+    def __init__(
+        self,
+        model: Classifier,
+        weight: np.ndarray,
+        bias: np.ndarray,
+        classes: list[str],
+        feature_config: FeatureConfig,
+        normalizer: Normalizer | None,
+        name: str = "model",
+    ) -> None:
         self.model = model
         self.name = name
         self.classes = [str(c) for c in classes]
@@ -138,8 +149,10 @@ class HeadClassifier:
     def embed(self, x: np.ndarray) -> np.ndarray:
         z = np.asarray(self.model.embed(x), dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self._weight_t.shape[0]:
-            raise KitError(f"bundle model '{self.name}' outputs embeddings of shape {z.shape}, "
-                           f"the head expects {self._weight_t.shape[0]} dimensions")
+            raise KitError(
+                f"bundle model '{self.name}' outputs embeddings of shape {z.shape}, "
+                f"the head expects {self._weight_t.shape[0]} dimensions"
+            )
         return z
 
     def logits(self, x: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ only place a waveform becomes top-k labels: a bare ``.onnx`` / ``.tflite`` model
 (``bundle.BundleClassifier``, its head on the model's embedding) and a PyTorch-backed model on
 the training machine all come through here, as a ``Classifier`` (``classifier.py``).
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ A bundle classifies with its head on the model's embedding (what ``listen`` uses
 after an on-device fine-tune); a bare ``.onnx`` / ``.tflite`` model uses its own logits and the
 front-end stored in its metadata. Either way the clip goes through the training front-end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,14 @@ def load_classifier(path: Path, model: str | None = None, threads: int = 1) -> K
 def main(argv: list[str] | None = None) -> int:
     """``classify BUNDLE|MODEL CLIP.wav [--top-k K] [--json]``."""
     parser = argparse.ArgumentParser(prog="classify", description="Print the top-k keywords of one WAV clip.")
-    parser.add_argument("model", type=Path, metavar="BUNDLE|MODEL", help="bundle (.kit) or exported model (.onnx/.tflite)")
+    parser.add_argument(
+        "model", type=Path, metavar="BUNDLE|MODEL", help="bundle (.kit) or exported model (.onnx/.tflite)"
+    )
     parser.add_argument("clip", type=Path, metavar="CLIP.wav", help="a WAV recording (any rate; channels are averaged)")
     parser.add_argument("--top-k", "-k", type=int, default=3, help="how many labels to print (default 3)")
-    parser.add_argument("--model", dest="model_name", default=None, help="model file inside the bundle (default: its default)")
+    parser.add_argument(
+        "--model", dest="model_name", default=None, help="model file inside the bundle (default: its default)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
@@ -57,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     y, rate = read_wav(args.clip)
     results = classifier.classify_waveform(y, rate, top_k=min(args.top_k, len(classifier.classes)))
     if args.json:
-        print(json.dumps({"clip": str(args.clip), "top": [{"label": l, "probability": round(p, 6)} for l, p in results]}))
+        print(
+            json.dumps({"clip": str(args.clip), "top": [{"label": l, "probability": round(p, 6)} for l, p in results]})
+        )
         return 0
     width = max(len(label) for label, _ in results)
     for label, probability in results:

@@ -14,6 +14,7 @@ Rules:
   Callers choose what a different normaliser means: ``renormalize`` maps features between the
   two (a coreset re-used with a subset of its split), or ``require_same_space`` refuses.
 """
+
 from __future__ import annotations
 
 import os
@@ -98,8 +99,10 @@ def require_same_space(
             f"{expected_name} ({want.feature_config.kind}, shape {want.feature_config.shape}); use features of one front-end"
         )
     if normalizer and not same_normalizer(want.normalizer, have.normalizer):
-        raise KitError(f"{where}: {what}normaliser differs from {expected_name}; its features are not in that input space "
-                       "(made from another split or data set?)")
+        raise KitError(
+            f"{where}: {what}normaliser differs from {expected_name}; its features are not in that input space "
+            "(made from another split or data set?)"
+        )
 
 
 def renormalize(x: np.ndarray, source: Normalizer | None, target: Normalizer | None) -> np.ndarray:

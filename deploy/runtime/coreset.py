@@ -4,6 +4,7 @@ It lives in the numpy-only runtime because the device needs it too, as replay me
 on-device fine-tuning. Features are stored normalised (the model's input space) together with
 the statistics that normalise raw features, so a model trained on it can be used on raw audio.
 """
+
 from __future__ import annotations
 
 import os

@@ -9,6 +9,7 @@ Framing is streaming-friendly: the signal is left-padded by half a window and fr
 at ``t * hop``, so a clip of ``n`` samples has exactly ``n // hop`` frames and a live stream can
 compute frames incrementally.
 """
+
 from __future__ import annotations
 
 import hashlib

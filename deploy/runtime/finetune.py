@@ -24,6 +24,7 @@ classes is a one-line ``KitError`` naming it.
 in place by default (what a deployed listener reads), keeping the previous version as
 ``BUNDLE.bak`` so one ``mv`` undoes it; ``--out`` writes a new file and leaves BUNDLE untouched.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -133,7 +134,7 @@ def time_shifts(x: np.ndarray, shifts: Sequence[int]) -> tuple[np.ndarray, np.nd
     weights = np.ones(len(x) * (1 + len(moved)))
     if not moved:
         return x, weights
-    weights[len(x):] = 1.0 / len(moved)
+    weights[len(x) :] = 1.0 / len(moved)
     return np.concatenate([x, *(np.roll(x, s, axis=-1) for s in moved)]), weights
 
 
@@ -161,7 +162,9 @@ def _replay(bundle: Bundle, replay: bool) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(bundle.replay_features, dtype=np.float32)
     y = np.asarray(bundle.replay_labels, dtype=np.int64)
     if len(x) == 0:
-        raise KitError("bundle has no replay memory (coreset); fine-tune with --no-replay, accepting that old classes may be forgotten")
+        raise KitError(
+            "bundle has no replay memory (coreset); fine-tune with --no-replay, accepting that old classes may be forgotten"
+        )
     return x, y
 
 
@@ -213,8 +216,12 @@ def fit_head(
     y_aug = np.tile(y_src, len(x_aug) // len(x_src))
     z_old = classifier.embed(x_old) if len(x_old) else np.zeros((0, bundle.embedding_dim), np.float32)
     z_aug = classifier.embed(x_aug)
-    params: dict = {"class_weight": "none", "n_classes": n_classes, "seed": seed,
-                    "warm_start": (np.asarray(bundle.head_weight), np.asarray(bundle.head_bias))}
+    params: dict = {
+        "class_weight": "none",
+        "n_classes": n_classes,
+        "seed": seed,
+        "warm_start": (np.asarray(bundle.head_weight), np.asarray(bundle.head_bias)),
+    }
     if head == "softmax":  # the MLP keeps its own weight decay: l2 / l2_new are pulls towards the old head
         params.update(l2=l2, l2_new=l2_new)
     y_all = np.concatenate([y_old, y_aug])
@@ -224,14 +231,16 @@ def fit_head(
     clips_of = np.bincount(y_src, minlength=n_classes)
     counts = np.bincount(y_old) if len(y_old) else np.zeros(0, np.int64)
     replay_per_class = float(np.median(counts[counts > 0])) if np.any(counts > 0) else 0.0
-    scale = {c: float(new_weight) if new_weight is not None else few_shot_weight(int(clips_of[c]), replay_per_class)
-             for c in few_shot}
+    scale = {
+        c: float(new_weight) if new_weight is not None else few_shot_weight(int(clips_of[c]), replay_per_class)
+        for c in few_shot
+    }
     for c, factor in scale.items():
         weights[y_all == c] *= factor
     with one_blas_thread():
         model = make_head(head, **params).fit(np.concatenate([z_old, z_aug]), y_all, sample_weight=weights)
-    z_replay = np.concatenate([z_old, z_aug[len(x_new): len(x_src)]])
-    y_replay = np.concatenate([y_old, y_src[len(x_new):]])
+    z_replay = np.concatenate([z_old, z_aug[len(x_new) : len(x_src)]])
+    y_replay = np.concatenate([y_old, y_src[len(x_new) :]])
     info = {
         "replay": bool(replay),
         "n_replay": int(len(z_replay)),
@@ -315,8 +324,20 @@ def add_keyword(
     x_new = np.stack([clip_features(classifier, p) for p in paths])
     k = len(bundle.classes)
     y_new = np.full(len(x_new), k, np.int64)
-    model, info = fit_head(bundle, classifier, x_new, y_new, k + 1, replay=replay, head=head, seed=seed,
-                           l2=l2, l2_new=l2_new, shifts=shifts, new_weight=new_weight)
+    model, info = fit_head(
+        bundle,
+        classifier,
+        x_new,
+        y_new,
+        k + 1,
+        replay=replay,
+        head=head,
+        seed=seed,
+        l2=l2,
+        l2_new=l2_new,
+        shifts=shifts,
+        new_weight=new_weight,
+    )
     weight, bias = model.coef_, model.intercept_
     replay_x = replay_y = None
     added = 0
@@ -327,7 +348,9 @@ def add_keyword(
         replay_x = np.concatenate([np.asarray(bundle.replay_features, np.float32), x_new[:added]])
         replay_y = np.concatenate([stored_y, y_new[:added]])
     entry = _entry("add_keyword", started, model, paths, classifier, keyword=name, seed=seed, remembered=added, **info)
-    return bundle.with_head([*bundle.classes, name], weight, bias, entry, replay_features=replay_x, replay_labels=replay_y)
+    return bundle.with_head(
+        [*bundle.classes, name], weight, bias, entry, replay_features=replay_x, replay_labels=replay_y
+    )
 
 
 def personalize(
@@ -358,17 +381,40 @@ def personalize(
     labels = [label_of(p, classes) for p in paths]
     ignore = set(getattr(bundle.detector, "ignore", ()) or ())
     classifier = BundleClassifier(bundle, model_name, threads=threads)
-    x_new = np.stack([clip_features(classifier, p, require_sound=label not in ignore) for p, label in zip(paths, labels)])
+    x_new = np.stack(
+        [clip_features(classifier, p, require_sound=label not in ignore) for p, label in zip(paths, labels)]
+    )
     y_new = np.array([classes.index(label) for label in labels], dtype=np.int64)
-    model, info = fit_head(bundle, classifier, x_new, y_new, len(classes), replay=replay, head=head, seed=seed,
-                           l2=l2, l2_new=l2_new, shifts=shifts, new_weight=new_weight)
+    model, info = fit_head(
+        bundle,
+        classifier,
+        x_new,
+        y_new,
+        len(classes),
+        replay=replay,
+        head=head,
+        seed=seed,
+        l2=l2,
+        l2_new=l2_new,
+        shifts=shifts,
+        new_weight=new_weight,
+    )
     weight, bias = model.coef_, model.intercept_
     replay_x = replay_y = None
     if remember:
         replay_x = np.concatenate([np.asarray(bundle.replay_features, np.float32), x_new])
         replay_y = np.concatenate([np.asarray(bundle.replay_labels, np.int64), y_new])
-    entry = _entry("personalize", started, model, paths, classifier, labels=sorted(set(labels)), seed=seed,
-                   remembered=len(x_new) if remember else 0, **info)
+    entry = _entry(
+        "personalize",
+        started,
+        model,
+        paths,
+        classifier,
+        labels=sorted(set(labels)),
+        seed=seed,
+        remembered=len(x_new) if remember else 0,
+        **info,
+    )
     return bundle.with_head(classes, weight, bias, entry, replay_features=replay_x, replay_labels=replay_y)
 
 
@@ -412,32 +458,66 @@ def build_parser(prog: str = "finetune") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Retrain a bundle's classifier head on the device: add a keyword from a few clips, "
-                    "or personalise to a voice, replaying the bundle's coreset so old classes are kept.",
+        "or personalise to a voice, replaying the bundle's coreset so old classes are kept.",
     )
     parser.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle file (.kit)")
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--add-keyword", nargs="+", metavar=("NAME", "CLIPS"),
-                      help="new keyword name followed by its WAV clips (files or folders; 5-10 clips suffice)")
-    mode.add_argument("--personalize", nargs="+", metavar="CLIPS",
-                      help="labelled WAV clips of existing classes (label = parent folder or <class>_ prefix)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="write the updated bundle here and leave BUNDLE untouched (default: update BUNDLE "
-                             "in place, keeping the previous version as BUNDLE.bak)")
-    parser.add_argument("--no-replay", action="store_true", help="do not replay the coreset (old classes are forgotten)")
-    parser.add_argument("--head", choices=sorted(HEADS), default="softmax",
-                        help="head to train (default softmax; mlp cannot be stored in a bundle and is refused)")
+    mode.add_argument(
+        "--add-keyword",
+        nargs="+",
+        metavar=("NAME", "CLIPS"),
+        help="new keyword name followed by its WAV clips (files or folders; 5-10 clips suffice)",
+    )
+    mode.add_argument(
+        "--personalize",
+        nargs="+",
+        metavar="CLIPS",
+        help="labelled WAV clips of existing classes (label = parent folder or <class>_ prefix)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the updated bundle here and leave BUNDLE untouched (default: update BUNDLE "
+        "in place, keeping the previous version as BUNDLE.bak)",
+    )
+    parser.add_argument(
+        "--no-replay", action="store_true", help="do not replay the coreset (old classes are forgotten)"
+    )
+    parser.add_argument(
+        "--head",
+        choices=sorted(HEADS),
+        default="softmax",
+        help="head to train (default softmax; mlp cannot be stored in a bundle and is refused)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed (recorded in the bundle history)")
-    parser.add_argument("--l2", type=float, default=DEFAULT_L2,
-                        help=f"pull of the old classes towards the current head (default {DEFAULT_L2})")
-    parser.add_argument("--l2-new", type=float, default=DEFAULT_L2_NEW, help=f"weight decay of a new class (default {DEFAULT_L2_NEW})")
-    parser.add_argument("--new-weight", type=float, default=None,
-                        help=f"weight of a keyword learnt from your clips relative to an old class (default {FEW_SHOT_CLIPS:g} / "
-                             "its clips, at most the replay samples per old class / 10, at least 1; lower it if old "
-                             "words start being taken for the new one)")
+    parser.add_argument(
+        "--l2",
+        type=float,
+        default=DEFAULT_L2,
+        help=f"pull of the old classes towards the current head (default {DEFAULT_L2})",
+    )
+    parser.add_argument(
+        "--l2-new", type=float, default=DEFAULT_L2_NEW, help=f"weight decay of a new class (default {DEFAULT_L2_NEW})"
+    )
+    parser.add_argument(
+        "--new-weight",
+        type=float,
+        default=None,
+        help=f"weight of a keyword learnt from your clips relative to an old class (default {FEW_SHOT_CLIPS:g} / "
+        "its clips, at most the replay samples per old class / 10, at least 1; lower it if old "
+        "words start being taken for the new one)",
+    )
     parser.add_argument("--no-shift", action="store_true", help="do not augment the clips with time shifts")
-    parser.add_argument("--remember", action=argparse.BooleanOptionalAction, default=None,
-                        help="add the clips to the replay memory (default: yes for --add-keyword, no for --personalize)")
-    parser.add_argument("--model", default=None, help="model file in the bundle that embeds the clips (default: the bundle's default)")
+    parser.add_argument(
+        "--remember",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the clips to the replay memory (default: yes for --add-keyword, no for --personalize)",
+    )
+    parser.add_argument(
+        "--model", default=None, help="model file in the bundle that embeds the clips (default: the bundle's default)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
     return parser
 
@@ -460,8 +540,17 @@ def _run_locked(args: argparse.Namespace, held: bool) -> tuple[Bundle, Bundle, P
     bundle = Bundle.load(args.bundle)
     if args.threads < 1:
         raise KitError(f"--threads must be at least 1, got {args.threads}")
-    common = {"replay": not args.no_replay, "head": args.head, "seed": args.seed, "l2": args.l2, "l2_new": args.l2_new,
-              "shifts": () if args.no_shift else DEFAULT_SHIFTS, "new_weight": args.new_weight, "model_name": args.model, "threads": args.threads}
+    common = {
+        "replay": not args.no_replay,
+        "head": args.head,
+        "seed": args.seed,
+        "l2": args.l2,
+        "l2_new": args.l2_new,
+        "shifts": () if args.no_shift else DEFAULT_SHIFTS,
+        "new_weight": args.new_weight,
+        "model_name": args.model,
+        "threads": args.threads,
+    }
     if args.remember is not None:
         common["remember"] = args.remember
     if args.add_keyword is not None:
@@ -481,8 +570,10 @@ def describe(old: Bundle, new: Bundle, path: Path, backup: Path | None = None) -
     what = f"added '{added[0]}'" if added else "personalised"
     replay = f"replaying {entry.get('n_replay', 0)} coreset samples" if entry.get("replay") else "without replay"
     acc = entry.get("train_accuracy_clips")
-    lines = [f"{what} from {entry.get('n_clips', '?')} clips, {replay}, in {entry.get('seconds', float('nan')):.2f} s"
-             + (f"; {100 * acc:.0f} % of the clips are now recognised" if acc is not None else "")]
+    lines = [
+        f"{what} from {entry.get('n_clips', '?')} clips, {replay}, in {entry.get('seconds', float('nan')):.2f} s"
+        + (f"; {100 * acc:.0f} % of the clips are now recognised" if acc is not None else "")
+    ]
     lines.append(f"classes ({len(new.classes)}): {', '.join(new.classes)}")
     lines.append(f"wrote {path}" + (f" (previous version kept as {backup})" if backup is not None else ""))
     return "\n".join(lines)

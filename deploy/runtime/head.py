@@ -28,6 +28,7 @@ against unweighted classes.
 :class:`MLPHead` (one ReLU hidden layer) is offered for comparison; it cannot be expressed as
 the bundle's linear head, so it is for measurement and for applications that run it themselves.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -126,12 +127,20 @@ def lbfgs(
         if decrease <= ftol * max(1.0, abs(f)) or step < 1e-10:
             converged = True
             break
-    return LbfgsResult(x=x, f=float(f), iterations=iteration, evaluations=evaluations, converged=converged,
-                       grad_norm=float(np.abs(g).max()))
+    return LbfgsResult(
+        x=x,
+        f=float(f),
+        iterations=iteration,
+        evaluations=evaluations,
+        converged=converged,
+        grad_norm=float(np.abs(g).max()),
+    )
 
 
 # Shared helpers ----------------------------------------------------------------------------------
-def _check_xy(z: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_xy(
+    z: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     z = np.asarray(z, dtype=np.float64)
     y = np.asarray(y)
     if z.ndim != 2 or len(z) == 0:
@@ -238,8 +247,17 @@ class SoftmaxHead(_Head):
 
     def get_params(self) -> dict:
         """Hyper-parameters as JSON-ready values (recorded in a bundle's history)."""
-        return {"head": "softmax", "l2": self.l2, "l2_new": self.l2_new, "anchor": self.anchor, "class_weight": self.class_weight,
-                "warm_start": self.warm_start is not None, "max_iter": self.max_iter, "tol": self.tol, "seed": self.seed}
+        return {
+            "head": "softmax",
+            "l2": self.l2,
+            "l2_new": self.l2_new,
+            "anchor": self.anchor,
+            "class_weight": self.class_weight,
+            "warm_start": self.warm_start is not None,
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "seed": self.seed,
+        }
 
     def _initial(self, k: int, d: int) -> tuple[np.ndarray, np.ndarray]:
         coef, intercept = np.zeros((k, d)), np.zeros(k)
@@ -247,12 +265,14 @@ class SoftmaxHead(_Head):
             w0 = np.asarray(self.warm_start[0], dtype=np.float64)
             b0 = np.asarray(self.warm_start[1], dtype=np.float64).reshape(-1)
             if w0.ndim != 2 or w0.shape[1] != d or len(b0) != len(w0):
-                raise KitError(f"warm start head of shape {w0.shape} / {b0.shape} does not fit embeddings of dimension {d}")
+                raise KitError(
+                    f"warm start head of shape {w0.shape} / {b0.shape} does not fit embeddings of dimension {d}"
+                )
             if len(w0) > k:
                 raise KitError(f"warm start head has {len(w0)} classes, more than the {k} being trained")
             coef[: len(w0)], intercept[: len(w0)] = w0, b0
             # appended classes start with the old classes' mean bias, so they neither dominate nor vanish
-            intercept[len(w0):] = b0.mean() if len(b0) else 0.0
+            intercept[len(w0) :] = b0.mean() if len(b0) else 0.0
         return coef, intercept
 
     def fit(self, z: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "SoftmaxHead":
@@ -278,7 +298,7 @@ class SoftmaxHead(_Head):
         zc = z - mu
 
         def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            W, b = theta[: k * d].reshape(k, d), theta[k * d:]
+            W, b = theta[: k * d].reshape(k, d), theta[k * d :]
             logits = zc @ W.T + b
             logits -= logits.max(axis=1, keepdims=True)
             log_norm = np.log(np.exp(logits).sum(axis=1))
@@ -294,7 +314,7 @@ class SoftmaxHead(_Head):
         result = lbfgs(objective, theta0, max_iter=self.max_iter, gtol=self.tol)
         coef = result.x[: k * d].reshape(k, d)
         self.coef_ = coef.astype(np.float32)
-        self.intercept_ = (result.x[k * d:] - coef @ mu).astype(np.float32)
+        self.intercept_ = (result.x[k * d :] - coef @ mu).astype(np.float32)
         self.n_iter_ = result.iterations
         self.loss_ = result.f
         self.converged_ = result.converged
@@ -340,8 +360,15 @@ class MLPHead(_Head):
         self.seed = seed
 
     def get_params(self) -> dict:
-        return {"head": "mlp", "hidden": self.hidden, "l2": self.l2, "class_weight": self.class_weight,
-                "max_iter": self.max_iter, "tol": self.tol, "seed": self.seed}
+        return {
+            "head": "mlp",
+            "hidden": self.hidden,
+            "l2": self.l2,
+            "class_weight": self.class_weight,
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "seed": self.seed,
+        }
 
     def fit(self, z: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "MLPHead":
         """Fit on embeddings ``z`` (N, D) and class indices ``y`` (N,); returns self."""

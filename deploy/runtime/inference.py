@@ -6,6 +6,7 @@ and the ``Normalizer``, so audio is turned into the same normalised features as 
 onnxruntime is imported lazily: the rest of the runtime works without it, and a missing
 install is reported as a one-line ``KitError`` instead of an ImportError at import time.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,7 +77,9 @@ def _onnxruntime() -> Any:
     try:
         import onnxruntime  # lazy: optional, guarded by try
     except ImportError:
-        raise KitError("onnxruntime is not installed; install it (pip install onnxruntime) to run ONNX models") from None
+        raise KitError(
+            "onnxruntime is not installed; install it (pip install onnxruntime) to run ONNX models"
+        ) from None
     return onnxruntime
 
 
@@ -165,4 +168,3 @@ class OnnxModel(KitOutputs):
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """All outputs by name for features (C, F, T) or (N, C, F, T)."""
         return dict(zip(self.output_names, self.session.run(None, {self.input_name: self._batch(x)})))
-

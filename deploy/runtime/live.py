@@ -10,6 +10,7 @@ The audio pipeline (source -> ring buffer -> front-end -> model -> head -> recog
 ``stream.py`` and ``audio_input.py``; this module only parses options and displays results, so
 ``kit live`` can reuse ``listen`` with its own display.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,9 @@ def detection_line(detection: Detection) -> str:
 class TextDisplay:
     """Detections as lines; on a terminal also a redrawn status line with the top scores."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, live: bool | None = None,
-                 top: int = 3) -> None:
+    def __init__(
+        self, out: TextIO | None = None, err: TextIO | None = None, live: bool | None = None, top: int = 3
+    ) -> None:
         # the streams of the moment (not of import time), so a caller's redirection is honoured
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.live = self.out.isatty() if live is None else live
@@ -59,8 +61,12 @@ class TextDisplay:
         self._status = False
 
     def start(self, info: dict) -> None:
-        print(f"listening to {info['source']} with {info['model']} ({len(info['classes'])} classes, "
-              f"threshold {info['detector']['threshold']:g}); Ctrl-C stops", file=self.err, flush=True)
+        print(
+            f"listening to {info['source']} with {info['model']} ({len(info['classes'])} classes, "
+            f"threshold {info['detector']['threshold']:g}); Ctrl-C stops",
+            file=self.err,
+            flush=True,
+        )
 
     def _clear(self) -> None:
         if self._status:
@@ -85,11 +91,16 @@ class TextDisplay:
     def end(self, summary: dict) -> None:
         self._clear()
         self.out.flush()
-        dropped = f" ({summary['dropped_s']:.2f} s dropped: the listener fell behind)" if summary.get("dropped_s") else ""
+        dropped = (
+            f" ({summary['dropped_s']:.2f} s dropped: the listener fell behind)" if summary.get("dropped_s") else ""
+        )
         if summary.get("overflows"):
             dropped += f" ({summary['overflows']} input overflow(s) reported by the audio device)"
-        print(f"listened to {summary['seconds']:.2f} s of audio: {len(summary['detections'])} detection(s){dropped}",
-              file=self.err, flush=True)
+        print(
+            f"listened to {summary['seconds']:.2f} s of audio: {len(summary['detections'])} detection(s){dropped}",
+            file=self.err,
+            flush=True,
+        )
 
 
 class JsonDisplay:
@@ -106,8 +117,13 @@ class JsonDisplay:
 
     def result(self, result: StreamResult, classes: list[str]) -> None:
         if self.scores:
-            self._emit({"event": "scores", "time_s": round(result.time_s, 6),
-                        "scores": {c: round(float(p), 5) for c, p in zip(classes, result.probabilities)}})
+            self._emit(
+                {
+                    "event": "scores",
+                    "time_s": round(result.time_s, 6),
+                    "scores": {c: round(float(p), 5) for c, p in zip(classes, result.probabilities)},
+                }
+            )
         if result.detection is not None:
             self._emit({"event": "detection", **result.detection.to_dict()})
 
@@ -119,12 +135,23 @@ class JsonDisplay:
         self._emit(event)
 
 
-def listen(classifier: BundleClassifier, source: AudioSource, settings: DetectorSettings, display: Display,
-           duration: float | None = None, realtime: bool = False) -> list[Detection]:
+def listen(
+    classifier: BundleClassifier,
+    source: AudioSource,
+    settings: DetectorSettings,
+    display: Display,
+    duration: float | None = None,
+    realtime: bool = False,
+) -> list[Detection]:
     """Run ``source`` through the stream recogniser, reporting to ``display``; returns the detections."""
     stream = StreamRecognizer(classifier, settings, rate=source.rate)
-    info = {"source": source.description, "rate": source.rate, "model": classifier.model_name,
-            "classes": list(classifier.classes), "detector": settings.to_dict()}
+    info = {
+        "source": source.description,
+        "rate": source.rate,
+        "model": classifier.model_name,
+        "classes": list(classifier.classes),
+        "detector": settings.to_dict(),
+    }
     display.start(info)
     detections: list[Detection] = []
     started = time.monotonic()
@@ -142,8 +169,14 @@ def listen(classifier: BundleClassifier, source: AudioSource, settings: Detector
                         time.sleep(ahead)
     except KeyboardInterrupt:
         pass
-    display.end({"seconds": stream.time_s, "detections": detections, "dropped_s": getattr(source, "dropped_s", 0.0),
-                 "overflows": getattr(source, "overflows", 0)})
+    display.end(
+        {
+            "seconds": stream.time_s,
+            "detections": detections,
+            "dropped_s": getattr(source, "dropped_s", 0.0),
+            "overflows": getattr(source, "overflows", 0),
+        }
+    )
     return detections
 
 
@@ -168,17 +201,32 @@ class ListenOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ListenOptions":
-        return cls(bundle=args.bundle, input=args.input, rate=args.rate, device=args.device, duration=args.duration,
-                   model=args.model, threads=args.threads, chunk_ms=args.chunk_ms, realtime=args.realtime,
-                   detector=detector_options(args))
+        return cls(
+            bundle=args.bundle,
+            input=args.input,
+            rate=args.rate,
+            device=args.device,
+            duration=args.duration,
+            model=args.model,
+            threads=args.threads,
+            chunk_ms=args.chunk_ms,
+            realtime=args.realtime,
+            detector=detector_options(args),
+        )
 
 
 def build_parser(prog: str = "listen") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Listen for the bundle's keywords and print each detection "
-                                                            "as 't=12.30s yes 0.93'.")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Listen for the bundle's keywords and print each detection as 't=12.30s yes 0.93'."
+    )
     parser.add_argument("bundle", type=Path, nargs="?", metavar="BUNDLE", help="bundle file (.kit)")
-    parser.add_argument("--input", "-i", default="mic", metavar="FILE.wav|-|mic",
-                        help="a WAV file, '-' for raw PCM s16le mono on stdin, or 'mic' (default)")
+    parser.add_argument(
+        "--input",
+        "-i",
+        default="mic",
+        metavar="FILE.wav|-|mic",
+        help="a WAV file, '-' for raw PCM s16le mono on stdin, or 'mic' (default)",
+    )
     parser.add_argument("--rate", type=int, default=None, help="sample rate of the PCM on stdin (default: the model's)")
     parser.add_argument("--device", default=None, metavar="NAME|INDEX", help="input device for --input mic")
     parser.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
@@ -199,7 +247,9 @@ def format_devices(devices: list[dict]) -> str:
     lines = ["input devices (use --device INDEX or NAME):"]
     for d in devices:
         mark = "*" if d["default"] else " "
-        lines.append(f" {mark}{d['index']:>3}  {d['name']}  ({d['hostapi']}, {d['channels']} ch, {d['default_rate']:g} Hz)")
+        lines.append(
+            f" {mark}{d['index']:>3}  {d['name']}  ({d['hostapi']}, {d['channels']} ch, {d['default_rate']:g} Hz)"
+        )
     return "\n".join(lines)
 
 
@@ -224,8 +274,13 @@ def prepare(options: ListenOptions) -> tuple[BundleClassifier, AudioSource, Dete
     bundle = Bundle.load(bundle_path)
     settings = bundle.detector.with_options(options.detector)
     classifier = BundleClassifier(bundle, options.model, threads=options.threads)
-    source = open_source(options.input, bundle.feature_config.sample_rate, pcm_rate=options.rate,
-                         device=options.device, chunk_s=options.chunk_ms / 1000.0)
+    source = open_source(
+        options.input,
+        bundle.feature_config.sample_rate,
+        pcm_rate=options.rate,
+        device=options.device,
+        chunk_s=options.chunk_ms / 1000.0,
+    )
     return classifier, source, settings
 
 

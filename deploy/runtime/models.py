@@ -6,6 +6,7 @@ whether a model is ONNX or TFLite, fp32 or int8; both runtime classes share one 
 The format comes from the file suffix, or, for bytes and unknown suffixes, from ``fmt`` or the
 TFLite flatbuffer identifier.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -42,7 +43,7 @@ class RuntimeModel(Classifier, Protocol):
 
 
 def model_format(source: str | os.PathLike | bytes, fmt: str | None = None) -> str:
-    """"onnx" or "tflite" for ``source``: ``fmt`` if given, else the suffix, else the file's magic."""
+    """ "onnx" or "tflite" for ``source``: ``fmt`` if given, else the suffix, else the file's magic."""
     if fmt is not None:
         fmt = fmt.lower().lstrip(".")
         if fmt not in FORMATS:
@@ -83,8 +84,9 @@ def verify_model_bytes(data: bytes, fmt: str, label: str) -> None:
         raise KitError(f"{label}: empty model, not an ONNX file")
 
 
-def open_model(source: str | os.PathLike | bytes, fmt: str | None = None, threads: int = 1,
-               label: str | None = None) -> RuntimeModel:
+def open_model(
+    source: str | os.PathLike | bytes, fmt: str | None = None, threads: int = 1, label: str | None = None
+) -> RuntimeModel:
     """An ``OnnxModel`` or ``TfliteModel`` for a path or the file's bytes (``label`` names bytes in errors,
     e.g. "b.kit member blobs/models/m.onnx")."""
     if not isinstance(source, (bytes, bytearray, memoryview)):

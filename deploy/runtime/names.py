@@ -4,6 +4,7 @@ Why: a class name ends up as a line of ``labels.txt`` (Android), a JSON key, a f
 (``<class>_1.wav`` in personalisation) and a folder name in a deployment. A newline breaks the
 first, a slash the last; a name the detector ignores (``_silence_``) could never be detected.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -26,8 +27,9 @@ def check_class_name(name: str, where: str, *, new_keyword: bool = False) -> str
     if len(name) > MAX_NAME_CHARS:
         raise KitError(f"{where}: class name {shown} is longer than {MAX_NAME_CHARS} characters")
     if any(c in "/\\" or unicodedata.category(c)[0] == "C" for c in name) or name in (".", ".."):
-        raise KitError(f"{where}: class name {shown} holds a slash, a control character (newline, tab) or "
-                       "an unprintable one")
+        raise KitError(
+            f"{where}: class name {shown} holds a slash, a control character (newline, tab) or an unprintable one"
+        )
     if new_keyword and name in DEFAULT_IGNORE:
         raise KitError(f"{where}: '{name}' is a label the detector ignores; choose another keyword name")
     return name

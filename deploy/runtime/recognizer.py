@@ -15,6 +15,7 @@ of the same one: as a word slides through the window its averaged scores can bri
 similar keyword ("no" -> "go"), and two events for one utterance are worse on a device than a
 missed back-to-back command. Numpy only; times are seconds of stream time, not wall-clock time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,12 +84,14 @@ DETECTOR_OPTIONS: tuple[DetectorOption, ...] = (
     DetectorOption("average_window_s", "--average-window", float, "score smoothing window in seconds", 0.0),
     DetectorOption("suppression_s", "--suppression", float, "seconds without detections after one", 0.0),
     DetectorOption("minimum_count", "--minimum-count", int, "results needed in the smoothing window", 1),
-    DetectorOption("hop_s", "--hop", float, "seconds between classifications of the stream", 0.0,
-                   minimum_allowed=False),
+    DetectorOption(
+        "hop_s", "--hop", float, "seconds between classifications of the stream", 0.0, minimum_allowed=False
+    ),
 )
 _THRESHOLD = DETECTOR_OPTIONS[0]
-_WINDOW = DetectorOption("window_s", "--window", float, "audio per classification (the model's clip length)", 0.0,
-                         minimum_allowed=False)
+_WINDOW = DetectorOption(
+    "window_s", "--window", float, "audio per classification (the model's clip length)", 0.0, minimum_allowed=False
+)
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,10 @@ class DetectorSettings:
             option.check(getattr(self, option.field))
         if not isinstance(self.thresholds, Mapping):
             raise KitError("detector setting thresholds must be a JSON object {label: threshold}")
-        by_label = {str(label): _THRESHOLD.check(value, f"detector threshold of '{label}'")
-                    for label, value in self.thresholds.items()}
+        by_label = {
+            str(label): _THRESHOLD.check(value, f"detector threshold of '{label}'")
+            for label, value in self.thresholds.items()
+        }
         object.__setattr__(self, "thresholds", dict(sorted(by_label.items())))
         if self.hop_s > self.window_s:
             raise KitError(f"detector settings: hop_s ({self.hop_s}) must not exceed window_s ({self.window_s})")
@@ -179,8 +184,9 @@ def add_detector_options(parser: argparse.ArgumentParser, title: str = "detector
     """One argparse option per ``DETECTOR_OPTIONS`` entry (default None: keep the base settings)."""
     group = parser.add_argument_group(title)
     for option in DETECTOR_OPTIONS:
-        group.add_argument(option.flag, type=option.type, default=None, dest=option.field,
-                           help=f"{option.help} ({option.bounds})")
+        group.add_argument(
+            option.flag, type=option.type, default=None, dest=option.field, help=f"{option.help} ({option.bounds})"
+        )
 
 
 def detector_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -231,7 +237,9 @@ class RecognizeCommands:
             raise KitError(f"recogniser: got {scores.size} scores for {len(self.classes)} classes")
         time_s = float(time_s)
         if time_s < self._last_time:
-            raise KitError(f"recogniser: results must arrive in time order (got {time_s:.3f} s after {self._last_time:.3f} s)")
+            raise KitError(
+                f"recogniser: results must arrive in time order (got {time_s:.3f} s after {self._last_time:.3f} s)"
+            )
         self._last_time = time_s
         self._queue.append((time_s, scores))
         # Keep the results of the last average_window_s seconds (the newest always stays); a small

@@ -23,6 +23,7 @@ Rules (also in docs/ARCHITECTURE.md, "Files"):
 
 Only the standard library is used: this module is part of the numpy-only device runtime.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -120,8 +121,9 @@ def open_regular(path: str | os.PathLike, what: str = "file", option: str | None
         raise
 
 
-def read_regular_bytes(path: str | os.PathLike, what: str = "file", limit: int | None = None,
-                       option: str | None = None) -> bytes:
+def read_regular_bytes(
+    path: str | os.PathLike, what: str = "file", limit: int | None = None, option: str | None = None
+) -> bytes:
     """The bytes of a regular file; with ``limit``, refuse a file larger than ``limit`` bytes."""
     with open_regular(path, what, option) as handle:
         data = handle.read() if limit is None else handle.read(limit + 1)
@@ -181,8 +183,9 @@ def resolve_output(path: str | os.PathLike, option: str | None = "--out") -> Pat
     return path
 
 
-def check_output_path(path: str | os.PathLike, option: str | None = "--out", *,
-                      inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+def check_output_path(
+    path: str | os.PathLike, option: str | None = "--out", *, inputs: tuple[str | os.PathLike, ...] = ()
+) -> Path:
     """Refuse, before any work, an output the final write would fail on or should not touch.
 
     Checks: not empty; an existing target is a regular file (or a symlink to one); no parent
@@ -202,8 +205,13 @@ def check_output_path(path: str | os.PathLike, option: str | None = "--out", *,
     return path
 
 
-def check_output_dir(path: str | os.PathLike, option: str | None = "--out",
-                     files: tuple[str, ...] = (), *, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+def check_output_dir(
+    path: str | os.PathLike,
+    option: str | None = "--out",
+    files: tuple[str, ...] = (),
+    *,
+    inputs: tuple[str | os.PathLike, ...] = (),
+) -> Path:
     """Like :func:`check_output_path` for an output *folder* and the ``files`` that will be written in it."""
     if str(path) == "":  # before Path(): Path("") is "."
         raise KitError(f"{option or 'output'}: empty path")
@@ -283,8 +291,13 @@ def file_lock(path: str | os.PathLike, option: str | None = "--out") -> Iterator
         os.close(fd)  # closing releases the flock
 
 
-def atomic_write_files(files: Mapping[str | os.PathLike, bytes], *, lock: bool = True,
-                       option: str | None = "--out", held: tuple[str | os.PathLike, ...] = ()) -> list[Path]:
+def atomic_write_files(
+    files: Mapping[str | os.PathLike, bytes],
+    *,
+    lock: bool = True,
+    option: str | None = "--out",
+    held: tuple[str | os.PathLike, ...] = (),
+) -> list[Path]:
     """Write several files as one unit: every temp file first, then all renames under the locks.
 
     A crash before the renames leaves every old file; the renames happen back to back while the

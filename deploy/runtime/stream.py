@@ -14,6 +14,7 @@ same code serves live input (``StreamRecognizer.feed`` with chunks of any size) 
 long arrays (``score_stream`` / ``detect_stream``, which batch the model calls); both produce the
 same windows, hence the same scores.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -74,8 +75,10 @@ def _window_samples(settings: DetectorSettings, rate: int, classifier: WaveformC
     """(window, hop) in samples; the window must be the model's clip length."""
     config = classifier.feature_config
     if abs(settings.window_s - config.duration_s) > 1e-6:
-        raise KitError(f"detector window_s ({settings.window_s:g} s) must equal the model's clip length "
-                       f"({config.duration_s:g} s): the model only knows clips of that length")
+        raise KitError(
+            f"detector window_s ({settings.window_s:g} s) must equal the model's clip length "
+            f"({config.duration_s:g} s): the model only knows clips of that length"
+        )
     if rate <= 0:
         raise KitError(f"sample rate must be positive, got {rate}")
     window = int(round(settings.window_s * rate))
@@ -93,8 +96,13 @@ class StreamRecognizer:
     window's feature map in its result (for tests and debugging).
     """
 
-    def __init__(self, classifier: WaveformClassifier, settings: DetectorSettings | None = None,
-                 rate: int | None = None, keep_features: bool = False) -> None:
+    def __init__(
+        self,
+        classifier: WaveformClassifier,
+        settings: DetectorSettings | None = None,
+        rate: int | None = None,
+        keep_features: bool = False,
+    ) -> None:
         self.classifier = classifier
         self.settings = settings or DetectorSettings()
         self.rate = int(rate or classifier.feature_config.sample_rate)
@@ -155,8 +163,13 @@ def window_ends(n_samples: int, rate: int, settings: DetectorSettings, classifie
     return np.arange(first, n_samples + 1, hop, dtype=np.int64)
 
 
-def score_stream(classifier: WaveformClassifier, waveform: np.ndarray, rate: int,
-                 settings: DetectorSettings | None = None, batch: int = 64) -> StreamScores:
+def score_stream(
+    classifier: WaveformClassifier,
+    waveform: np.ndarray,
+    rate: int,
+    settings: DetectorSettings | None = None,
+    batch: int = 64,
+) -> StreamScores:
     """Class probabilities of every hop of ``waveform`` (float mono at ``rate``), model calls batched."""
     settings = settings or DetectorSettings()
     y = np.asarray(waveform, dtype=np.float32).reshape(-1)
@@ -177,9 +190,13 @@ def detections_from_scores(scores: StreamScores, settings: DetectorSettings | No
     return [d for d in found if d is not None]
 
 
-def detect_stream(classifier: WaveformClassifier, waveform: np.ndarray, rate: int,
-                  settings: DetectorSettings | None = None,
-                  return_scores: bool = False) -> list[Detection] | tuple[list[Detection], StreamScores]:
+def detect_stream(
+    classifier: WaveformClassifier,
+    waveform: np.ndarray,
+    rate: int,
+    settings: DetectorSettings | None = None,
+    return_scores: bool = False,
+) -> list[Detection] | tuple[list[Detection], StreamScores]:
     """Keyword detections in a long waveform, exactly as the live stream would report them.
 
     With ``return_scores`` the per-hop ``StreamScores`` come back too: ``(detections, scores)``.

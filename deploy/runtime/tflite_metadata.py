@@ -9,6 +9,7 @@ not present on devices, so this module walks the few tables it needs (``Model.me
 (tensorflow/lite/schema/schema.fbs). Every offset is bounds-checked: a truncated or corrupted
 file gives a one-line ``KitError`` instead of an IndexError or a wrong answer.
 """
+
 from __future__ import annotations
 
 import struct
@@ -36,7 +37,9 @@ class _Reader:
     def _unpack(self, fmt: str, pos: int) -> int:
         size = struct.calcsize(fmt)
         if pos < 0 or pos + size > len(self.data):
-            raise KitError(f"{self.name}: not a valid TFLite model (flatbuffer offset {pos} outside the file; truncated or corrupted)")
+            raise KitError(
+                f"{self.name}: not a valid TFLite model (flatbuffer offset {pos} outside the file; truncated or corrupted)"
+            )
         return struct.unpack_from(fmt, self.data, pos)[0]
 
     def u16(self, pos: int) -> int:
@@ -107,7 +110,9 @@ def read_metadata(data: bytes, name: str = "<tflite>") -> dict[str, bytes]:
         key = reader.bytes_at(name_field).decode("utf-8", "replace") if name_field is not None else ""
         index = reader.u32(buffer_field) if buffer_field is not None else 0
         if index >= n_buffers:
-            raise KitError(f"{name}: not a valid TFLite model (metadata '{key}' points at buffer {index} of {n_buffers})")
+            raise KitError(
+                f"{name}: not a valid TFLite model (metadata '{key}' points at buffer {index} of {n_buffers})"
+            )
         buffer = reader.table_at(buf_start, index)
         data_field = reader.field(buffer, _BUFFER_DATA)
         if data_field is not None:

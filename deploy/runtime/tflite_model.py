@@ -19,6 +19,7 @@ Why a loop over the batch: the kit's TFLite exports have a fixed batch of 1 (the
 cannot trace the instance-norm ConvNet with a dynamic batch, and one clip at a time is what a
 keyword spotter runs); ``run`` on (N, C, F, T) invokes the interpreter N times.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,7 +74,9 @@ def kit_props(data: bytes, name: str) -> dict[str, str]:
     try:
         props = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise KitError(f"{name}: the kit metadata in this TFLite file is not valid JSON (edited or corrupted)") from None
+        raise KitError(
+            f"{name}: the kit metadata in this TFLite file is not valid JSON (edited or corrupted)"
+        ) from None
     if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
         raise KitError(f"{name}: the kit metadata in this TFLite file must map names to strings")
     return props
@@ -113,8 +116,13 @@ class TfliteModel(KitOutputs):
     """
 
     def __init__(
-        self, source: str | os.PathLike | bytes, threads: int = 1, runtime: str | None = None, xnnpack: bool = True,
-        reference: bool = False, label: str | None = None,
+        self,
+        source: str | os.PathLike | bytes,
+        threads: int = 1,
+        runtime: str | None = None,
+        xnnpack: bool = True,
+        reference: bool = False,
+        label: str | None = None,
     ) -> None:
         if isinstance(source, (bytes, bytearray, memoryview)):
             self.path: Path | str = label or "<tflite bytes>"  # label: "bundle.kit member models/x.tflite"
@@ -137,7 +145,8 @@ class TfliteModel(KitOutputs):
         if not xnnpack or reference:
             resolver = __import__(interpreter_class.__module__, fromlist=["OpResolverType"]).OpResolverType
             options["experimental_op_resolver_type"] = (
-                resolver.BUILTIN_REF if reference else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+                resolver.BUILTIN_REF if reference else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            )
         self.xnnpack = xnnpack and not reference
         self.reference = reference
         try:
@@ -239,4 +248,3 @@ class TfliteModel(KitOutputs):
         if not parts:
             raise KitError(f"{self.path}: empty batch")
         return {n: np.concatenate([p[n] for p in parts]) for n in self.output_names}
-

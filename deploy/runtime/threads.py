@@ -9,6 +9,7 @@ with the default threads than with one. Parallelism, where wanted, comes from pr
 nothing is pinned (set ``OPENBLAS_NUM_THREADS=1`` before starting Python). Standard library only,
 so the device runtime may use it.
 """
+
 from __future__ import annotations
 
 import contextlib

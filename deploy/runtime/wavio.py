@@ -7,6 +7,7 @@ here directly. Samples are scaled exactly as libsndfile does (int / 2**(bits-1),
 unsigned around 128), so training (soundfile) and the device see identical waveforms. Every
 problem is a one-line ``KitError`` naming the file.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,9 @@ def check_wav_chunks(path: Path, head: bytes, size: int) -> None:
         if chunk_id == b"data":
             have = size - offset - 8
             if length > have and length != 0xFFFFFFFF:  # 0xFFFFFFFF: a streaming writer's "unknown"
-                raise KitError(f"{path}: WAV data chunk claims {length} bytes but the file holds {have} "
-                               "(truncated download?)")
+                raise KitError(
+                    f"{path}: WAV data chunk claims {length} bytes but the file holds {have} (truncated download?)"
+                )
             return
         offset += 8 + length + (length & 1)
 
@@ -167,4 +169,6 @@ def _read_riff(path: Path, blob: bytes) -> tuple[np.ndarray, int]:
         return _decode_pcm(path, data, (bits + 7) // 8, channels), rate
     if tag == WAVE_FORMAT_IEEE_FLOAT:
         return _decode_float(path, data, (bits + 7) // 8, channels), rate
-    raise KitError(f"{path}: unsupported WAV encoding (format tag {tag:#06x}); use PCM 8/16/24/32-bit or 32/64-bit float")
+    raise KitError(
+        f"{path}: unsupported WAV encoding (format tag {tag:#06x}); use PCM 8/16/24/32-bit or 32/64-bit float"
+    )

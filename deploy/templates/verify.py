@@ -7,6 +7,7 @@ other extra files are only noted, except inside ``kit_runtime/`` where Python wo
 A ``bundle.kit`` changed by an on-device fine-tune is reported too: that is expected after
 ``finetune`` (the bundle carries its own checksums, which ``info`` verifies).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,7 +36,12 @@ def problems(root: Path) -> tuple[list[str], list[str]]:
             found.append(f"{path}: does not match its checksum (changed since deployment, or corrupted)")
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
-        if not path.is_file() or SKIP.intersection(rel.parts) or rel.as_posix() in files or rel.as_posix() == "manifest.json":
+        if (
+            not path.is_file()
+            or SKIP.intersection(rel.parts)
+            or rel.as_posix() in files
+            or rel.as_posix() == "manifest.json"
+        ):
             continue
         if rel.parts[0] == "kit_runtime":
             found.append(f"{path}: not part of the deployment (Python would import it)")

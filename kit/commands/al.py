@@ -5,6 +5,7 @@ the distilled coresets and the full data are scored with one protocol on one spl
 maps options to ``kit.experiments.active_learning.ALSettings`` and leaves the work (resumable cells,
 table, figure) to that module. ``--quick`` is the small setting the tests run on real recordings.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,20 +23,40 @@ from kit.options import parse_floats, parse_ints, parse_seeds
 def al_command(
     dataset: str = typer.Argument(..., help="Dataset name (fsdd, speech_commands, esc10, esc50), folder or CSV."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (config.json, cells.json, results.json, PNG)."),
-    methods: Optional[str] = typer.Option(None, "--methods", help="Acquisitions: random,entropy,variation-ratios,bald (default all)."),
-    budgets: Optional[str] = typer.Option(None, "--budgets", help="Budgets in % of the training pool (default 20,30,40,60; quick 20,40)."),
-    tiny: Optional[str] = typer.Option(None, "--tiny", help="Tiny budgets in samples per class, the coreset sizes (default 1,10,50; quick 1; 'none' for none)."),
-    coreset: Optional[list[Path]] = typer.Option(None, "--coreset", help="Coreset file (kit distill) scored as an extra row (repeatable)."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Repetitions, e.g. 0,1,2 or 0-4 (default 0,1,2; quick 0)."),
+    methods: Optional[str] = typer.Option(
+        None, "--methods", help="Acquisitions: random,entropy,variation-ratios,bald (default all)."
+    ),
+    budgets: Optional[str] = typer.Option(
+        None, "--budgets", help="Budgets in % of the training pool (default 20,30,40,60; quick 20,40)."
+    ),
+    tiny: Optional[str] = typer.Option(
+        None,
+        "--tiny",
+        help="Tiny budgets in samples per class, the coreset sizes (default 1,10,50; quick 1; 'none' for none).",
+    ),
+    coreset: Optional[list[Path]] = typer.Option(
+        None, "--coreset", help="Coreset file (kit distill) scored as an extra row (repeatable)."
+    ),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", help="Repetitions, e.g. 0,1,2 or 0-4 (default 0,1,2; quick 0)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Base seed of the active-learning loops."),
-    quick: bool = typer.Option(False, "--quick", help="Small setting (30 clips per class, width-32 ConvNet, short training)."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Small setting (30 clips per class, width-32 ConvNet, short training)."
+    ),
     initial: int = typer.Option(1, "--initial", help="Class-balanced random seed set, samples per class."),
     growth: float = typer.Option(2.0, "--growth", help="Labelled set grows by this factor per round."),
     mc_passes: int = typer.Option(20, "--mc-passes", help="MC-dropout passes T (>= 20 for BALD as in the paper)."),
     dropout: float = typer.Option(0.5, "--dropout", help="Dropout before the head of the acquisition model."),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Training budget (clips seen) per scored model (default 16000)."),
-    acquisition_max_samples: Optional[int] = typer.Option(None, "--acquisition-max-samples", help="Training budget per acquisition round (default 4000)."),
-    full_max_samples: Optional[int] = typer.Option(None, "--full-max-samples", help="Training budget of the full-data row (default 60000)."),
+    max_samples: Optional[int] = typer.Option(
+        None, "--max-samples", help="Training budget (clips seen) per scored model (default 16000)."
+    ),
+    acquisition_max_samples: Optional[int] = typer.Option(
+        None, "--acquisition-max-samples", help="Training budget per acquisition round (default 4000)."
+    ),
+    full_max_samples: Optional[int] = typer.Option(
+        None, "--full-max-samples", help="Training budget of the full-data row (default 60000)."
+    ),
     width: Optional[int] = typer.Option(None, "--width", help="ConvNet width (default 128; quick 32)."),
     limit_per_class: LimitPerClass = None,
     data_dir: DataDir = None,
@@ -69,8 +90,13 @@ def al_command(
 
     check_run_dir(out)
     console = Console(stderr=True)
-    for name, value in (("--max-samples", max_samples), ("--acquisition-max-samples", acquisition_max_samples),
-                        ("--full-max-samples", full_max_samples), ("--width", width), ("--limit-per-class", limit_per_class)):
+    for name, value in (
+        ("--max-samples", max_samples),
+        ("--acquisition-max-samples", acquisition_max_samples),
+        ("--full-max-samples", full_max_samples),
+        ("--width", width),
+        ("--limit-per-class", limit_per_class),
+    ):
         if value is not None and value < 1:
             raise KitError(f"{name} must be >= 1, got {value}")
     if initial < 1:
@@ -82,6 +108,7 @@ def al_command(
     if growth <= 1.0:
         raise KitError(f"--growth must be > 1, got {growth}")
     settings = quick_settings() if quick else ALSettings()
+
     def adjust(config: TrainConfig, budget: int | None) -> TrainConfig:
         kwargs = config.arch_kwargs if width is None else {**config.arch_kwargs, "width": width}
         return config.with_(device=device, arch_kwargs=kwargs, max_samples=budget or config.max_samples)
@@ -103,11 +130,13 @@ def al_command(
         raise KitError("--methods bald needs --dropout > 0 and --mc-passes >= 2 (MC dropout)")
 
     limit = limit_per_class or (QUICK_LIMIT_PER_CLASS if quick else None)
-    fs, loader = load_training_set(dataset, data_dir, split=split, task=task, test_fold=test_fold,
-                                   limit_per_class=limit, progress=progress)
+    fs, loader = load_training_set(
+        dataset, data_dir, split=split, task=task, test_fold=test_fold, limit_per_class=limit, progress=progress
+    )
     rows = load_coresets(list(coreset or []), fs)
-    run = RunDir(out, EXPERIMENT, {**experiment_config(settings, loader, rows), "quick": quick},
-                 title=TITLE, overwrite=overwrite)
+    run = RunDir(
+        out, EXPERIMENT, {**experiment_config(settings, loader, rows), "quick": quick}, title=TITLE, overwrite=overwrite
+    )
     results = run_active_learning(run, fs, settings, rows, progress=progress)
 
     table = Table(title=f"{TITLE}: {dataset} ({results['n_pool']} training clips, {len(fs.y_test)} test clips)")

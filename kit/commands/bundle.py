@@ -8,6 +8,7 @@ The bundle holds the exported model(s), the front-end, the classifier head, the 
 replay memory and the detector settings (``deploy/bundle_builder.py`` builds it,
 ``deploy/runtime/bundle.py`` reads it). torch is imported inside the command only.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -39,22 +40,41 @@ def _formats(values: list[str]) -> list[str]:
 @with_detector_options("default {default}")
 def bundle_command(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Model file (.kit) written by kit train."),
-    coreset: Path = typer.Option(..., "--coreset", "-c", help="The coreset (.kit) the model was trained on (replay memory)."),
+    coreset: Path = typer.Option(
+        ..., "--coreset", "-c", help="The coreset (.kit) the model was trained on (replay memory)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle file to write (.kit)."),
-    fmt: list[str] = typer.Option(["onnx"], "--format", "-f", help="Model format(s): onnx, tflite (repeat or comma-separate)."),
-    int8: bool = typer.Option(False, "--int8", help="Add a full-integer int8 model per format, calibrated on the coreset (the default model)."),
-    replay_dtype: str = typer.Option("int8", "--replay-dtype", help="Replay coreset storage: int8 (per-row scale) or float16."),
-    sign: Path | None = typer.Option(None, "--sign", metavar="KEYFILE",
-                                     help="Sign the bundle with HMAC-SHA256 using the key in KEYFILE (>= 16 bytes)."),
+    fmt: list[str] = typer.Option(
+        ["onnx"], "--format", "-f", help="Model format(s): onnx, tflite (repeat or comma-separate)."
+    ),
+    int8: bool = typer.Option(
+        False, "--int8", help="Add a full-integer int8 model per format, calibrated on the coreset (the default model)."
+    ),
+    replay_dtype: str = typer.Option(
+        "int8", "--replay-dtype", help="Replay coreset storage: int8 (per-row scale) or float16."
+    ),
+    sign: Path | None = typer.Option(
+        None,
+        "--sign",
+        metavar="KEYFILE",
+        help="Sign the bundle with HMAC-SHA256 using the key in KEYFILE (>= 16 bytes).",
+    ),
     calibration_data: str | None = typer.Option(
-        None, "--calibration-data", metavar="DATASET|auto",
-        help="With --int8: calibrate on real training clips of DATASET (auto: the model's own), not the coreset."),
+        None,
+        "--calibration-data",
+        metavar="DATASET|auto",
+        help="With --int8: calibrate on real training clips of DATASET (auto: the model's own), not the coreset.",
+    ),
     calibration_clips: int = typer.Option(400, "--calibration-clips", help="Clips drawn for --calibration-data."),
-    qat_epochs: int = typer.Option(0, "--qat-epochs",
-                                   help="With --int8: epochs of fake-quant fine-tuning first (0 = none)."),
+    qat_epochs: int = typer.Option(
+        0, "--qat-epochs", help="With --int8: epochs of fake-quant fine-tuning first (0 = none)."
+    ),
     max_fa_per_hour: float | None = typer.Option(
-        None, "--max-fa-per-hour", metavar="N",
-        help="Per-keyword thresholds for at most N false accepts per hour on a validation stream of training audio."),
+        None,
+        "--max-fa-per-hour",
+        metavar="N",
+        help="Per-keyword thresholds for at most N false accepts per hour on a validation stream of training audio.",
+    ),
     validation_minutes: float = typer.Option(30.0, "--validation-minutes", help="Length of that validation stream."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Where the datasets live (calibration, validation)."),
     detector: dict[str, Any] | None = None,
@@ -81,13 +101,27 @@ def bundle_command(
         from kit.training.calibration import calibration_set  # lazy: pulls in torch, soundfile
 
         _, meta = load_model(model_path)
-        x_cal = calibration_set(meta, data_dir, dataset=None if calibration_data == "auto" else calibration_data,
-                                n=calibration_clips)
+        x_cal = calibration_set(
+            meta, data_dir, dataset=None if calibration_data == "auto" else calibration_data, n=calibration_clips
+        )
     with tempfile.TemporaryDirectory(prefix="kit-qat-") as scratch:
         if qat_epochs:
             model_path = _qat_model(model_path, Path(scratch), qat_epochs, data_dir)
-        _bundle(model_path, coreset, out, fmt, int8, replay_dtype, settings, x_cal, calibration_data,
-                max_fa_per_hour, validation_minutes, data_dir, key)
+        _bundle(
+            model_path,
+            coreset,
+            out,
+            fmt,
+            int8,
+            replay_dtype,
+            settings,
+            x_cal,
+            calibration_data,
+            max_fa_per_hour,
+            validation_minutes,
+            data_dir,
+            key,
+        )
 
 
 def _qat_model(model_path: Path, scratch: Path, epochs: int, data_dir: Path | None) -> Path:
@@ -102,32 +136,66 @@ def _qat_model(model_path: Path, scratch: Path, epochs: int, data_dir: Path | No
     return save_model(scratch / model_path.name, model, meta)
 
 
-def _bundle(model_path: Path, coreset: Path, out: Path, fmt: list[str], int8: bool, replay_dtype: str, settings: Any,
-            x_cal: Any, calibration_data: str | None, max_fa_per_hour: float | None, validation_minutes: float,
-            data_dir: Path | None, sign_key: bytes | None) -> None:
+def _bundle(
+    model_path: Path,
+    coreset: Path,
+    out: Path,
+    fmt: list[str],
+    int8: bool,
+    replay_dtype: str,
+    settings: Any,
+    x_cal: Any,
+    calibration_data: str | None,
+    max_fa_per_hour: float | None,
+    validation_minutes: float,
+    data_dir: Path | None,
+    sign_key: bytes | None,
+) -> None:
     source = None if x_cal is None else f"{len(x_cal)} training clips ({calibration_data})"
     if max_fa_per_hour is None:
-        path = build_bundle(model_path, coreset, out, formats=_formats(fmt), int8=int8,
-                            replay_dtype=replay_dtype.lower(), detector=settings, calibration=x_cal,
-                            calibration_source=source, sign_key=sign_key)
+        path = build_bundle(
+            model_path,
+            coreset,
+            out,
+            formats=_formats(fmt),
+            int8=int8,
+            replay_dtype=replay_dtype.lower(),
+            detector=settings,
+            calibration=x_cal,
+            calibration_source=source,
+            sign_key=sign_key,
+        )
     else:
         # built beside the target and renamed only once the thresholds are in: no bundle without them is left
         tmp = out.with_name(f".{out.name}.thresholds.tmp")
         try:
-            build_bundle(model_path, coreset, tmp, formats=_formats(fmt), int8=int8, replay_dtype=replay_dtype.lower(),
-                         detector=settings, calibration=x_cal, calibration_source=source, sign_key=sign_key)
-            choice = set_thresholds(tmp, model_path, max_fa_per_hour, validation_minutes, data_dir,
-                                    sign_key=sign_key)
+            build_bundle(
+                model_path,
+                coreset,
+                tmp,
+                formats=_formats(fmt),
+                int8=int8,
+                replay_dtype=replay_dtype.lower(),
+                detector=settings,
+                calibration=x_cal,
+                calibration_source=source,
+                sign_key=sign_key,
+            )
+            choice = set_thresholds(tmp, model_path, max_fa_per_hour, validation_minutes, data_dir, sign_key=sign_key)
             atomic_write_bytes(out, tmp.read_bytes(), lock=True)
             path = out
         finally:
             tmp.unlink(missing_ok=True)
-        print(f"thresholds for <= {max_fa_per_hour:g} false accepts per hour ({choice['hours'] * 60:.0f}-min "
-              f"validation stream of training audio): {choice['fa_per_hour']:g} FA/h, "
-              f"false rejects {100 * choice['frr']:.1f} %")
+        print(
+            f"thresholds for <= {max_fa_per_hour:g} false accepts per hour ({choice['hours'] * 60:.0f}-min "
+            f"validation stream of training audio): {choice['fa_per_hour']:g} FA/h, "
+            f"false rejects {100 * choice['frr']:.1f} %"
+        )
         for label, row in choice["per_keyword"].items():
-            print(f"  {label}: {row['threshold']:g} ({row['hits']}/{row['words']} words, "
-                  f"{row['false_accepts']} false accepts)")
+            print(
+                f"  {label}: {row['threshold']:g} ({row['hits']}/{row['words']} words, "
+                f"{row['false_accepts']} false accepts)"
+            )
     bundle = Bundle.load(path)
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, verified)")
     for key, value in describe(bundle, path):

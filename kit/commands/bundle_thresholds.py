@@ -6,6 +6,7 @@ scores a validation stream of training material (``kit.training.valstream``) thr
 path, chooses the thresholds (``deploy.thresholds``) and rewrites the bundle atomically with them
 and the choice recorded in its provenance. torch-side imports stay inside the function.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,9 +23,15 @@ def check_budget(max_fa_per_hour: float, minutes: float) -> None:
     check(max_fa_per_hour, minutes / 60.0)
 
 
-def set_thresholds(bundle_path: Path, model_path: Path, max_fa_per_hour: float, minutes: float,
-                   data_dir: Path | None = None, seed: int = 0,
-                   sign_key: bytes | None = None) -> dict[str, Any]:
+def set_thresholds(
+    bundle_path: Path,
+    model_path: Path,
+    max_fa_per_hour: float,
+    minutes: float,
+    data_dir: Path | None = None,
+    seed: int = 0,
+    sign_key: bytes | None = None,
+) -> dict[str, Any]:
     """Choose and store the thresholds; returns the choice (``deploy.thresholds.choose_thresholds``).
 
     ``sign_key`` re-signs the rewritten bundle (its detector settings are part of what is signed)."""
@@ -35,11 +42,18 @@ def set_thresholds(bundle_path: Path, model_path: Path, max_fa_per_hour: float, 
     _, meta = load_model(model_path)
     keywords = [c for c in bundle.classes if c not in bundle.detector.ignore]
     stream = build_validation_stream(meta, keywords, data_dir, minutes=minutes, seed=seed)
-    choice = thresholds_for_stream(BundleClassifier(bundle), stream.audio, stream.rate, stream.events,
-                                   bundle.detector, max_fa_per_hour)
+    choice = thresholds_for_stream(
+        BundleClassifier(bundle), stream.audio, stream.rate, stream.events, bundle.detector, max_fa_per_hour
+    )
     detector = dataclasses.replace(bundle.detector, thresholds=choice["thresholds"])
-    provenance = {**bundle.provenance, "thresholds": {**{k: v for k, v in choice.items() if k != "thresholds"},
-                                                      "validation_minutes": minutes, "seed": seed,
-                                                      "model": bundle.default_model}}
+    provenance = {
+        **bundle.provenance,
+        "thresholds": {
+            **{k: v for k, v in choice.items() if k != "thresholds"},
+            "validation_minutes": minutes,
+            "seed": seed,
+            "model": bundle.default_model,
+        },
+    }
     dataclasses.replace(bundle, detector=detector, provenance=provenance).save(bundle_path, sign_key=sign_key)
     return choice

@@ -4,6 +4,7 @@ Runs the device path (``deploy.runtime.classify.KeywordClassifier``: stdlib WAV 
 front-end). An ``.onnx`` model runs in onnxruntime; a ``.kit`` model artifact runs in PyTorch
 through the same front-end, so both can be checked before and after export.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

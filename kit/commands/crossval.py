@@ -5,6 +5,7 @@ naming (``coreset.kit`` -> ``coreset.fold3.kit``, run folder -> ``<run>/fold3``)
 ``kit train c.kit --folds all`` finds exactly the coresets ``kit distill ... --folds all --out c.kit``
 wrote, and every command reports folds the same way.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,14 +68,18 @@ def require_fold_coresets(base: Path, folds: list[int]) -> list[Path]:
     paths = [fold_file(base, fold) for fold in folds]
     for path in paths:
         if not path.is_file():
-            raise KitError(f"{path}: no coreset for this fold; write one per fold with "
-                           f"`kit distill DATASET --folds all --out {base}`")
+            raise KitError(
+                f"{path}: no coreset for this fold; write one per fold with "
+                f"`kit distill DATASET --folds all --out {base}`"
+            )
     return paths
 
 
 def format_cv(summary: dict[str, Any]) -> str:
     """``83.1 ± 2.0 % over 5 folds [1: 81.0, 2: ...]``."""
     folds = ", ".join(f"{row['fold']}: {100 * row['mean']:.1f}" for row in summary["per_fold"])
-    return (f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f} % over {len(summary['folds'])} folds "
-            f"[{folds}] ({summary['n_runs']} runs: {100 * summary['mean_over_runs']:.2f} ± "
-            f"{100 * summary['std_over_runs']:.2f} %)")
+    return (
+        f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f} % over {len(summary['folds'])} folds "
+        f"[{folds}] ({summary['n_runs']} runs: {100 * summary['mean_over_runs']:.2f} ± "
+        f"{100 * summary['std_over_runs']:.2f} %)"
+    )

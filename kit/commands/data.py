@@ -4,6 +4,7 @@ Why a command group: a user's first question is "is my data where the kit looks,
 in it?"; ``info`` answers it in a second (headers only), and ``features`` warms the cache so later
 distill/train runs start immediately.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,14 +14,32 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-DATASET_HELP = ("fsdd, speech_commands, esc10, esc50, urbansound8k (us8k), ravdess, a folder with one sub-folder per "
-                "class, or a CSV manifest")
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="folder holding the datasets (default: $KIT_DATA_DIR, else the user cache)")]
-Split = Annotated[str, typer.Option("--split", help="fsdd: official (takes 0-4 test) or speaker (held-out speakers); "
-                                    "ravdess: official (actors 21-24 test) or actors (k-fold, --test-fold 1..6)")]
-Task = Annotated[str, typer.Option("--task", help="speech_commands: kws10 (10 keywords) or kws12 (+ _unknown_, _silence_)")]
-TestFold = Annotated[int, typer.Option("--test-fold", help="esc10/esc50 (1-5), urbansound8k (1-10), "
-                                      "ravdess --split actors (1-6) or manifest fold held out for test")]
+DATASET_HELP = (
+    "fsdd, speech_commands, esc10, esc50, urbansound8k (us8k), ravdess, a folder with one sub-folder per "
+    "class, or a CSV manifest"
+)
+DataDir = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="folder holding the datasets (default: $KIT_DATA_DIR, else the user cache)"),
+]
+Split = Annotated[
+    str,
+    typer.Option(
+        "--split",
+        help="fsdd: official (takes 0-4 test) or speaker (held-out speakers); "
+        "ravdess: official (actors 21-24 test) or actors (k-fold, --test-fold 1..6)",
+    ),
+]
+Task = Annotated[
+    str, typer.Option("--task", help="speech_commands: kws10 (10 keywords) or kws12 (+ _unknown_, _silence_)")
+]
+TestFold = Annotated[
+    int,
+    typer.Option(
+        "--test-fold",
+        help="esc10/esc50 (1-5), urbansound8k (1-10), ravdess --split actors (1-6) or manifest fold held out for test",
+    ),
+]
 
 
 def info(
@@ -40,8 +59,11 @@ def info(
     console.print(ds.description, highlight=False)
     plan = PLANS.get(canonical_name(dataset))
     if plan:
-        console.print(f"cross-validation: {plan.rule}; `--folds all` runs folds {plan.folds[0]}..{plan.folds[-1]} "
-                      f"(split '{plan.split}')", highlight=False)
+        console.print(
+            f"cross-validation: {plan.rule}; `--folds all` runs folds {plan.folds[0]}..{plan.folds[-1]} "
+            f"(split '{plan.split}')",
+            highlight=False,
+        )
     splits = list(summary)
     table = Table(title=f"{len(ds.classes)} classes, {len(ds.clips)} clips")
     table.add_column("class")
@@ -52,16 +74,29 @@ def info(
     table.add_section()
     table.add_row("clips", *(str(summary[s].n_clips) for s in splits))
     table.add_row("speakers/groups", *(str(summary[s].n_groups) for s in splits))
-    table.add_row("duration min/mean/max (s)", *(f"{summary[s].duration_min:.2f} / {summary[s].duration_mean:.2f} / {summary[s].duration_max:.2f}" for s in splits))
+    table.add_row(
+        "duration min/mean/max (s)",
+        *(
+            f"{summary[s].duration_min:.2f} / {summary[s].duration_mean:.2f} / {summary[s].duration_max:.2f}"
+            for s in splits
+        ),
+    )
     table.add_row("sample rates (Hz)", *(", ".join(str(r) for r in summary[s].sample_rates) for s in splits))
     console.print(table)
     cfg = ds.feature_config
-    console.print(f"default features: {cfg.kind} {cfg.shape} at {cfg.sample_rate} Hz, {cfg.duration_s:g} s", highlight=False)
+    console.print(
+        f"default features: {cfg.kind} {cfg.shape} at {cfg.sample_rate} Hz, {cfg.duration_s:g} s", highlight=False
+    )
 
 
 def download(
-    name: Annotated[str, typer.Argument(help="fsdd, speech_commands (2.4 GB), speech_commands_test (113 MB), "
-                                             "urbansound8k (6.6 GB), ravdess (208 MB) or esc50 (646 MB)")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="fsdd, speech_commands (2.4 GB), speech_commands_test (113 MB), "
+            "urbansound8k (6.6 GB), ravdess (208 MB) or esc50 (646 MB)"
+        ),
+    ],
     data_dir: DataDir = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing copy")] = False,
 ) -> None:
@@ -85,10 +120,16 @@ def features(
     split: Split = "official",
     task: Task = "kws10",
     test_fold: TestFold = 5,
-    kind: Annotated[Optional[str], typer.Option("--kind", help="fd_mfcc, mfcc, log_mel or lpcc (default: the dataset's)")] = None,
+    kind: Annotated[
+        Optional[str], typer.Option("--kind", help="fd_mfcc, mfcc, log_mel or lpcc (default: the dataset's)")
+    ] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="worker processes (default: all cores)")] = None,
-    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="leave out unreadable clips instead of stopping")] = False,
-    limit_per_class: Annotated[Optional[int], typer.Option("--limit-per-class", help="at most this many clips per class and split")] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="leave out unreadable clips instead of stopping")
+    ] = False,
+    limit_per_class: Annotated[
+        Optional[int], typer.Option("--limit-per-class", help="at most this many clips per class and split")
+    ] = None,
 ) -> None:
     """Extract (and cache) the features of a dataset; prints shapes and skipped clips."""
     from kit.data import load_dataset  # lazy: pulls in soundfile
@@ -96,7 +137,16 @@ def features(
 
     ds = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold)
     config = ds.feature_config.with_(kind=kind) if kind else None
-    fs = load_feature_set(ds, config=config, skip_bad=skip_bad, jobs=jobs, limit_per_class=limit_per_class, split=split, task=task, test_fold=test_fold)
+    fs = load_feature_set(
+        ds,
+        config=config,
+        skip_bad=skip_bad,
+        jobs=jobs,
+        limit_per_class=limit_per_class,
+        split=split,
+        task=task,
+        test_fold=test_fold,
+    )
     console = Console()
     console.print(
         f"{ds.name}: train {tuple(fs.x_train.shape)}, test {tuple(fs.x_test.shape)}, {len(fs.classes)} classes; "
@@ -105,7 +155,10 @@ def features(
     )
     n_skipped = fs.source["n_skipped"]
     if n_skipped:
-        console.print(f"skipped {n_skipped} unreadable clip{'s' if n_skipped != 1 else ''}: {', '.join(fs.source['skipped'][:5])}", highlight=False)
+        console.print(
+            f"skipped {n_skipped} unreadable clip{'s' if n_skipped != 1 else ''}: {', '.join(fs.source['skipped'][:5])}",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

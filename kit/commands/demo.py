@@ -4,6 +4,7 @@ Why a command and not a shell script: the comparison must use one loaded feature
 training seeds and the same training budget for both coresets, so the two figures differ only
 by how the coreset was made.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,12 +37,17 @@ def demo_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the distillation / selection."),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Distillation time limit in seconds."),
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory for coresets, models and metrics."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where datasets live (default $KIT_DATA_DIR or the cache)."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Where datasets live (default $KIT_DATA_DIR or the cache)."
+    ),
     split: str = typer.Option("official", "--split", help="fsdd: official or speaker."),
     task: str = typer.Option("kws10", "--task", help="speech_commands: kws10 or kws12."),
-    firmware: bool = typer.Option(True, "--firmware/--no-firmware",
-                                  help="End by training an MCU model on the coreset, building the host C firmware "
-                                       "and streaming one held-out clip through it."),
+    firmware: bool = typer.Option(
+        True,
+        "--firmware/--no-firmware",
+        help="End by training an MCU model on the coreset, building the host C firmware "
+        "and streaming one held-out clip through it.",
+    ),
 ) -> None:
     """Distil DATASET to IPC samples per class, train a ConvNet on it, and print its test accuracy next to a random coreset."""
     check_output_dir(out, "--out", ("config.json", "metrics.json"))
@@ -53,8 +59,11 @@ def demo_command(
     console = Console()
     started = time.time()
     fs, loader = load_training_set(dataset, data_dir, split=split, task=task)
-    console.print(f"[bold]{dataset}[/]: {len(fs.classes)} classes, {len(fs.x_train)} training clips, "
-                  f"{len(fs.x_test)} test clips, features {fs.config.kind} {fs.config.shape}", highlight=False)
+    console.print(
+        f"[bold]{dataset}[/]: {len(fs.classes)} classes, {len(fs.x_train)} training clips, "
+        f"{len(fs.x_test)} test clips, features {fs.config.kind} {fs.config.shape}",
+        highlight=False,
+    )
     out.mkdir(parents=True, exist_ok=True)
     rows, metrics = [], {}
     for name in (method, baseline):
@@ -66,20 +75,39 @@ def demo_command(
         coreset.save(out / f"{name}.kit")
         console.print(f"[bold]{name}[/]: training a ConvNet on it over seeds {list(seed_list)}", highlight=False)
         scores = score_coreset(coreset.features, coreset.labels, fs, seeds=seed_list)
-        metrics[name] = {"accuracy_mean": scores["mean"], "accuracy_std": scores["std"], "accuracies": scores["accuracies"],
-                         "distill_s": summary["fit_time_s"], "train_s": scores["train_time_s"], "coreset": str(out / f"{name}.kit")}
+        metrics[name] = {
+            "accuracy_mean": scores["mean"],
+            "accuracy_std": scores["std"],
+            "accuracies": scores["accuracies"],
+            "distill_s": summary["fit_time_s"],
+            "train_s": scores["train_time_s"],
+            "coreset": str(out / f"{name}.kit"),
+        }
         rows.append((name, scores, summary))
 
     table = Table(title=f"{dataset}: ConvNet test accuracy with {ipc} samples per class")
     for column in ("coreset", "test accuracy", "seeds", "distill time"):
         table.add_column(column)
     for name, scores, summary in rows:
-        table.add_row(name, f"{100 * scores['mean']:.1f} ± {100 * scores['std']:.1f} %", str(len(seed_list)),
-                      f"{summary['fit_time_s']:.0f} s")
+        table.add_row(
+            name,
+            f"{100 * scores['mean']:.1f} ± {100 * scores['std']:.1f} %",
+            str(len(seed_list)),
+            f"{summary['fit_time_s']:.0f} s",
+        )
     console.print(table)
-    config = {"command": "demo", "dataset": dataset, "method": method, "baseline": baseline, "ipc": ipc,
-              "seeds": list(seed_list), "seed": seed, "time_budget_s": time_budget, "loader": loader,
-              "feature_config": fs.config.to_dict()}
+    config = {
+        "command": "demo",
+        "dataset": dataset,
+        "method": method,
+        "baseline": baseline,
+        "ipc": ipc,
+        "seeds": list(seed_list),
+        "seed": seed,
+        "time_budget_s": time_budget,
+        "loader": loader,
+        "feature_config": fs.config.to_dict(),
+    }
     if firmware:
         metrics["firmware"] = firmware_step(out, method, dataset, data_dir, split, task, console)
     metrics["wall_s"] = round(time.time() - started, 1)
@@ -106,11 +134,10 @@ def padded_clip(clip: Path, out: Path, lead_s: float = 0.5, total_s: float = 2.0
     would on a device listening continuously.
     """
 
-
     y, rate = read_wav(clip)
     lead = int(lead_s * rate)
     padded = np.zeros(max(int(total_s * rate), lead + len(y) + rate // 2), np.float64)
-    padded[lead:lead + len(y)] = y
+    padded[lead : lead + len(y)] = y
     tmp = out.with_name(out.name + ".tmp")
     with wave.open(str(tmp), "wb") as w:
         w.setnchannels(1)
@@ -121,8 +148,9 @@ def padded_clip(clip: Path, out: Path, lead_s: float = 0.5, total_s: float = 2.0
     return out
 
 
-def firmware_step(out: Path, method: str, dataset: str, data_dir: Optional[Path], split: str, task: str,
-                  console: Console) -> dict:
+def firmware_step(
+    out: Path, method: str, dataset: str, data_dir: Optional[Path], split: str, task: str, console: Console
+) -> dict:
     """dataset -> firmware: an MCU-ready ConvNet (convnet-mcu) trained on the distilled coreset, its int8
     bundle, the host build of the generated C firmware, and one held-out test clip streamed through it.
 
@@ -136,28 +164,48 @@ def firmware_step(out: Path, method: str, dataset: str, data_dir: Optional[Path]
     except KitError as exc:  # no C compiler: the rest of the demo stands, the firmware step says why it is skipped
         console.print(f"[bold]firmware[/]: skipped: {exc}", highlight=False)
         return {"skipped": str(exc)}
-    clips = [c for c in load_dataset(dataset, data_dir, split=split, task=task).clips_in("test")
-             if c.offset_s == 0.0 and c.duration_s is None]
+    clips = [
+        c
+        for c in load_dataset(dataset, data_dir, split=split, task=task).clips_in("test")
+        if c.offset_s == 0.0 and c.duration_s is None
+    ]
     if not clips:
         raise KitError(f"demo firmware step: {dataset} has no whole-file test clip to stream; use --no-firmware")
     clip = clips[0]
     coreset, mcu = out / f"{method}.kit", out / "mcu"
     bundle, project = out / "mcu.bundle.kit", out / "firmware-host"
-    console.print(f"[bold]firmware[/]: convnet-mcu on the {method} coreset -> int8 bundle -> C firmware (host)",
-                  highlight=False)
+    console.print(
+        f"[bold]firmware[/]: convnet-mcu on the {method} coreset -> int8 bundle -> C firmware (host)", highlight=False
+    )
     _kit(["train", str(coreset), "--arch", "convnet-mcu", "--seeds", "0", "--out", str(mcu)], console)
-    _kit(["bundle", str(mcu / "model.kit"), "--coreset", str(coreset), "--format", "tflite", "--int8",
-          "--out", str(bundle)], console)
+    _kit(
+        [
+            "bundle",
+            str(mcu / "model.kit"),
+            "--coreset",
+            str(coreset),
+            "--format",
+            "tflite",
+            "--int8",
+            "--out",
+            str(bundle),
+        ],
+        console,
+    )
     _kit(["firmware", "build", str(bundle), "--target", "host", "--out", str(project)], console)
     wav = padded_clip(clip.path, out / "heldout-clip.wav")
-    console.print(f"held-out test clip {clip.path} (label {clip.label}) at 0.5 s in silence -> {wav}",
-                  highlight=False)
+    console.print(f"held-out test clip {clip.path} (label {clip.label}) at 0.5 s in silence -> {wav}", highlight=False)
     lines = _kit(["firmware", "run", str(project), "--input", str(wav)], console).strip().splitlines()
     console.print(f"the firmware on {clip.path.name} (label {clip.label}):", highlight=False)
     for line in lines:
         console.print(f"  {line}", highlight=False)
-    return {"clip": str(clip.path), "label": clip.label, "bundle": str(bundle), "project": str(project),
-            "output": lines}
+    return {
+        "clip": str(clip.path),
+        "label": clip.label,
+        "bundle": str(bundle),
+        "project": str(project),
+        "output": lines,
+    }
 
 
 def register(app: typer.Typer) -> None:

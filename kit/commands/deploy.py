@@ -3,6 +3,7 @@
 The work is in ``deploy.package`` (building the folder) and ``deploy.remote`` (ssh/rsync/scp); this
 module only maps options and prints what happened and what to do next on the device.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,18 +17,35 @@ from deploy.runtime.errors import KitError
 
 def deploy_command(
     bundle: Path = typer.Argument(..., metavar="BUNDLE", help="Bundle file (.kit) written by kit bundle."),
-    target: str = typer.Option(..., "--target", "-t", help="rpi (adds a systemd unit), android (adds model.tflite, frontend.json, labels.txt) or dir."),
-    to: str = typer.Option(..., "--to", help="Destination folder: a local PATH or user@host:PATH (copied over ssh)."),
-    runtime: str | None = typer.Option(None, "--runtime", "-r", help="onnx or tflite (default: the bundle's default model; android: tflite)."),
-    port: int | None = typer.Option(None, "--port", "-p", help="ssh port of the remote host (default: 22 or ~/.ssh/config)."),
-    identity: Path | None = typer.Option(None, "--identity", "-i", help="ssh private key file (default: ssh-agent and ~/.ssh keys)."),
-    ssh_option: list[str] = typer.Option(
-        [], "--ssh-option", "-o",
-        help="Extra ssh -o option, repeatable. First connection to a host: -o StrictHostKeyChecking=accept-new "
-             "(and -o UserKnownHostsFile=FILE to keep its key elsewhere).",
+    target: str = typer.Option(
+        ...,
+        "--target",
+        "-t",
+        help="rpi (adds a systemd unit), android (adds model.tflite, frontend.json, labels.txt) or dir.",
     ),
-    transfer: str = typer.Option("auto", "--transfer", help="auto (rsync when both ends have it, else scp), rsync or scp."),
-    service_user: str | None = typer.Option(None, "--service-user", help="User= of the rpi systemd unit (default: the ssh user, or you)."),
+    to: str = typer.Option(..., "--to", help="Destination folder: a local PATH or user@host:PATH (copied over ssh)."),
+    runtime: str | None = typer.Option(
+        None, "--runtime", "-r", help="onnx or tflite (default: the bundle's default model; android: tflite)."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", "-p", help="ssh port of the remote host (default: 22 or ~/.ssh/config)."
+    ),
+    identity: Path | None = typer.Option(
+        None, "--identity", "-i", help="ssh private key file (default: ssh-agent and ~/.ssh keys)."
+    ),
+    ssh_option: list[str] = typer.Option(
+        [],
+        "--ssh-option",
+        "-o",
+        help="Extra ssh -o option, repeatable. First connection to a host: -o StrictHostKeyChecking=accept-new "
+        "(and -o UserKnownHostsFile=FILE to keep its key elsewhere).",
+    ),
+    transfer: str = typer.Option(
+        "auto", "--transfer", help="auto (rsync when both ends have it, else scp), rsync or scp."
+    ),
+    service_user: str | None = typer.Option(
+        None, "--service-user", help="User= of the rpi systemd unit (default: the ssh user, or you)."
+    ),
 ) -> None:
     """Build a self-contained folder (runtime, bundle, pinned requirements, run.sh) and copy it.
 
@@ -40,16 +58,30 @@ def deploy_command(
     # A transient spinner on terminals only, so stderr of a script holds nothing but a possible error line.
     console = Console(stderr=True, highlight=False)
     with console.status("deploying…") as status:
-        result = deploy(bundle, target, to, runtime=runtime, port=port, identity=identity, ssh_options=tuple(ssh_option),
-                        transfer=transfer, service_user=service_user, log=lambda message: status.update(f"{message}…"))
+        result = deploy(
+            bundle,
+            target,
+            to,
+            runtime=runtime,
+            port=port,
+            identity=identity,
+            ssh_options=tuple(ssh_option),
+            transfer=transfer,
+            service_user=service_user,
+            log=lambda message: status.update(f"{message}…"),
+        )
     files = result.manifest["files"]
-    print(f"deployed {bundle} to {result.destination} ({result.target}, {result.runtime} model {result.model}, "
-          f"{len(files)} files, {result.total_bytes / 1024:.0f} KiB, via {result.method})")
+    print(
+        f"deployed {bundle} to {result.destination} ({result.target}, {result.runtime} model {result.model}, "
+        f"{len(files)} files, {result.total_bytes / 1024:.0f} KiB, via {result.method})"
+    )
     where = result.manifest.get("install_dir") or result.destination
     print(f"on the device: cd {where} && ./run.sh --setup && ./run.sh --input mic")
     if result.target == "rpi":
-        print(f"start at boot: sudo cp {where}/kit-kws.service /etc/systemd/system/ && "
-              "sudo systemctl daemon-reload && sudo systemctl enable --now kit-kws")
+        print(
+            f"start at boot: sudo cp {where}/kit-kws.service /etc/systemd/system/ && "
+            "sudo systemctl daemon-reload && sudo systemctl enable --now kit-kws"
+        )
     if result.target == "android":
         print("for an app: model.tflite, frontend.json (front-end, quantisation, head) and labels.txt")
 

@@ -5,6 +5,7 @@ options; ``deploy.runtime.recognizer.DETECTOR_OPTIONS`` declares each one once (
 bounds), and this decorator turns that table into typer options, so a new or changed setting
 cannot drift between the kit and the device.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,10 +34,16 @@ def with_detector_options(default_note: str) -> Callable[[F], F]:
         kept = [p for p in signature.parameters.values() if p.name != "detector"]
         added = [
             inspect.Parameter(
-                option.field, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[option.type],  # noqa: UP045
-                default=typer.Option(None, option.flag, show_default=False,
-                                     help=f"{option.help[0].upper()}{option.help[1:]} ({option.bounds}; "
-                                          f"{default_note.format(default=option.default)})."),
+                option.field,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Optional[option.type],  # noqa: UP045
+                default=typer.Option(
+                    None,
+                    option.flag,
+                    show_default=False,
+                    help=f"{option.help[0].upper()}{option.help[1:]} ({option.bounds}; "
+                    f"{default_note.format(default=option.default)}).",
+                ),
             )
             for option in DETECTOR_OPTIONS
         ]

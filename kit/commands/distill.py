@@ -6,6 +6,7 @@ only maps options to parameters, records *everything* needed to reproduce the ru
 ``params``/``source``/``extra`` and a ``<FILE>.config.json`` beside it) and writes atomically.
 Only the training split is used to distil; the test split is never touched.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,32 +55,58 @@ def distill_command(
     seed: int = typer.Option(0, "--seed", help="Seed of selection / initialisation / random networks."),
     steps: Optional[int] = typer.Option(None, "--steps", help=_SHORTCUT.format("steps")),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", help=_SHORTCUT.format("time_budget_s")),
-    resume: bool = typer.Option(False, "--resume", help="Iterative methods: continue from the checkpoint (<OUT>.ckpt or --checkpoint)."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Iterative methods: checkpoint file (default <OUT>.ckpt)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where datasets live (default $KIT_DATA_DIR or the cache)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Iterative methods: continue from the checkpoint (<OUT>.ckpt or --checkpoint)."
+    ),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", help="Iterative methods: checkpoint file (default <OUT>.ckpt)."
+    ),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Where datasets live (default $KIT_DATA_DIR or the cache)."
+    ),
     split: str = typer.Option("official", "--split", help="fsdd: official or speaker."),
     task: str = typer.Option("kws10", "--task", help="speech_commands: kws10 or kws12."),
-    test_fold: int = typer.Option(5, "--test-fold", help="esc10/esc50 (1-5), urbansound8k (1-10), ravdess "
-                                  "--split actors (1-6) or CSV: fold held out for testing."),
-    folds: Optional[str] = typer.Option(None, "--folds", help="all (or a list like 1,3): one coreset per official "
-                                        "fold, each from the other folds only, written as OUT with .foldN."),
-    feature: Optional[str] = typer.Option(None, "--feature", help="mfcc, fd_mfcc, log_mel or lpcc (default: the dataset's)."),
+    test_fold: int = typer.Option(
+        5,
+        "--test-fold",
+        help="esc10/esc50 (1-5), urbansound8k (1-10), ravdess --split actors (1-6) or CSV: fold held out for testing.",
+    ),
+    folds: Optional[str] = typer.Option(
+        None,
+        "--folds",
+        help="all (or a list like 1,3): one coreset per official "
+        "fold, each from the other folds only, written as OUT with .foldN.",
+    ),
+    feature: Optional[str] = typer.Option(
+        None, "--feature", help="mfcc, fd_mfcc, log_mel or lpcc (default: the dataset's)."
+    ),
     device: Optional[str] = typer.Option(None, "--device", help=_SHORTCUT.format("device")),
     lr: Optional[float] = typer.Option(None, "--lr", help=_SHORTCUT.format("lr")),
     loss: Optional[str] = typer.Option(None, "--loss", help=_SHORTCUT.format("loss")),
     n_models: Optional[int] = typer.Option(None, "--n-models", help=_SHORTCUT.format("n_models")),
     width: Optional[int] = typer.Option(None, "--width", help=_SHORTCUT.format("width")),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_SHORTCUT.format("batch_size")),
-    learn_labels: Optional[bool] = typer.Option(None, "--learn-labels/--fixed-labels",
-                                                help=_SHORTCUT.format("learn_labels")),
+    learn_labels: Optional[bool] = typer.Option(
+        None, "--learn-labels/--fixed-labels", help=_SHORTCUT.format("learn_labels")
+    ),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help=_SHORTCUT.format("val_fraction")),
     embedding: Optional[str] = typer.Option(None, "--embedding", help=_SHORTCUT.format("embedding")),
-    limit_per_class: Optional[int] = typer.Option(None, "--limit-per-class", help="Use at most this many clips per class (quick runs)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (default: torch's choice, all cores)."),
+    limit_per_class: Optional[int] = typer.Option(
+        None, "--limit-per-class", help="Use at most this many clips per class (quick runs)."
+    ),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="Torch CPU threads (default: torch's choice, all cores)."
+    ),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable/corrupt/empty clips and report how many."),
-    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="A method parameter as KEY=VALUE (repeatable), "
-                                              "e.g. -p syn_steps=20; the table below lists them."),
-    nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes on this machine (torch.distributed; gloo on CPU, NCCL on GPUs)."),
+    param: Optional[list[str]] = typer.Option(
+        None,
+        "--param",
+        "-p",
+        help="A method parameter as KEY=VALUE (repeatable), e.g. -p syn_steps=20; the table below lists them.",
+    ),
+    nproc: int = typer.Option(
+        1, "--nproc", help="Data-parallel processes on this machine (torch.distributed; gloo on CPU, NCCL on GPUs)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Distil (rfad, mtt, dc, dsa, dm) or select (random, herding, kcenter) IPC feature maps per class.
@@ -94,8 +121,16 @@ def distill_command(
     if ipc < 1:
         raise KitError(f"--ipc must be >= 1, got {ipc}")
     shortcuts = {
-        "steps": steps, "time_budget_s": time_budget, "lr": lr, "loss": loss, "n_models": n_models, "width": width,
-        "batch_size": batch_size, "learn_labels": learn_labels, "val_fraction": val_fraction, "device": device,
+        "steps": steps,
+        "time_budget_s": time_budget,
+        "lr": lr,
+        "loss": loss,
+        "n_models": n_models,
+        "width": width,
+        "batch_size": batch_size,
+        "learn_labels": learn_labels,
+        "val_fraction": val_fraction,
+        "device": device,
         "embedding": embedding,
     }
     valid = set(METHODS[method].param_names())
@@ -121,17 +156,47 @@ def distill_command(
     if nproc < 1:
         raise KitError(f"--nproc must be >= 1, got {nproc}")
     if folds is not None:
-        _run_folds(dataset, folds, out, checkpoint, valid, {
-            "dataset": dataset, "method": method, "ipc": ipc, "seed": seed, "params": params,
-            "data_dir": None if data_dir is None else str(data_dir), "task": task, "feature": feature,
-            "limit_per_class": limit_per_class, "skip_bad": skip_bad, "progress": progress, "threads": threads,
-            "argv": sys.argv[1:]}, nproc)
+        _run_folds(
+            dataset,
+            folds,
+            out,
+            checkpoint,
+            valid,
+            {
+                "dataset": dataset,
+                "method": method,
+                "ipc": ipc,
+                "seed": seed,
+                "params": params,
+                "data_dir": None if data_dir is None else str(data_dir),
+                "task": task,
+                "feature": feature,
+                "limit_per_class": limit_per_class,
+                "skip_bad": skip_bad,
+                "progress": progress,
+                "threads": threads,
+                "argv": sys.argv[1:],
+            },
+            nproc,
+        )
         return
     job = {
-        "dataset": dataset, "method": method, "ipc": ipc, "out": str(out), "seed": seed, "params": params,
-        "data_dir": None if data_dir is None else str(data_dir), "split": split, "task": task, "test_fold": test_fold,
-        "feature": feature, "limit_per_class": limit_per_class, "skip_bad": skip_bad, "progress": progress,
-        "threads": threads, "argv": sys.argv[1:],
+        "dataset": dataset,
+        "method": method,
+        "ipc": ipc,
+        "out": str(out),
+        "seed": seed,
+        "params": params,
+        "data_dir": None if data_dir is None else str(data_dir),
+        "split": split,
+        "task": task,
+        "test_fold": test_fold,
+        "feature": feature,
+        "limit_per_class": limit_per_class,
+        "skip_bad": skip_bad,
+        "progress": progress,
+        "threads": threads,
+        "argv": sys.argv[1:],
     }
     if nproc > 1:
         if "checkpoint_path" not in valid:
@@ -142,8 +207,9 @@ def distill_command(
     run_distill_job(job)
 
 
-def _run_folds(dataset: str, folds_text: str, out: Path, checkpoint: Path | None, valid: set[str],
-               base: dict[str, Any], nproc: int) -> None:
+def _run_folds(
+    dataset: str, folds_text: str, out: Path, checkpoint: Path | None, valid: set[str], base: dict[str, Any], nproc: int
+) -> None:
     """One coreset per official fold (``OUT`` -> ``OUT.foldN``), each distilled from the other folds only."""
     from .crossval import fold_file, plan_and_folds  # lazy: pulls in soundfile
 
@@ -159,8 +225,16 @@ def _run_folds(dataset: str, folds_text: str, out: Path, checkpoint: Path | None
         params = dict(base["params"])
         if "checkpoint_path" in params:
             params["checkpoint_path"] = str(fold_out.with_name(fold_out.name + ".ckpt"))
-        run_distill_job({**base, "params": params, "out": str(fold_out), "split": plan.split, "test_fold": fold,
-                         "cv": {"held_out_fold": fold, "folds": folds, "protocol": plan.rule}})
+        run_distill_job(
+            {
+                **base,
+                "params": params,
+                "out": str(fold_out),
+                "split": plan.split,
+                "test_fold": fold,
+                "cv": {"held_out_fold": fold, "folds": folds, "protocol": plan.rule},
+            }
+        )
 
 
 def config_path(out: Path) -> Path:
@@ -194,7 +268,9 @@ def parse_params(items: list[str], method: str, valid: set[str]) -> dict[str, An
         if not sep or not key:
             raise KitError(f"--param: expected KEY=VALUE, got '{item}'")
         if key not in valid:
-            raise KitError(f"--param {key}: --method {method} has no parameter '{key}' (valid: {', '.join(sorted(valid))})")
+            raise KitError(
+                f"--param {key}: --method {method} has no parameter '{key}' (valid: {', '.join(sorted(valid))})"
+            )
         out[key] = specs[key].parse(method, key, text)
     return out
 
@@ -215,8 +291,14 @@ def run_distill_job(job: dict[str, Any]) -> None:
     if not group.is_main:
         group.barrier()
     fs, loader = load_training_set(
-        job["dataset"], job["data_dir"], split=job["split"], task=job["task"], test_fold=job["test_fold"],
-        feature=job["feature"], limit_per_class=job["limit_per_class"], skip_bad=job["skip_bad"],
+        job["dataset"],
+        job["data_dir"],
+        split=job["split"],
+        task=job["task"],
+        test_fold=job["test_fold"],
+        feature=job["feature"],
+        limit_per_class=job["limit_per_class"],
+        skip_bad=job["skip_bad"],
         progress=job["progress"] and group.is_main,
     )
     if group.is_main:
@@ -247,12 +329,17 @@ def run_distill_job(job: dict[str, Any]) -> None:
         "history": jsonable(distiller.history_),
         "summary": summary,
         "world_size": group.world,
-        "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "threads": torch.get_num_threads(), "platform": platform.platform()},
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+        },
     }
     # one unit under the outputs' locks: two runs to one --out never leave one's coreset beside the other's record
-    atomic_write_files({out: coreset_data,
-                        config_path(out): json.dumps(run_config, indent=1, sort_keys=True, default=str).encode()})
+    atomic_write_files(
+        {out: coreset_data, config_path(out): json.dumps(run_config, indent=1, sort_keys=True, default=str).encode()}
+    )
     extra = ""
     if summary.get("steps") is not None:
         extra = f", {summary['steps']} steps ({summary['stop_reason']})"

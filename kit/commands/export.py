@@ -10,6 +10,7 @@ statistics than the model is re-normalised into the model's input space first.
 After writing, the command prints the file size in bytes and the operator histogram
 (``deploy.model_report``), what decides whether a target runtime can run the file.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -47,11 +48,15 @@ def export_command(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Model file (.kit) written by kit train."),
     fmt: str = typer.Option("onnx", "--format", "-f", help="Export format: onnx or tflite."),
     int8: bool = typer.Option(False, "--int8", help="Static int8 quantisation (needs --calibration)."),
-    calibration: Path | None = typer.Option(None, "--calibration", "-c", metavar="CORESET.kit",
-                                            help="Coreset whose features calibrate the int8 ranges."),
+    calibration: Path | None = typer.Option(
+        None, "--calibration", "-c", metavar="CORESET.kit", help="Coreset whose features calibrate the int8 ranges."
+    ),
     calibration_data: str | None = typer.Option(
-        None, "--calibration-data", metavar="DATASET|auto",
-        help="Calibrate on real training clips of DATASET (auto: the model's own), half augmented by the recipe."),
+        None,
+        "--calibration-data",
+        metavar="DATASET|auto",
+        help="Calibrate on real training clips of DATASET (auto: the model's own), half augmented by the recipe.",
+    ),
     calibration_clips: int = typer.Option(400, "--calibration-clips", help="Clips drawn for --calibration-data."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Where the datasets live (for --calibration-data)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: MODEL[.int8].onnx|.tflite)."),
@@ -79,13 +84,18 @@ def export_command(
     if calibration_data is not None and int8:
         from kit.training.calibration import calibration_set  # lazy: pulls in torch, soundfile
 
-        x_cal = calibration_set(meta, data_dir, dataset=None if calibration_data == "auto" else calibration_data,
-                                n=calibration_clips)
+        x_cal = calibration_set(
+            meta, data_dir, dataset=None if calibration_data == "auto" else calibration_data, n=calibration_clips
+        )
     if fmt == "tflite":
         from deploy.export_tflite import export_tflite  # lazy: pulls in torch
 
         path = export_tflite(model, target, int8=int8, calibration=x_cal, meta=meta)
-        how = "full-integer int8, checked in the TFLite interpreter" if int8 else "fp32, checked against PyTorch in the TFLite interpreter"
+        how = (
+            "full-integer int8, checked in the TFLite interpreter"
+            if int8
+            else "fp32, checked against PyTorch in the TFLite interpreter"
+        )
     else:
         if int8:
             with tempfile.TemporaryDirectory(prefix="kit-export-") as tmp:

@@ -8,6 +8,7 @@ the C project a firmware engineer flashes (``firmware_sim.c_project``) and ``run
 streams a WAV through it, on the host or on QEMU's emulated Cortex-M4F board (emulated instructions
 are not device time). ``python -m firmware_sim`` offers report and check without the kit.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,10 @@ from firmware_sim.reference import compare, have_tflm, tflm_run
 from firmware_sim.report import report
 from firmware_sim.stream import simulate_stream
 
-firmware_app = typer.Typer(help="C firmware for a bundle: build it for a target, run it on the host or an emulated board.",
-                           no_args_is_help=True)
+firmware_app = typer.Typer(
+    help="C firmware for a bundle: build it for a target, run it on the host or an emulated board.",
+    no_args_is_help=True,
+)
 
 
 @firmware_app.command("report")
@@ -48,8 +51,12 @@ def report_command(
     if target not in target_names():
         raise KitError(f"--target: unknown target '{target}' (choose from {', '.join(target_names())})")
     parsed = load_model(model).require_int8()
-    budget = budget_for(target, hop_ms, flash_bytes=None if flash_kb is None else int(flash_kb * 1024),
-                        sram_bytes=None if sram_kb is None else int(sram_kb * 1024))
+    budget = budget_for(
+        target,
+        hop_ms,
+        flash_bytes=None if flash_kb is None else int(flash_kb * 1024),
+        sram_bytes=None if sram_kb is None else int(sram_kb * 1024),
+    )
     rep = report(parsed, target, budget, cmsis_nn=cmsis_nn)
     if as_json:
         print(json.dumps(rep, indent=1, default=str))
@@ -74,8 +81,10 @@ def check_command(
         print("tflite-micro is not installed: no TFLM comparison (pip install 'audio-distill-kit[mcu]')")
         return
     result = compare(ours, tflm_run(parsed, x))
-    print(f"bit-identical with TensorFlow Lite Micro: {result['identical']}/{result['clips']} clips "
-          f"(largest difference {result['max_lsb_diff']} LSB)")
+    print(
+        f"bit-identical with TensorFlow Lite Micro: {result['identical']}/{result['clips']} clips "
+        f"(largest difference {result['max_lsb_diff']} LSB)"
+    )
     if result["identical"] != result["clips"]:
         raise typer.Exit(1)
 
@@ -99,14 +108,22 @@ def build_command(
     target: str = typer.Option("host", "--target", help=f"One of {', '.join(FIRMWARE_TARGETS)}."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the generated C project."),
     model: str | None = typer.Option(None, "--model", help="Model member of the bundle (default: its int8 TFLite)."),
-    flash_kb: float | None = typer.Option(None, "--flash-kb", help="Flash of the part (default: the target profile's)."),
+    flash_kb: float | None = typer.Option(
+        None, "--flash-kb", help="Flash of the part (default: the target profile's)."
+    ),
     sram_kb: float | None = typer.Option(None, "--sram-kb", help="SRAM of the part (default: the target profile's)."),
     compile_: bool = typer.Option(True, "--compile/--no-compile", help="Compile after writing (needs the toolchain)."),
 ) -> None:
     """Write a self-contained C99 project (model constants, kernels, front-end, detector, main, Makefile)."""
     console = Console(stderr=True)
-    project = write_project(bundle, target, out, model, flash_bytes=None if flash_kb is None else int(flash_kb * 1024),
-                            sram_bytes=None if sram_kb is None else int(sram_kb * 1024))
+    project = write_project(
+        bundle,
+        target,
+        out,
+        model,
+        flash_bytes=None if flash_kb is None else int(flash_kb * 1024),
+        sram_bytes=None if sram_kb is None else int(sram_kb * 1024),
+    )
     console.print(f"wrote {project} ({target})", highlight=False)
     if not compile_:
         return
@@ -116,10 +133,12 @@ def build_command(
         sizes = section_sizes(project)
         record = json.loads((project / "firmware.json").read_text())
         memory, estimate = record["memory"], record["estimate"]
-        line += (f": flash {sizes['flash']:,} B of {memory['flash_bytes']:,} (estimated {estimate['flash']:,}), "
-                 f"static RAM {sizes['static_ram']:,} B of {memory['sram_bytes']:,} (estimated "
-                 f"{estimate['static_ram']:,}; arm-none-eabi-size text {sizes['text']:,}, data {sizes['data']:,}, "
-                 f"bss {sizes['bss']:,})")
+        line += (
+            f": flash {sizes['flash']:,} B of {memory['flash_bytes']:,} (estimated {estimate['flash']:,}), "
+            f"static RAM {sizes['static_ram']:,} B of {memory['sram_bytes']:,} (estimated "
+            f"{estimate['static_ram']:,}; arm-none-eabi-size text {sizes['text']:,}, data {sizes['data']:,}, "
+            f"bss {sizes['bss']:,})"
+        )
     console.print(line, highlight=False)
 
 
@@ -144,9 +163,11 @@ def run_command(
     if not output.detections:
         print("no detection (the detector's averaging and thresholds did not fire on this clip)")
     if output.model_cost is not None:
-        print(f"per inference: {output.model_cost:,} {output.cost_unit} (model)"
-              + (f", {output.frontend_cost:,} (front-end)" if output.frontend_cost is not None else "")
-              + f"; {output.cost_note}")
+        print(
+            f"per inference: {output.model_cost:,} {output.cost_unit} (model)"
+            + (f", {output.frontend_cost:,} (front-end)" if output.frontend_cost is not None else "")
+            + f"; {output.cost_note}"
+        )
         if record is not None and output.cost_unit == "instructions":
             _print_time_lines(record, output.model_cost, output.frontend_cost)
 
@@ -163,17 +184,21 @@ def _print_time_lines(record: dict, model_instructions: int, frontend_instructio
         return
     mhz = TARGETS[target].clock_mhz
     front = f", front-end {frontend_instructions / (mhz * 1e3):.1f} ms per window" if frontend_instructions else ""
-    print(f"at {mhz:g} MHz assuming CPI 1 (one instruction per cycle; a lower bound, a real core stalls on "
-          f"loads and flash): model {model_instructions / (mhz * 1e3):.1f} ms per inference{front}; "
-          "the emulator's wall-clock is not device time")
+    print(
+        f"at {mhz:g} MHz assuming CPI 1 (one instruction per cycle; a lower bound, a real core stalls on "
+        f"loads and flash): model {model_instructions / (mhz * 1e3):.1f} ms per inference{front}; "
+        "the emulator's wall-clock is not device time"
+    )
     try:
         model = load_model(record["bundle"])
     except (KitError, OSError):
         return  # the bundle moved since the build: the measured line above stands alone
     for cmsis in (False, True):
         est = estimate(model, target, cmsis_nn=cmsis)
-        print(f"firmware_sim cycle model ({'CMSIS-NN' if cmsis else 'reference kernels'}): {est.cycles:,} cycles, "
-              f"{est.ms:.1f} ms at {mhz:g} MHz (estimate) vs {model_instructions:,} instructions measured")
+        print(
+            f"firmware_sim cycle model ({'CMSIS-NN' if cmsis else 'reference kernels'}): {est.cycles:,} cycles, "
+            f"{est.ms:.1f} ms at {mhz:g} MHz (estimate) vs {model_instructions:,} instructions measured"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,5 @@
 """``kit inspect FILE``: verify a kit artifact (coreset, model, bundle) and show what is inside."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,10 @@ def _coreset_rows(artifact: Artifact, path: Path) -> list[tuple[str, str]]:
 def _bundle_rows(artifact: Artifact, path: Path) -> list[tuple[str, str]]:
     """A bundle is verified as the device would load it (head, models, front-end, replay)."""
     bundle = Bundle.from_artifact(artifact, path)
-    return [("bundle schema", f"{artifact.meta.get('bundle_schema')} (this kit reads <= {BUNDLE_SCHEMA})"),
-            *describe(bundle, path)]
+    return [
+        ("bundle schema", f"{artifact.meta.get('bundle_schema')} (this kit reads <= {BUNDLE_SCHEMA})"),
+        *describe(bundle, path),
+    ]
 
 
 def _generic_rows(artifact: Artifact) -> list[tuple[str, str]]:
@@ -68,7 +71,11 @@ def inspect_command(
     else:
         rows = _generic_rows(artifact)
     if as_json:
-        print(json.dumps({"kind": artifact.kind, "created": artifact.created, "meta": artifact.meta}, indent=1, sort_keys=True))
+        print(
+            json.dumps(
+                {"kind": artifact.kind, "created": artifact.created, "meta": artifact.meta}, indent=1, sort_keys=True
+            )
+        )
         return
     table = Table(title=f"{path} — {artifact.kind}", show_header=False, title_justify="left")
     table.add_column(style="bold")

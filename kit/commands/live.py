@@ -5,6 +5,7 @@ The pipeline and the options are the device's (``deploy/runtime/live.py``: the s
 differs: on a terminal the top scores are drawn with rich, and each detection is printed as
 ``t=12.30s yes 0.93``. Piped output and ``--json`` use the runtime's plain displays.
 """
+
 from __future__ import annotations
 
 import sys
@@ -33,8 +34,11 @@ class RichDisplay:
         self.top = top
 
     def start(self, info: dict) -> None:
-        self.err.print(f"listening to [bold]{info['source']}[/] with {info['model']} ({len(info['classes'])} classes, "
-                       f"threshold {info['detector']['threshold']:g}); Ctrl-C stops", highlight=False)
+        self.err.print(
+            f"listening to [bold]{info['source']}[/] with {info['model']} ({len(info['classes'])} classes, "
+            f"threshold {info['detector']['threshold']:g}); Ctrl-C stops",
+            highlight=False,
+        )
         self.live.start()
 
     def result(self, result, classes: list[str]) -> None:
@@ -44,7 +48,12 @@ class RichDisplay:
         table = Table.grid(padding=(0, 1))
         for i in np.argsort(-result.probabilities)[: self.top]:
             p = float(result.probabilities[i])
-            table.add_row(f"t={result.time_s:7.2f}s", f"{classes[i]:>10}", f"{p:4.2f}", "[cyan]" + "█" * int(round(20 * p)) + "[/]")
+            table.add_row(
+                f"t={result.time_s:7.2f}s",
+                f"{classes[i]:>10}",
+                f"{p:4.2f}",
+                "[cyan]" + "█" * int(round(20 * p)) + "[/]",
+            )
         self.live.update(table, refresh=True)
 
     def end(self, summary: dict) -> None:
@@ -55,8 +64,9 @@ class RichDisplay:
 @with_detector_options("default: the bundle's")
 def live_command(
     bundle: Path | None = typer.Argument(None, metavar="BUNDLE", help="Bundle file (.kit) from kit bundle."),
-    source: str = typer.Option(ListenOptions.input, "--input", "-i",
-                               help="A WAV file, '-' for raw PCM s16le mono on stdin, or 'mic'."),
+    source: str = typer.Option(
+        ListenOptions.input, "--input", "-i", help="A WAV file, '-' for raw PCM s16le mono on stdin, or 'mic'."
+    ),
     rate: int | None = typer.Option(None, "--rate", help="Sample rate of PCM on stdin (default: the model's)."),
     device: str | None = typer.Option(None, "--device", help="Input device NAME or INDEX for --input mic."),
     list_devices: bool = typer.Option(False, "--list-devices", help="List audio input devices and exit."),
@@ -73,8 +83,18 @@ def live_command(
     if list_devices:
         print(live.device_list(as_json))
         return
-    options = ListenOptions(bundle=bundle, input=source, rate=rate, device=device, duration=duration, model=model,
-                            threads=threads, chunk_ms=chunk_ms, realtime=realtime, detector=detector or {})
+    options = ListenOptions(
+        bundle=bundle,
+        input=source,
+        rate=rate,
+        device=device,
+        duration=duration,
+        model=model,
+        threads=threads,
+        chunk_ms=chunk_ms,
+        realtime=realtime,
+        detector=detector or {},
+    )
     if as_json:
         display: live.Display = live.JsonDisplay(scores=scores)
     elif sys.stdout.isatty():

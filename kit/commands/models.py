@@ -11,6 +11,7 @@ int8 TFLite with random weights and its TensorFlow Lite Micro arena is read back
 cached under the user cache (the first listing takes a minute or two). "MCU ops" says whether the
 int8 graph uses only ops CMSIS-NN accelerates (the ``*-mcu`` architectures do).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,9 @@ def _human(value: float, unit: str = "") -> str:
 
 
 def models_command(
-    input_shape: str = typer.Option("3,13,64", "--input-shape", help="Feature map C,F,T (3,13,64 = FD-MFCC of a 1-s clip)."),
+    input_shape: str = typer.Option(
+        "3,13,64", "--input-shape", help="Feature map C,F,T (3,13,64 = FD-MFCC of a 1-s clip)."
+    ),
     classes: int = typer.Option(12, "--classes", help="Number of output classes."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     only: list[str] = typer.Option([], "--arch", help="Only these architectures (repeat the option)."),
@@ -57,8 +60,10 @@ def models_command(
     if only:
         unknown = sorted(set(only) - {v.arch for v in variants})
         if unknown:
-            raise KitError(f"--arch: unknown architecture {', '.join(unknown)} (choose from "
-                           f"{', '.join(sorted({v.arch for v in variants}))})")
+            raise KitError(
+                f"--arch: unknown architecture {', '.join(unknown)} (choose from "
+                f"{', '.join(sorted({v.arch for v in variants}))})"
+            )
         variants = [v for v in variants if v.arch in only]
     rows = [profile_variant(v, shape, classes) for v in variants]
     notes: list[str] = []
@@ -68,15 +73,37 @@ def models_command(
         print(json.dumps({"input_shape": list(shape), "classes": classes, "models": rows, "notes": notes}, indent=1))
         return
     table = Table(title=f"model zoo, input {shape[0]}x{shape[1]}x{shape[2]}, {classes} classes")
-    for column, justify in (("arch", "left"), ("variant", "left"), ("parameters", "right"), ("MACs / clip", "right"),
-                            ("fp32 size", "right")) + ((("int8 flash", "right"), ("TFLM arena", "right"),
-                                                        ("MCU ops", "left")) if mcu else ()) + (("note", "left"),):
+    for column, justify in (
+        (
+            ("arch", "left"),
+            ("variant", "left"),
+            ("parameters", "right"),
+            ("MACs / clip", "right"),
+            ("fp32 size", "right"),
+        )
+        + ((("int8 flash", "right"), ("TFLM arena", "right"), ("MCU ops", "left")) if mcu else ())
+        + (("note", "left"),)
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
-        mcu_cells = (_kib(row.get("int8_flash_bytes")), _kib(row.get("arena_bytes")),
-                     {True: "yes", False: "no"}.get(row.get("mcu_ops_only"), "-")) if mcu else ()
-        table.add_row(row["arch"], row["variant"], f"{row['parameters']:,}", _human(row["macs"]),
-                      _human(row["fp32_bytes"], "B"), *mcu_cells, row["note"])
+        mcu_cells = (
+            (
+                _kib(row.get("int8_flash_bytes")),
+                _kib(row.get("arena_bytes")),
+                {True: "yes", False: "no"}.get(row.get("mcu_ops_only"), "-"),
+            )
+            if mcu
+            else ()
+        )
+        table.add_row(
+            row["arch"],
+            row["variant"],
+            f"{row['parameters']:,}",
+            _human(row["macs"]),
+            _human(row["fp32_bytes"], "B"),
+            *mcu_cells,
+            row["note"],
+        )
     console = Console(width=max(140 if mcu else 100, Console().width))
     console.print(table)
     for note in notes:

@@ -6,6 +6,7 @@ trained on each noisy set are scored on the noisy test set. Resumable: re-runnin
 command in the same folder skips finished (set, SNR, seed) cells. The protocol lives in
 ``kit.experiments.noise_robustness``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,17 +21,41 @@ from kit.options import parse_seeds
 
 
 def noise_command(
-    coreset_path: Path = typer.Argument(..., metavar="CORESET", help="Coreset file (.kit) of mfcc, fd_mfcc or log_mel features."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder (config.json, cells.json, results.json, the PNG, audio/)."),
-    snrs: str = typer.Option("clean,30,20,10,5,0", "--snrs", help="SNRs in dB, comma-separated; 'clean' adds a no-noise point."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Training seeds, e.g. 0,1,2 (default 0,1,2; 0 with --quick)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the noise, the random reference clips and Griffin-Lim's phase."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="Griffin-Lim iterations (default 64; 16 with --quick)."),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Clips seen per training run (default 16000; 1500 with --quick)."),
-    test_limit: Optional[int] = typer.Option(None, "--test-limit", help="Test clips per class (default all; 10 with --quick)."),
-    quick: bool = typer.Option(False, "--quick", help="Small setting (used by the tests): 1 seed, 16 iterations, 1500 clips per run, 10 test clips per class."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the datasets live (default $KIT_DATA_DIR or the coreset's)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Override the coreset's source dataset (name or path)."),
+    coreset_path: Path = typer.Argument(
+        ..., metavar="CORESET", help="Coreset file (.kit) of mfcc, fd_mfcc or log_mel features."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Run folder (config.json, cells.json, results.json, the PNG, audio/)."
+    ),
+    snrs: str = typer.Option(
+        "clean,30,20,10,5,0", "--snrs", help="SNRs in dB, comma-separated; 'clean' adds a no-noise point."
+    ),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", help="Training seeds, e.g. 0,1,2 (default 0,1,2; 0 with --quick)."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the noise, the random reference clips and Griffin-Lim's phase."
+    ),
+    iterations: Optional[int] = typer.Option(
+        None, "--iterations", help="Griffin-Lim iterations (default 64; 16 with --quick)."
+    ),
+    max_samples: Optional[int] = typer.Option(
+        None, "--max-samples", help="Clips seen per training run (default 16000; 1500 with --quick)."
+    ),
+    test_limit: Optional[int] = typer.Option(
+        None, "--test-limit", help="Test clips per class (default all; 10 with --quick)."
+    ),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help="Small setting (used by the tests): 1 seed, 16 iterations, 1500 clips per run, 10 test clips per class.",
+    ),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Where the datasets live (default $KIT_DATA_DIR or the coreset's)."
+    ),
+    dataset: Optional[str] = typer.Option(
+        None, "--dataset", help="Override the coreset's source dataset (name or path)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard a previous run with other settings in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -58,8 +83,16 @@ def noise_command(
             changes[key] = value
     settings = NoiseSettings.quick(**changes) if quick else NoiseSettings(**changes)
     coreset = Coreset.load(coreset_path)
-    run = run_noise_robustness(coreset, out, settings, coreset_path=str(coreset_path), data_dir=data_dir, dataset=dataset,
-                               progress=not quiet, overwrite=overwrite)
+    run = run_noise_robustness(
+        coreset,
+        out,
+        settings,
+        coreset_path=str(coreset_path),
+        data_dir=data_dir,
+        dataset=dataset,
+        progress=not quiet,
+        overwrite=overwrite,
+    )
     table = run.tables[0]
     print(" | ".join(table["columns"]))
     for row in table["rows"]:

@@ -6,6 +6,7 @@ normaliser and source dataset, so the command can rebuild the matching real test
 itself; the user only chooses the architecture and seeds. torch is imported inside the
 commands so ``kit --help`` stays fast.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,11 @@ def _is_coreset(text: str) -> bool:
 
 
 def train_command(
-    source: str = typer.Argument(..., metavar="CORESET|DATASET",
-                                 help="A coreset (.kit), or a dataset: fsdd, speech_commands, esc10, a folder, a CSV."),
+    source: str = typer.Argument(
+        ...,
+        metavar="CORESET|DATASET",
+        help="A coreset (.kit), or a dataset: fsdd, speech_commands, esc10, a folder, a CSV.",
+    ),
     arch: str = typer.Option("convnet", "--arch", help="Architecture: convnet, cnn4, dscnn, ... (see `kit models`)."),
     width: int | None = typer.Option(None, "--width", help="Shortcut for the convnet width (default 128)."),
     arch_kwargs: str | None = typer.Option(None, "--arch-kwargs", help="Architecture arguments as JSON."),
@@ -56,8 +60,9 @@ def train_command(
     seed: int | None = typer.Option(None, "--seed", help="Dataset: the one training seed (default 0)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs (coreset default 300, dataset default 30)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Cap on optimiser steps."),
-    max_samples: int | None = typer.Option(None, "--max-samples",
-                                           help="Cap on clips seen per run (coreset 16000, dataset none; 0 = none)."),
+    max_samples: int | None = typer.Option(
+        None, "--max-samples", help="Cap on clips seen per run (coreset 16000, dataset none; 0 = none)."
+    ),
     batch: int | None = typer.Option(None, "--batch", help="Batch size (dataset default 128)."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate (divided by 10 half-way)."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Time shift + time/frequency masks on features."),
@@ -67,18 +72,21 @@ def train_command(
     task: str = typer.Option("kws10", "--task", help="Dataset: Speech Commands task kws10 or kws12."),
     split: str = typer.Option("official", "--split", help="Dataset: FSDD split official or speaker."),
     test_fold: int = typer.Option(5, "--test-fold", help="Dataset: ESC / manifest fold held out."),
-    extra_train: list[Path] = typer.Option([], "--extra-train",
-                                           help="Dataset: extra training folder (<word>/<speaker>_nohash_<n>.*)."),
-    max_per_class: int | None = typer.Option(None, "--max-per-class",
-                                             help="Dataset: at most N clips per class and split."),
+    extra_train: list[Path] = typer.Option(
+        [], "--extra-train", help="Dataset: extra training folder (<word>/<speaker>_nohash_<n>.*)."
+    ),
+    max_per_class: int | None = typer.Option(
+        None, "--max-per-class", help="Dataset: at most N clips per class and split."
+    ),
     recipe: bool = typer.Option(True, "--recipe/--no-recipe", help="Dataset: the stream-robust recipe."),
     copies: int = typer.Option(2, "--copies", help="Recipe: augmented copies of every training clip."),
     noise: bool = typer.Option(True, "--noise/--no-noise", help="Recipe: training-part noise at random SNR."),
     snr: str = typer.Option("5,30", "--snr", help="Recipe: SNR range in dB, LOW,HIGH."),
     shift: bool = typer.Option(True, "--shift/--no-shift", help="Recipe: time shift within the window."),
     max_shift: float = typer.Option(0.2, "--max-shift", help="Recipe: largest time shift, s."),
-    hard_negatives: bool = typer.Option(True, "--hard-negatives/--no-hard-negatives",
-                                        help="Recipe: FSDD / ESC-10 training clips as _unknown_ (kws12)."),
+    hard_negatives: bool = typer.Option(
+        True, "--hard-negatives/--no-hard-negatives", help="Recipe: FSDD / ESC-10 training clips as _unknown_ (kws12)."
+    ),
     fsdd_negatives: int = typer.Option(800, "--fsdd-negatives", help="Recipe: FSDD digits among the hard negatives."),
     esc_cuts: int = typer.Option(3, "--esc-cuts", help="Recipe: loudest 1-s cuts per ESC-10 training clip (0 = none)."),
     quiet_silence: int = typer.Option(600, "--quiet-silence", help="Recipe: quiet noise windows as _silence_ (kws12)."),
@@ -86,39 +94,74 @@ def train_command(
     balance: str = typer.Option("sampling", "--balance", help="Recipe: class balance none, sampling or loss."),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<coreset or dataset>-<arch>)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    threads: int = typer.Option(1, "--threads", help="torch threads (0 = torch's choice; 1 is fastest on busy shared cores)."),
+    threads: int = typer.Option(
+        1, "--threads", help="torch threads (0 = torch's choice; 1 is fastest on busy shared cores)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    folds: str | None = typer.Option(None, "--folds", help="all (or 1,3): cross-validation over the official folds; "
-                                     "a coreset C means C.foldN.kit per fold (kit distill --folds), a dataset trains "
-                                     "one model per fold; writes OUT/foldN/ and OUT/cv.json (mean ± std over folds)."),
+    folds: str | None = typer.Option(
+        None,
+        "--folds",
+        help="all (or 1,3): cross-validation over the official folds; "
+        "a coreset C means C.foldN.kit per fold (kit distill --folds), a dataset trains "
+        "one model per fold; writes OUT/foldN/ and OUT/cv.json (mean ± std over folds).",
+    ),
 ) -> None:
     """Train on a coreset (one model per seed, mean ± std) or on a whole dataset (the production model)."""
     if not _is_coreset(source):
         from kit.training import TrainConfig  # lazy: torch-side: imported inside the command
 
         config = TrainConfig(
-            arch=arch, arch_kwargs=_arch_kwargs(width, arch_kwargs), epochs=epochs or 30, max_steps=max_steps,
-            max_samples=max_samples or None, batch_size=batch or 128, lr=lr, augment=augment, device=device,
-            threads=threads or None, seed=seed or 0,
+            arch=arch,
+            arch_kwargs=_arch_kwargs(width, arch_kwargs),
+            epochs=epochs or 30,
+            max_steps=max_steps,
+            max_samples=max_samples or None,
+            batch_size=batch or 128,
+            lr=lr,
+            augment=augment,
+            device=device,
+            threads=threads or None,
+            seed=seed or 0,
         )
         recipe_options = {
-            "copies": copies, "noise": noise, "snr_db": parse_range(snr, "--snr"), "shift": shift,
-            "max_shift_s": max_shift, "hard_negatives": hard_negatives, "fsdd_negatives": fsdd_negatives,
-            "esc_cuts_per_clip": esc_cuts, "quiet_silence": quiet_silence, "specaugment": augment,
-            "label_smoothing": label_smoothing, "balance": balance,
+            "copies": copies,
+            "noise": noise,
+            "snr_db": parse_range(snr, "--snr"),
+            "shift": shift,
+            "max_shift_s": max_shift,
+            "hard_negatives": hard_negatives,
+            "fsdd_negatives": fsdd_negatives,
+            "esc_cuts_per_clip": esc_cuts,
+            "quiet_silence": quiet_silence,
+            "specaugment": augment,
+            "label_smoothing": label_smoothing,
+            "balance": balance,
         }
         name = Path(source).stem if Path(source).exists() else source
         run_dir = out or Path("runs") / f"{name}-{arch}"
         if folds is None:
             check_output_dir(run_dir, "--out", ("config.json", "metrics.json", "model.kit", "recipe_set.npz"))
-        options = DatasetTrainOptions(source, run_dir, data_dir, task, split, test_fold, list(extra_train),
-                                      max_per_class, recipe, recipe_options, quiet)
+        options = DatasetTrainOptions(
+            source,
+            run_dir,
+            data_dir,
+            task,
+            split,
+            test_fold,
+            list(extra_train),
+            max_per_class,
+            recipe,
+            recipe_options,
+            quiet,
+        )
         if folds is not None:
             _train_dataset_folds(options, folds, config)
             return
         metrics = train_dataset(options, config)
-        print(f"{source} on {arch}: accuracy {100 * metrics['accuracy']:.2f} % on {metrics['n_test']} test clips "
-              f"(trained on {metrics['n_train']} examples)")
+        print(
+            f"{source} on {arch}: accuracy {100 * metrics['accuracy']:.2f} % on {metrics['n_test']} test clips "
+            f"(trained on {metrics['n_train']} examples)"
+        )
         Console(stderr=True).print(f"wrote {run_dir}/config.json, metrics.json, model.kit", highlight=False)
         return
     coreset_path = Path(source)
@@ -156,23 +199,49 @@ def _train_dataset_folds(options: DatasetTrainOptions, folds_text: str, config: 
 
     plan, folds = plan_and_folds(options.dataset, folds_text)
     for fold in folds:
-        check_output_dir(fold_dir(options.out, fold), "--out",
-                         ("config.json", "metrics.json", "model.kit", "recipe_set.npz"))
+        check_output_dir(
+            fold_dir(options.out, fold), "--out", ("config.json", "metrics.json", "model.kit", "recipe_set.npz")
+        )
     per_fold = []
     for fold in folds:
         fold_options = replace(options, out=fold_dir(options.out, fold), split=plan.split, test_fold=fold)
         metrics = train_dataset(fold_options, config)
-        per_fold.append({"fold": fold, "mean": metrics["accuracy"], "accuracies": [metrics["accuracy"]],
-                         "n_test": metrics["n_test"], "n_train": metrics["n_train"]})
+        per_fold.append(
+            {
+                "fold": fold,
+                "mean": metrics["accuracy"],
+                "accuracies": [metrics["accuracy"]],
+                "n_test": metrics["n_test"],
+                "n_train": metrics["n_train"],
+            }
+        )
     summary = summarize_folds(per_fold)
-    write_summary(options.out, summary, {"command": "train", "mode": "dataset-cv", "dataset": plan.dataset,
-                                         "protocol": plan.rule, "train": config.to_dict()})
+    write_summary(
+        options.out,
+        summary,
+        {
+            "command": "train",
+            "mode": "dataset-cv",
+            "dataset": plan.dataset,
+            "protocol": plan.rule,
+            "train": config.to_dict(),
+        },
+    )
     print(f"{options.dataset} (cross-validation): accuracy {format_cv(summary)}")
     Console(stderr=True).print(f"wrote {options.out}/cv.json and {options.out}/fold*/", highlight=False)
 
 
-def _train_coreset_folds(base: Path, folds_text: str, run_dir: Path, config: Any, seed_list: list[int],
-                         data_dir: Path | None, dataset: str | None, test_limit: int | None, quiet: bool) -> None:
+def _train_coreset_folds(
+    base: Path,
+    folds_text: str,
+    run_dir: Path,
+    config: Any,
+    seed_list: list[int],
+    data_dir: Path | None,
+    dataset: str | None,
+    test_limit: int | None,
+    quiet: bool,
+) -> None:
     """``kit train c.kit --folds all``: train every ``c.foldN.kit`` and test it on the fold it held out."""
     from .crossval import (
         fold_dir,
@@ -186,8 +255,10 @@ def _train_coreset_folds(base: Path, folds_text: str, run_dir: Path, config: Any
     stem = re.sub(r"\.fold\d+$", "", base.stem)
     found = sorted(base.parent.glob(f"{stem}.fold*{base.suffix}"))
     if not found:
-        raise KitError(f"{base}: no per-fold coresets {stem}.foldN{base.suffix} beside it; write them with "
-                       f"`kit distill DATASET --folds all --out {base}`")
+        raise KitError(
+            f"{base}: no per-fold coresets {stem}.foldN{base.suffix} beside it; write them with "
+            f"`kit distill DATASET --folds all --out {base}`"
+        )
     name = dataset or str(Coreset.load(found[0]).source.get("dataset_name") or "")
     plan, folds = plan_and_folds(name, folds_text)
     paths = require_fold_coresets(base, folds)
@@ -197,21 +268,48 @@ def _train_coreset_folds(base: Path, folds_text: str, run_dir: Path, config: Any
     for fold, path in zip(folds, paths, strict=True):
         held_out = Coreset.load(path).source.get("test_fold")
         if held_out != fold:
-            raise KitError(f"{path}: this coreset held out fold {held_out}, not fold {fold}; "
-                           f"it cannot be scored as fold {fold}")
-        result = train_coreset_file(path, fold_dir(run_dir, fold), config, seed_list, data_dir, dataset,
-                                    test_limit, quiet)
-        per_fold.append({"fold": fold, "mean": result["mean"], "std": result["std"],
-                         "accuracies": [row["accuracy"] for row in result["per_seed"]], "coreset": str(path)})
+            raise KitError(
+                f"{path}: this coreset held out fold {held_out}, not fold {fold}; it cannot be scored as fold {fold}"
+            )
+        result = train_coreset_file(
+            path, fold_dir(run_dir, fold), config, seed_list, data_dir, dataset, test_limit, quiet
+        )
+        per_fold.append(
+            {
+                "fold": fold,
+                "mean": result["mean"],
+                "std": result["std"],
+                "accuracies": [row["accuracy"] for row in result["per_seed"]],
+                "coreset": str(path),
+            }
+        )
     summary = summarize_folds(per_fold)
-    write_summary(run_dir, summary, {"command": "train", "mode": "coreset-cv", "dataset": plan.dataset,
-                                     "protocol": plan.rule, "seeds": seed_list, "train": config.to_dict()})
+    write_summary(
+        run_dir,
+        summary,
+        {
+            "command": "train",
+            "mode": "coreset-cv",
+            "dataset": plan.dataset,
+            "protocol": plan.rule,
+            "seeds": seed_list,
+            "train": config.to_dict(),
+        },
+    )
     print(f"{base.name} (cross-validation, {plan.dataset}): accuracy {format_cv(summary)}")
     Console(stderr=True).print(f"wrote {run_dir}/cv.json and {run_dir}/fold*/", highlight=False)
 
 
-def train_coreset_file(coreset_path: Path, run_dir: Path, config: Any, seed_list: list[int], data_dir: Path | None,
-                       dataset: str | None, test_limit: int | None, quiet: bool) -> dict[str, Any]:
+def train_coreset_file(
+    coreset_path: Path,
+    run_dir: Path,
+    config: Any,
+    seed_list: list[int],
+    data_dir: Path | None,
+    dataset: str | None,
+    test_limit: int | None,
+    quiet: bool,
+) -> dict[str, Any]:
     """Train ``config`` on one coreset over ``seed_list``, score on its test split, write the run folder."""
     from kit.training import (
         load_test_split,
@@ -223,13 +321,26 @@ def train_coreset_file(coreset_path: Path, run_dir: Path, config: Any, seed_list
     console = Console(stderr=True)
     coreset = Coreset.load(coreset_path)
     test = load_test_split(
-        coreset.source, coreset.feature_config, coreset.normalizer, coreset.classes, data_dir,
-        dataset=dataset, limit_per_class=test_limit, progress=not quiet,
+        coreset.source,
+        coreset.feature_config,
+        coreset.normalizer,
+        coreset.classes,
+        data_dir,
+        dataset=dataset,
+        limit_per_class=test_limit,
+        progress=not quiet,
     )
     started = time.perf_counter()
     result = train_eval_seeds(
-        coreset.features, coreset.labels, test.x, test.y, len(coreset.classes), config,
-        seeds=seed_list, progress=not quiet, keep_models=True,
+        coreset.features,
+        coreset.labels,
+        test.x,
+        test.y,
+        len(coreset.classes),
+        config,
+        seeds=seed_list,
+        progress=not quiet,
+        keep_models=True,
     )
     models = result.pop("models")
     keep = seed_list.index(0) if 0 in seed_list else 0
@@ -257,9 +368,16 @@ def train_coreset_file(coreset_path: Path, run_dir: Path, config: Any, seed_list
     }
     write_run(run_dir, run_config, metrics)
     save_trained(
-        run_dir / "model.kit", models[keep], coreset, config.with_(seed=seed_list[keep]),
-        metrics={"accuracy": result["per_seed"][keep]["accuracy"], "mean": result["mean"], "std": result["std"],
-                 "n_test": test.info["n_test"]},
+        run_dir / "model.kit",
+        models[keep],
+        coreset,
+        config.with_(seed=seed_list[keep]),
+        metrics={
+            "accuracy": result["per_seed"][keep]["accuracy"],
+            "mean": result["mean"],
+            "std": result["std"],
+            "n_test": test.info["n_test"],
+        },
         coreset={"path": str(coreset_path), "method": coreset.method, "ipc": coreset.ipc, "seed": coreset.seed},
     )
     per_seed = ", ".join(f"{row['seed']}: {100 * row['accuracy']:.1f}" for row in result["per_seed"])
@@ -288,16 +406,34 @@ def eval_command(
     if "feature_config" not in meta or "classes" not in meta:
         raise KitError(f"{model_path}: model does not record its classes and feature configuration")
     test = load_test_split(
-        meta.get("source", {}), FeatureConfig.from_dict(meta["feature_config"]), meta["normalizer"], meta["classes"],
-        data_dir, dataset=dataset, limit_per_class=test_limit, progress=not quiet,
+        meta.get("source", {}),
+        FeatureConfig.from_dict(meta["feature_config"]),
+        meta["normalizer"],
+        meta["classes"],
+        data_dir,
+        dataset=dataset,
+        limit_per_class=test_limit,
+        progress=not quiet,
     )
     with torch_threads(threads or None):
         result = evaluate(model, test.x, test.y)
     if as_json:
-        print(json.dumps({"accuracy": result["accuracy"], "n": result["n"], "classes": meta["classes"],
-                          "confusion": result["confusion"].tolist(), "test": test.info}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "accuracy": result["accuracy"],
+                    "n": result["n"],
+                    "classes": meta["classes"],
+                    "confusion": result["confusion"].tolist(),
+                    "test": test.info,
+                },
+                indent=1,
+            )
+        )
         return
-    print(f"{model_path.name}: accuracy {100 * result['accuracy']:.2f} % on {result['n']} test clips of {test.info['dataset']}")
+    print(
+        f"{model_path.name}: accuracy {100 * result['accuracy']:.2f} % on {result['n']} test clips of {test.info['dataset']}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ folder (``config.json``, ``metrics.json``, ``model.kit``), ready for ``kit expor
 The recipe's features are cached in the run folder, so a rerun after an interruption (or with
 other training settings) skips straight to training.
 """
+
 from __future__ import annotations
 
 import sys
@@ -49,8 +50,16 @@ class DatasetTrainOptions:
 
 
 def _recipe_progress(console: Console, enabled: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, transient=True, disable=not enabled)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not enabled,
+    )
 
 
 def train_dataset(options: DatasetTrainOptions, config: Any) -> dict[str, Any]:
@@ -66,8 +75,13 @@ def train_dataset(options: DatasetTrainOptions, config: Any) -> dict[str, Any]:
     console = Console(stderr=True)
     started = time.perf_counter()
     audio, fs = load_for_training(
-        options.dataset, options.data_dir, task=options.task, split=options.split, test_fold=options.test_fold,
-        extra_train=[str(p) for p in options.extra_train], limit_per_class=options.max_per_class,
+        options.dataset,
+        options.data_dir,
+        task=options.task,
+        split=options.split,
+        test_fold=options.test_fold,
+        extra_train=[str(p) for p in options.extra_train],
+        limit_per_class=options.max_per_class,
         progress=not options.quiet,
     )
     recipe = Recipe(seed=config.seed, **options.recipe) if options.use_recipe else None
@@ -92,9 +106,16 @@ def train_dataset(options: DatasetTrainOptions, config: Any) -> dict[str, Any]:
     with _recipe_progress(console, not options.quiet and recipe is not None) as bar:
         task = bar.add_task("recipe: augmenting", total=planned_counts(len(fs.y_train), recipe or Recipe(), fs.classes))
         run = train_on_dataset(
-            options.out / "model.kit", audio, fs, config, recipe=recipe, data_dir=options.data_dir,
-            cache=options.out / "recipe_set.npz", progress=not options.quiet,
-            on_recipe=lambda k: bar.advance(task, k), dataset_run={"dataset": options.dataset, "task": options.task},
+            options.out / "model.kit",
+            audio,
+            fs,
+            config,
+            recipe=recipe,
+            data_dir=options.data_dir,
+            cache=options.out / "recipe_set.npz",
+            progress=not options.quiet,
+            on_recipe=lambda k: bar.advance(task, k),
+            dataset_run={"dataset": options.dataset, "task": options.task},
         )
     metrics = {
         "accuracy": run.trained.metrics["accuracy"],

@@ -5,6 +5,7 @@ Why a thin command: the matrix, its cells and its figures live in ``kit.experime
 them before any data is loaded, loads the data through ``kit.pipeline.load_training_set``
 (cached features) and leaves a ``RunDir`` that ``kit report`` renders.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,22 +46,40 @@ def parse_arch_params(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def xarch_command(
     dataset: str = typer.Argument(..., help="Dataset name (fsdd, speech_commands, esc10, esc50), folder or CSV."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder (config.json, cells.json, results.json, coresets, plot)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Run folder (config.json, cells.json, results.json, coresets, plot)."
+    ),
     method: str = typer.Option("dm", "--method", "-m", help="Distiller that takes a network: dm, dc, dsa or mtt."),
     ipc: Optional[int] = typer.Option(None, "--ipc", help="Clips per class of each coreset (default 10; quick 2)."),
-    archs: str = typer.Option(",".join(("convnet", "resnet18", "vgg11", "dscnn")), "--archs",
-                              help="Architectures, both as distillation network A and as trained network B."),
-    arch_param: Optional[list[str]] = typer.Option(None, "--arch-param", help="ARCH.KEY=VALUE over the CPU-sized presets "
-                                                   "(repeatable), e.g. resnet18.width=64."),
+    archs: str = typer.Option(
+        ",".join(("convnet", "resnet18", "vgg11", "dscnn")),
+        "--archs",
+        help="Architectures, both as distillation network A and as trained network B.",
+    ),
+    arch_param: Optional[list[str]] = typer.Option(
+        None, "--arch-param", help="ARCH.KEY=VALUE over the CPU-sized presets (repeatable), e.g. resnet18.width=64."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the distillations and of the random-clips row."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Training seeds per cell, e.g. 0,1,2 (default 0,1,2; quick 0)."),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", help="Training seeds per cell, e.g. 0,1,2 (default 0,1,2; quick 0)."
+    ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Distillation steps (default: the method's)."),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Seconds per distillation (default 280; quick 30)."),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Clips seen per evaluation training (default 16000; quick 600)."),
-    train_batch: Optional[int] = typer.Option(None, "--train-batch", help="Batch size of the evaluation trainings (default 256; quick 32)."),
-    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Any distiller parameter as KEY=VALUE (repeatable)."),
+    time_budget: Optional[float] = typer.Option(
+        None, "--time-budget", help="Seconds per distillation (default 280; quick 30)."
+    ),
+    max_samples: Optional[int] = typer.Option(
+        None, "--max-samples", help="Clips seen per evaluation training (default 16000; quick 600)."
+    ),
+    train_batch: Optional[int] = typer.Option(
+        None, "--train-batch", help="Batch size of the evaluation trainings (default 256; quick 32)."
+    ),
+    param: Optional[list[str]] = typer.Option(
+        None, "--param", "-p", help="Any distiller parameter as KEY=VALUE (repeatable)."
+    ),
     random_row: bool = typer.Option(True, "--random/--no-random", help="Add the random-real-clips reference row."),
-    quick: bool = typer.Option(False, "--quick", help="Small setting (2 clips per class, 4 steps, 1 seed, 30 clips per class)."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Small setting (2 clips per class, 4 steps, 1 seed, 30 clips per class)."
+    ),
     data_dir: DataDir = None,
     split: Split = "official",
     task: Task = "kws10",
@@ -110,27 +129,51 @@ def xarch_command(
             raise KitError(f"--train-batch must be >= 1, got {train_batch}")
         train["batch_size"] = train_batch
     settings = CrossArchSettings(
-        method=method, ipc=settings.ipc if ipc is None else ipc, archs=parse_archs(archs), seed=seed,
-        seeds=settings.seeds if seeds is None else tuple(parse_seeds(seeds)), distill_params=distill_params,
-        arch_params=parse_arch_params(arch_param or []), train=train, include_random=random_row,
+        method=method,
+        ipc=settings.ipc if ipc is None else ipc,
+        archs=parse_archs(archs),
+        seed=seed,
+        seeds=settings.seeds if seeds is None else tuple(parse_seeds(seeds)),
+        distill_params=distill_params,
+        arch_params=parse_arch_params(arch_param or []),
+        train=train,
+        include_random=random_row,
     )
     settings.check()
     if quick and limit_per_class is None:
         limit_per_class = 30
-    data = loader_options(dataset, data_dir, split=split, task=task, test_fold=test_fold, limit_per_class=limit_per_class)
-    run = RunDir(out, "cross_arch", run_config(settings, data, quick), title=f"Cross-architecture transfer on {dataset}",
-                 overwrite=overwrite)
-    fs, loader = load_training_set(dataset, data_dir, split=split, task=task, test_fold=test_fold,
-                                   limit_per_class=limit_per_class, progress=progress)
+    data = loader_options(
+        dataset, data_dir, split=split, task=task, test_fold=test_fold, limit_per_class=limit_per_class
+    )
+    run = RunDir(
+        out,
+        "cross_arch",
+        run_config(settings, data, quick),
+        title=f"Cross-architecture transfer on {dataset}",
+        overwrite=overwrite,
+    )
+    fs, loader = load_training_set(
+        dataset,
+        data_dir,
+        split=split,
+        task=task,
+        test_fold=test_fold,
+        limit_per_class=limit_per_class,
+        progress=progress,
+    )
     result = run_cross_arch(fs, loader, settings, run, progress=progress)
     names = result["archs"]
     print(f"{'coreset':24s}" + "".join(f"{'train ' + b:>18s}" for b in names))
     for row in result["rows"]:
         cells = result["matrix"][row]
         label = "random real clips" if row == "random" else f"distilled with {row}"
-        print(f"{label:24s}" + "".join(f"{100 * cells[b]['mean']:>11.1f} ± {100 * cells[b]['std']:4.1f}" for b in names))
-    Console(stderr=True).print(f"wrote {run.path}/results.json, cross_arch.png ({len(result['rows'])} coresets x "
-                               f"{len(names)} networks)", highlight=False)
+        print(
+            f"{label:24s}" + "".join(f"{100 * cells[b]['mean']:>11.1f} ± {100 * cells[b]['std']:4.1f}" for b in names)
+        )
+    Console(stderr=True).print(
+        f"wrote {run.path}/results.json, cross_arch.png ({len(result['rows'])} coresets x {len(names)} networks)",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 See docs/ARCHITECTURE.md ("Data") for the contract other modules rely on.
 """
+
 from .download import REGISTRY, ArchiveSpec, download_dataset, install_archive, safe_extract, safe_extract_tar
 from .folds import PLANS, FoldPlan, canonical_name, check_groups_disjoint, fold_plan, parse_folds
 from .paths import cache_dir, resolve_data_dir

@@ -5,6 +5,7 @@ a tree cannot (their own split, folds, speakers). Either way the split keeps spe
 on one side whenever the data says who is speaking, because a random per-file split of speech
 reports accuracy on voices the model has already heard.
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,8 +44,9 @@ def _config_for(where: Path, paths: list[Path]) -> FeatureConfig:
     if len(rates) > 1:
         (common, n), *others = rates.most_common()
         listed = ", ".join(f"{m} at {r} Hz (e.g. {example[r]})" for r, m in others)
-        raise KitError(f"{where}: clips have mixed sample rates: {n} at {common} Hz, {listed}; "
-                       "convert them to one rate")
+        raise KitError(
+            f"{where}: clips have mixed sample rates: {n} at {common} Hz, {listed}; convert them to one rate"
+        )
     return FeatureConfig(sample_rate=next(iter(rates), DEFAULT_RATE))
 
 
@@ -98,7 +100,9 @@ def _split_without_column(
 def load_folder(root: Path, split: str = "official", seed: int = 0) -> AudioDataset:
     """One sub-folder per class; every audio file below a class folder is a clip of that class."""
     if split not in ("official", "default"):
-        raise KitError(f"{root}: a folder dataset has no split named '{split}' (its split is 'official': held-out speakers)")
+        raise KitError(
+            f"{root}: a folder dataset has no split named '{split}' (its split is 'official': held-out speakers)"
+        )
     rows: list[tuple[Path, str]] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         check_class_name(folder.name, str(folder))
@@ -133,13 +137,17 @@ def _read_csv(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
             records = []
             for record in reader:
                 if None in record or None in record.values():
-                    raise KitError(f"{csv_path}:{reader.line_num}: row has {'more' if None in record else 'fewer'} "
-                                   f"cells than the header's {len(columns)} columns")
+                    raise KitError(
+                        f"{csv_path}:{reader.line_num}: row has {'more' if None in record else 'fewer'} "
+                        f"cells than the header's {len(columns)} columns"
+                    )
                 if any("\x00" in (v or "") for v in record.values()):
                     raise KitError(f"{csv_path}:{reader.line_num}: row holds a NUL byte (a binary file, not a CSV)")
                 records.append({(k or "").strip(): (v or "").strip() for k, v in record.items()})
     except UnicodeDecodeError as exc:
-        raise KitError(f"{csv_path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the manifest as UTF-8") from None
+        raise KitError(
+            f"{csv_path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the manifest as UTF-8"
+        ) from None
     except csv.Error as exc:
         raise KitError(f"{csv_path}: not a readable CSV manifest ({exc})") from None
     return columns, records
@@ -151,9 +159,13 @@ def _check_unique_paths(csv_path: Path, rows: list[tuple[Path, str]], records: l
     for index, (path, label) in enumerate(rows):
         if path in seen:
             first = seen[path]
-            kind = ("a conflicting label" if rows[first][1] != label else
-                    "a train/test leak" if records[first].get("split", "") != records[index].get("split", "")
-                    else "a duplicate row")
+            kind = (
+                "a conflicting label"
+                if rows[first][1] != label
+                else "a train/test leak"
+                if records[first].get("split", "") != records[index].get("split", "")
+                else "a duplicate row"
+            )
             raise KitError(f"{csv_path}:{index + 2}: {path.name} is listed again (first on line {first + 2}): {kind}")
         seen[path] = index
 

@@ -7,6 +7,7 @@ absolute paths, no ``..``, no links or devices); and the dataset folder appears 
 complete (download to a temp file, extract into a temp dir, then one rename), so an interrupted
 run never leaves a half dataset that later loads as if it were whole.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -151,8 +152,13 @@ def fetch(url: str, dest: Path, expected_size: int | None = None, progress: bool
             )  # lazy: optional, guarded by try
 
             with Progress(
-                "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                TimeRemainingColumn(), transient=True, disable=not progress,
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+                disable=not progress,
             ) as bar:
                 task = bar.add_task(f"download {Path(url).name}", total=total)
                 while chunk := response.read(_CHUNK):
@@ -279,21 +285,26 @@ def install_archive(
         sha, md5 = fetch(spec.url, archive, spec.size, progress)
         size = archive.stat().st_size
         if spec.size is not None and size != spec.size:
-            raise KitError(f"download of {spec.url} has {size} bytes, expected {spec.size} (truncated or changed upstream); nothing was installed")
+            raise KitError(
+                f"download of {spec.url} has {size} bytes, expected {spec.size} (truncated or changed upstream); nothing was installed"
+            )
         if not (spec.sha256 or spec.md5):
             raise KitError(f"{spec.name}: no pinned checksum; refusing to extract an unverified download")
         if spec.sha256 and sha != spec.sha256:
             raise KitError(f"download of {spec.url} has SHA-256 {sha}, expected {spec.sha256}; refusing to extract it")
         if spec.md5 and md5 != spec.md5:
-            raise KitError(f"download of {spec.url} has MD5 {md5}, expected the published {spec.md5}; "
-                           "refusing to extract it")
+            raise KitError(
+                f"download of {spec.url} has MD5 {md5}, expected the published {spec.md5}; refusing to extract it"
+            )
         extracted = work / "extracted"
         extracted.mkdir()
         safe_extract(archive, extracted)
         archive.unlink()
         content = _content_root(extracted, spec.expect)
         if not (content / spec.expect).exists():
-            raise KitError(f"{spec.url}: the archive has no '{spec.expect}' (not the {spec.name} layout); nothing was installed")
+            raise KitError(
+                f"{spec.url}: the archive has no '{spec.expect}' (not the {spec.name} layout); nothing was installed"
+            )
         record = {"name": spec.name, "url": spec.url, "sha256": sha, "md5": md5}
         atomic_write_text(content / MARKER, json.dumps(record, indent=1))
         old = work / "previous"
@@ -310,7 +321,9 @@ def install_archive(
     return target
 
 
-def download_dataset(name: str, data_dir: str | os.PathLike | None = None, *, force: bool = False, progress: bool = True) -> Path:
+def download_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, *, force: bool = False, progress: bool = True
+) -> Path:
     """Install a registered dataset by name (see ``REGISTRY``)."""
     spec = REGISTRY.get(canonical_name(name))
     if spec is None:

@@ -3,6 +3,7 @@
 Why a helper: every loader must give the same actionable advice (download command, or the
 environment variable), and a user who mistyped ``--data-dir`` must see the path that was used.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,4 +18,6 @@ def missing_data(name: str, looked_at: Path, data_dir: Path, how_to_get: str | N
     else:
         where = f"{looked_at} does not exist"
     advice = how_to_get or f"run `kit data download {name} --data-dir {data_dir}`"
-    return KitError(f"dataset '{name}' not found: {where}; {advice}, or set KIT_DATA_DIR / --data-dir to the folder that holds it")
+    return KitError(
+        f"dataset '{name}' not found: {where}; {advice}, or set KIT_DATA_DIR / --data-dir to the folder that holds it"
+    )

@@ -4,6 +4,7 @@ The fold is the leading ``{fold}-`` of every file name (and the ``fold`` column 
 ``meta/esc50.csv``). Clips cut from the same Freesound recording share a fold, so holding out a
 whole fold is the dataset's own leak-free split; the fold is therefore the group.
 """
+
 from __future__ import annotations
 
 import csv
@@ -112,9 +113,15 @@ def load_esc(name: str, data_dir: Path, test_fold: int = 5) -> AudioDataset:
         classes=sorted({c.label for c in clips}),
         clips=clips,
         feature_config=ESC_CONFIG,
-        description=(f"{name.upper()} environmental sounds, 5-s clips (window: the whole clip); split {rule}"
-                     + (f"; {len(missing)} clip(s) listed in meta/esc50.csv are missing on disk and left out "
-                        f"(first: {missing[0]})" if missing else "")),
+        description=(
+            f"{name.upper()} environmental sounds, 5-s clips (window: the whole clip); split {rule}"
+            + (
+                f"; {len(missing)} clip(s) listed in meta/esc50.csv are missing on disk and left out "
+                f"(first: {missing[0]})"
+                if missing
+                else ""
+            )
+        ),
         split_rule=rule,
         origin=name,
     )

@@ -6,6 +6,7 @@ distillation benchmark must agree on what "every official fold" means for a data
 folds, UrbanSound8K's ten, RAVDESS's six groups of four actors); if each command decided for
 itself, their means over folds would not be comparable.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,10 +37,15 @@ _ALIASES = {"us8k": "urbansound8k", "urbansound": "urbansound8k", "esc_50": "esc
 PLANS: dict[str, FoldPlan] = {
     "esc10": FoldPlan("esc10", "official", (1, 2, 3, 4, 5), "5 official folds (same-recording clips share a fold)"),
     "esc50": FoldPlan("esc50", "official", (1, 2, 3, 4, 5), "5 official folds (same-recording clips share a fold)"),
-    "urbansound8k": FoldPlan("urbansound8k", "official", tuple(range(1, 11)),
-                             "10 official folds fold1..fold10, never reshuffled"),
-    "ravdess": FoldPlan("ravdess", "actors", (1, 2, 3, 4, 5, 6),
-                        "6 folds of 4 consecutive actors (2 female, 2 male each); fold k = actors 4k-3..4k"),
+    "urbansound8k": FoldPlan(
+        "urbansound8k", "official", tuple(range(1, 11)), "10 official folds fold1..fold10, never reshuffled"
+    ),
+    "ravdess": FoldPlan(
+        "ravdess",
+        "actors",
+        (1, 2, 3, 4, 5, 6),
+        "6 folds of 4 consecutive actors (2 female, 2 male each); fold k = actors 4k-3..4k",
+    ),
 }
 
 
@@ -68,16 +74,18 @@ def parse_folds(text: str, plan: FoldPlan, option: str = "--folds") -> list[int]
     folds = parse_ints(text, option)
     for fold in folds:
         if fold not in plan.folds:
-            raise KitError(f"{option}: fold {fold} is out of range for {plan.dataset} "
-                           f"(folds {plan.folds[0]}..{plan.folds[-1]})")
+            raise KitError(
+                f"{option}: fold {fold} is out of range for {plan.dataset} (folds {plan.folds[0]}..{plan.folds[-1]})"
+            )
     return sorted(set(folds))
 
 
 def check_test_fold(name: str, test_fold: int, folds: tuple[int, ...] | list[int]) -> None:
     """A one-line error when ``--test-fold`` is not one of the dataset's folds."""
     if test_fold not in folds:
-        raise KitError(f"{name}: --test-fold {test_fold} is out of range "
-                       f"(the dataset's folds are {min(folds)}..{max(folds)})")
+        raise KitError(
+            f"{name}: --test-fold {test_fold} is out of range (the dataset's folds are {min(folds)}..{max(folds)})"
+        )
 
 
 def check_groups_disjoint(dataset: AudioDataset, what: str = "group") -> AudioDataset:

@@ -4,6 +4,7 @@ Two splits. "official" is the dataset README's rule (takes 0-4 of every speaker/
 which measures recognition of known voices. "speaker" holds out two whole speakers, which
 measures generalisation to new voices: the harder and more honest number for keyword spotting.
 """
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ streaming benchmark builds its held-out streams from the *last* 20 % of the same
 ask ``speech_commands.noise_regions`` for their part, so the split rule lives in one place and a
 piece of noise the model trained on can never reappear in a test stream.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,12 +32,15 @@ class NoiseRecording:
     rate: int
 
 
-def background_noise(data_dir: str | os.PathLike | None = None, rate: int = 16000,
-                     split: str = "train") -> list[NoiseRecording]:
+def background_noise(
+    data_dir: str | os.PathLike | None = None, rate: int = 16000, split: str = "train"
+) -> list[NoiseRecording]:
     """The ``split`` part ("train": first 80 %, "test": last 20 %) of every Speech Commands noise file."""
     root = resolve_data_dir(data_dir) / "speech_commands"
     regions = noise_regions(root, split)
     if not regions:
         raise KitError(f"{root / '_background_noise_'}: no background-noise recordings (the recipe's noise needs them)")
-    return [NoiseRecording(load_audio(path, rate, begin, end - begin), path, begin, end, rate)
-            for path, begin, end in regions]
+    return [
+        NoiseRecording(load_audio(path, rate, begin, end - begin), path, begin, end, rate)
+        for path, begin, end in regions
+    ]

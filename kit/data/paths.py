@@ -4,6 +4,7 @@ Why one place: the CLI, the tests and the benchmarks must all agree on the looku
 (explicit argument, then environment, then a per-user cache) or a user who set ``KIT_DATA_DIR``
 gets different data in different commands.
 """
+
 from __future__ import annotations
 
 import os

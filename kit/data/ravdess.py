@@ -12,6 +12,7 @@ would let a model recognise the speaker instead of the emotion):
 - ``actors`` (k-fold over actors): ``--test-fold k`` in 1..6 holds out actors 4k-3..4k, so six
   folds of four actors (two of each sex) cover everyone once; ``--folds all`` runs them all.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,21 +36,29 @@ ACTOR_FOLDS = (1, 2, 3, 4, 5, 6)
 OFFICIAL_TEST_ACTORS = (21, 22, 23, 24)
 _NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)\.wav$", re.IGNORECASE)
 _ACTOR_FOLDER = re.compile(r"^Actor_(\d+)$", re.IGNORECASE)
-_HINT = ("run `kit data download ravdess --data-dir {data_dir}` (208 MB) or unzip Audio_Speech_Actors_01-24.zip "
-         "from https://zenodo.org/record/1188976 into {where}")
+_HINT = (
+    "run `kit data download ravdess --data-dir {data_dir}` (208 MB) or unzip Audio_Speech_Actors_01-24.zip "
+    "from https://zenodo.org/record/1188976 into {where}"
+)
 
 
 def parse_name(path: Path) -> tuple[str, int, str]:
     """(emotion, actor, vocal channel) from ``MM-VV-EE-II-SS-RR-AA.wav``; a one-line error otherwise."""
     match = _NAME.match(path.name)
     if not match:
-        raise KitError(f"{path}: file name breaks the RAVDESS convention MM-VV-EE-II-SS-RR-AA.wav "
-                       "(seven 2-digit fields)")
+        raise KitError(
+            f"{path}: file name breaks the RAVDESS convention MM-VV-EE-II-SS-RR-AA.wav (seven 2-digit fields)"
+        )
     modality, channel, emotion, intensity, statement, repetition, actor = (int(g) for g in match.groups())
-    checks = (("modality", modality, (1, 2, 3)), ("vocal channel", channel, (1, 2)),
-              ("emotion", emotion, tuple(EMOTIONS)), ("intensity", intensity, (1, 2)),
-              ("statement", statement, (1, 2)), ("repetition", repetition, (1, 2)),
-              ("actor", actor, tuple(range(1, N_ACTORS + 1))))
+    checks = (
+        ("modality", modality, (1, 2, 3)),
+        ("vocal channel", channel, (1, 2)),
+        ("emotion", emotion, tuple(EMOTIONS)),
+        ("intensity", intensity, (1, 2)),
+        ("statement", statement, (1, 2)),
+        ("repetition", repetition, (1, 2)),
+        ("actor", actor, tuple(range(1, N_ACTORS + 1))),
+    )
     for field, value, allowed in checks:
         if value not in allowed:
             raise KitError(f"{path}: {field} code {value:02d} is out of range ({allowed[0]:02d}..{allowed[-1]:02d})")
@@ -77,8 +86,10 @@ def load_ravdess(data_dir: Path, split: str = "official", test_fold: int = 6) ->
         test_actors = tuple(a for a in range(1, N_ACTORS + 1) if actor_fold(a) == test_fold)
         rule = f"actor fold {test_fold} of 6: actors {test_actors[0]}-{test_actors[-1]} test, the other 20 train"
     else:
-        raise KitError(f"ravdess: unknown split '{split}' "
-                       "(choose official (actors 21-24 test) or actors (k-fold, --test-fold 1..6))")
+        raise KitError(
+            f"ravdess: unknown split '{split}' "
+            "(choose official (actors 21-24 test) or actors (k-fold, --test-fold 1..6))"
+        )
     files = sorted(p for p in root.rglob("*") if p.is_file() and is_audio_file(p))
     if not files:
         raise KitError(f"{root}: no RAVDESS .wav files found (expected {root}/Actor_01/03-01-01-01-01-01-01.wav ...)")
@@ -86,16 +97,19 @@ def load_ravdess(data_dir: Path, split: str = "official", test_fold: int = 6) ->
     for path in files:
         emotion, actor, channel = parse_name(path)
         channels.add(channel)
-        clips.append(Clip(path=path, label=emotion, split="test" if actor in test_actors else "train",
-                          group=f"actor{actor:02d}"))
+        clips.append(
+            Clip(path=path, label=emotion, split="test" if actor in test_actors else "train", group=f"actor{actor:02d}")
+        )
     dataset = AudioDataset(
         name="ravdess",
         root=root,
         classes=sorted({clip.label for clip in clips}),
         clips=clips,
         feature_config=RAVDESS_CONFIG,
-        description=(f"RAVDESS {' + '.join(sorted(channels))}, label = emotion, group = actor; window: the loudest "
-                     f"3 s of each 3-5-s clip; split {rule}"),
+        description=(
+            f"RAVDESS {' + '.join(sorted(channels))}, label = emotion, group = actor; window: the loudest "
+            f"3 s of each 3-5-s clip; split {rule}"
+        ),
         split_rule=rule,
         origin="ravdess",
     )

@@ -4,6 +4,7 @@ Why one dispatcher: the CLI, benchmarks and tests accept the same strings ("fsdd
 CSV), and every dataset passes the same sanity checks (no empty class, no test-only class)
 before anyone extracts features from it.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ from .urbansound import load_urbansound8k
 DATASET_NAMES = ("fsdd", "speech_commands", "esc10", "esc50", "urbansound8k", "ravdess")
 
 
-def _builtin(name: str, data_dir: Path, split: str, task: str, test_fold: int,
-             extra_train: Sequence[str | os.PathLike]) -> AudioDataset:
+def _builtin(
+    name: str, data_dir: Path, split: str, task: str, test_fold: int, extra_train: Sequence[str | os.PathLike]
+) -> AudioDataset:
     loaders: dict[str, Callable[[], AudioDataset]] = {
         "fsdd": lambda: load_fsdd(data_dir, split),
         "speech_commands": lambda: load_speech_commands(data_dir, task, extra_train),

@@ -19,6 +19,7 @@ Extra training folders (``extra_train``, e.g. ``speech_commands_train/``: ``<wor
 add clips to the training split only. A speaker of an extra clip who is also a test speaker is
 refused (naming the file): their voice would otherwise be scored as if never heard.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,7 +72,7 @@ def _speech_files(root: Path, include_unknown: bool) -> list[tuple[Path, str, st
             if word == UNKNOWN and "_nohash_" in path.name:
                 prefix = path.name.split("_nohash_", 1)[0]
                 real_word = prefix[: -len(speaker) - 1] if prefix.endswith("_" + speaker) else prefix
-                key = f"{real_word}/{path.name[len(real_word) + 1:]}"
+                key = f"{real_word}/{path.name[len(real_word) + 1 :]}"
             else:
                 key = f"{word}/{path.name}"
             rows.append((path, label, key, speaker))
@@ -88,11 +89,15 @@ def _assign_speech_splits(root: Path, rows: list[tuple[Path, str, str, str]]) ->
     """One split per row, and the rule that produced them."""
     validation, testing = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
     if validation or testing:
-        return ["test" if key in testing else "val" if key in validation else "train" for _, _, key, _ in rows], _RULE_LISTS
+        return [
+            "test" if key in testing else "val" if key in validation else "train" for _, _, key, _ in rows
+        ], _RULE_LISTS
     sides = [tf_which_set(speaker) for *_, speaker in rows]
     if "train" in sides:
         return sides, _RULE_WHICH_SET
-    return ["test" if hash_percent(speaker) < FALLBACK_TEST_PERCENT else "train" for *_, speaker in rows], _RULE_FALLBACK
+    return [
+        "test" if hash_percent(speaker) < FALLBACK_TEST_PERCENT else "train" for *_, speaker in rows
+    ], _RULE_FALLBACK
 
 
 def noise_regions(root: Path, split: str) -> list[tuple[Path, float, float]]:
@@ -150,8 +155,9 @@ def _extra_clips(folders: Sequence[str | os.PathLike], task: str, test_speakers:
     return clips
 
 
-def load_speech_commands(data_dir: Path, task: str = "kws10",
-                         extra_train: Sequence[str | os.PathLike] = ()) -> AudioDataset:
+def load_speech_commands(
+    data_dir: Path, task: str = "kws10", extra_train: Sequence[str | os.PathLike] = ()
+) -> AudioDataset:
     """Keyword clips (and for kws12 unknown words and silence), split by speaker, plus the
     ``extra_train`` folders' clips in the training split."""
     if task not in TASKS:
@@ -178,7 +184,9 @@ def load_speech_commands(data_dir: Path, task: str = "kws10",
     if task == "kws12":
         clips += _silence_clips(root)
         classes = sorted(classes + [UNKNOWN, SILENCE])
-        rule += "; silence: _silence_ by sha1(file name) mod 100 < 20 -> test, noise cuts first 80% train / last 20% test"
+        rule += (
+            "; silence: _silence_ by sha1(file name) mod 100 < 20 -> test, noise cuts first 80% train / last 20% test"
+        )
     return AudioDataset(
         name="speech_commands",
         root=root,

@@ -4,6 +4,7 @@ Why hashes: a clip's split must not change when files are added, removed or list
 different order, and all clips of one speaker (or recording) must land on the same side, or
 test accuracy measures memorised voices instead of generalisation.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -3,6 +3,7 @@
 Why header-only: reading ``soundfile.info`` for thousands of files takes well under a second,
 while decoding them would take minutes for 44.1 kHz ogg; the summary must be instant.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict

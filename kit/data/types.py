@@ -5,6 +5,7 @@ Why a flat clip list: splits, groups and labels are plain attributes, so the fea
 ``kit data info`` table and leak checks (no speaker on both sides) all work the same way for every
 dataset, and a fingerprint over the list identifies exactly which audio a coreset came from.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -81,7 +82,13 @@ class AudioDataset:
         or split assignment changes.
         """
         rows = sorted(
-            (self.relative_path(c), c.label, c.split, float(c.offset_s), -1.0 if c.duration_s is None else float(c.duration_s))
+            (
+                self.relative_path(c),
+                c.label,
+                c.split,
+                float(c.offset_s),
+                -1.0 if c.duration_s is None else float(c.duration_s),
+            )
             for c in self.clips
         )
         digest = hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
@@ -117,7 +124,9 @@ def check_dataset(dataset: AudioDataset) -> AudioDataset:
             raise KitError(f"dataset '{dataset.name}': class '{name}' has no clips")
     train = {clip.label for clip in dataset.clips if clip.split == "train"}
     if not train:
-        raise KitError(f"dataset '{dataset.name}' at {dataset.root}: the training split is empty ({dataset.split_rule})")
+        raise KitError(
+            f"dataset '{dataset.name}' at {dataset.root}: the training split is empty ({dataset.split_rule})"
+        )
     for split in ("test", "val"):
         missing = sorted({clip.label for clip in dataset.clips if clip.split == split} - train)
         if missing:

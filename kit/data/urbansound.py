@@ -11,6 +11,7 @@ the loader also refuses any split that puts one recording on both sides.
 Files come at 8-96 kHz, 8-32 bit, mono or stereo: ``kit.audio.load_audio`` downmixes and resamples
 them all with the device's own resampler, so nothing here touches samples.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,13 +32,25 @@ from .types import AudioDataset, Clip
 US8K_CONFIG = FeatureConfig(sample_rate=16000, duration_s=4.0, window_ms=64.0, hop_ms=31.25)
 US8K_FOLDS = tuple(range(1, 11))
 #: classID -> class, as in the dataset's README and metadata
-US8K_CLASSES = ("air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling", "engine_idling",
-                "gun_shot", "jackhammer", "siren", "street_music")
+US8K_CLASSES = (
+    "air_conditioner",
+    "car_horn",
+    "children_playing",
+    "dog_bark",
+    "drilling",
+    "engine_idling",
+    "gun_shot",
+    "jackhammer",
+    "siren",
+    "street_music",
+)
 META_COLUMNS = ("slice_file_name", "fsID", "fold", "classID", "class")
 _NAME = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)\.wav$", re.IGNORECASE)
 _FOLDER = re.compile(r"^fold(\d+)$")
-_HINT = ("run `kit data download urbansound8k --data-dir {data_dir}` (6 GB) or unpack UrbanSound8K.tar.gz from "
-         "https://zenodo.org/record/1203745 so that {where}/audio/fold1 exists")
+_HINT = (
+    "run `kit data download urbansound8k --data-dir {data_dir}` (6 GB) or unpack UrbanSound8K.tar.gz from "
+    "https://zenodo.org/record/1203745 so that {where}/audio/fold1 exists"
+)
 
 
 def find_root(data_dir: Path) -> Path:
@@ -63,8 +76,9 @@ def parse_slice_name(path: Path) -> tuple[str, int]:
     """(fsID, classID) from ``[fsID]-[classID]-[occurrenceID]-[sliceID].wav``; a one-line error otherwise."""
     match = _NAME.match(path.name)
     if not match:
-        raise KitError(f"{path}: file name breaks the UrbanSound8K convention "
-                       "[fsID]-[classID]-[occurrenceID]-[sliceID].wav")
+        raise KitError(
+            f"{path}: file name breaks the UrbanSound8K convention [fsID]-[classID]-[occurrenceID]-[sliceID].wav"
+        )
     class_id = int(match.group(2))
     if class_id >= len(US8K_CLASSES):
         raise KitError(f"{path}: classID {class_id} is out of range (UrbanSound8K has classIDs 0..9)")
@@ -125,8 +139,10 @@ def load_urbansound8k(data_dir: Path, test_fold: int = 10) -> AudioDataset:
         rows, source = _rows_from_names(root), "file names (no metadata/UrbanSound8K.csv)"
     if not rows:
         raise KitError(f"{root}: no UrbanSound8K slices found under audio/fold1..fold10")
-    clips = [Clip(path=path, label=label, split="test" if fold == test_fold else "train", group=f"fs{fs_id}")
-             for path, label, fold, fs_id in sorted(rows)]
+    clips = [
+        Clip(path=path, label=label, split="test" if fold == test_fold else "train", group=f"fs{fs_id}")
+        for path, label, fold, fs_id in sorted(rows)
+    ]
     present = sorted({fold for _, _, fold, _ in rows})
     rule = f"official fold {test_fold} test, the other {len(present) - 1} folds train (labels from {source})"
     note = ""
@@ -138,8 +154,10 @@ def load_urbansound8k(data_dir: Path, test_fold: int = 10) -> AudioDataset:
         classes=sorted({label for _, label, _, _ in rows}),
         clips=clips,
         feature_config=US8K_CONFIG,
-        description=(f"UrbanSound8K, <= 4-s slices in folds {present[0]}..{present[-1]} (group = fsID); "
-                     f"window: the whole slice (4 s, shorter ones centre-padded); split {rule}{note}"),
+        description=(
+            f"UrbanSound8K, <= 4-s slices in folds {present[0]}..{present[-1]} (group = fsID); "
+            f"window: the whole slice (4 s, shorter ones centre-padded); split {rule}{note}"
+        ),
         split_rule=rule,
         origin="urbansound8k",
     )

@@ -15,6 +15,7 @@ Cells (``RunDir``): ``al/<method>/seed<s>`` (the trajectory, re-recorded after e
 interrupted run resumes mid-trajectory), ``eval/<method>/<n>/seed<s>``, ``coreset/<i>/seed<s>``,
 ``full/seed<s>``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,12 +44,16 @@ def parse_methods(text: str, option: str = "--methods") -> tuple[str, ...]:
     """``"random,bald,vr"`` -> ("random", "bald", "variation-ratios"): known acquisitions, aliases resolved."""
     from distill.active import ACQUISITIONS  # lazy: torch behind it; kept out of the option parsing of --help
 
-    names = tuple(dict.fromkeys(METHOD_ALIASES.get(p.strip().lower(), p.strip().lower())
-                                for p in str(text).split(",") if p.strip()))
+    names = tuple(
+        dict.fromkeys(
+            METHOD_ALIASES.get(p.strip().lower(), p.strip().lower()) for p in str(text).split(",") if p.strip()
+        )
+    )
     unknown = [n for n in names if n not in ACQUISITIONS]
     if unknown or not names:
-        raise KitError(f"{option}: unknown acquisition '{', '.join(unknown) or text}' "
-                       f"(choose from {', '.join(ACQUISITIONS)})")
+        raise KitError(
+            f"{option}: unknown acquisition '{', '.join(unknown) or text}' (choose from {', '.join(ACQUISITIONS)})"
+        )
     return names
 
 
@@ -85,11 +90,19 @@ class ALSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "methods": list(self.methods), "budgets": list(self.budgets), "tiny": list(self.tiny),
-            "seeds": list(self.seeds), "seed": self.seed, "initial": self.initial, "growth": self.growth,
-            "mc_passes": self.mc_passes, "dropout": self.dropout,
-            "acquisition_train": self.acquisition_train.to_dict(), "eval_train": self.eval_train.to_dict(),
-            "full_max_samples": self.full_max_samples, "eval_batch_rule": "coreset_batch (kit/training/config.py)",
+            "methods": list(self.methods),
+            "budgets": list(self.budgets),
+            "tiny": list(self.tiny),
+            "seeds": list(self.seeds),
+            "seed": self.seed,
+            "initial": self.initial,
+            "growth": self.growth,
+            "mc_passes": self.mc_passes,
+            "dropout": self.dropout,
+            "acquisition_train": self.acquisition_train.to_dict(),
+            "eval_train": self.eval_train.to_dict(),
+            "full_max_samples": self.full_max_samples,
+            "eval_batch_rule": "coreset_batch (kit/training/config.py)",
         }
 
 
@@ -99,9 +112,15 @@ def quick_settings(**overrides: Any) -> ALSettings:
 
     # batch 32: with a few hundred clips, batch 256 would leave a handful of optimiser steps
     small = TrainConfig(arch_kwargs={"width": 32}, batch_size=32)
-    base = dict(methods=("random", "entropy", "variation-ratios", "bald"), budgets=(20.0, 40.0), tiny=(1,),
-                seeds=(0,), acquisition_train=small.with_(max_samples=1000), eval_train=small.with_(max_samples=3000),
-                full_max_samples=4000)
+    base = dict(
+        methods=("random", "entropy", "variation-ratios", "bald"),
+        budgets=(20.0, 40.0),
+        tiny=(1,),
+        seeds=(0,),
+        acquisition_train=small.with_(max_samples=1000),
+        eval_train=small.with_(max_samples=3000),
+        full_max_samples=4000,
+    )
     base.update({k: v for k, v in overrides.items() if v is not None})
     return ALSettings(**base)
 
@@ -174,12 +193,20 @@ def _score(x: np.ndarray, y: np.ndarray, fs: Any, config: Any, seed: int) -> dic
 
 
 def _progress(enabled: bool):
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True, disable=not enabled)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not enabled,
+    )
 
 
-def run_active_learning(run: Any, fs: Any, settings: ALSettings, coresets: list[CoresetRow] | None = None,
-                        progress: bool = True) -> dict[str, Any]:
+def run_active_learning(
+    run: Any, fs: Any, settings: ALSettings, coresets: list[CoresetRow] | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Fill ``run`` (a ``RunDir``) with every cell, the table, the figure and the headline; returns the
     aggregated results ``{"points", "methods": {m: [{n, percent, mean, std, accuracies}]}, "coresets", "full"}``."""
     from distill.active import ACQUISITIONS, ActiveLearner  # lazy: pulls in torch
@@ -194,12 +221,24 @@ def run_active_learning(run: Any, fs: Any, settings: ALSettings, coresets: list[
     final = milestones[-1]
 
     def learner(method: str, s: int) -> ActiveLearner:
-        return ActiveLearner(method, final, milestones=milestones, initial=settings.initial, growth=settings.growth,
-                             mc_passes=settings.mc_passes, dropout=settings.dropout,
-                             train_config=settings.acquisition_train, seed=1000 * settings.seed + s)
+        return ActiveLearner(
+            method,
+            final,
+            milestones=milestones,
+            initial=settings.initial,
+            growth=settings.growth,
+            mc_passes=settings.mc_passes,
+            dropout=settings.dropout,
+            train_config=settings.acquisition_train,
+            seed=1000 * settings.seed + s,
+        )
 
-    rounds = len(learner(settings.methods[0], 0)._schedule(settings.initial * n_classes, final)) if settings.methods else 0
-    total = len(settings.methods) * len(settings.seeds) * (rounds + len(points)) + len(settings.seeds) * (1 + len(coresets))
+    rounds = (
+        len(learner(settings.methods[0], 0)._schedule(settings.initial * n_classes, final)) if settings.methods else 0
+    )
+    total = len(settings.methods) * len(settings.seeds) * (rounds + len(points)) + len(settings.seeds) * (
+        1 + len(coresets)
+    )
     with _progress(progress) as bar:
         task = bar.add_task("active learning", total=total)
         for method in settings.methods:
@@ -211,13 +250,21 @@ def run_active_learning(run: Any, fs: Any, settings: ALSettings, coresets: list[
 
                     def record(row: dict[str, Any], indices: np.ndarray, key: str = key) -> None:
                         state = run.get(key) if run.has(key) else {"history": []}
-                        run.record(key, {"indices": indices.tolist(), "history": [*state["history"], row],
-                                         "finished": False})
+                        run.record(
+                            key, {"indices": indices.tolist(), "history": [*state["history"], row], "finished": False}
+                        )
                         bar.advance(task)
 
                     al = learner(method, s).fit(fs.x_train, fs.y_train, n_classes, resume=done, on_round=record)
-                    run.record(key, {"indices": al.indices_.tolist(), "history": al.history_, "finished": True,
-                                     "schedule": al.schedule_})
+                    run.record(
+                        key,
+                        {
+                            "indices": al.indices_.tolist(),
+                            "history": al.history_,
+                            "finished": True,
+                            "schedule": al.schedule_,
+                        },
+                    )
                 else:
                     bar.advance(task, rounds)
                 order = np.asarray(run.get(key)["indices"], dtype=np.int64)
@@ -228,10 +275,16 @@ def run_active_learning(run: Any, fs: Any, settings: ALSettings, coresets: list[
                         subset = order[: point["n"]]
                         digest = hashlib.sha1(subset.tobytes()).hexdigest()[:16]
                         # the seed set (and any subset two acquisitions share) trains to the same model
-                        same = [v for k, v in run.cells.items() if k.startswith("eval/") and k.endswith(f"/seed{s}")
-                                and v.get("subset_sha1") == digest]
-                        scored = same[0] if same else _score(fs.x_train[subset], fs.y_train[subset], fs,
-                                                             settings.eval_train, s)
+                        same = [
+                            v
+                            for k, v in run.cells.items()
+                            if k.startswith("eval/") and k.endswith(f"/seed{s}") and v.get("subset_sha1") == digest
+                        ]
+                        scored = (
+                            same[0]
+                            if same
+                            else _score(fs.x_train[subset], fs.y_train[subset], fs, settings.eval_train, s)
+                        )
                         run.record(cell, {**scored, "subset_sha1": digest})
                     bar.advance(task)
         for i, row in enumerate(coresets):
@@ -245,7 +298,12 @@ def run_active_learning(run: Any, fs: Any, settings: ALSettings, coresets: list[
             cell = f"full/seed{s}"
             if not run.has(cell):
                 bar.update(task, description=f"full training data seed {s}")
-                run.record(cell, _score(fs.x_train, fs.y_train, fs, settings.eval_train.with_(max_samples=settings.full_max_samples), s))
+                run.record(
+                    cell,
+                    _score(
+                        fs.x_train, fs.y_train, fs, settings.eval_train.with_(max_samples=settings.full_max_samples), s
+                    ),
+                )
             bar.advance(task)
     results = aggregate(run, settings, points, coresets, n_pool)
     write_outputs(run, results, settings)
@@ -257,21 +315,46 @@ def _stats(cells: list[dict[str, Any]]) -> dict[str, Any]:
     return {"mean": float(acc.mean()), "std": float(acc.std()), "accuracies": acc.round(2).tolist()}
 
 
-def aggregate(run: Any, settings: ALSettings, points: list[dict[str, Any]], coresets: list[CoresetRow],
-              n_pool: int) -> dict[str, Any]:
+def aggregate(
+    run: Any, settings: ALSettings, points: list[dict[str, Any]], coresets: list[CoresetRow], n_pool: int
+) -> dict[str, Any]:
     """Mean ± std over the repetitions for every (method, budget), coreset and the full data."""
     methods = {}
     for method in settings.methods:
-        methods[method] = [{"n": p["n"], "label": p["label"], "percent": 100.0 * p["n"] / n_pool,
-                            **_stats([run.get(f"eval/{method}/{p['n']}/seed{s}") for s in settings.seeds])}
-                           for p in points]
-    rows = [{"label": c.label, "file": str(c.path), "n": int(len(c.x)), "percent": 100.0 * len(c.x) / n_pool,
-             **_stats([run.get(f"coreset/{i}/seed{s}") for s in settings.seeds])} for i, c in enumerate(coresets)]
+        methods[method] = [
+            {
+                "n": p["n"],
+                "label": p["label"],
+                "percent": 100.0 * p["n"] / n_pool,
+                **_stats([run.get(f"eval/{method}/{p['n']}/seed{s}") for s in settings.seeds]),
+            }
+            for p in points
+        ]
+    rows = [
+        {
+            "label": c.label,
+            "file": str(c.path),
+            "n": int(len(c.x)),
+            "percent": 100.0 * len(c.x) / n_pool,
+            **_stats([run.get(f"coreset/{i}/seed{s}") for s in settings.seeds]),
+        }
+        for i, c in enumerate(coresets)
+    ]
     full = {"n": n_pool, "percent": 100.0, **_stats([run.get(f"full/seed{s}") for s in settings.seeds])}
-    seconds = {m: float(np.mean([sum(r.get("seconds", 0.0) for r in run.get(f"al/{m}/seed{s}")["history"])
-                                 for s in settings.seeds])) for m in settings.methods}
-    return {"n_pool": n_pool, "points": points, "methods": methods, "coresets": rows, "full": full,
-            "acquisition_seconds": seconds}
+    seconds = {
+        m: float(
+            np.mean([sum(r.get("seconds", 0.0) for r in run.get(f"al/{m}/seed{s}")["history"]) for s in settings.seeds])
+        )
+        for m in settings.methods
+    }
+    return {
+        "n_pool": n_pool,
+        "points": points,
+        "methods": methods,
+        "coresets": rows,
+        "full": full,
+        "acquisition_seconds": seconds,
+    }
 
 
 def _fmt(stats: dict[str, Any]) -> str:
@@ -303,12 +386,27 @@ def plot(results: dict[str, Any], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(9.5, 4.8))
     for method, cells in results["methods"].items():
         xs = [c["percent"] for c in cells]
-        ax.errorbar(xs, [c["mean"] for c in cells], yerr=[c["std"] for c in cells], marker="o", ms=4, capsize=3,
-                    label=METHOD_LABELS.get(method, method))
+        ax.errorbar(
+            xs,
+            [c["mean"] for c in cells],
+            yerr=[c["std"] for c in cells],
+            marker="o",
+            ms=4,
+            capsize=3,
+            label=METHOD_LABELS.get(method, method),
+        )
     markers = "*^sDPvX"
     for i, c in enumerate(results["coresets"]):
-        ax.errorbar([c["percent"]], [c["mean"]], yerr=[c["std"]], marker=markers[i % len(markers)], ms=11, ls="none",
-                    capsize=3, label=c["label"])
+        ax.errorbar(
+            [c["percent"]],
+            [c["mean"]],
+            yerr=[c["std"]],
+            marker=markers[i % len(markers)],
+            ms=11,
+            ls="none",
+            capsize=3,
+            label=c["label"],
+        )
     full = results["full"]
     ax.axhline(full["mean"], color="k", ls="--", lw=1, label=f"full training data ({full['mean']:.1f} %)")
     ax.set_xscale("log")
@@ -342,11 +440,17 @@ def headline(results: dict[str, Any]) -> tuple[dict[str, Any], str]:
     if results["methods"]:
         largest = {m: cells[-1] for m, cells in results["methods"].items()}
         method, cell = max(largest.items(), key=lambda kv: kv[1]["mean"])
-        parts.append(f"Best acquisition at {_pct(cell['percent'])} % of the data ({cell['n']} samples): "
-                     f"{METHOD_LABELS.get(method, method)} {_fmt(cell)} %.")
+        parts.append(
+            f"Best acquisition at {_pct(cell['percent'])} % of the data ({cell['n']} samples): "
+            f"{METHOD_LABELS.get(method, method)} {_fmt(cell)} %."
+        )
     if results["coresets"]:
         best = max(results["coresets"], key=lambda c: c["mean"])
-        head["best_coreset"] = {"label": best["label"], "percent": round(best["percent"], 3), "accuracy": round(best["mean"], 2)}
+        head["best_coreset"] = {
+            "label": best["label"],
+            "percent": round(best["percent"], 3),
+            "accuracy": round(best["mean"], 2),
+        }
         parts.append(f"Best coreset: {best['label']} {_fmt(best)} % with {_pct(best['percent'])} % of the data.")
     return head, " ".join(parts)
 
@@ -360,8 +464,11 @@ def write_outputs(run: Any, results: dict[str, Any], settings: ALSettings) -> No
     png = run.path / "accuracy_vs_budget.png"
     plot(results, png, title)
     run.figures = [f for f in run.figures if f["file"] != png.name]
-    run.add_figure(png, f"Test accuracy vs % of training samples (log x), mean ± std over {len(settings.seeds)} "
-                        "seed(s); lines: acquisition functions, markers: distilled coresets, dashed: full data.")
+    run.add_figure(
+        png,
+        f"Test accuracy vs % of training samples (log x), mean ± std over {len(settings.seeds)} "
+        "seed(s); lines: acquisition functions, markers: distilled coresets, dashed: full data.",
+    )
     run.headline, run.summary = headline(results)
     run.headline["acquisition_seconds"] = {m: round(v, 1) for m, v in results["acquisition_seconds"].items()}
     run.save()
@@ -369,10 +476,26 @@ def write_outputs(run: Any, results: dict[str, Any], settings: ALSettings) -> No
 
 def experiment_config(settings: ALSettings, loader: dict[str, Any], coresets: list[CoresetRow]) -> dict[str, Any]:
     """What config.json records: settings, how the data was loaded, and the coreset files by checksum."""
-    return {"settings": settings.to_dict(), "dataset": loader,
-            "coresets": [{"path": str(c.path), "sha256": c.sha256} for c in coresets]}
+    return {
+        "settings": settings.to_dict(),
+        "dataset": loader,
+        "coresets": [{"path": str(c.path), "sha256": c.sha256} for c in coresets],
+    }
 
 
-__all__ = ["ALSettings", "COLUMNS", "CoresetRow", "EXPERIMENT", "QUICK_LIMIT_PER_CLASS", "aggregate", "budget_points",
-           "experiment_config", "headline", "load_coresets", "plot", "quick_settings", "run_active_learning",
-           "table_rows"]
+__all__ = [
+    "ALSettings",
+    "COLUMNS",
+    "CoresetRow",
+    "EXPERIMENT",
+    "QUICK_LIMIT_PER_CLASS",
+    "aggregate",
+    "budget_points",
+    "experiment_config",
+    "headline",
+    "load_coresets",
+    "plot",
+    "quick_settings",
+    "run_active_learning",
+    "table_rows",
+]

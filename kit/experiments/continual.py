@@ -45,6 +45,7 @@ every memory keeps the old digits at 95.6-100 %; what each fill loses is on the 
 (72-77 % after task 5, joint 65 %), so the three fills differ by under a point, within one seed's
 noise; DDFAD's ranking (distillation first) is not reproduced at this setting.
 """
+
 from __future__ import annotations
 
 import os
@@ -169,8 +170,11 @@ class RehearsalMemory:
         return cls(np.zeros((0, *shape), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
     def extended(self, x: np.ndarray, y: np.ndarray, source: np.ndarray) -> "RehearsalMemory":
-        return RehearsalMemory(np.concatenate([self.x, x.astype(np.float32)]), np.concatenate([self.y, y.astype(np.int64)]),
-                               np.concatenate([self.source, source.astype(np.int64)]))
+        return RehearsalMemory(
+            np.concatenate([self.x, x.astype(np.float32)]),
+            np.concatenate([self.y, y.astype(np.int64)]),
+            np.concatenate([self.source, source.astype(np.int64)]),
+        )
 
     def merged(self, other: "RehearsalMemory") -> "RehearsalMemory":
         return self.extended(other.x, other.y, other.source)
@@ -182,8 +186,9 @@ class RehearsalMemory:
         return len(self.y)
 
 
-def distiller_options(method: str, params: dict[str, Any], steps: int | None, threads: int,
-                      option: str = "--distill-method") -> dict[str, Any]:
+def distiller_options(
+    method: str, params: dict[str, Any], steps: int | None, threads: int, option: str = "--distill-method"
+) -> dict[str, Any]:
     """The distiller's parameters: the user's, plus (where the method takes them) a fixed step count
     with no time budget, so the result does not depend on the machine's load, one thread and no bar.
 
@@ -216,8 +221,17 @@ def save_png(fig: Any, path: Path) -> Path:
     return save_figure(fig, path, dpi=120)
 
 
-def fill_memory(strategy: str, x_task: np.ndarray, y_task: np.ndarray, rows: np.ndarray, task: list[int],
-                per_class: int, seed: int, settings: ContinualSettings, model: Any = None) -> RehearsalMemory:
+def fill_memory(
+    strategy: str,
+    x_task: np.ndarray,
+    y_task: np.ndarray,
+    rows: np.ndarray,
+    task: list[int],
+    per_class: int,
+    seed: int,
+    settings: ContinualSettings,
+    model: Any = None,
+) -> RehearsalMemory:
     """``per_class`` memory entries for each class of ``task`` from its training clips.
 
     ``y_task`` holds global labels; ``rows`` the training-split index of each clip.
@@ -228,8 +242,9 @@ def fill_memory(strategy: str, x_task: np.ndarray, y_task: np.ndarray, rows: np.
     if strategy == "distill":
         local = np.searchsorted(np.asarray(sorted(task)), y_task)
         order = np.asarray(sorted(task))
-        options = distiller_options(settings.distill_method, settings.distill_params, settings.distill_steps,
-                                    settings.threads)
+        options = distiller_options(
+            settings.distill_method, settings.distill_params, settings.distill_steps, settings.threads
+        )
         distiller = make_distiller(settings.distill_method, per_class, seed=seed, **options)
         distiller.fit(x_task, local, n_classes=len(task))
         labels = np.asarray(distiller.labels_)
@@ -277,9 +292,17 @@ def _embed(model: Any, x: np.ndarray, threads: int, batch_size: int = 512) -> np
 def train_config(settings: ContinualSettings, seed: int) -> Any:
     from kit.training import TrainConfig  # lazy: pulls in torch
 
-    return TrainConfig(arch=settings.arch, arch_kwargs={"width": settings.width}, max_samples=settings.max_samples,
-                       batch_size=settings.batch_size, lr=settings.lr, augment=settings.augment, seed=seed,
-                       threads=settings.threads, device="cpu")
+    return TrainConfig(
+        arch=settings.arch,
+        arch_kwargs={"width": settings.width},
+        max_samples=settings.max_samples,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        augment=settings.augment,
+        seed=seed,
+        threads=settings.threads,
+        device="cpu",
+    )
 
 
 def new_model(fs: Any, config: Any) -> Any:
@@ -291,8 +314,9 @@ def new_model(fs: Any, config: Any) -> Any:
     return build_model(config.arch, fs.x_train.shape[1:], len(fs.classes), **config.arch_kwargs)
 
 
-def train_task(model: Any, x: np.ndarray, y: np.ndarray, seen: list[int], config: Any,
-               balanced: bool = True) -> dict[str, Any]:
+def train_task(
+    model: Any, x: np.ndarray, y: np.ndarray, seen: list[int], config: Any, balanced: bool = True
+) -> dict[str, Any]:
     """Continue training ``model`` in place on ``(x, y)``, logits of unseen classes masked to -inf.
 
     Fresh optimiser per task; the step count and learning-rate decay follow ``config`` exactly as
@@ -313,7 +337,10 @@ def train_task(model: Any, x: np.ndarray, y: np.ndarray, seen: list[int], config
     weights /= weights.sum()
     mask = torch.full((model.n_classes,), float("-inf"))
     mask[torch.as_tensor(seen)] = 0.0
-    features, targets = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.astype(np.int64))
+    features, targets = (
+        torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+        torch.from_numpy(y.astype(np.int64)),
+    )
     started = time.perf_counter()
     loss_value = float("nan")
     with torch_threads(config.threads):
@@ -331,12 +358,18 @@ def train_task(model: Any, x: np.ndarray, y: np.ndarray, seen: list[int], config
             optimizer.step()
             loss_value = float(loss.detach())
     model.eval()
-    return {"steps": steps, "batch_size": batch, "n_train": n, "seconds": round(time.perf_counter() - started, 2),
-            "final_loss": loss_value}
+    return {
+        "steps": steps,
+        "batch_size": batch,
+        "n_train": n,
+        "seconds": round(time.perf_counter() - started, 2),
+        "final_loss": loss_value,
+    }
 
 
-def evaluate_seen(model: Any, x_test: np.ndarray, y_test: np.ndarray, seen: list[int], old: list[int],
-                  threads: int = 1) -> dict[str, Any]:
+def evaluate_seen(
+    model: Any, x_test: np.ndarray, y_test: np.ndarray, seen: list[int], old: list[int], threads: int = 1
+) -> dict[str, Any]:
     """Accuracy on the test clips of the ``seen`` classes, the argmax taken over those classes only;
     also split into the ``old`` classes (earlier tasks) and the new ones."""
     from kit.training import predict_logits, torch_threads  # lazy: pulls in torch
@@ -371,18 +404,46 @@ def _checkpoint_paths(run: RunDir, strategy: str, seed: int, task: int) -> tuple
     return folder / f"{stem}.model.kit", folder / f"{stem}.memory.kit"
 
 
-def _save_checkpoint(run: RunDir, fs: Any, strategy: str, seed: int, task: int, model: Any, memory: RehearsalMemory,
-                     config: Any, seen: list[int], accuracy: float) -> None:
+def _save_checkpoint(
+    run: RunDir,
+    fs: Any,
+    strategy: str,
+    seed: int,
+    task: int,
+    model: Any,
+    memory: RehearsalMemory,
+    config: Any,
+    seen: list[int],
+    accuracy: float,
+) -> None:
     from kit.training import save_trained  # lazy: pulls in torch
 
     model_path, memory_path = _checkpoint_paths(run, strategy, seed, task)
     model_path.parent.mkdir(parents=True, exist_ok=True)
-    save_trained(model_path, model, fs, config, metrics={"seen_accuracy": accuracy},
-                 continual={"strategy": strategy, "stream_seed": seed, "task": task + 1,
-                            "seen_classes": [fs.classes[c] for c in seen]})
-    Coreset(features=memory.x, labels=memory.y, classes=list(fs.classes), feature_config=fs.config,
-            normalizer=fs.normalizer, method=f"rehearsal-{strategy}", seed=seed, source=fs.source,
-            extra={"train_rows": memory.source.tolist(), "task": task + 1}).save(memory_path, dtype="float32")
+    save_trained(
+        model_path,
+        model,
+        fs,
+        config,
+        metrics={"seen_accuracy": accuracy},
+        continual={
+            "strategy": strategy,
+            "stream_seed": seed,
+            "task": task + 1,
+            "seen_classes": [fs.classes[c] for c in seen],
+        },
+    )
+    Coreset(
+        features=memory.x,
+        labels=memory.y,
+        classes=list(fs.classes),
+        feature_config=fs.config,
+        normalizer=fs.normalizer,
+        method=f"rehearsal-{strategy}",
+        seed=seed,
+        source=fs.source,
+        extra={"train_rows": memory.source.tolist(), "task": task + 1},
+    ).save(memory_path, dtype="float32")
     if task > 0:  # resuming needs only the latest pair
         for old in _checkpoint_paths(run, strategy, seed, task - 1):
             old.unlink(missing_ok=True)
@@ -400,8 +461,15 @@ def _load_checkpoint(run: RunDir, strategy: str, seed: int, task: int) -> tuple[
     return model, RehearsalMemory(memory.features, memory.hard_labels, rows)
 
 
-def run_stream(run: RunDir, fs: Any, tasks: list[list[int]], strategy: str, seed: int, settings: ContinualSettings,
-               on_task: Any = None) -> list[dict[str, Any]]:
+def run_stream(
+    run: RunDir,
+    fs: Any,
+    tasks: list[list[int]],
+    strategy: str,
+    seed: int,
+    settings: ContinualSettings,
+    on_task: Any = None,
+) -> list[dict[str, Any]]:
     """Train through every task for one (strategy, seed), skipping tasks whose cell and checkpoint exist."""
     done = 0
     while done < len(tasks) and run.has(cell_key(strategy, seed, done)):
@@ -440,16 +508,37 @@ def run_stream(run: RunDir, fs: Any, tasks: list[list[int]], strategy: str, seed
         if strategy in FILLS:
             started = time.perf_counter()
             rows = np.flatnonzero(in_task)
-            memory = memory.merged(fill_memory(strategy, fs.x_train[rows], fs.y_train[rows], rows, task,
-                                               settings.memory, seed * 1000 + t, settings, model))
+            memory = memory.merged(
+                fill_memory(
+                    strategy,
+                    fs.x_train[rows],
+                    fs.y_train[rows],
+                    rows,
+                    task,
+                    settings.memory,
+                    seed * 1000 + t,
+                    settings,
+                    model,
+                )
+            )
             fill_s = time.perf_counter() - started
         _save_checkpoint(run, fs, strategy, seed, t, model, memory, config, seen, result["accuracy"])
-        run.record(cell_key(strategy, seed, t), {
-            **result, "strategy": strategy, "seed": seed, "task": t + 1, "task_classes": list(task),
-            "seen_classes": seen, "train": stats, "memory_size": len(memory),
-            "memory_per_class": memory.per_class(len(fs.classes)), "memory_train_rows": memory.source.tolist(),
-            "fill_seconds": round(fill_s, 2),
-        })
+        run.record(
+            cell_key(strategy, seed, t),
+            {
+                **result,
+                "strategy": strategy,
+                "seed": seed,
+                "task": t + 1,
+                "task_classes": list(task),
+                "seen_classes": seen,
+                "train": stats,
+                "memory_size": len(memory),
+                "memory_per_class": memory.per_class(len(fs.classes)),
+                "memory_train_rows": memory.source.tolist(),
+                "fill_seconds": round(fill_s, 2),
+            },
+        )
         if on_task is not None:
             on_task()
     return [run.get(cell_key(strategy, seed, t)) for t in range(len(tasks))]
@@ -469,8 +558,10 @@ def summarise(cells: dict[str, list[list[dict[str, Any]]]]) -> dict[str, dict[st
         averages = np.array([average_incremental(row.tolist()) for row in curves])
         last_old = [stream[-1]["old_accuracy"] for stream in per_seed if stream[-1]["old_accuracy"] is not None]
         out[strategy] = {
-            "after_task_mean": curves.mean(axis=0).tolist(), "after_task_std": curves.std(axis=0).tolist(),
-            "average_mean": float(averages.mean()), "average_std": float(averages.std()),
+            "after_task_mean": curves.mean(axis=0).tolist(),
+            "after_task_std": curves.std(axis=0).tolist(),
+            "average_mean": float(averages.mean()),
+            "average_std": float(averages.std()),
             "final_old_accuracy_mean": float(np.mean(last_old)) if last_old else None,
             "n_seen": [len(c["seen_classes"]) for c in per_seed[0]],
         }
@@ -491,10 +582,19 @@ def plot_curves(summary: dict[str, dict[str, Any]], path: Path, title: str) -> P
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     styles = {"joint": dict(color="0.3", linestyle="--"), "finetune": dict(color="0.55", linestyle=":")}
     for strategy, row in summary.items():
-        label = {"joint": "joint (upper bound)", "finetune": "fine-tune, no memory (lower bound)"}.get(strategy, strategy)
+        label = {"joint": "joint (upper bound)", "finetune": "fine-tune, no memory (lower bound)"}.get(
+            strategy, strategy
+        )
         mean, std = np.array(row["after_task_mean"]) * 100, np.array(row["after_task_std"]) * 100
-        ax.errorbar(row["n_seen"], mean, yerr=std if std.any() else None, marker="o", capsize=3,
-                    label=f"{label}: avg {100 * row['average_mean']:.1f} %", **styles.get(strategy, {}))
+        ax.errorbar(
+            row["n_seen"],
+            mean,
+            yerr=std if std.any() else None,
+            marker="o",
+            capsize=3,
+            label=f"{label}: avg {100 * row['average_mean']:.1f} %",
+            **styles.get(strategy, {}),
+        )
     ax.set_xlabel("classes seen")
     ax.set_ylabel("test accuracy on classes seen (%)")
     ax.set_ylim(0, 102)
@@ -506,26 +606,53 @@ def plot_curves(summary: dict[str, dict[str, Any]], path: Path, title: str) -> P
     return save_png(fig, path)
 
 
-def run_continual(dataset: str, out: str | os.PathLike, settings: ContinualSettings, *,
-                  data_dir: str | os.PathLike | None = None, split: str = "official", task: str = "kws10",
-                  test_fold: int = 5, overwrite: bool = False, progress: bool = True) -> RunDir:
+def run_continual(
+    dataset: str,
+    out: str | os.PathLike,
+    settings: ContinualSettings,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    split: str = "official",
+    task: str = "kws10",
+    test_fold: int = 5,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunDir:
     """Load the data, run every (strategy, seed) stream (resumably) and write table, figure and headline."""
 
     # an unknown method or parameter fails before any data is loaded
     distiller_options(settings.distill_method, settings.distill_params, settings.distill_steps, settings.threads)
-    fs, loader = load_training_set(dataset, data_dir, split=split, task=task, test_fold=test_fold,
-                                   limit_per_class=settings.limit_per_class, progress=progress)
+    fs, loader = load_training_set(
+        dataset,
+        data_dir,
+        split=split,
+        task=task,
+        test_fold=test_fold,
+        limit_per_class=settings.limit_per_class,
+        progress=progress,
+    )
     smallest = int(np.bincount(fs.y_train, minlength=len(fs.classes)).min())
     if settings.memory > smallest:
         raise KitError(f"--memory {settings.memory} exceeds the {smallest} training clips of the smallest class")
     tasks = split_tasks(len(fs.classes), settings.task_size, settings.order_seed)
-    config = {"dataset": dataset, "loader": loader, "settings": settings.to_dict(),
-              "tasks": [[fs.classes[c] for c in t] for t in tasks]}
+    config = {
+        "dataset": dataset,
+        "loader": loader,
+        "settings": settings.to_dict(),
+        "tasks": [[fs.classes[c] for c in t] for t in tasks],
+    }
     run = RunDir(out, EXPERIMENT, config, title=f"Continual learning on {dataset}", overwrite=overwrite)
     total = len(settings.strategies) * len(settings.seeds) * len(tasks)
     cells: dict[str, list[list[dict[str, Any]]]] = {}
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True, disable=not progress) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not progress,
+    ) as bar:
         job = bar.add_task("continual learning", total=total)
         for strategy in settings.strategies:
             for seed in settings.seeds:
@@ -536,21 +663,39 @@ def run_continual(dataset: str, out: str | os.PathLike, settings: ContinualSetti
     n_seeds = len(settings.seeds)
     n_seen = next(iter(summary.values()))["n_seen"]
     columns = ["strategy"] + [f"after task {t + 1} ({n} classes)" for t, n in enumerate(n_seen)] + ["average"]
-    rows = [[s] + [_pct(m, sd, n_seeds) for m, sd in zip(row["after_task_mean"], row["after_task_std"])]
-            + [_pct(row["average_mean"], row["average_std"], n_seeds)] for s, row in summary.items()]
-    run.add_table(f"Accuracy (%) on the classes seen so far, memory {settings.memory}/class, "
-                  f"{len(settings.seeds)} seed(s)", columns, rows)
-    title = (f"{dataset}: tasks of {settings.task_size} classes, memory {settings.memory}/class "
-             f"(distill = {settings.distill_method})")
+    rows = [
+        [s]
+        + [_pct(m, sd, n_seeds) for m, sd in zip(row["after_task_mean"], row["after_task_std"])]
+        + [_pct(row["average_mean"], row["average_std"], n_seeds)]
+        for s, row in summary.items()
+    ]
+    run.add_table(
+        f"Accuracy (%) on the classes seen so far, memory {settings.memory}/class, {len(settings.seeds)} seed(s)",
+        columns,
+        rows,
+    )
+    title = (
+        f"{dataset}: tasks of {settings.task_size} classes, memory {settings.memory}/class "
+        f"(distill = {settings.distill_method})"
+    )
     plot_curves(summary, run.path / "continual.png", title)
-    run.add_figure("continual.png", "Accuracy on the classes seen so far after each task; one line per memory "
-                   "strategy, joint training and memory-less fine-tuning as bounds.")
+    run.add_figure(
+        "continual.png",
+        "Accuracy on the classes seen so far after each task; one line per memory "
+        "strategy, joint training and memory-less fine-tuning as bounds.",
+    )
     run.headline = {f"average_{s}": round(100 * row["average_mean"], 2) for s, row in summary.items()}
     ranked = sorted(((row["average_mean"], s) for s, row in summary.items() if s in FILLS), reverse=True)
     if ranked:
-        run.summary = (f"Average incremental accuracy over {len(tasks)} tasks: "
-                       + ", ".join(f"{s} {100 * m:.1f} %" for m, s in ranked)
-                       + (f"; joint {100 * summary['joint']['average_mean']:.1f} %, fine-tune without memory "
-                          f"{100 * summary['finetune']['average_mean']:.1f} %." if settings.bounds else "."))
+        run.summary = (
+            f"Average incremental accuracy over {len(tasks)} tasks: "
+            + ", ".join(f"{s} {100 * m:.1f} %" for m, s in ranked)
+            + (
+                f"; joint {100 * summary['joint']['average_mean']:.1f} %, fine-tune without memory "
+                f"{100 * summary['finetune']['average_mean']:.1f} %."
+                if settings.bounds
+                else "."
+            )
+        )
     run.save()
     return run

@@ -24,6 +24,7 @@ Every unit of work is a resumable cell of the run folder (``kit.experiments.rund
 distillation per A (its coreset is saved as ``coreset_<A>.kit`` in the folder) and one
 training-over-seeds per (row, B); an interrupted run continues where it stopped.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
@@ -72,7 +73,9 @@ class CrossArchSettings:
     #: kit.training.TrainConfig options of every evaluation training (arch/seed are set per cell)
     train: dict[str, Any] = field(default_factory=lambda: {"max_samples": 16_000})
     #: per-architecture TrainConfig overrides ({arch: {option: value}}), over ``TRAIN_PRESETS``
-    train_params: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: dict(v) for k, v in TRAIN_PRESETS.items()})
+    train_params: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in TRAIN_PRESETS.items()}
+    )
     include_random: bool = True
     threads: int = 1
 
@@ -80,8 +83,12 @@ class CrossArchSettings:
     def quick(cls, **changes: Any) -> "CrossArchSettings":
         """The small setting the tests run: 2 clips per class, a few distillation steps, one
         training seed of 600 clips seen per cell (seconds per cell on a shared core)."""
-        base = cls(ipc=2, seeds=(0,), distill_params={"steps": 4, "time_budget_s": 30.0, "batch_size": 8},
-                   train={"max_samples": 600, "batch_size": 32})
+        base = cls(
+            ipc=2,
+            seeds=(0,),
+            distill_params={"steps": 4, "time_budget_s": 30.0, "batch_size": 8},
+            train={"max_samples": 600, "batch_size": 32},
+        )
         return replace(base, **changes)
 
     def __post_init__(self) -> None:
@@ -136,19 +143,38 @@ class CrossArchSettings:
     def make_distiller(self, arch: str) -> Any:
         from distill import make_distiller  # lazy: pulls in torch
 
-        return make_distiller(self.method, self.ipc, seed=self.seed, arch=arch, arch_kwargs=self.distill_kwargs(arch),
-                              **self.distill_params)
+        return make_distiller(
+            self.method,
+            self.ipc,
+            seed=self.seed,
+            arch=arch,
+            arch_kwargs=self.distill_kwargs(arch),
+            **self.distill_params,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def loader_options(dataset: str, data_dir: str | Path | None, *, split: str = "official", task: str = "kws10",
-                   test_fold: int = 5, limit_per_class: int | None = None) -> dict[str, Any]:
+def loader_options(
+    dataset: str,
+    data_dir: str | Path | None,
+    *,
+    split: str = "official",
+    task: str = "kws10",
+    test_fold: int = 5,
+    limit_per_class: int | None = None,
+) -> dict[str, Any]:
     """How the data is loaded, as recorded in the run config (``kit xarch`` and the benchmark
     build it the same way, so either can resume the other's run folder)."""
-    return {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir), "split": split,
-            "task": task, "test_fold": int(test_fold), "limit_per_class": limit_per_class}
+    return {
+        "dataset": dataset,
+        "data_dir": None if data_dir is None else str(data_dir),
+        "split": split,
+        "task": task,
+        "test_fold": int(test_fold),
+        "limit_per_class": limit_per_class,
+    }
 
 
 def run_config(settings: CrossArchSettings, data: dict[str, Any], quick: bool) -> dict[str, Any]:
@@ -160,8 +186,9 @@ def coreset_file(run: RunDir, row: str) -> Path:
     return run.path / f"coreset_{row}.kit"
 
 
-def _distil_row(fs: Any, loader: dict[str, Any], settings: CrossArchSettings, run: RunDir, row: str,
-                progress: bool) -> Coreset:
+def _distil_row(
+    fs: Any, loader: dict[str, Any], settings: CrossArchSettings, run: RunDir, row: str, progress: bool
+) -> Coreset:
     """The coreset of one row (distilled with ``row``, or random real clips), from its cell if done."""
     key, path = f"distill/{row}", coreset_file(run, row)
     if run.has(key) and path.exists():
@@ -174,11 +201,27 @@ def _distil_row(fs: Any, loader: dict[str, Any], settings: CrossArchSettings, ru
             params.setdefault("threads", settings.threads)
         if "progress" in _param_names(settings.method):
             params.setdefault("progress", progress)
-        coreset, _, summary = distill_coreset(fs, loader, settings.method, settings.ipc, seed=settings.seed,
-                                              arch=row, arch_kwargs=settings.distill_kwargs(row), **params)
+        coreset, _, summary = distill_coreset(
+            fs,
+            loader,
+            settings.method,
+            settings.ipc,
+            seed=settings.seed,
+            arch=row,
+            arch_kwargs=settings.distill_kwargs(row),
+            **params,
+        )
     coreset.save(path)
-    run.record(key, {"file": path.name, "fit_time_s": summary.get("fit_time_s"), "steps": summary.get("steps"),
-                     "stop_reason": summary.get("stop_reason"), "peak_rss_mb": summary.get("peak_rss_mb")})
+    run.record(
+        key,
+        {
+            "file": path.name,
+            "fit_time_s": summary.get("fit_time_s"),
+            "steps": summary.get("steps"),
+            "stop_reason": summary.get("stop_reason"),
+            "peak_rss_mb": summary.get("peak_rss_mb"),
+        },
+    )
     return coreset
 
 
@@ -188,23 +231,48 @@ def _param_names(method: str) -> list[str]:
     return METHODS[method].param_names()
 
 
-def _evaluate_cell(fs: Any, coreset: Coreset, settings: CrossArchSettings, run: RunDir, row: str, arch: str) -> dict[str, Any]:
+def _evaluate_cell(
+    fs: Any, coreset: Coreset, settings: CrossArchSettings, run: RunDir, row: str, arch: str
+) -> dict[str, Any]:
     from kit.training import TrainConfig, train_eval_seeds  # lazy: pulls in torch
 
     key = f"eval/{row}/{arch}"
     if run.has(key):
         return run.get(key)
-    config = TrainConfig(**{**settings.train, **settings.train_params.get(arch, {}), "arch": arch,
-                            "arch_kwargs": settings.eval_kwargs(arch), "threads": settings.threads})
-    result = train_eval_seeds(coreset.features, coreset.labels, fs.x_test, fs.y_test, len(fs.classes), config,
-                              seeds=settings.seeds, progress=False)
+    config = TrainConfig(
+        **{
+            **settings.train,
+            **settings.train_params.get(arch, {}),
+            "arch": arch,
+            "arch_kwargs": settings.eval_kwargs(arch),
+            "threads": settings.threads,
+        }
+    )
+    result = train_eval_seeds(
+        coreset.features,
+        coreset.labels,
+        fs.x_test,
+        fs.y_test,
+        len(fs.classes),
+        config,
+        seeds=settings.seeds,
+        progress=False,
+    )
     seconds = sum(r["train_seconds"] for r in result["per_seed"])
-    return run.record(key, {"mean": result["mean"], "std": result["std"], "accuracies": result["accuracies"],
-                            "train_seconds": round(seconds, 1)})
+    return run.record(
+        key,
+        {
+            "mean": result["mean"],
+            "std": result["std"],
+            "accuracies": result["accuracies"],
+            "train_seconds": round(seconds, 1),
+        },
+    )
 
 
-def run_cross_arch(fs: Any, loader: dict[str, Any], settings: CrossArchSettings, run: RunDir,
-                   progress: bool = True) -> dict[str, Any]:
+def run_cross_arch(
+    fs: Any, loader: dict[str, Any], settings: CrossArchSettings, run: RunDir, progress: bool = True
+) -> dict[str, Any]:
     """Fill every cell of ``run`` (skipping finished ones) and write its results.
 
     Returns ``{"rows", "archs", "matrix" {row: {arch: cell}}, "distill" {row: cell}, "headline"}``.
@@ -214,8 +282,15 @@ def run_cross_arch(fs: Any, loader: dict[str, Any], settings: CrossArchSettings,
     total = len(rows) * (1 + len(settings.archs))
     matrix: dict[str, dict[str, Any]] = {}
     distill_cells: dict[str, Any] = {}
-    bar = Progress(TextColumn("[bold]cross-arch[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=Console(stderr=True), transient=True, disable=not progress)
+    bar = Progress(
+        TextColumn("[bold]cross-arch[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not progress,
+    )
     with bar:
         task = bar.add_task("", total=total)
         for row in rows:
@@ -230,7 +305,13 @@ def run_cross_arch(fs: Any, loader: dict[str, Any], settings: CrossArchSettings,
                 bar.advance(task)
     headline = summarise(matrix, settings.archs)
     _write_results(run, settings, rows, matrix, distill_cells, headline, str(loader.get("dataset", "")))
-    return {"rows": rows, "archs": list(settings.archs), "matrix": matrix, "distill": distill_cells, "headline": headline}
+    return {
+        "rows": rows,
+        "archs": list(settings.archs),
+        "matrix": matrix,
+        "distill": distill_cells,
+        "headline": headline,
+    }
 
 
 def summarise(matrix: dict[str, dict[str, Any]], archs: tuple[str, ...]) -> dict[str, Any]:
@@ -243,15 +324,21 @@ def summarise(matrix: dict[str, dict[str, Any]], archs: tuple[str, ...]) -> dict
     out: dict[str, Any] = {"diagonal_mean_pct": round(float(np.mean(diagonal)), 2) if diagonal else None}
     if off:
         best, worst = max(off), min(off)
-        out.update(off_diagonal_mean_pct=round(float(np.mean([v for v, _, _ in off])), 2),
-                   best_transfer=f"{best[1]} -> {best[2]}", best_transfer_pct=round(best[0], 2),
-                   worst_transfer=f"{worst[1]} -> {worst[2]}", worst_transfer_pct=round(worst[0], 2))
+        out.update(
+            off_diagonal_mean_pct=round(float(np.mean([v for v, _, _ in off])), 2),
+            best_transfer=f"{best[1]} -> {best[2]}",
+            best_transfer_pct=round(best[0], 2),
+            worst_transfer=f"{worst[1]} -> {worst[2]}",
+            worst_transfer_pct=round(worst[0], 2),
+        )
         # transfer drop of each A: its diagonal minus the mean of its row off the diagonal
-        out["transfer_drop_pct"] = {a: round(pct[a][a] - float(np.mean([pct[a][b] for b in archs if b != a])), 2)
-                                    for a in distilled}
+        out["transfer_drop_pct"] = {
+            a: round(pct[a][a] - float(np.mean([pct[a][b] for b in archs if b != a])), 2) for a in distilled
+        }
     if RANDOM_ROW in pct and distilled:
-        out["gain_over_random_pct"] = {b: round(float(np.mean([pct[a][b] for a in distilled])) - pct[RANDOM_ROW][b], 2)
-                                       for b in archs}
+        out["gain_over_random_pct"] = {
+            b: round(float(np.mean([pct[a][b] for a in distilled])) - pct[RANDOM_ROW][b], 2) for b in archs
+        }
     return out
 
 
@@ -259,30 +346,59 @@ def _label(row: str) -> str:
     return RANDOM_LABEL if row == RANDOM_ROW else f"distilled with {row}"
 
 
-def _write_results(run: RunDir, settings: CrossArchSettings, rows: list[str], matrix: dict[str, dict[str, Any]],
-                   distill_cells: dict[str, Any], headline: dict[str, Any], dataset: str) -> None:
+def _write_results(
+    run: RunDir,
+    settings: CrossArchSettings,
+    rows: list[str],
+    matrix: dict[str, dict[str, Any]],
+    distill_cells: dict[str, Any],
+    headline: dict[str, Any],
+    dataset: str,
+) -> None:
     archs = list(settings.archs)
-    table_rows = [[_label(row)] + [f"{100 * matrix[row][b]['mean']:.1f} ± {100 * matrix[row][b]['std']:.1f}" for b in archs]
-                  for row in rows]
+    table_rows = [
+        [_label(row)] + [f"{100 * matrix[row][b]['mean']:.1f} ± {100 * matrix[row][b]['std']:.1f}" for b in archs]
+        for row in rows
+    ]
     n_seeds = len(settings.seeds)
-    run.add_table(f"Test accuracy (%), mean ± std over {n_seeds} training seed{'s' * (n_seeds > 1)}: "
-                  f"rows = coreset ({settings.method}, {settings.ipc}/class), columns = trained network",
-                  ["coreset"] + [f"train {b}" for b in archs], table_rows)
-    run.add_table("Networks (distillation A: instance norm; evaluation B: own norm)",
-                  ["arch", "distillation kwargs", "evaluation kwargs", "training overrides", "distil time (s)", "steps"],
-                  [[a, str(settings.distill_kwargs(a) or "distiller defaults"), str(settings.eval_kwargs(a) or "defaults"),
-                    str(settings.train_params.get(a) or "-"), distill_cells[a].get("fit_time_s"), distill_cells[a].get("steps")]
-                   for a in archs])
-    png = plot_matrix(run.path / "cross_arch.png", rows, archs, matrix,
-                      title=f"{dataset} {settings.method} {settings.ipc}/class: test accuracy (%)")
+    run.add_table(
+        f"Test accuracy (%), mean ± std over {n_seeds} training seed{'s' * (n_seeds > 1)}: "
+        f"rows = coreset ({settings.method}, {settings.ipc}/class), columns = trained network",
+        ["coreset"] + [f"train {b}" for b in archs],
+        table_rows,
+    )
+    run.add_table(
+        "Networks (distillation A: instance norm; evaluation B: own norm)",
+        ["arch", "distillation kwargs", "evaluation kwargs", "training overrides", "distil time (s)", "steps"],
+        [
+            [
+                a,
+                str(settings.distill_kwargs(a) or "distiller defaults"),
+                str(settings.eval_kwargs(a) or "defaults"),
+                str(settings.train_params.get(a) or "-"),
+                distill_cells[a].get("fit_time_s"),
+                distill_cells[a].get("steps"),
+            ]
+            for a in archs
+        ],
+    )
+    png = plot_matrix(
+        run.path / "cross_arch.png",
+        rows,
+        archs,
+        matrix,
+        title=f"{dataset} {settings.method} {settings.ipc}/class: test accuracy (%)",
+    )
     run.add_figure(png, "Cross-architecture matrix: coreset distilled with the row's network, trained on the column's.")
     run.headline = headline
     parts = [f"{settings.method.upper()} coresets at {settings.ipc} clips per class"]
     if headline.get("diagonal_mean_pct") is not None:
         parts.append(f"same-network accuracy {headline['diagonal_mean_pct']:.1f} %")
     if "off_diagonal_mean_pct" in headline:
-        parts.append(f"other networks {headline['off_diagonal_mean_pct']:.1f} % (best {headline['best_transfer']} "
-                     f"{headline['best_transfer_pct']:.1f} %, worst {headline['worst_transfer']} {headline['worst_transfer_pct']:.1f} %)")
+        parts.append(
+            f"other networks {headline['off_diagonal_mean_pct']:.1f} % (best {headline['best_transfer']} "
+            f"{headline['best_transfer_pct']:.1f} %, worst {headline['worst_transfer']} {headline['worst_transfer_pct']:.1f} %)"
+        )
     run.summary = "; ".join(parts) + "."
     run.save()
 
@@ -302,8 +418,15 @@ def plot_matrix(path: Path, rows: list[str], archs: list[str], matrix: dict[str,
     threshold = values.min() + 0.6 * (values.max() - values.min() + 1e-9)
     for i, r in enumerate(rows):
         for j, b in enumerate(archs):
-            ax.text(j, i, f"{values[i, j]:.1f}\n± {100 * matrix[r][b]['std']:.1f}", ha="center", va="center", fontsize=8,
-                    color="black" if values[i, j] > threshold else "white")
+            ax.text(
+                j,
+                i,
+                f"{values[i, j]:.1f}\n± {100 * matrix[r][b]['std']:.1f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if values[i, j] > threshold else "white",
+            )
     for i, r in enumerate(rows):  # outline "distilled and trained with the same network"
         if r in archs:
             j = archs.index(r)

@@ -23,6 +23,7 @@ LPCC 77.7 / 43.0 and 94.0 / 91.0; log-mel 67.7 / 36.7 and 88.0 / 81.7. FD-MFCC i
 class, as in DDFAD Fig. 5; at 10 per class the three cepstral front-ends lie within 2 points (one
 scoring seed, so within noise) and log-mel trails all of them at both budgets.
 """
+
 from __future__ import annotations
 
 import os
@@ -98,7 +99,14 @@ class AblationSettings:
 
 
 #: The ``--quick`` setting: 30 clips per class, a short distillation, one narrow scoring network.
-QUICK = {"limit_per_class": 30, "ipcs": (1, 10), "distill_steps": 10, "train_seeds": (0,), "width": 16, "max_samples": 1600}
+QUICK = {
+    "limit_per_class": 30,
+    "ipcs": (1, 10),
+    "distill_steps": 10,
+    "train_seeds": (0,),
+    "width": 16,
+    "max_samples": 1600,
+}
 #: ... and, for methods that take them, 8 real clips per class per step and a width-32 matching
 #: network (DM on log-mel maps: 28 s -> 4 s for 10 steps on the busy 2-core machine).
 QUICK_METHOD_PARAMS = {"batch_size": 8, "width": 32}
@@ -124,8 +132,9 @@ def cell_key(feature: str, ipc: int, method: str) -> str:
     return f"{feature}/ipc{ipc}/{method}"
 
 
-def run_cell(run: RunDir, fs: Any, loader: dict[str, Any], feature: str, ipc: int, method: str,
-             settings: AblationSettings) -> dict[str, Any]:
+def run_cell(
+    run: RunDir, fs: Any, loader: dict[str, Any], feature: str, ipc: int, method: str, settings: AblationSettings
+) -> dict[str, Any]:
     """Distil (or select) one coreset on ``fs``, save it in the run folder and score it."""
     params = settings.method_params if method == settings.method else {}
     options = distiller_options(method, params, settings.distill_steps, settings.threads, option="--method")
@@ -133,14 +142,30 @@ def run_cell(run: RunDir, fs: Any, loader: dict[str, Any], feature: str, ipc: in
     path = run.path / "coresets" / f"{feature}_{method}_ipc{ipc}.kit"
     path.parent.mkdir(parents=True, exist_ok=True)
     coreset.save(path)
-    score = score_coreset(coreset.features, coreset.labels, fs, seeds=tuple(settings.train_seeds),
-                          arch_kwargs={"width": settings.width}, max_samples=settings.max_samples,
-                          threads=settings.threads, device="cpu")
+    score = score_coreset(
+        coreset.features,
+        coreset.labels,
+        fs,
+        seeds=tuple(settings.train_seeds),
+        arch_kwargs={"width": settings.width},
+        max_samples=settings.max_samples,
+        threads=settings.threads,
+        device="cpu",
+    )
     return {
-        "feature": feature, "ipc": ipc, "method": method, "shape": list(fs.config.shape),
-        "feature_config": fs.config.to_dict(), "mean": score["mean"], "std": score["std"],
-        "accuracies": score["accuracies"], "n_train": score["n_train"], "n_test": score["n_test"],
-        "fit_time_s": summary.get("fit_time_s"), "steps": summary.get("steps"), "train_time_s": score["train_time_s"],
+        "feature": feature,
+        "ipc": ipc,
+        "method": method,
+        "shape": list(fs.config.shape),
+        "feature_config": fs.config.to_dict(),
+        "mean": score["mean"],
+        "std": score["std"],
+        "accuracies": score["accuracies"],
+        "n_train": score["n_train"],
+        "n_test": score["n_test"],
+        "fit_time_s": summary.get("fit_time_s"),
+        "steps": summary.get("steps"),
+        "train_time_s": score["train_time_s"],
         "coreset": path.relative_to(run.path).as_posix(),
     }
 
@@ -165,9 +190,17 @@ def plot_ablation(cells: dict[str, dict[str, Any]], settings: AblationSettings, 
             rows = [cells[cell_key(feature, ipc, method)] for ipc in settings.ipcs]
             mean, std = np.array([r["mean"] for r in rows]) * 100, np.array([r["std"] for r in rows]) * 100
             reference = method == REFERENCE and method != settings.method
-            ax.errorbar(list(settings.ipcs), mean, yerr=std if std.any() else None, marker="o", capsize=3,
-                        color=colours[i % len(colours)], linestyle="--" if reference else "-",
-                        alpha=0.6 if reference else 1.0, label=f"{LABELS[feature]} {method}")
+            ax.errorbar(
+                list(settings.ipcs),
+                mean,
+                yerr=std if std.any() else None,
+                marker="o",
+                capsize=3,
+                color=colours[i % len(colours)],
+                linestyle="--" if reference else "-",
+                alpha=0.6 if reference else 1.0,
+                label=f"{LABELS[feature]} {method}",
+            )
     if len(settings.ipcs) > 1 and max(settings.ipcs) / min(settings.ipcs) >= 10:
         ax.set_xscale("log")
     ax.set_xticks(list(settings.ipcs))
@@ -181,22 +214,53 @@ def plot_ablation(cells: dict[str, dict[str, Any]], settings: AblationSettings, 
     return save_png(fig, path)
 
 
-def run_feature_ablation(dataset: str, out: str | os.PathLike, settings: AblationSettings, *,
-                         data_dir: str | os.PathLike | None = None, split: str = "official", task: str = "kws10",
-                         test_fold: int = 5, overwrite: bool = False, progress: bool = True) -> RunDir:
+def run_feature_ablation(
+    dataset: str,
+    out: str | os.PathLike,
+    settings: AblationSettings,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    split: str = "official",
+    task: str = "kws10",
+    test_fold: int = 5,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunDir:
     """Every (feature, ipc, method) cell, resumably; then the table, the figure and the headline."""
 
     for method in settings.methods:  # unknown methods or parameters fail before any data is loaded
-        distiller_options(method, settings.method_params if method == settings.method else {},
-                          settings.distill_steps, settings.threads, option="--method")
-    loaders = {"dataset": dataset, "data_dir": None if data_dir is None else str(data_dir), "split": split,
-               "task": task, "test_fold": test_fold}
-    run = RunDir(out, EXPERIMENT, {"loader": loaders, "settings": settings.to_dict()},
-                 title=f"Feature ablation on {dataset}", overwrite=overwrite)
+        distiller_options(
+            method,
+            settings.method_params if method == settings.method else {},
+            settings.distill_steps,
+            settings.threads,
+            option="--method",
+        )
+    loaders = {
+        "dataset": dataset,
+        "data_dir": None if data_dir is None else str(data_dir),
+        "split": split,
+        "task": task,
+        "test_fold": test_fold,
+    }
+    run = RunDir(
+        out,
+        EXPERIMENT,
+        {"loader": loaders, "settings": settings.to_dict()},
+        title=f"Feature ablation on {dataset}",
+        overwrite=overwrite,
+    )
     cells: dict[str, dict[str, Any]] = {}
     total = len(settings.features) * len(settings.ipcs) * len(settings.methods)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True, disable=not progress) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not progress,
+    ) as bar:
         job = bar.add_task("feature ablation", total=total)
         for feature in settings.features:
             keys = [cell_key(feature, ipc, m) for ipc in settings.ipcs for m in settings.methods]
@@ -204,11 +268,21 @@ def run_feature_ablation(dataset: str, out: str | os.PathLike, settings: Ablatio
                 cells.update({k: run.get(k) for k in keys})
                 bar.advance(job, len(keys))
                 continue
-            fs, loader = load_training_set(dataset, data_dir, split=split, task=task, test_fold=test_fold,
-                                           feature=feature, limit_per_class=settings.limit_per_class, progress=False)
+            fs, loader = load_training_set(
+                dataset,
+                data_dir,
+                split=split,
+                task=task,
+                test_fold=test_fold,
+                feature=feature,
+                limit_per_class=settings.limit_per_class,
+                progress=False,
+            )
             smallest = int(np.bincount(fs.y_train, minlength=len(fs.classes)).min())
             if max(settings.ipcs) > smallest:
-                raise KitError(f"--ipcs {max(settings.ipcs)} exceeds the {smallest} training clips of the smallest class")
+                raise KitError(
+                    f"--ipcs {max(settings.ipcs)} exceeds the {smallest} training clips of the smallest class"
+                )
             for ipc in settings.ipcs:
                 for method in settings.methods:
                     key = cell_key(feature, ipc, method)
@@ -223,13 +297,22 @@ def run_feature_ablation(dataset: str, out: str | os.PathLike, settings: Ablatio
     for feature in settings.features:
         shape = "x".join(str(v) for v in cells[cell_key(feature, settings.ipcs[0], settings.method)]["shape"])
         for method in settings.methods:
-            rows.append([LABELS[feature], shape, method]
-                        + [_fmt(cells.get(cell_key(feature, ipc, method)), n_seeds) for ipc in settings.ipcs])
+            rows.append(
+                [LABELS[feature], shape, method]
+                + [_fmt(cells.get(cell_key(feature, ipc, method)), n_seeds) for ipc in settings.ipcs]
+            )
     run.add_table(f"ConvNet test accuracy (%) by front-end, {n_seeds} training seed(s)", columns, rows)
-    plot_ablation(cells, settings, run.path / "feature_ablation.png",
-                  f"{dataset}: {settings.method} coresets by front-end (dashed: random real clips)")
-    run.add_figure("feature_ablation.png", f"Test accuracy vs samples per class for each front-end; solid "
-                   f"{settings.method}, dashed random real clips at the same budget.")
+    plot_ablation(
+        cells,
+        settings,
+        run.path / "feature_ablation.png",
+        f"{dataset}: {settings.method} coresets by front-end (dashed: random real clips)",
+    )
+    run.add_figure(
+        "feature_ablation.png",
+        f"Test accuracy vs samples per class for each front-end; solid "
+        f"{settings.method}, dashed random real clips at the same budget.",
+    )
     best = []
     for ipc in settings.ipcs:
         scores = {f: cells[cell_key(f, ipc, settings.method)]["mean"] for f in settings.features}

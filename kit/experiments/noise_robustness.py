@@ -16,6 +16,7 @@ only is the separate, easier question. Why a random real reference: it tells whe
 distilled audio degrades faster than real recordings do. Every (set, SNR, seed) is a resumable
 cell of the ``RunDir``.
 """
+
 from __future__ import annotations
 
 import math
@@ -102,8 +103,9 @@ def noise_rng(seed: int, snr: float | None, stream: str) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(f"{snr_label(snr)}|{stream}".encode())])
 
 
-def noisy_features(audio: np.ndarray, snr: float | None, rng: np.random.Generator, config: FeatureConfig,
-                   normalizer: Normalizer) -> np.ndarray:
+def noisy_features(
+    audio: np.ndarray, snr: float | None, rng: np.random.Generator, config: FeatureConfig, normalizer: Normalizer
+) -> np.ndarray:
     """Normalised features of ``audio`` (N, n) after adding noise at ``snr`` (None = clean)."""
     noisy = audio if snr is None else add_noise_at_snr(audio, snr, rng)
     return reextract(noisy, config, normalizer)
@@ -124,8 +126,15 @@ class SourceAudio:
 def _load_window(clips: list, config: FeatureConfig, progress: bool, what: str) -> np.ndarray:
 
     out = np.zeros((len(clips), config.n_samples), dtype=np.float32)
-    with Progress(f"[progress.description]{what}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True, disable=not progress) as bar:
+    with Progress(
+        f"[progress.description]{what}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not progress,
+    ) as bar:
         task = bar.add_task(what, total=len(clips))
         for i, clip in enumerate(clips):
             y = load_audio(clip.path, config.sample_rate, clip.offset_s, clip.duration_s)
@@ -134,8 +143,15 @@ def _load_window(clips: list, config: FeatureConfig, progress: bool, what: str) 
     return out
 
 
-def load_source_audio(coreset: Coreset, *, data_dir: str | os.PathLike | None = None, dataset: str | None = None,
-                      test_limit: int | None = None, seed: int = 0, progress: bool = True) -> SourceAudio:
+def load_source_audio(
+    coreset: Coreset,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    dataset: str | None = None,
+    test_limit: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> SourceAudio:
     """Decode the coreset's source dataset: a random same-size reference from train, and the test clips.
 
     The dataset and its loader options come from the coreset's ``source`` exactly as
@@ -146,12 +162,19 @@ def load_source_audio(coreset: Coreset, *, data_dir: str | os.PathLike | None = 
     source = coreset.source
     reference = dataset or dataset_reference(source)
     recorded_dir = source.get("data_dir")
-    if data_dir is None and not os.environ.get("KIT_DATA_DIR") and isinstance(recorded_dir, str) and Path(recorded_dir).is_dir():
+    if (
+        data_dir is None
+        and not os.environ.get("KIT_DATA_DIR")
+        and isinstance(recorded_dir, str)
+        and Path(recorded_dir).is_dir()
+    ):
         data_dir = recorded_dir
     options = {key: source[key] for key in _LOADER_OPTIONS if key in source}
     audio = load_dataset(reference, data_dir, **options)
     if sorted(audio.classes) != sorted(coreset.classes):
-        raise KitError(f"dataset '{reference}' classes {audio.classes[:5]} do not match the coreset's {coreset.classes[:5]}")
+        raise KitError(
+            f"dataset '{reference}' classes {audio.classes[:5]} do not match the coreset's {coreset.classes[:5]}"
+        )
     index = {name: i for i, name in enumerate(coreset.classes)}
 
     rng = np.random.default_rng(seed)
@@ -161,7 +184,9 @@ def load_source_audio(coreset: Coreset, *, data_dir: str | os.PathLike | None = 
     for c, name in enumerate(coreset.classes):
         pool = [clip for clip in train if clip.label == name]
         if len(pool) < counts[c]:
-            raise KitError(f"dataset '{reference}': class '{name}' has {len(pool)} training clips, the coreset {counts[c]}")
+            raise KitError(
+                f"dataset '{reference}': class '{name}' has {len(pool)} training clips, the coreset {counts[c]}"
+            )
         chosen += [pool[i] for i in sorted(rng.choice(len(pool), size=int(counts[c]), replace=False))]
     test = limit_clips(audio, audio.clips_in("test"), test_limit)
     if not test:
@@ -172,8 +197,14 @@ def load_source_audio(coreset: Coreset, *, data_dir: str | os.PathLike | None = 
         reference_labels=np.array([index[c.label] for c in chosen], dtype=np.int64),
         test=_load_window(test, config, progress, "test clips"),
         test_labels=np.array([index[c.label] for c in test], dtype=np.int64),
-        info={"dataset": reference, "options": options, "n_test": len(test), "n_reference": len(chosen),
-              "test_limit": test_limit, "dataset_sha256": audio.fingerprint()["sha256"]},
+        info={
+            "dataset": reference,
+            "options": options,
+            "n_test": len(test),
+            "n_reference": len(chosen),
+            "test_limit": test_limit,
+            "dataset_sha256": audio.fingerprint()["sha256"],
+        },
     )
 
 
@@ -249,16 +280,36 @@ def run_noise_robustness(
     if not settings.snrs:
         raise KitError("--snrs: give at least one SNR")
     config = {
-        "coreset": coreset_path, "coreset_method": coreset.method, "coreset_ipc": coreset.ipc, "coreset_seed": coreset.seed,
-        "n_coreset": int(len(coreset.features)), "classes": list(coreset.classes),
-        "feature_config": coreset.feature_config.to_dict(), "source": coreset.source, "settings": settings.to_dict(),
-        "data_dir": None if data_dir is None else str(data_dir), "dataset_override": dataset,
+        "coreset": coreset_path,
+        "coreset_method": coreset.method,
+        "coreset_ipc": coreset.ipc,
+        "coreset_seed": coreset.seed,
+        "n_coreset": int(len(coreset.features)),
+        "classes": list(coreset.classes),
+        "feature_config": coreset.feature_config.to_dict(),
+        "source": coreset.source,
+        "settings": settings.to_dict(),
+        "data_dir": None if data_dir is None else str(data_dir),
+        "dataset_override": dataset,
     }
-    run = RunDir(out, EXPERIMENT, config, title=f"Noise robustness of a {coreset.method} coreset rendered to audio",
-                 overwrite=overwrite)
-    rendered = render_coreset(coreset, run.path / "audio", n_iter=settings.n_iter, seed=settings.seed, progress=progress)
-    real = load_source_audio(coreset, data_dir=data_dir, dataset=dataset, test_limit=settings.test_limit,
-                             seed=settings.seed, progress=progress)
+    run = RunDir(
+        out,
+        EXPERIMENT,
+        config,
+        title=f"Noise robustness of a {coreset.method} coreset rendered to audio",
+        overwrite=overwrite,
+    )
+    rendered = render_coreset(
+        coreset, run.path / "audio", n_iter=settings.n_iter, seed=settings.seed, progress=progress
+    )
+    real = load_source_audio(
+        coreset,
+        data_dir=data_dir,
+        dataset=dataset,
+        test_limit=settings.test_limit,
+        seed=settings.seed,
+        progress=progress,
+    )
     fc, norm, n_classes = coreset.feature_config, coreset.normalizer, len(coreset.classes)
     train_sets = {"rendered": (rendered.audio, coreset.labels), "random_real": (real.reference, real.reference_labels)}
 
@@ -275,25 +326,51 @@ def run_noise_robustness(
             measured.append(None)
         for name, (audio, labels) in train_sets.items():
             x = noisy_features(audio, snr, noise_rng(settings.seed, snr, name), fc, norm)
-            results[name].append(accuracy_cells(run, f"{name}|{label}", x, labels, x_test, real.test_labels, n_classes,
-                                                settings.train_seeds, settings.max_samples, progress))
+            results[name].append(
+                accuracy_cells(
+                    run,
+                    f"{name}|{label}",
+                    x,
+                    labels,
+                    x_test,
+                    real.test_labels,
+                    n_classes,
+                    settings.train_seeds,
+                    settings.max_samples,
+                    progress,
+                )
+            )
 
-    rows = [[snr_label(snr), "-" if m is None else round(m, 2) + 0.0, pct(results["rendered"][i]), pct(results["random_real"][i])]
-            for i, (snr, m) in enumerate(zip(settings.snrs, measured))]
+    rows = [
+        [
+            snr_label(snr),
+            "-" if m is None else round(m, 2) + 0.0,
+            pct(results["rendered"][i]),
+            pct(results["random_real"][i]),
+        ]
+        for i, (snr, m) in enumerate(zip(settings.snrs, measured))
+    ]
     run.add_table(
         f"ConvNet test accuracy (%, mean ± std over {len(settings.train_seeds)} seed(s)) with Gaussian noise on training "
         f"and test audio ({real.info['n_test']} test clips, {len(coreset.features)} training clips)",
-        ["SNR", "measured test SNR (dB)", VARIANTS["rendered"], VARIANTS["random_real"]], rows)
+        ["SNR", "measured test SNR (dB)", VARIANTS["rendered"], VARIANTS["random_real"]],
+        rows,
+    )
     figure = run.path / "accuracy_vs_snr.png"
     plot_accuracy_vs_snr(figure, list(settings.snrs), results)
-    run.add_figure(figure.relative_to(run.path), "Accuracy vs SNR: models trained on the noisy rendered coreset or on noisy random real clips, "
-                           "tested on equally noisy real test clips")
+    run.add_figure(
+        figure.relative_to(run.path),
+        "Accuracy vs SNR: models trained on the noisy rendered coreset or on noisy random real clips, "
+        "tested on equally noisy real test clips",
+    )
     worst = int(np.argmin([s if s is not None else np.inf for s in settings.snrs]))
     run.headline = {
         "snrs": [snr_label(s) for s in settings.snrs],
         "accuracy_rendered": [round(r["mean"], 4) for r in results["rendered"]],
         "accuracy_random_real": [round(r["mean"], 4) for r in results["random_real"]],
-        "rendered_tracks_real": [round(a["mean"] - b["mean"], 4) for a, b in zip(results["rendered"], results["random_real"])],
+        "rendered_tracks_real": [
+            round(a["mean"] - b["mean"], 4) for a, b in zip(results["rendered"], results["random_real"])
+        ],
         "n_test": real.info["n_test"],
     }
     run.summary = (

@@ -7,6 +7,7 @@ on the re-extracted features next to one trained on the coreset itself (same pro
 ``kit.pipeline.score_coreset``: ``TrainConfig`` defaults, one model per seed, the coreset's real
 test split normalised with the coreset's own statistics).
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,18 @@ def train_options(max_samples: int | None) -> dict[str, Any]:
     return {"max_samples": max_samples, "threads": 1}
 
 
-def accuracy_cells(run: RunDir, prefix: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                   n_classes: int, seeds: tuple[int, ...], max_samples: int | None, progress: bool) -> dict[str, Any]:
+def accuracy_cells(
+    run: RunDir,
+    prefix: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    seeds: tuple[int, ...],
+    max_samples: int | None,
+    progress: bool,
+) -> dict[str, Any]:
     """Train/evaluate one ConvNet per seed, each a resumable cell ``<prefix>|seed<k>``; mean ± std."""
     from ..training import TrainConfig, train_eval_seeds  # lazy: pulls in torch
 
@@ -65,10 +76,17 @@ def accuracy_cells(run: RunDir, prefix: str, x: np.ndarray, y: np.ndarray, x_tes
         key = f"{prefix}|seed{seed}"
         if not run.has(key):
             result = train_eval_seeds(x, y, x_test, y_test, n_classes, config, seeds=(seed,), progress=progress)
-            run.record(key, {"accuracy": result["accuracies"][0], "train_seconds": result["per_seed"][0]["train_seconds"]})
+            run.record(
+                key, {"accuracy": result["accuracies"][0], "train_seconds": result["per_seed"][0]["train_seconds"]}
+            )
         accuracies.append(run.get(key)["accuracy"])
     values = np.asarray(accuracies, dtype=np.float64)
-    return {"mean": float(values.mean()), "std": float(values.std()), "accuracies": values.tolist(), "seeds": list(seeds)}
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "accuracies": values.tolist(),
+        "seeds": list(seeds),
+    }
 
 
 def pct(result: dict[str, Any]) -> str:
@@ -129,56 +147,130 @@ def run_render(
     if settings.examples < 1:
         raise KitError(f"--examples must be at least 1, got {settings.examples}")
     config = {
-        "coreset": coreset_path, "coreset_method": coreset.method, "coreset_ipc": coreset.ipc,
-        "coreset_seed": coreset.seed, "n_coreset": int(len(coreset.features)), "classes": list(coreset.classes),
-        "feature_config": coreset.feature_config.to_dict(), "source": coreset.source,
-        "settings": settings.to_dict(), "data_dir": None if data_dir is None else str(data_dir), "dataset_override": dataset,
+        "coreset": coreset_path,
+        "coreset_method": coreset.method,
+        "coreset_ipc": coreset.ipc,
+        "coreset_seed": coreset.seed,
+        "n_coreset": int(len(coreset.features)),
+        "classes": list(coreset.classes),
+        "feature_config": coreset.feature_config.to_dict(),
+        "source": coreset.source,
+        "settings": settings.to_dict(),
+        "data_dir": None if data_dir is None else str(data_dir),
+        "dataset_override": dataset,
     }
     run = RunDir(out, EXPERIMENT, config, title=f"Griffin-Lim audio of a {coreset.method} coreset", overwrite=overwrite)
-    rendered = render_coreset(coreset, run.path / "audio", n_iter=settings.n_iter, seed=settings.seed, progress=progress)
-    floor = noise_baseline(coreset.features, rendered.audio, coreset.feature_config, coreset.normalizer, seed=settings.seed)
+    rendered = render_coreset(
+        coreset, run.path / "audio", n_iter=settings.n_iter, seed=settings.seed, progress=progress
+    )
+    floor = noise_baseline(
+        coreset.features, rendered.audio, coreset.feature_config, coreset.normalizer, seed=settings.seed
+    )
 
     metrics = rendered.metrics
-    rows = [[name, round(metrics["correlation"][c], 4), round(metrics["relative_error"][c], 4),
-             round(floor["correlation"][c], 4), round(floor["relative_error"][c], 4)]
-            for c, name in enumerate(channel_names(coreset.feature_config))]
-    run.add_table("Round trip: features re-extracted from the rendered audio vs the distilled features (normalised, mean over samples)",
-                  ["channel", "correlation", "relative error", "white-noise correlation", "white-noise relative error"], rows)
-    run.headline = {"round_trip_correlation": round(metrics["correlation"][0], 4),
-                    "round_trip_relative_error": round(metrics["relative_error"][0], 4),
-                    "n_rendered": len(rendered.paths), "griffin_lim_iterations": settings.n_iter}
+    rows = [
+        [
+            name,
+            round(metrics["correlation"][c], 4),
+            round(metrics["relative_error"][c], 4),
+            round(floor["correlation"][c], 4),
+            round(floor["relative_error"][c], 4),
+        ]
+        for c, name in enumerate(channel_names(coreset.feature_config))
+    ]
+    run.add_table(
+        "Round trip: features re-extracted from the rendered audio vs the distilled features (normalised, mean over samples)",
+        ["channel", "correlation", "relative error", "white-noise correlation", "white-noise relative error"],
+        rows,
+    )
+    run.headline = {
+        "round_trip_correlation": round(metrics["correlation"][0], 4),
+        "round_trip_relative_error": round(metrics["relative_error"][0], 4),
+        "n_rendered": len(rendered.paths),
+        "griffin_lim_iterations": settings.n_iter,
+    }
 
     if settings.evaluate:
         from ..training import load_test_split  # lazy: pulls in torch
 
-        test = load_test_split(coreset.source, coreset.feature_config, coreset.normalizer, coreset.classes, data_dir,
-                               dataset=dataset, limit_per_class=settings.test_limit, progress=progress)
+        test = load_test_split(
+            coreset.source,
+            coreset.feature_config,
+            coreset.normalizer,
+            coreset.classes,
+            data_dir,
+            dataset=dataset,
+            limit_per_class=settings.test_limit,
+            progress=progress,
+        )
         n_classes = len(coreset.classes)
-        original = accuracy_cells(run, "original", coreset.features, coreset.labels, test.x, test.y, n_classes,
-                                  settings.train_seeds, settings.max_samples, progress)
-        rerendered = accuracy_cells(run, "rendered", rendered.reextracted, coreset.labels, test.x, test.y, n_classes,
-                                    settings.train_seeds, settings.max_samples, progress)
+        original = accuracy_cells(
+            run,
+            "original",
+            coreset.features,
+            coreset.labels,
+            test.x,
+            test.y,
+            n_classes,
+            settings.train_seeds,
+            settings.max_samples,
+            progress,
+        )
+        rerendered = accuracy_cells(
+            run,
+            "rendered",
+            rendered.reextracted,
+            coreset.labels,
+            test.x,
+            test.y,
+            n_classes,
+            settings.train_seeds,
+            settings.max_samples,
+            progress,
+        )
         run.add_table(
             f"ConvNet test accuracy (%, mean ± std over {len(settings.train_seeds)} seed(s), {test.info['n_test']} test clips)",
             ["training data", "accuracy", "per seed"],
-            [["distilled features (the coreset)", pct(original), ", ".join(f"{100 * a:.1f}" for a in original["accuracies"])],
-             ["features re-extracted from the rendered audio", pct(rerendered), ", ".join(f"{100 * a:.1f}" for a in rerendered["accuracies"])]],
+            [
+                [
+                    "distilled features (the coreset)",
+                    pct(original),
+                    ", ".join(f"{100 * a:.1f}" for a in original["accuracies"]),
+                ],
+                [
+                    "features re-extracted from the rendered audio",
+                    pct(rerendered),
+                    ", ".join(f"{100 * a:.1f}" for a in rerendered["accuracies"]),
+                ],
+            ],
         )
-        run.headline.update(accuracy_original=round(original["mean"], 4), accuracy_rendered=round(rerendered["mean"], 4),
-                            n_test=test.info["n_test"])
+        run.headline.update(
+            accuracy_original=round(original["mean"], 4),
+            accuracy_rendered=round(rerendered["mean"], 4),
+            n_test=test.info["n_test"],
+        )
 
     figure = run.path / "feature_maps.png"
     shown = plot_feature_pairs(figure, coreset, rendered, settings.examples)
-    run.add_figure(figure.relative_to(run.path), f"Distilled vs re-extracted {channel_names(coreset.feature_config)[0]} maps and the rendered waveforms "
-                           f"(samples {', '.join(map(str, shown))})")
+    run.add_figure(
+        figure.relative_to(run.path),
+        f"Distilled vs re-extracted {channel_names(coreset.feature_config)[0]} maps and the rendered waveforms "
+        f"(samples {', '.join(map(str, shown))})",
+    )
     for i, path in enumerate(rendered.paths[: settings.audio_entries]):
-        run.add_audio(path.relative_to(run.path), f"#{i} '{rendered.labels[i]}' ({settings.n_iter} Griffin-Lim iterations)")
+        run.add_audio(
+            path.relative_to(run.path), f"#{i} '{rendered.labels[i]}' ({settings.n_iter} Griffin-Lim iterations)"
+        )
     run.summary = (
         f"Rendered {len(rendered.paths)} {coreset.method} samples to {coreset.feature_config.sample_rate} Hz audio with "
         f"{settings.n_iter} Griffin-Lim iterations; re-extracted {channel_names(coreset.feature_config)[0]} correlates "
         f"{metrics['correlation'][0]:.3f} with the distilled maps (white noise: {floor['correlation'][0]:.3f})."
-        + (f" ConvNet accuracy {100 * run.headline['accuracy_original']:.1f} % on the coreset, "
-           f"{100 * run.headline['accuracy_rendered']:.1f} % on the rendered audio." if settings.evaluate else "")
+        + (
+            f" ConvNet accuracy {100 * run.headline['accuracy_original']:.1f} % on the coreset, "
+            f"{100 * run.headline['accuracy_rendered']:.1f} % on the rendered audio."
+            if settings.evaluate
+            else ""
+        )
     )
     run.save()
     return run

@@ -15,6 +15,7 @@ would need to know every one of them; instead each writes
 Every file is written atomically (rename into place): a report run beside a still-running
 experiment sees the old file or the new one, never half of one.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,15 @@ class RunDir:
     discards the old cells.
     """
 
-    def __init__(self, path: str | os.PathLike, experiment: str, config: dict[str, Any], *,
-                 title: str | None = None, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        experiment: str,
+        config: dict[str, Any],
+        *,
+        title: str | None = None,
+        overwrite: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.experiment = str(experiment)
         self.config = to_jsonable(dict(config))
@@ -69,21 +77,29 @@ class RunDir:
             try:
                 old = json.loads(config_file.read_text())
             except (OSError, json.JSONDecodeError) as exc:
-                raise KitError(f"{config_file}: unreadable run config ({exc}); use a new folder or --overwrite") from None
+                raise KitError(
+                    f"{config_file}: unreadable run config ({exc}); use a new folder or --overwrite"
+                ) from None
             if old.get("experiment") != self.experiment or old.get("config") != self.config:
-                raise KitError(f"{self.path}: holds a different run ({old.get('experiment')}, other settings); "
-                               "use a new folder or --overwrite")
+                raise KitError(
+                    f"{self.path}: holds a different run ({old.get('experiment')}, other settings); "
+                    "use a new folder or --overwrite"
+                )
             cells_file = self.path / "cells.json"
             if cells_file.exists():
                 try:
                     self.cells = json.loads(cells_file.read_text())
                 except (OSError, json.JSONDecodeError):
                     self.cells = {}
-        _write_json(config_file, {
-            "experiment": self.experiment, "config": self.config,
-            "command": " ".join(shlex.quote(a) for a in sys.argv),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        _write_json(
+            config_file,
+            {
+                "experiment": self.experiment,
+                "config": self.config,
+                "command": " ".join(shlex.quote(a) for a in sys.argv),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
         self.tables: list[dict[str, Any]] = []
         self.figures: list[dict[str, str]] = []
         self.audio: list[dict[str, str]] = []
@@ -131,11 +147,20 @@ class RunDir:
     def save(self) -> Path:
         """Write ``results.json`` (atomically) and return its path."""
         path = self.path / "results.json"
-        _write_json(path, {
-            "format": RESULTS_FORMAT, "experiment": self.experiment, "title": self.title, "summary": self.summary,
-            "headline": self.headline, "tables": self.tables, "figures": self.figures, "audio": self.audio,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        _write_json(
+            path,
+            {
+                "format": RESULTS_FORMAT,
+                "experiment": self.experiment,
+                "title": self.title,
+                "summary": self.summary,
+                "headline": self.headline,
+                "tables": self.tables,
+                "figures": self.figures,
+                "audio": self.audio,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
         return path
 
 
@@ -149,8 +174,9 @@ def load_results(run_dir: str | os.PathLike) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as exc:
         raise KitError(f"{path}: unreadable results ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
-        raise KitError(f"{path}: results format {data.get('format') if isinstance(data, dict) else '?'} "
-                       f"is not {RESULTS_FORMAT}")
+        raise KitError(
+            f"{path}: results format {data.get('format') if isinstance(data, dict) else '?'} is not {RESULTS_FORMAT}"
+        )
     for key in ("tables", "figures", "audio"):
         if not isinstance(data.get(key, []), list):
             raise KitError(f"{path}: '{key}' must be a list")

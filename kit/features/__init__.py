@@ -3,6 +3,7 @@
 The DSP itself lives in ``deploy.runtime.features`` (numpy only) so the device computes the same
 maps; this package adds file decoding, parallelism, caching and train-only normalisation.
 """
+
 from deploy.runtime.features import FEATURE_KINDS, FeatureConfig, extract_features
 
 from .cache import CACHE_STATS, FEATURE_CODE_VERSION, CacheStats, cache_key, cache_paths

@@ -6,6 +6,7 @@ editing a file, changing a config field or bumping ``FEATURE_CODE_VERSION`` afte
 simply misses. Arrays are plain ``.npy`` (never pickles), written atomically so a crash or a
 concurrent writer never leaves a torn file that a later run would trust.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -66,7 +67,9 @@ def cache_key(clips: Sequence[Clip], config: FeatureConfig) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def cache_paths(clips: Sequence[Clip], config: FeatureConfig, cache_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
+def cache_paths(
+    clips: Sequence[Clip], config: FeatureConfig, cache_dir: str | os.PathLike | None = None
+) -> tuple[Path, Path]:
     """(features .npy, kept-indices .npy) for this clip list and config."""
     key = cache_key(clips, config)
     folder = resolve_cache_dir(cache_dir) / f"v{FEATURE_CODE_VERSION}"

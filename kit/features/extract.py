@@ -5,6 +5,7 @@ clips amortise the inter-process transfer. Workers are forked where the OS allow
 re-import of the caller's script, no ``__main__`` guard needed, start-up in milliseconds): they
 only run numpy and soundfile, never torch.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -76,7 +77,13 @@ def _chunks(items: list[_Item], jobs: int) -> list[list[_Item]]:
 
 
 def _progress_bar(progress: bool):
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     return Progress(*columns, console=Console(stderr=True), transient=True, disable=not progress)
 
 

@@ -5,6 +5,7 @@ evaluation, export) needs the same statistics, and fitting them on test clips wo
 information into the model input space. The ``Normalizer`` travels with coresets and models so
 raw audio on the device is normalised identically.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -90,8 +91,9 @@ def load_feature_set(
     Speech Commands lists) are not part of a ``FeatureSet``.
     """
     if not isinstance(dataset, AudioDataset):
-        dataset = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold, seed=seed,
-                               extra_train=extra_train)
+        dataset = load_dataset(
+            dataset, data_dir, split=split, task=task, test_fold=test_fold, seed=seed, extra_train=extra_train
+        )
     config = config or dataset.feature_config
     train = limit_clips(dataset, dataset.clips_in("train"), limit_per_class)
     test = limit_clips(dataset, dataset.clips_in("test"), limit_per_class)

@@ -6,6 +6,7 @@ keyword arguments (its field names: ``window_ms``, ``hop_ms``, ``n_mels``, ``n_m
 ``fmax``, ``lpc_order``, ``delta_width``) and run the shared DSP over the whole signal, without
 the crop/pad to ``duration_s`` that ``extract_features`` applies.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -2,6 +2,7 @@
 
 Importing this package imports torch; ``import kit`` alone does not.
 """
+
 from .artifact import MODEL_KIND, load_model, save_model
 from .base import KitModel
 from .dscnn import DSCNN

@@ -10,6 +10,7 @@ Stored meta (JSON): ``arch``, ``arch_kwargs``, ``in_shape``, ``n_classes``, ``cl
 ``feature_config`` (dict), ``train_config``, ``seed``, ``metrics``, ``source`` and any extra keys
 the caller passes; arrays: ``param/<state-dict key>``, ``norm_mean``, ``norm_std``.
 """
+
 from __future__ import annotations
 
 import os
@@ -78,19 +79,26 @@ def save_model(path: str | os.PathLike, model: KitModel, meta: dict[str, Any]) -
     state = model.state_dict()
     for name, tensor in state.items():
         arrays[PARAM_PREFIX + name] = tensor.detach().cpu().numpy()
-    full_meta = {**_jsonable(meta), **_jsonable(model.spec), "state_keys": list(state),
-                 "has_normalizer": bool(arrays)}  # so a removed normaliser is refused, not silently skipped
+    full_meta = {
+        **_jsonable(meta),
+        **_jsonable(model.spec),
+        "state_keys": list(state),
+        "has_normalizer": bool(arrays),
+    }  # so a removed normaliser is refused, not silently skipped
     return write_artifact(path, Artifact(kind=MODEL_KIND, meta=full_meta, arrays=arrays))
 
 
-def _stored_normalizer(path: str | os.PathLike, arrays: dict[str, np.ndarray],
-                       meta: dict[str, Any]) -> Normalizer | None:
+def _stored_normalizer(
+    path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict[str, Any]
+) -> Normalizer | None:
     """The model's normaliser: both arrays or neither (and both when the model says it has one), shaped (C, F)."""
     present = [name for name in ("norm_mean", "norm_std") if name in arrays]
     wanted = meta.get("has_normalizer")  # absent in files written before it was recorded
     if (len(present) == 1) or (wanted is True and not present) or (wanted is False and present):
-        raise KitError(f"{path}: model normaliser is incomplete (arrays {present or 'none'}, "
-                       f"has_normalizer={wanted}); the file was edited")
+        raise KitError(
+            f"{path}: model normaliser is incomplete (arrays {present or 'none'}, "
+            f"has_normalizer={wanted}); the file was edited"
+        )
     if not present:
         return None
     mean, std = arrays["norm_mean"].astype(np.float32), arrays["norm_std"].astype(np.float32)
@@ -117,7 +125,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     expected = model.state_dict()
     if set(state_keys) != set(expected):
         missing, extra = sorted(set(expected) - set(state_keys)), sorted(set(state_keys) - set(expected))
-        raise KitError(f"{path}: weights do not fit architecture '{meta['arch']}' (missing {missing[:3]}, extra {extra[:3]})")
+        raise KitError(
+            f"{path}: weights do not fit architecture '{meta['arch']}' (missing {missing[:3]}, extra {extra[:3]})"
+        )
     state = {}
     for name, reference in expected.items():
         array = artifact.arrays.get(PARAM_PREFIX + name)
@@ -126,7 +136,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         if reference.dim() == 0 and array.shape == (1,):
             array = array.reshape(())  # the container stores 0-d arrays (BatchNorm step counters) as (1,)
         if tuple(array.shape) != tuple(reference.shape):
-            raise KitError(f"{path}: weight '{name}' has shape {array.shape}, architecture expects {tuple(reference.shape)}")
+            raise KitError(
+                f"{path}: weight '{name}' has shape {array.shape}, architecture expects {tuple(reference.shape)}"
+            )
         state[name] = torch.from_numpy(np.array(array, copy=True)).to(reference.dtype)
     model.load_state_dict(state)
     model.to(device).eval()

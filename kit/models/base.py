@@ -6,6 +6,7 @@ records exactly what it was built with (``arch``, ``in_shape``, ``n_classes``, r
 ``arch_kwargs``) and exposes the same two entry points: ``forward`` (logits) and ``embed`` (the
 penultimate representation used by distillers, kNN probes and on-device fine-tuning).
 """
+
 from __future__ import annotations
 
 from typing import Any

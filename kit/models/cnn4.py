@@ -7,6 +7,7 @@ the default widths) to run on a microcontroller-class device.
 Layers: 4 x (conv3x3 -> BatchNorm -> ReLU), 2x2 max-pooling after each of the first three
 (guarded for 1-high maps), global average pooling, linear head.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -38,7 +39,11 @@ class CNN4(KitModel):
         channels, height, frames = self.in_shape
         layers: list[nn.Module] = []
         for i, width in enumerate(widths):
-            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=norm == "none"), make_norm(norm, width), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, width, 3, padding=1, bias=norm == "none"),
+                make_norm(norm, width),
+                nn.ReLU(inplace=True),
+            ]
             if i < 3:
                 kernel = pool_kernel(height, frames)
                 if kernel != (1, 1):

@@ -4,6 +4,7 @@ Why this network: coreset and distillation results are only comparable when they
 on the same architecture, and this is the one the papers report. Blocks are
 conv3x3 -> norm -> ReLU -> avg-pool 2, repeated ``depth`` times, then flatten and a linear head.
 """
+
 from __future__ import annotations
 
 import torch

@@ -10,6 +10,7 @@ coreset rank the candidates the way training on the full data does?
 The block is conv3x3 -> norm -> activation -> pool, like ``convnet``; with ``pooling="avg"`` and
 ``activation="relu"`` the network is layer-for-layer the ``convnet`` of the same width/depth/norm.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -32,10 +33,20 @@ NORMS = ("instance", "batch", "none")
 
 #: the axes of the NAS grids; ``full`` is 3 x 2 x 3 x 2 x 2 = 72 variants, ``medium`` the 48 of depth 2-3
 GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
-    "full": {"depth": (2, 3, 4), "width": (32, 64), "norm": NORMS, "pooling": ("avg", "max"),
-             "activation": ("relu", "leakyrelu")},
-    "medium": {"depth": (2, 3), "width": (32, 64), "norm": NORMS, "pooling": ("avg", "max"),
-               "activation": ("relu", "leakyrelu")},
+    "full": {
+        "depth": (2, 3, 4),
+        "width": (32, 64),
+        "norm": NORMS,
+        "pooling": ("avg", "max"),
+        "activation": ("relu", "leakyrelu"),
+    },
+    "medium": {
+        "depth": (2, 3),
+        "width": (32, 64),
+        "norm": NORMS,
+        "pooling": ("avg", "max"),
+        "activation": ("relu", "leakyrelu"),
+    },
 }
 #: a handful of deliberately different variants (every axis value appears) for the quick setting
 QUICK_GRID: tuple[dict[str, Any], ...] = (
@@ -67,8 +78,11 @@ class ConvNetNAS(KitModel):
         pooling: str = "avg",
         activation: str = "relu",
     ) -> None:
-        super().__init__(in_shape, n_classes, {"width": int(width), "depth": int(depth), "norm": norm,
-                                               "pooling": pooling, "activation": activation})
+        super().__init__(
+            in_shape,
+            n_classes,
+            {"width": int(width), "depth": int(depth), "norm": norm, "pooling": pooling, "activation": activation},
+        )
         if width < 1 or depth < 1:
             raise ValueError(f"width and depth must be positive (got width={width}, depth={depth})")
         if pooling not in POOLINGS:
@@ -80,8 +94,11 @@ class ConvNetNAS(KitModel):
         channels, height, frames = self.in_shape
         layers: list[nn.Module] = []
         for _ in range(int(depth)):
-            layers += [nn.Conv2d(channels, int(width), 3, padding=1), make_norm(norm, int(width)),
-                       ACTIVATIONS[activation]()]
+            layers += [
+                nn.Conv2d(channels, int(width), 3, padding=1),
+                make_norm(norm, int(width)),
+                ACTIVATIONS[activation](),
+            ]
             kernel = pool_kernel(height, frames)
             if kernel != (1, 1):
                 layers.append(POOLINGS[pooling](kernel, stride=kernel))
@@ -95,8 +112,7 @@ class ConvNetNAS(KitModel):
 
 def variant_name(variant: dict[str, Any]) -> str:
     """Short stable id, e.g. ``d3-w64-instance-max-gelu`` (cell keys, table rows, plot labels)."""
-    return (f"d{variant['depth']}-w{variant['width']}-{variant['norm']}-{variant['pooling']}-"
-            f"{variant['activation']}")
+    return f"d{variant['depth']}-w{variant['width']}-{variant['norm']}-{variant['pooling']}-{variant['activation']}"
 
 
 def search_space(grid: str) -> list[dict[str, Any]]:

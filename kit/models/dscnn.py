@@ -14,6 +14,7 @@ axis is shorter, and an axis shorter than the kernel is not strided (a 1-coeffic
 Parameter count does not depend on the input length (global pooling), only on its channels: the
 kit's 3-channel FD-MFCC adds 2 x 40 x ``channels`` weights to the first layer.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -32,8 +33,12 @@ FIRST_PADDINGS = ("centred", "valid")
 def _separable(channels: int, norm: str) -> list[nn.Module]:
     bias = norm == "none"
     return [
-        nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=bias), make_norm(norm, channels), nn.ReLU(),
-        nn.Conv2d(channels, channels, 1, bias=bias), make_norm(norm, channels), nn.ReLU(),
+        nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=bias),
+        make_norm(norm, channels),
+        nn.ReLU(),
+        nn.Conv2d(channels, channels, 1, bias=bias),
+        make_norm(norm, channels),
+        nn.ReLU(),
     ]
 
 
@@ -64,9 +69,18 @@ class DSCNN(KitModel):
         default_channels, default_blocks = DSCNN_SIZES[size]
         channels = default_channels if channels is None else int(channels)
         blocks = default_blocks if blocks is None else int(blocks)
-        super().__init__(in_shape, n_classes, {"size": size, "channels": channels, "blocks": blocks, "norm": norm,
-                                               "dropout": float(dropout),
-                                               **({"padding": padding} if padding != "centred" else {})})
+        super().__init__(
+            in_shape,
+            n_classes,
+            {
+                "size": size,
+                "channels": channels,
+                "blocks": blocks,
+                "norm": norm,
+                "dropout": float(dropout),
+                **({"padding": padding} if padding != "centred" else {}),
+            },
+        )
         if padding not in FIRST_PADDINGS:
             raise ValueError(f"unknown dscnn padding '{padding}' (choose {', '.join(FIRST_PADDINGS)})")
         if channels < 1 or blocks < 0:
@@ -80,7 +94,8 @@ class DSCNN(KitModel):
         pad = ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2) if padding == "centred" else (0, 0)
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, channels, kernel, stride=stride, padding=pad, bias=norm == "none"),
-            make_norm(norm, channels), nn.ReLU(),
+            make_norm(norm, channels),
+            nn.ReLU(),
         ]
         for _ in range(blocks):
             layers += _separable(channels, norm)

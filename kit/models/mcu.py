@@ -11,6 +11,7 @@ An even kernel with centred padding is not TFLite's SAME padding and costs a PAD
 first layers use no padding. With ``norm="instance"`` (what distillers ask for by default) the
 network still trains and distils, but is not MCU-ready and exports like any other model.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,7 +28,9 @@ class DSCNNMCU(DSCNN):
 
     arch = "dscnn-mcu"
 
-    def __init__(self, in_shape: tuple[int, int, int], n_classes: int, *, padding: str = "valid", **kwargs: object) -> None:
+    def __init__(
+        self, in_shape: tuple[int, int, int], n_classes: int, *, padding: str = "valid", **kwargs: object
+    ) -> None:
         super().__init__(in_shape, n_classes, padding=padding, **kwargs)  # type: ignore[arg-type]
         self.arch_kwargs["padding"] = padding  # always recorded: this arch's default differs from dscnn's
 
@@ -65,8 +68,9 @@ class ConvNetMCU(KitModel):
         norm: str = "batch",
         dropout: float = 0.0,
     ) -> None:
-        super().__init__(in_shape, n_classes, {"width": int(width), "depth": int(depth), "norm": norm,
-                                               "dropout": float(dropout)})
+        super().__init__(
+            in_shape, n_classes, {"width": int(width), "depth": int(depth), "norm": norm, "dropout": float(dropout)}
+        )
         if width < 1 or depth < 1:
             raise ValueError(f"convnet-mcu width and depth must be positive (got width={width}, depth={depth})")
         if not 0.0 <= float(dropout) < 1.0:
@@ -75,8 +79,11 @@ class ConvNetMCU(KitModel):
         channels, height, frames = self.in_shape
         kernel = (min(3, height), min(3, frames))
         stride = tuple(2 if n >= 3 else 1 for n in (height, frames))
-        layers: list[nn.Module] = [nn.Conv2d(channels, width, kernel, stride=stride, bias=norm != "batch"),
-                                   make_norm(norm, width), nn.ReLU()]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, kernel, stride=stride, bias=norm != "batch"),
+            make_norm(norm, width),
+            nn.ReLU(),
+        ]
         height, frames = (height - kernel[0]) // stride[0] + 1, (frames - kernel[1]) // stride[1] + 1
         stem_pool = (2 if height >= 8 else 1, 2 if frames >= 2 else 1)  # keep a short coefficient axis
         if stem_pool != (1, 1):

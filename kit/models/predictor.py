@@ -3,6 +3,7 @@
 Why: ``kit classify`` should work on a freshly trained model before it is exported, through the
 very same ``KeywordClassifier`` front-end code as the ONNX path, so the two can be compared.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ from one real forward pass. Counted: Conv2d (output elements x kernel volume x i
 Linear (in x out per output row). Norms, activations and pooling are left out, as in the
 usual KWS literature (they are < 2 % of the work for these networks).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -4,6 +4,7 @@ Why a registry: the CLI (``--arch``), the training config and the model artifact
 architecture by string; the artifact rebuilds a network from ``(arch, in_shape, n_classes,
 arch_kwargs)``. Adding ResNet-18, VGG11 or DS-CNN later is one ``@register_arch`` decorator.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -14,11 +15,11 @@ from deploy.runtime.errors import KitError
 from .base import KitModel
 from .cnn4 import CNN4
 from .convnet import ConvNet
+from .convnet_space import ConvNetNAS
 from .dscnn import DSCNN
+from .mcu import DSCNNMCU, ConvNetMCU
 from .resnet import ResNet18
 from .vgg import VGG11
-from .convnet_space import ConvNetNAS
-from .mcu import ConvNetMCU, DSCNNMCU
 
 _ARCHS: dict[str, type[KitModel]] = {}
 M = TypeVar("M", bound=type[KitModel])

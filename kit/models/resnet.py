@@ -13,6 +13,7 @@ heavy for a microcontroller, useful as the "large network" of a cross-architectu
 ``norm`` batch is the usual choice for evaluation; instance (GroupNorm per channel) keeps a
 network independent of batch composition, which the distillers' random networks need.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -33,7 +34,9 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU()
         self.shortcut: nn.Module = nn.Identity()
         if stride != (1, 1) or in_channels != channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=bias), make_norm(norm, channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride=stride, bias=bias), make_norm(norm, channels)
+            )
 
     def forward(self, x):  # type: ignore[no-untyped-def]
         out = self.relu(self.norm1(self.conv1(x)))
@@ -54,7 +57,11 @@ class ResNet18(KitModel):
         make_norm(norm, 1)  # unknown norm -> ValueError before anything is built
         width = int(width)
         channels, height, frames = self.in_shape
-        layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1, bias=norm == "none"), make_norm(norm, width), nn.ReLU()]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 3, padding=1, bias=norm == "none"),
+            make_norm(norm, width),
+            nn.ReLU(),
+        ]
         channels = width
         for stage, n_blocks in enumerate(self.blocks):
             stage_width = width * 2**stage

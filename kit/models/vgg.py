@@ -11,6 +11,7 @@ Configuration "A" (VGG11): 8 convolutions, widths (1, M, 2, M, 4, 4, M, 8, 8, M,
 ``width`` (64 is the original: 9.2 M parameters). ``norm`` batch|instance|none after every
 convolution.
 """
+
 from __future__ import annotations
 
 from torch import nn

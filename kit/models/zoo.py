@@ -6,6 +6,7 @@ medium), and a user choosing a model for a phone or a microcontroller needs to s
 side by side. Any registered architecture missing from the list is still shown, with its
 defaults, so a newly registered arch appears without editing this file.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -53,7 +54,12 @@ def profile_variant(variant: Variant, in_shape: Sequence[int], n_classes: int) -
     model = build_model(variant.arch, in_shape, n_classes, **variant.kwargs)
     params = count_parameters(model)
     return {
-        "arch": variant.arch, "variant": variant.name, "arch_kwargs": dict(model.arch_kwargs), "note": variant.note,
-        "parameters": params, "macs": count_macs(model, in_shape), "fp32_bytes": 4 * params,
+        "arch": variant.arch,
+        "variant": variant.name,
+        "arch_kwargs": dict(model.arch_kwargs),
+        "note": variant.note,
+        "parameters": params,
+        "macs": count_macs(model, in_shape),
+        "fp32_bytes": 4 * params,
         "embedding_dim": int(model.embedding_dim),
     }

@@ -3,6 +3,7 @@
 ``sources`` reads each input into a ``Section``, ``plots`` draws the generic figures (confusion
 matrix, coreset channels, accuracy vs samples per class), ``html`` renders and writes the page.
 """
+
 from .html import render_page, write_report
 from .sources import Section, read_input
 

@@ -6,6 +6,7 @@ a single file that renders offline is the only form that survives that. Every pi
 comes from a file is escaped (``html.escape``), so a class name or a caption can never inject
 markup. The file is written atomically.
 """
+
 from __future__ import annotations
 
 import base64
@@ -38,20 +39,29 @@ def data_uri(data: bytes, mime: str) -> str:
 
 
 def section_html(section: Section, anchor: str) -> str:
-    parts = [f'<section id="{_e(anchor)}">', f"<h2>{_e(section.title)}</h2>",
-             f'<p class="meta">{_e(section.kind)} &middot; {_e(section.source)}</p>']
+    parts = [
+        f'<section id="{_e(anchor)}">',
+        f"<h2>{_e(section.title)}</h2>",
+        f'<p class="meta">{_e(section.kind)} &middot; {_e(section.source)}</p>',
+    ]
     if section.summary:
         parts.append(f"<p>{_e(section.summary)}</p>")
     if section.facts:
-        parts.append('<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in section.facts) + "</dl>")
+        parts.append(
+            '<dl class="facts">' + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in section.facts) + "</dl>"
+        )
     parts += [f'<p class="note">{_e(note)}</p>' for note in section.notes]
     parts += [html_table(table) for table in section.tables]
     for png, caption in section.images:
-        parts.append(f'<figure><img src="{data_uri(png, "image/png")}" alt="{_e(caption)}">'
-                     f"<figcaption>{_e(caption)}</figcaption></figure>")
+        parts.append(
+            f'<figure><img src="{data_uri(png, "image/png")}" alt="{_e(caption)}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
+        )
     for wav, caption in section.audio:
-        parts.append(f'<figure><audio controls preload="none" src="{data_uri(wav, "audio/wav")}"></audio>'
-                     f"<figcaption>{_e(caption)}</figcaption></figure>")
+        parts.append(
+            f'<figure><audio controls preload="none" src="{data_uri(wav, "audio/wav")}"></audio>'
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
+        )
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -62,15 +72,23 @@ def render_page(title: str, sections: Sequence[Section]) -> str:
     toc = "".join(f'<li><a href="#{a}">{_e(s.title)}</a></li>' for a, s in zip(anchors, sections))
     created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     body = "\n".join(section_html(s, a) for s, a in zip(sections, anchors))
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{_e(title)}</title>\n'
-            f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{_e(title)}</h1>\n"
-            f'<p class="meta">{len(sections)} input(s), generated {_e(created)} by kit report</p>\n'
-            f"<nav><ol>{toc}</ol></nav>\n{body}\n</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{_e(title)}</title>\n'
+        f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{_e(title)}</h1>\n"
+        f'<p class="meta">{len(sections)} input(s), generated {_e(created)} by kit report</p>\n'
+        f"<nav><ol>{toc}</ol></nav>\n{body}\n</body>\n</html>\n"
+    )
 
 
-def write_report(inputs: Iterable[str | os.PathLike], out: str | os.PathLike, title: str = "kit report", *,
-                 data_dir: str | os.PathLike | None = None, progress: bool = False) -> Path:
+def write_report(
+    inputs: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    title: str = "kit report",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> Path:
     """Read every input, render the page and write it atomically to ``out``; returns the path."""
     paths = list(inputs)
     if not paths:

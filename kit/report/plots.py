@@ -5,6 +5,7 @@ run folders (``save_figure``, atomic), while the report embeds PNG bytes straigh
 (``figure_png``); both draw with the same code. Everything uses the Agg backend, so it works on a
 headless machine.
 """
+
 from __future__ import annotations
 
 import io
@@ -58,16 +59,18 @@ def confusion_figure(confusion: np.ndarray, classes: Sequence[str], title: str =
     if len(classes) <= 20:
         for (i, j), n in np.ndenumerate(counts):
             if n:
-                ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
-                        color="white" if rates[i, j] > 0.5 else "black")
+                ax.text(
+                    j, i, str(n), ha="center", va="center", fontsize=7, color="white" if rates[i, j] > 0.5 else "black"
+                )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def coreset_channels_figure(features: np.ndarray, labels: np.ndarray, classes: Sequence[str],
-                            feature_kind: str = "", per_class: int = 2) -> Figure:
+def coreset_channels_figure(
+    features: np.ndarray, labels: np.ndarray, classes: Sequence[str], feature_kind: str = "", per_class: int = 2
+) -> Figure:
     """Image grid: one row per class, ``per_class`` samples, each sample's channels side by side.
 
     Features are shown in the model's input space (normalised per channel and coefficient),
@@ -80,8 +83,7 @@ def coreset_channels_figure(features: np.ndarray, labels: np.ndarray, classes: S
     per_class = max(1, min(per_class, int(np.bincount(hard, minlength=len(classes)).max(initial=1))))
     cols = per_class * n_channels
     limits = [float(np.percentile(np.abs(features[:, c]), 99)) or 1.0 for c in range(n_channels)]
-    fig, axes = plt.subplots(len(classes), cols, figsize=(1.6 * cols + 0.8, 0.9 * len(classes) + 0.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(classes), cols, figsize=(1.6 * cols + 0.8, 0.9 * len(classes) + 0.8), squeeze=False)
     for row, name in enumerate(classes):
         members = np.flatnonzero(hard == row)[:per_class]
         for s in range(per_class):
@@ -90,8 +92,14 @@ def coreset_channels_figure(features: np.ndarray, labels: np.ndarray, classes: S
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if s < len(members):
-                    ax.imshow(features[members[s], c], origin="lower", aspect="auto", cmap="magma",
-                              vmin=-limits[c], vmax=limits[c])
+                    ax.imshow(
+                        features[members[s], c],
+                        origin="lower",
+                        aspect="auto",
+                        cmap="magma",
+                        vmin=-limits[c],
+                        vmax=limits[c],
+                    )
                 else:
                     ax.axis("off")
                 if row == 0:
@@ -114,8 +122,14 @@ def accuracy_vs_ipc_figure(cells: Sequence[dict[str, Any]]) -> Figure:
         mine = [c for c in cells if c["dataset"] == dataset]
         for method in dict.fromkeys(c["method"] for c in mine if c["ipc"] is not None):
             row = sorted((c for c in mine if c["method"] == method and c["ipc"] is not None), key=lambda c: c["ipc"])
-            ax.errorbar([c["ipc"] for c in row], [c["accuracy_mean"] for c in row],
-                        yerr=[c.get("accuracy_std") or 0.0 for c in row], marker="o", capsize=3, label=method)
+            ax.errorbar(
+                [c["ipc"] for c in row],
+                [c["accuracy_mean"] for c in row],
+                yerr=[c.get("accuracy_std") or 0.0 for c in row],
+                marker="o",
+                capsize=3,
+                label=method,
+            )
         for c in (c for c in mine if c["ipc"] is None):
             ax.axhline(c["accuracy_mean"], color="k", ls="--", lw=1, label=f"{c['method']} data")
         ticks = sorted({c["ipc"] for c in mine if c["ipc"] is not None})

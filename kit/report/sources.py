@@ -15,6 +15,7 @@ Kinds recognised (in this order):
 Every embedded file is checked (PNG signature, RIFF/WAVE header) so a corrupt input fails with a
 one-line ``KitError`` naming it instead of producing a page with a broken image.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,17 +95,27 @@ def experiment_section(folder: Path) -> Section:
     from ..experiments.rundir import load_results  # lazy: pulls in soundfile
 
     results = load_results(folder)
-    section = Section(title=str(results.get("title") or results.get("experiment") or folder.name), source=str(folder),
-                      kind=f"experiment: {results.get('experiment', '?')}", summary=str(results.get("summary") or ""))
+    section = Section(
+        title=str(results.get("title") or results.get("experiment") or folder.name),
+        source=str(folder),
+        kind=f"experiment: {results.get('experiment', '?')}",
+        summary=str(results.get("summary") or ""),
+    )
     headline = results.get("headline") or {}
     if isinstance(headline, dict):
         section.facts = [(str(k), "–" if v is None else str(v)) for k, v in headline.items()]
     for i, table in enumerate(results.get("tables", [])):
-        if not isinstance(table, dict) or not isinstance(table.get("columns"), list) or not isinstance(table.get("rows"), list):
+        if (
+            not isinstance(table, dict)
+            or not isinstance(table.get("columns"), list)
+            or not isinstance(table.get("rows"), list)
+        ):
             raise KitError(f"{folder}/results.json: table {i} needs 'columns' and 'rows' lists")
         if any(not isinstance(r, list) or len(r) != len(table["columns"]) for r in table["rows"]):
             raise KitError(f"{folder}/results.json: table '{table.get('title', i)}' has rows of the wrong width")
-        section.tables.append({"title": str(table.get("title", "")), "columns": table["columns"], "rows": table["rows"]})
+        section.tables.append(
+            {"title": str(table.get("title", "")), "columns": table["columns"], "rows": table["rows"]}
+        )
     for entry in results.get("figures", []):
         entry = entry if isinstance(entry, dict) else {}
         data = _member_bytes(folder, entry.get("file"), "figure")
@@ -136,12 +147,21 @@ def train_section(folder: Path, data_dir: str | os.PathLike | None = None, progr
         ("seeds", ", ".join(str(s) for s in config.get("seeds", []))),
         ("test clips", str(metrics.get("n_test", "?"))),
     ]
-    section.tables.append({
-        "title": "Accuracy per training seed",
-        "columns": ["seed", "accuracy (%)", "train seconds", "steps"],
-        "rows": [[row.get("seed"), _fmt_pct(row.get("accuracy", float("nan"))), round(float(row.get("train_seconds", 0)), 1),
-                  row.get("steps")] for row in metrics["per_seed"]],
-    })
+    section.tables.append(
+        {
+            "title": "Accuracy per training seed",
+            "columns": ["seed", "accuracy (%)", "train seconds", "steps"],
+            "rows": [
+                [
+                    row.get("seed"),
+                    _fmt_pct(row.get("accuracy", float("nan"))),
+                    round(float(row.get("train_seconds", 0)), 1),
+                    row.get("steps"),
+                ]
+                for row in metrics["per_seed"]
+            ],
+        }
+    )
     classes = config.get("classes")
     confusion = metrics.get("confusion")
     caption = "Confusion matrix on the test split (recorded by the run)"
@@ -151,7 +171,9 @@ def train_section(folder: Path, data_dir: str | os.PathLike | None = None, progr
             section.notes.append("No confusion matrix: metrics.json does not record one and model.kit is missing.")
         else:
             test_info = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
-            confusion, classes, n = _evaluate_saved_model(model_file, data_dir, progress, test_info.get("limit_per_class"))
+            confusion, classes, n = _evaluate_saved_model(
+                model_file, data_dir, progress, test_info.get("limit_per_class")
+            )
             caption = f"Confusion matrix of model.kit (seed {metrics.get('model_seed', '?')}) on {n} test clips"
     if confusion is not None:
         confusion = np.asarray(confusion)
@@ -161,8 +183,9 @@ def train_section(folder: Path, data_dir: str | os.PathLike | None = None, progr
     return section
 
 
-def _evaluate_saved_model(model_file: Path, data_dir: str | os.PathLike | None, progress: bool,
-                          limit_per_class: int | None = None) -> tuple[np.ndarray, list[str], int]:
+def _evaluate_saved_model(
+    model_file: Path, data_dir: str | os.PathLike | None, progress: bool, limit_per_class: int | None = None
+) -> tuple[np.ndarray, list[str], int]:
     """Confusion matrix of a saved model on the same test clips its run was scored on (same per-class limit)."""
     from ..models import load_model  # lazy: pulls in torch
     from ..training import evaluate, load_test_split, torch_threads  # lazy: pulls in torch, soundfile
@@ -170,8 +193,15 @@ def _evaluate_saved_model(model_file: Path, data_dir: str | os.PathLike | None, 
     model, meta = load_model(model_file)
     if "feature_config" not in meta or "classes" not in meta:
         raise KitError(f"{model_file}: model does not record its classes and feature configuration")
-    test = load_test_split(meta.get("source", {}), FeatureConfig.from_dict(meta["feature_config"]), meta["normalizer"],
-                           meta["classes"], data_dir, limit_per_class=limit_per_class, progress=progress)
+    test = load_test_split(
+        meta.get("source", {}),
+        FeatureConfig.from_dict(meta["feature_config"]),
+        meta["normalizer"],
+        meta["classes"],
+        data_dir,
+        limit_per_class=limit_per_class,
+        progress=progress,
+    )
     with torch_threads(1):
         result = evaluate(model, test.x, test.y)
     return result["confusion"], list(meta["classes"]), result["n"]
@@ -182,19 +212,29 @@ def coreset_section(path: Path, per_class: int = 2) -> Section:
 
     coreset = Coreset.load(path)
     kind = coreset.feature_config.kind
-    section = Section(title=f"Coreset {path.name}: {coreset.method}, {coreset.ipc} per class", source=str(path),
-                      kind="coreset")
+    section = Section(
+        title=f"Coreset {path.name}: {coreset.method}, {coreset.ipc} per class", source=str(path), kind="coreset"
+    )
     dataset = coreset.source.get("dataset_name") or coreset.source.get("dataset")
     section.facts = [
-        ("method", coreset.method), ("samples", str(len(coreset.features))), ("clips per class", str(coreset.ipc)),
-        ("classes", ", ".join(coreset.classes)), ("feature", f"{kind} {tuple(coreset.features.shape[1:])}"),
-        ("labels", "soft" if coreset.labels.ndim == 2 else "hard"), ("seed", str(coreset.seed)),
+        ("method", coreset.method),
+        ("samples", str(len(coreset.features))),
+        ("clips per class", str(coreset.ipc)),
+        ("classes", ", ".join(coreset.classes)),
+        ("feature", f"{kind} {tuple(coreset.features.shape[1:])}"),
+        ("labels", "soft" if coreset.labels.ndim == 2 else "hard"),
+        ("seed", str(coreset.seed)),
         ("source dataset", str(dataset if isinstance(dataset, str) else "?")),
     ]
     figure = coreset_channels_figure(coreset.features, coreset.labels, coreset.classes, kind, per_class=per_class)
     channels = "MFCC, delta and delta-delta channels" if kind == "fd_mfcc" else f"{kind} channels"
-    section.images.append((figure_png(figure), f"{channels} of the first {per_class} samples per class "
-                                               "(normalised model input; time left to right, coefficient bottom to top)"))
+    section.images.append(
+        (
+            figure_png(figure),
+            f"{channels} of the first {per_class} samples per class "
+            "(normalised model input; time left to right, coefficient bottom to top)",
+        )
+    )
     return section
 
 
@@ -209,23 +249,46 @@ def benchmark_section(path: Path) -> Section:
     for key, cell in cells.items():
         if not isinstance(cell, dict) or not {"dataset", "method", "accuracy_mean"} <= set(cell):
             raise KitError(f"{path}: cell '{key}' lacks dataset/method/accuracy_mean (not a distillation benchmark?)")
-        rows.append({"dataset": str(cell["dataset"]), "method": str(cell["method"]), "ipc": cell.get("ipc"),
-                     "accuracy_mean": float(cell["accuracy_mean"]), "accuracy_std": float(cell.get("accuracy_std") or 0.0),
-                     "distill_s": cell.get("distill_s")})
+        rows.append(
+            {
+                "dataset": str(cell["dataset"]),
+                "method": str(cell["method"]),
+                "ipc": cell.get("ipc"),
+                "accuracy_mean": float(cell["accuracy_mean"]),
+                "accuracy_std": float(cell.get("accuracy_std") or 0.0),
+                "distill_s": cell.get("distill_s"),
+            }
+        )
     rows.sort(key=lambda r: (r["dataset"], r["method"], -1 if r["ipc"] is None else r["ipc"]))
     section = Section(title=f"Distillation benchmark ({path.name})", source=str(path), kind="benchmark")
     machine = data.get("machine") if isinstance(data.get("machine"), dict) else {}
-    section.facts = [("cells", str(len(rows))), ("machine", f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"),
-                     ("updated", str(data.get("updated", "?")))]
-    section.tables.append({
-        "title": "ConvNet test accuracy (%) per cell",
-        "columns": ["dataset", "method", "samples per class", "accuracy (%)", "distill s"],
-        "rows": [[r["dataset"], r["method"], "full" if r["ipc"] is None else r["ipc"],
-                  f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}",
-                  "–" if r["distill_s"] is None else round(float(r["distill_s"]), 1)] for r in rows],
-    })
-    section.images.append((figure_png(accuracy_vs_ipc_figure(rows)),
-                           "Accuracy vs samples per class (error bars: std over training seeds; dashed: full data)"))
+    section.facts = [
+        ("cells", str(len(rows))),
+        ("machine", f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"),
+        ("updated", str(data.get("updated", "?"))),
+    ]
+    section.tables.append(
+        {
+            "title": "ConvNet test accuracy (%) per cell",
+            "columns": ["dataset", "method", "samples per class", "accuracy (%)", "distill s"],
+            "rows": [
+                [
+                    r["dataset"],
+                    r["method"],
+                    "full" if r["ipc"] is None else r["ipc"],
+                    f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}",
+                    "–" if r["distill_s"] is None else round(float(r["distill_s"]), 1),
+                ]
+                for r in rows
+            ],
+        }
+    )
+    section.images.append(
+        (
+            figure_png(accuracy_vs_ipc_figure(rows)),
+            "Accuracy vs samples per class (error bars: std over training seeds; dashed: full data)",
+        )
+    )
     return section
 
 
@@ -243,7 +306,9 @@ def read_input(path: str | os.PathLike, data_dir: str | os.PathLike | None = Non
     if path.suffix == ".kit":
         kind = read_manifest(path).get("kind")
         if kind != "coreset":
-            raise KitError(f"{path}: a '{kind}' artifact; the report shows coresets (give a model's run folder instead)")
+            raise KitError(
+                f"{path}: a '{kind}' artifact; the report shows coresets (give a model's run folder instead)"
+            )
         return coreset_section(path)
     if path.suffix == ".json":
         return benchmark_section(path)

@@ -6,6 +6,7 @@ Markdown by hand ten times over, each with its own header and separator code. He
 checked once (every row as wide as the header) and each format is written in one place; a
 benchmark only decides what goes in the cells.
 """
+
 from __future__ import annotations
 
 import html
@@ -29,8 +30,9 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(columns: Sequence[Any], rows: Iterable[Sequence[Any]],
-                   align: Sequence[str | None] | None = None) -> str:
+def markdown_table(
+    columns: Sequence[Any], rows: Iterable[Sequence[Any]], align: Sequence[str | None] | None = None
+) -> str:
     """A GitHub Markdown table (header, rule, one line per row; no trailing newline).
 
     Cells are ``str(value)``: the caller formats numbers, since only it knows the precision its

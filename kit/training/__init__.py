@@ -1,4 +1,5 @@
 """Training: config, feature-map augmentation, the seeded loop, evaluation over seeds, run folders."""
+
 from .augment import augment_batch
 from .config import TrainConfig, resolve_device
 from .evaluate import evaluate, predict_logits, train_eval_seeds

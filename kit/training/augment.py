@@ -6,6 +6,7 @@ a random circular time shift (+-8 frames), one time mask (<= 10 frames) and one 
 (<= 3 coefficients), filled with 0 (the normalised mean). All vectorised: one gather and two
 broadcast comparisons per batch, no per-sample Python loop.
 """
+
 from __future__ import annotations
 
 import torch

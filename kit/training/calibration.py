@@ -11,6 +11,7 @@ training-part background noise at a random SNR, random gain), through the model'
 and normaliser. Nothing from the test split is used, so the accuracy reported after quantisation
 stays an honest held-out figure.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,9 +53,16 @@ def _pick(labels: list[str], n: int, rng: np.random.Generator) -> list[int]:
     return picked
 
 
-def calibration_set(meta: dict[str, Any], data_dir: str | os.PathLike | None = None, *, dataset: str | None = None,
-                    n: int = DEFAULT_CLIPS, augmented: float = 0.5, seed: int = 0,
-                    recipe: Recipe | None = None) -> np.ndarray:
+def calibration_set(
+    meta: dict[str, Any],
+    data_dir: str | os.PathLike | None = None,
+    *,
+    dataset: str | None = None,
+    n: int = DEFAULT_CLIPS,
+    augmented: float = 0.5,
+    seed: int = 0,
+    recipe: Recipe | None = None,
+) -> np.ndarray:
     """(n, C, F, T) float32 calibration features in the model's input space (see the module docstring).
 
     ``meta``: the model's metadata (``kit.models.load_model``); its ``source`` names the dataset
@@ -70,8 +78,14 @@ def calibration_set(meta: dict[str, Any], data_dir: str | os.PathLike | None = N
     name = dataset or source.get("dataset_path")
     if not name:
         raise KitError("calibration data: the model records no dataset; name one with --calibration-data DATASET")
-    audio = load_dataset(name, data_dir, split=source.get("split", "official"), task=source.get("task", "kws10"),
-                         test_fold=source.get("test_fold", 5), extra_train=source.get("extra_train", ()))
+    audio = load_dataset(
+        name,
+        data_dir,
+        split=source.get("split", "official"),
+        task=source.get("task", "kws10"),
+        test_fold=source.get("test_fold", 5),
+        extra_train=source.get("extra_train", ()),
+    )
     clips = audio.clips_in("train")
     if not clips:
         raise KitError(f"calibration data: dataset '{name}' has no training clips")

@@ -14,6 +14,7 @@ batch 10, 157 vs 246 at batch 256), while on idle cores two threads gain well un
 thread also makes results independent of the machine's core count. Pass ``threads=None`` (or
 ``--threads N``) on a dedicated multi-core machine.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,6 @@ from typing import Any
 import torch
 
 from deploy.runtime.errors import KitError
-
 
 BALANCE_MODES = ("none", "sampling", "loss")
 

@@ -4,6 +4,7 @@ Why several seeds: with 1-50 clips per class, one training run's accuracy swings
 points from initialisation and batch order alone; a coreset comparison is only meaningful as a
 mean over >= 3 independently seeded trainings (std with ddof=0, as in the DC/DM papers).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,7 +32,9 @@ def predict_logits(model: torch.nn.Module, x: np.ndarray | torch.Tensor, batch_s
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, getattr(model, "n_classes", 0)), np.float32)
 
 
-def evaluate(model: torch.nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray, batch_size: int = 512) -> dict[str, Any]:
+def evaluate(
+    model: torch.nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray, batch_size: int = 512
+) -> dict[str, Any]:
     """``{"accuracy", "predictions" (N,), "confusion" (K, K) rows = true class, "n"}``."""
     labels = hard_labels(y)
     if len(labels) != len(x):

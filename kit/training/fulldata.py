@@ -7,6 +7,7 @@ are joined once. The recipe's feature set is the slow part (tens of thousands of
 through the front-end); it is cached beside the model under a key of everything it depends on
 and written atomically, so an interrupted run resumes at training instead of starting over.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,13 +43,29 @@ class DatasetRun:
     recipe_cached: bool = False
 
 
-def load_for_training(dataset: str | os.PathLike, data_dir: str | os.PathLike | None = None, *, task: str = "kws10",
-                      split: str = "official", test_fold: int = 5, extra_train: Sequence[str | os.PathLike] = (),
-                      limit_per_class: int | None = None, progress: bool = True) -> tuple[AudioDataset, FeatureSet]:
+def load_for_training(
+    dataset: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    task: str = "kws10",
+    split: str = "official",
+    test_fold: int = 5,
+    extra_train: Sequence[str | os.PathLike] = (),
+    limit_per_class: int | None = None,
+    progress: bool = True,
+) -> tuple[AudioDataset, FeatureSet]:
     """The dataset (extra training folders included) and its normalised feature set."""
     audio = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold, extra_train=extra_train)
-    fs = load_feature_set(audio, data_dir, split=split, task=task, test_fold=test_fold, extra_train=extra_train,
-                          limit_per_class=limit_per_class, progress=progress)
+    fs = load_feature_set(
+        audio,
+        data_dir,
+        split=split,
+        task=task,
+        test_fold=test_fold,
+        extra_train=extra_train,
+        limit_per_class=limit_per_class,
+        progress=progress,
+    )
     return audio, fs
 
 
@@ -64,9 +81,14 @@ def _recipe_key(fs: FeatureSet, recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def cached_recipe_set(cache: Path | None, audio: AudioDataset, fs: FeatureSet, recipe: Recipe,
-                      data_dir: str | os.PathLike | None, progress: Callable[[int], None] | None = None
-                      ) -> tuple[RecipeSet, bool]:
+def cached_recipe_set(
+    cache: Path | None,
+    audio: AudioDataset,
+    fs: FeatureSet,
+    recipe: Recipe,
+    data_dir: str | os.PathLike | None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[RecipeSet, bool]:
     """The recipe set from ``cache`` when its key matches, else built (and written atomically there)."""
     key = _recipe_key(fs, recipe)
     if cache is not None and cache.is_file():
@@ -78,8 +100,13 @@ def cached_recipe_set(cache: Path | None, audio: AudioDataset, fs: FeatureSet, r
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, x=built.x, y=built.y, key=np.array(key),
-                 meta=np.array(json.dumps({"counts": built.counts, "notes": built.notes})))
+        np.savez(
+            tmp,
+            x=built.x,
+            y=built.y,
+            key=np.array(key),
+            meta=np.array(json.dumps({"counts": built.counts, "notes": built.notes})),
+        )
         os.replace(tmp, cache)
     return built, False
 
@@ -91,10 +118,19 @@ def per_class_accuracy(model: Any, fs: FeatureSet) -> dict[str, float]:
     return {name: round(float(confusion[i, i] / totals[i]), 4) for i, name in enumerate(fs.classes) if totals[i] > 0}
 
 
-def train_on_dataset(model_path: str | os.PathLike, audio: AudioDataset | None, fs: FeatureSet, config: TrainConfig, *,
-                     recipe: Recipe | None = None, data_dir: str | os.PathLike | None = None,
-                     cache: Path | None = None, progress: bool = True,
-                     on_recipe: Callable[[int], None] | None = None, **extra: Any) -> DatasetRun:
+def train_on_dataset(
+    model_path: str | os.PathLike,
+    audio: AudioDataset | None,
+    fs: FeatureSet,
+    config: TrainConfig,
+    *,
+    recipe: Recipe | None = None,
+    data_dir: str | os.PathLike | None = None,
+    cache: Path | None = None,
+    progress: bool = True,
+    on_recipe: Callable[[int], None] | None = None,
+    **extra: Any,
+) -> DatasetRun:
     """Train ``config`` on ``fs``'s training split (through ``recipe`` when given), score it on the
     test split, and write ``model_path`` via ``train_and_save`` (recipe options in its train config).
     ``audio`` (the dataset behind ``fs``) is needed only with a recipe, which reads the waveforms."""
@@ -107,6 +143,16 @@ def train_on_dataset(model_path: str | os.PathLike, audio: AudioDataset | None, 
         built, was_cached = cached_recipe_set(cache, audio, fs, recipe, data_dir, on_recipe)
         x, y, counts, notes = built.x, built.y, built.counts, built.notes
         config = recipe.train_config(config)
-    trained = train_and_save(model_path, x, y, fs, config, x_test=fs.x_test, y_test=fs.y_test, progress=progress,
-                             training_set=counts, **extra)
+    trained = train_and_save(
+        model_path,
+        x,
+        y,
+        fs,
+        config,
+        x_test=fs.x_test,
+        y_test=fs.y_test,
+        progress=progress,
+        training_set=counts,
+        **extra,
+    )
     return DatasetRun(trained, config, fs, counts, notes, per_class_accuracy(trained.model, fs), was_cached)

@@ -6,6 +6,7 @@ order a numpy ``Generator(seed)`` and augmentation its own ``torch.Generator`` s
 same seed; nothing depends on wall-clock time. (On one machine with the same thread count,
 results are bit-identical; across thread counts float reductions may differ slightly.)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -122,8 +123,9 @@ def train_model(
             hard = (targets.argmax(dim=1) if targets.ndim == 2 else targets).cpu().numpy()
             per_clip = 1.0 / counts[hard]
         elif config.balance == "loss":
-            class_weight = torch.tensor(np.where(counts > 0, n / (n_classes * np.maximum(counts, 1)), 0.0),
-                                        dtype=torch.float32, device=device)
+            class_weight = torch.tensor(
+                np.where(counts > 0, n / (n_classes * np.maximum(counts, 1)), 0.0), dtype=torch.float32, device=device
+            )
         decay_step = int(total * config.lr_decay_at)
         model.train()
         seen, loss_value, started = 0, float("nan"), time.perf_counter()
@@ -145,8 +147,10 @@ def train_model(
                 if step % 10 == 0 or step == total - 1:
                     loss_value = float(loss.detach())
                     if not np.isfinite(loss_value):  # NaN stays NaN: stop instead of saving a NaN model
-                        raise KitError(f"training stopped: the loss became {loss_value} at step {step + 1} "
-                                       "(non-finite input features, or try a lower --lr)")
+                        raise KitError(
+                            f"training stopped: the loss became {loss_value} at step {step + 1} "
+                            "(non-finite input features, or try a lower --lr)"
+                        )
                     bar.update(task, completed=step + 1, loss=loss_value)
         seconds = time.perf_counter() - started
     model.eval()

@@ -6,6 +6,7 @@ keywords, and the ``_unknown_`` clips of Speech Commands are a few hundred words
 (dogs, babies, sneezes...) teach the model to say "none of mine". Their test parts (FSDD takes
 0-4, ESC-10 fold 5) are what the streaming benchmark plays, so they are never used here.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,9 @@ def loudest_cuts(y: np.ndarray, rate: int, n: int) -> list[np.ndarray]:
     return [cuts[i] for i in np.argsort(energy)[::-1][:n] if energy[i] > 0]
 
 
-def hard_negative_clips(data_dir: str | os.PathLike | None, fsdd_count: int, use_esc: bool, rng: np.random.Generator,
-                        exclude: str = "") -> tuple[list[Clip], list[Clip], list[str]]:
+def hard_negative_clips(
+    data_dir: str | os.PathLike | None, fsdd_count: int, use_esc: bool, rng: np.random.Generator, exclude: str = ""
+) -> tuple[list[Clip], list[Clip], list[str]]:
     """``fsdd_count`` FSDD training takes and every ESC-10 clip outside the test fold, plus notes
     on any source that is absent (or is the dataset being trained, ``exclude``)."""
     notes: list[str] = []
@@ -53,8 +55,14 @@ def hard_negative_clips(data_dir: str | os.PathLike | None, fsdd_count: int, use
     return digits, sounds, notes
 
 
-def hard_negatives(data_dir: str | os.PathLike | None, rate: int, fsdd_count: int, esc_cuts_per_clip: int,
-                   rng: np.random.Generator, exclude: str = "") -> tuple[list[np.ndarray], list[str]]:
+def hard_negatives(
+    data_dir: str | os.PathLike | None,
+    rate: int,
+    fsdd_count: int,
+    esc_cuts_per_clip: int,
+    rng: np.random.Generator,
+    exclude: str = "",
+) -> tuple[list[np.ndarray], list[str]]:
     """Waveforms at ``rate``: each FSDD digit whole, the ``esc_cuts_per_clip`` loudest 1-s cuts of each ESC-10 clip."""
     digits, sounds, notes = hard_negative_clips(data_dir, fsdd_count, esc_cuts_per_clip > 0, rng, exclude)
     out = [load_audio(clip.path, rate) for clip in digits]

@@ -6,6 +6,7 @@ them forgot a key, ``kit export`` / ``kit bundle`` later failed or, worse, calib
 input space. Everything that writes a model artifact goes through ``save_trained`` (and
 ``train_and_save`` when it also trains), so every ``model.kit`` can be exported and bundled.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,14 @@ from .evaluate import evaluate
 from .loop import train_model
 
 
-def model_meta(space: Any, config: TrainConfig, *, metrics: dict[str, Any] | None = None,
-               source: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+def model_meta(
+    space: Any,
+    config: TrainConfig,
+    *,
+    metrics: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """The metadata of a model trained in ``space`` (a FeatureSet, Coreset or FeatureSpace) with ``config``."""
     where = FeatureSpace.of(space)
     if where.classes is None or where.feature_config is None:
@@ -41,8 +48,15 @@ def model_meta(space: Any, config: TrainConfig, *, metrics: dict[str, Any] | Non
     }
 
 
-def save_trained(path: str | os.PathLike, model: KitModel, space: Any, config: TrainConfig, *,
-                 metrics: dict[str, Any] | None = None, **extra: Any) -> Path:
+def save_trained(
+    path: str | os.PathLike,
+    model: KitModel,
+    space: Any,
+    config: TrainConfig,
+    *,
+    metrics: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Path:
     """Write ``model`` (moved to the CPU) as a model artifact whose meta comes from ``model_meta``."""
     return save_model(path, model.cpu(), model_meta(space, config, metrics=metrics, **extra))
 

@@ -18,6 +18,7 @@ Afterwards hooks and parametrisations are removed, keeping the float weights the
 trained, and the model goes through the usual export, calibrated on real clips
 (``calibration.py``). The result is a plain model of the same architecture and artifact format.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -39,24 +40,44 @@ class _WeightFakeQuant(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.fq = FakeQuantize(observer=MovingAveragePerChannelMinMaxObserver, quant_min=-127, quant_max=127,
-                               dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
+        self.fq = FakeQuantize(
+            observer=MovingAveragePerChannelMinMaxObserver,
+            quant_min=-127,
+            quant_max=127,
+            dtype=torch.qint8,
+            qscheme=torch.per_channel_symmetric,
+            ch_axis=0,
+        )
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return self.fq(weight)
 
 
 def _activation_fq() -> FakeQuantize:
-    return FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255, dtype=torch.quint8,
-                        qscheme=torch.per_tensor_affine)
+    return FakeQuantize(
+        observer=MovingAverageMinMaxObserver,
+        quant_min=0,
+        quant_max=255,
+        dtype=torch.quint8,
+        qscheme=torch.per_tensor_affine,
+    )
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-def qat_finetune(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int = 3, lr: float = 1e-4,
-                 batch_size: int = 128, seed: int = 0, label_smoothing: float = 0.0) -> dict[str, Any]:
+def qat_finetune(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int = 3,
+    lr: float = 1e-4,
+    batch_size: int = 128,
+    seed: int = 0,
+    label_smoothing: float = 0.0,
+) -> dict[str, Any]:
     """Fine-tune ``model`` in place with fake quantisation on (x, y); returns what it did.
 
     ``x``: normalised features (N, C, F, T); ``y``: hard labels (N,).
@@ -99,13 +120,27 @@ def qat_finetune(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int 
                 parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
         del model._qat_fakes
         model.eval()
-    return {"epochs": epochs, "lr": lr, "batch_size": batch_size, "steps": len(losses), "n": int(len(xt)),
-            "final_loss": float(np.mean(losses[-20:])) if losses else None, "seed": seed}
+    return {
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "steps": len(losses),
+        "n": int(len(xt)),
+        "final_loss": float(np.mean(losses[-20:])) if losses else None,
+        "seed": seed,
+    }
 
 
-
-def qat_for_int8(model: nn.Module, meta: dict[str, Any], data_dir: Any = None, *, epochs: int = 2, clips: int = 8000,
-                 lr: float = 1e-4, seed: int = 0) -> dict[str, Any]:
+def qat_for_int8(
+    model: nn.Module,
+    meta: dict[str, Any],
+    data_dir: Any = None,
+    *,
+    epochs: int = 2,
+    clips: int = 8000,
+    lr: float = 1e-4,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Fine-tune ``model`` in place on up to ``clips`` clean training clips of its own dataset (its ``source``).
 
     The features come through the kit's feature cache in the model's input space; returns what
@@ -115,9 +150,15 @@ def qat_for_int8(model: nn.Module, meta: dict[str, Any], data_dir: Any = None, *
     source = meta.get("source") or {}
     if not source.get("dataset_path"):
         raise KitError("--qat-epochs: the model records no dataset to fine-tune on (train it with `kit train`)")
-    fs = load_feature_set(source["dataset_path"], data_dir, split=source.get("split", "official"),
-                          task=source.get("task", "kws10"), test_fold=source.get("test_fold", 5),
-                          extra_train=source.get("extra_train", ()), progress=False)
+    fs = load_feature_set(
+        source["dataset_path"],
+        data_dir,
+        split=source.get("split", "official"),
+        task=source.get("task", "kws10"),
+        test_fold=source.get("test_fold", 5),
+        extra_train=source.get("extra_train", ()),
+        progress=False,
+    )
     x = renormalize(fs.x_train, fs.normalizer, FeatureSpace.of(meta).normalizer)
     pick = np.random.default_rng(seed).permutation(len(x))[:clips]
     done = qat_finetune(model, x[pick], fs.y_train[pick], epochs=epochs, lr=lr, seed=seed)

@@ -21,6 +21,7 @@ Background noise comes only from the training part of ``_background_noise_``
 recipe adds is ever heard again in a test clip or a benchmark stream. Features go through the
 feature set's own front-end and normaliser, so the model fits the same export and bundle path.
 """
+
 from __future__ import annotations
 
 import os
@@ -94,8 +95,9 @@ class Recipe:
 
     def train_config(self, base: TrainConfig) -> TrainConfig:
         """``base`` with the recipe's loop options (masks, smoothing, balance) and the recipe itself recorded."""
-        return base.with_(augment=self.specaugment, label_smoothing=self.label_smoothing, balance=self.balance,
-                          recipe=self.to_dict())
+        return base.with_(
+            augment=self.specaugment, label_smoothing=self.label_smoothing, balance=self.balance, recipe=self.to_dict()
+        )
 
 
 @dataclass
@@ -140,8 +142,10 @@ def _training_clips(dataset: AudioDataset, fs: FeatureSet) -> list[Any]:
     clips = limit_clips(dataset, dataset.clips_in("train"), fs.source.get("limit_per_class"))
     labels = np.array([fs.classes.index(c.label) for c in clips], dtype=np.int64)
     if len(clips) != len(fs.y_train) or not np.array_equal(labels, fs.y_train):
-        raise KitError(f"recipe: the training clips of '{dataset.name}' do not line up with the feature set "
-                       "(was an unreadable clip skipped? fix or remove it)")
+        raise KitError(
+            f"recipe: the training clips of '{dataset.name}' do not line up with the feature set "
+            "(was an unreadable clip skipped? fix or remove it)"
+        )
     return clips
 
 
@@ -155,9 +159,13 @@ def planned_counts(n_clips: int, recipe: Recipe, classes: list[str]) -> int:
     return extra
 
 
-def recipe_training_set(dataset: AudioDataset, fs: FeatureSet, recipe: Recipe,
-                        data_dir: str | os.PathLike | None = None,
-                        progress: Callable[[int], None] | None = None) -> RecipeSet:
+def recipe_training_set(
+    dataset: AudioDataset,
+    fs: FeatureSet,
+    recipe: Recipe,
+    data_dir: str | os.PathLike | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RecipeSet:
     """``fs``'s training split (of ``dataset``) plus the recipe's material; see the module docstring."""
     clips = _training_clips(dataset, fs)
     rate = fs.config.sample_rate
@@ -198,11 +206,15 @@ def recipe_training_set(dataset: AudioDataset, fs: FeatureSet, recipe: Recipe,
     if replaced:
         x_base[np.array(replaced)] = base.result()
     xs, ys = [x_base, copies.result()], [fs.y_train, np.array(copy_labels, dtype=np.int64)]
-    counts = {"training clips": int(len(clips)), "short clips placed in noise": len(replaced),
-              "augmented copies": len(copy_labels)}
+    counts = {
+        "training clips": int(len(clips)),
+        "short clips placed in noise": len(replaced),
+        "augmented copies": len(copy_labels),
+    }
     if recipe.hard_negatives and UNKNOWN in fs.classes:
-        waves, found = hard_negatives(data_dir, rate, recipe.fsdd_negatives, recipe.esc_cuts_per_clip, rng,
-                                      exclude=dataset.name)
+        waves, found = hard_negatives(
+            data_dir, rate, recipe.fsdd_negatives, recipe.esc_cuts_per_clip, rng, exclude=dataset.name
+        )
         notes += found
         negatives = _Featurizer(fs, progress)
         for wave in waves:
@@ -225,4 +237,3 @@ def recipe_training_set(dataset: AudioDataset, fs: FeatureSet, recipe: Recipe,
     elif recipe.quiet_silence > 0:
         notes.append("no quiet silence: the dataset has no '_silence_' class")
     return RecipeSet(np.concatenate(xs), np.concatenate(ys), counts, notes)
-

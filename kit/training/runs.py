@@ -3,6 +3,7 @@
 Why atomic: benchmark scripts and reports read run folders while other runs are still writing;
 a rename-into-place write means a reader sees either the old file or the complete new one.
 """
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ not always probability vectors (kernel-regression targets can be negative or unn
 that already are distributions are used as-is; any other row is mapped through a softmax, so the
 loss stays a proper cross-entropy between distributions.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,9 @@ def prepare_targets(y: np.ndarray | torch.Tensor, n_samples: int, n_classes: int
     return torch.where(is_distribution[:, None], soft, torch.softmax(soft, dim=1))
 
 
-def classification_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0,
-                        class_weight: torch.Tensor | None = None) -> torch.Tensor:
+def classification_loss(
+    logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0, class_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy for index targets, soft cross-entropy -sum(t * log p) for (N, K) targets;
     ``class_weight`` (K,) weights each clip by its (argmax) class, normalised by the batch's weights."""
     if targets.ndim == 1:

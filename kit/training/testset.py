@@ -6,6 +6,7 @@ fairly means rebuilding exactly that test split, extracting features with the co
 configuration and normalising with the coreset's statistics, never with statistics refitted on
 some other subset. Only test clips are decoded (through the feature cache), not the train split.
 """
+
 from __future__ import annotations
 
 import os
@@ -75,7 +76,12 @@ def load_test_split(
     """
     reference = dataset or dataset_reference(source)
     recorded_dir = source.get("data_dir")
-    if data_dir is None and not os.environ.get("KIT_DATA_DIR") and isinstance(recorded_dir, str) and Path(recorded_dir).is_dir():
+    if (
+        data_dir is None
+        and not os.environ.get("KIT_DATA_DIR")
+        and isinstance(recorded_dir, str)
+        and Path(recorded_dir).is_dir()
+    ):
         data_dir = recorded_dir  # where the coreset's data was read from, when nothing else is given
     options = {key: source[key] for key in _LOADER_OPTIONS if key in source}
     audio = load_dataset(reference, data_dir, **options)

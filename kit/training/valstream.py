@@ -12,6 +12,7 @@ the recipe's hard negatives (FSDD training takes, ESC-10 training folds).
 Layout: a noise bed (random training-noise pieces at random levels) with events placed one
 after another after random gaps, as in the benchmark's keyword and negatives-only streams.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,16 +53,28 @@ class ValidationStream:
         return len(self.audio) / float(self.rate)
 
 
-def _sources(meta: dict[str, Any], data_dir: str | os.PathLike | None, keywords: list[str], per_keyword: int,
-             n_negatives: int, rate: int, rng: np.random.Generator
-             ) -> tuple[list[tuple[str, np.ndarray]], list[np.ndarray]]:
+def _sources(
+    meta: dict[str, Any],
+    data_dir: str | os.PathLike | None,
+    keywords: list[str],
+    per_keyword: int,
+    n_negatives: int,
+    rate: int,
+    rng: np.random.Generator,
+) -> tuple[list[tuple[str, np.ndarray]], list[np.ndarray]]:
     """(keyword label, waveform) pairs and negative waveforms, all from training material."""
     source = meta.get("source") or {}
     name = source.get("dataset_path")
     if not name:
         raise KitError("validation stream: the model does not record its dataset (train it with `kit train`)")
-    audio = load_dataset(name, data_dir, split=source.get("split", "official"), task=source.get("task", "kws10"),
-                         test_fold=source.get("test_fold", 5), extra_train=source.get("extra_train", ()))
+    audio = load_dataset(
+        name,
+        data_dir,
+        split=source.get("split", "official"),
+        task=source.get("task", "kws10"),
+        test_fold=source.get("test_fold", 5),
+        extra_train=source.get("extra_train", ()),
+    )
     train = audio.clips_in("train")
     words: list[tuple[str, np.ndarray]] = []
     negatives: list[np.ndarray] = []
@@ -82,13 +95,22 @@ def _sources(meta: dict[str, Any], data_dir: str | os.PathLike | None, keywords:
     return words, negatives
 
 
-def build_validation_stream(meta: dict[str, Any], keywords: list[str], data_dir: str | os.PathLike | None = None, *,
-                            minutes: float = 20.0, per_keyword: int = 40, n_negatives: int = 200,
-                            negative_rate: float = 0.2, negatives_only_share: float = 0.45,
-                            negatives_only_rate: float = 0.6, gap_s: tuple[float, float] = (1.2, 3.0),
-                            gain_db: tuple[float, float] = (-6.0, 0.0),
-                            noise_dbfs: tuple[float, float] = (-50.0, -35.0),
-                            seed: int = 0) -> ValidationStream:
+def build_validation_stream(
+    meta: dict[str, Any],
+    keywords: list[str],
+    data_dir: str | os.PathLike | None = None,
+    *,
+    minutes: float = 20.0,
+    per_keyword: int = 40,
+    n_negatives: int = 200,
+    negative_rate: float = 0.2,
+    negatives_only_share: float = 0.45,
+    negatives_only_rate: float = 0.6,
+    gap_s: tuple[float, float] = (1.2, 3.0),
+    gain_db: tuple[float, float] = (-6.0, 0.0),
+    noise_dbfs: tuple[float, float] = (-50.0, -35.0),
+    seed: int = 0,
+) -> ValidationStream:
     """``minutes`` of stream at the model's sample rate (see the module docstring); deterministic in ``seed``.
 
     The layout follows the benchmark's held-out streams (``bench.streaming.build_streams``), with

@@ -6,6 +6,7 @@ domain, before the log of the front-end, and a word shorter than the window (the
 digital silence that no microphone ever hears. Levels are dB; SNR is the word's active RMS
 (its loudest 30 % of 20-ms frames) over the noise RMS, so a quiet tail does not count as signal.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ def active_rms(y: np.ndarray, rate: int) -> float:
     if n == 0:
         return rms(y)
     energy = np.mean(np.square(y[: n * frame].reshape(n, frame), dtype=np.float64), axis=1)
-    top = np.sort(energy)[-max(1, int(np.ceil(ACTIVE_FRACTION * n))):]
+    top = np.sort(energy)[-max(1, int(np.ceil(ACTIVE_FRACTION * n))) :]
     return float(np.sqrt(top.mean()))
 
 
