@@ -500,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         proc = subprocess.run(
             [sys.executable, "-m", "bench", "--cell", json.dumps(spec)], capture_output=True, text=True, env=env
         )
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("CELL-RESULT ")), None)
+        line = next((out for out in proc.stdout.splitlines() if out.startswith("CELL-RESULT ")), None)
         if proc.returncode != 0 or line is None:
             raise RuntimeError(f"cell {spec['key']} failed:\n{proc.stderr[-3000:]}")
         result = json.loads(line[len("CELL-RESULT ") :])

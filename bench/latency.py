@@ -303,7 +303,7 @@ def measure(args: argparse.Namespace, prepared: dict[str, Any], log: Callable[[s
             for name, blob in sorted(bundle.models.items()):
                 model = bundle.open_model(name, threads=1)
                 log(f"{label} {name}: {args.n_infer} single-window calls")
-                timings = summarize_ms(time_calls(lambda: model.predict(x), args.n_infer))
+                timings = summarize_ms(time_calls(lambda: model.predict(x), args.n_infer))  # noqa: B023 (called here)
                 report = model_report(blob, fmt=fmt)
                 out["models"].append(
                     {

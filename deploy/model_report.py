@@ -106,7 +106,7 @@ def tflite_report(data: bytes, name: str = "<tflite>") -> ModelReport:
             if s == 0:
 
                 def describe(index: int) -> dict[str, Any]:
-                    tensor = graph.Tensors(index)
+                    tensor = graph.Tensors(index)  # noqa: B023 (used within this iteration only)
                     entry: dict[str, Any] = {
                         "name": (tensor.Name() or b"").decode(),
                         "shape": [int(v) for v in tensor.ShapeAsNumpy()] if tensor.ShapeLength() else [],

@@ -142,7 +142,7 @@ class Distiller(ABC):
             specs[name].check(self.method, name, value)
         self._check_params()
 
-    def _check_params(self) -> None:
+    def _check_params(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Checks across parameters, after the declared ones passed (one-line KitErrors)."""
 
     @classmethod

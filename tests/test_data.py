@@ -216,7 +216,7 @@ def test_csv_manifest_split_fold_and_group_columns(tone_tree, tmp_path):
     splits = ["test" if f.stem.endswith(("_0", "_1")) else "train" for f in files]
     ds = load_dataset(
         _write_manifest(
-            tone_tree / "split.csv", ["path", "label", "split"], [[r, l, s] for r, l, s in zip(rel, labels, splits)]
+            tone_tree / "split.csv", ["path", "label", "split"], [[r, lab, s] for r, lab, s in zip(rel, labels, splits)]
         )
     )
     assert ds.classes == ["high", "low", "mid"]
@@ -226,7 +226,7 @@ def test_csv_manifest_split_fold_and_group_columns(tone_tree, tmp_path):
     folds = [str(1 + i % 4) for i in range(len(files))]
     ds = load_dataset(
         _write_manifest(
-            tone_tree / "fold.csv", ["path", "label", "fold"], [[r, l, f] for r, l, f in zip(rel, labels, folds)]
+            tone_tree / "fold.csv", ["path", "label", "fold"], [[r, lab, f] for r, lab, f in zip(rel, labels, folds)]
         ),
         test_fold=2,
     )
@@ -235,7 +235,7 @@ def test_csv_manifest_split_fold_and_group_columns(tone_tree, tmp_path):
     groups = [f.stem.split("_")[0] for f in files]
     ds = load_dataset(
         _write_manifest(
-            tone_tree / "group.csv", ["path", "label", "group"], [[r, l, g] for r, l, g in zip(rel, labels, groups)]
+            tone_tree / "group.csv", ["path", "label", "group"], [[r, lab, g] for r, lab, g in zip(rel, labels, groups)]
         )
     )
     assert groups_in_both(ds) == set() and len({c.group for c in ds.clips_in("test")}) == 1
@@ -244,7 +244,7 @@ def test_csv_manifest_split_fold_and_group_columns(tone_tree, tmp_path):
     sub = tmp_path / "lists"
     sub.mkdir()
     ds = load_dataset(
-        _write_manifest(sub / "up.csv", ["path", "label"], [[f"../tones/{r}", l] for r, l in zip(rel, labels)])
+        _write_manifest(sub / "up.csv", ["path", "label"], [[f"../tones/{r}", lab] for r, lab in zip(rel, labels)])
     )
     assert len(ds.clips) == 24 and {c.split for c in ds.clips} == {"train", "test"}
 

@@ -149,7 +149,7 @@ def test_dir_target_has_everything_and_checksums_match(bundle_path: Path, dir_de
     ).read_bytes() == bundle_path.read_bytes()  # its default model fits: copied verbatim
     assert manifest["model"] == source.default_model == "model.int8.onnx" and manifest["runtime"] == "onnx"
     pins = pinned_versions(CONSTRAINTS)
-    lines = [l for l in (dir_deployment / "requirements.txt").read_text().splitlines() if l and not l.startswith("#")]
+    lines = [line for line in (dir_deployment / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
     assert lines == [
         f"numpy=={pins['numpy']}",
         f"onnxruntime=={pins['onnxruntime']}",

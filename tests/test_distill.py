@@ -88,7 +88,7 @@ def test_herding_matches_the_mean_better_than_random(fsdd, embedding):
     random_errs = []
     for seed in range(3):
         rnd = RandomSelector(ipc=5, seed=seed).fit(fsdd.x_train, fsdd.y_train)
-        random_errs.append(_per_class(fsdd, lambda c: rnd.indices_[rnd.labels_ == c], mean_error, embedding))
+        random_errs.append(_per_class(fsdd, lambda c: rnd.indices_[rnd.labels_ == c], mean_error, embedding))  # noqa: B023
     assert herd_err < 0.8 * min(random_errs), (herd_err, random_errs)
 
 
@@ -99,7 +99,7 @@ def test_kcenter_covers_better_than_random(fsdd, embedding):
     random_radii = []
     for seed in range(3):
         rnd = RandomSelector(ipc=5, seed=seed).fit(fsdd.x_train, fsdd.y_train)
-        random_radii.append(_per_class(fsdd, lambda c: rnd.indices_[rnd.labels_ == c], coverage_radius, embedding))
+        random_radii.append(_per_class(fsdd, lambda c: rnd.indices_[rnd.labels_ == c], coverage_radius, embedding))  # noqa: B023
     assert kc_radius < min(random_radii), (kc_radius, random_radii)
 
 

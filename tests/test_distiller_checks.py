@@ -302,7 +302,7 @@ def test_help_lists_every_method_parameter_from_the_declarations():
     result = CliRunner().invoke(app, ["distill", "--help"], terminal_width=400)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    for method, cls in METHODS.items():
+    for cls in METHODS.values():
         for name, spec in cls.param_specs().items():
             if name in ("ipc", "seed"):
                 continue

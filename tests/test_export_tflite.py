@@ -135,7 +135,7 @@ def test_corrupt_or_missing_tflite_files_give_one_line_errors(d, tmp_path: Path)
     for name, blob in cases.items():
         path = tmp_path / name
         path.write_bytes(blob)
-        _one_line_kit_error(lambda: TfliteModel(path), name)
+        _one_line_kit_error(lambda: TfliteModel(path), name)  # noqa: B023 (called here)
     # Metadata edited into invalid JSON (same length, so the flatbuffer stays valid).
     start = data.index(b'{"kit.')
     tampered = tmp_path / "tampered.tflite"

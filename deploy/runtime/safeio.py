@@ -325,7 +325,7 @@ def atomic_write_files(
                 for _, real, _ in sorted(plan, key=lambda item: str(item[1])):
                     if os.path.realpath(real) not in held_real:
                         stack.enter_context(file_lock(real, option))
-            for (given, real, _), tmp in zip(plan, temps):
+            for (_, real, _), tmp in zip(plan, temps):
                 resolve_output(real, option)  # re-check: something may have appeared at the path meanwhile
                 os.replace(tmp, real)
             for folder in dict.fromkeys(real.parent for _, real, _ in plan):
