@@ -102,9 +102,12 @@ def markdown(results: dict[str, Any], extra: list[dict[str, Any]], meta: dict[st
         f"load average at start {meta['load_start']}, at end {meta['load_end']}; wall {meta['wall_s']:.0f} s.",
         "",
         f"ConvNet test accuracy in %, mean ± std over seeds {settings['seeds']}; {results['n_pool']} training clips. "
-        f"Acquisition: class-balanced seed set of {settings['initial']}/class, labelled set x{settings['growth']:g} per round, "
-        f"MC dropout p={settings['dropout']} with T={settings['mc_passes']} passes, acquisition model retrained per round "
-        f"({settings['acquisition_train']['max_samples']} training samples). Every subset, coreset and the full data is "
+        f"Acquisition: class-balanced seed set of {settings['initial']}/class, "
+        f"labelled set x{settings['growth']:g} per round, "
+        f"MC dropout p={settings['dropout']} with T={settings['mc_passes']} passes, "
+        "acquisition model retrained per round "
+        f"({settings['acquisition_train']['max_samples']} training samples). Every subset, "
+        "coreset and the full data is "
         f"scored with the same ConvNet ({settings['eval_train']['max_samples']} training samples; full data "
         f"{settings['full_max_samples']}). † rows come from bench/results/distill.json (same ConvNet, 16 000 training "
         "samples, seeds 0,1,2, the whole training split; its full-data row trained on 60 000 samples).",

@@ -290,7 +290,8 @@ def markdown(cells: dict[str, dict], machine: dict) -> str:
             lines.append("\n" + budget_note([c for c in cells.values() if c["dataset"] == dataset], ipcs))
     if any(_old_batch(c) for c in cells.values() if c["method"] != "full"):
         lines.append(
-            f"\n† measured before the batch rule (`TrainConfig(batch_size=None)`): trained at batch 256, i.e. 63 optimiser steps "
+            "\n† measured before the batch rule (`TrainConfig(batch_size=None)`): trained at batch 256, i.e. "
+            "63 optimiser steps "
             f"on the 16 000-sample budget; coresets of more than {FULL_BATCH_UP_TO} clips now train at batch "
             f"{LARGE_SET_BATCH}. Re-run with `--force` to replace."
         )

@@ -341,12 +341,14 @@ def markdown(results: dict) -> str:
         f"Base task: {', '.join(results['base_classes'])} ({config['base_task']}); ConvNet width {config['width']}, "
         f"{config['max_samples']} samples, batch {config['batch_size']}, one torch thread; base test accuracy "
         + ", ".join(f"{100 * b['base_test_accuracy']:.1f} %" for b in bases)
-        + f" (seeds {', '.join(str(b['seed']) for b in bases)}). Replay: {config['coreset']} coreset, {config['ipc']}/class, "
+        + f" (seeds {', '.join(str(b['seed']) for b in bases)}). Replay: {config['coreset']} coreset, "
+        f"{config['ipc']}/class, "
         f"stored int8 in the bundle. New words: {', '.join(config['words'])}; each seed picks the fine-tune speakers, "
         "the word's clips of every other speaker test it.\n",
         "Fine-tune defaults: softmax head warm-started from the bundle head, old rows pulled towards it "
         f"(l2 = {config['l2']}), new row weight decay {config['l2_new']}, balanced class weights with the new word "
-        f"weighted {config.get('few_shot_clips', 0):g} / its clips (at most replay per class / 10, at least 1) × an old "
+        f"weighted {config.get('few_shot_clips', 0):g} / its clips (at most replay per class / 10, "
+        "at least 1) × an old "
         "class, circular time "
         f"shifts {config['shifts']} frames on the new clips (copies weigh as much as the originals together). "
         "Accuracies in %, mean ± std over seeds × words; old-class accuracy predicts over all classes "
@@ -391,7 +393,8 @@ def markdown(results: dict) -> str:
         "new word relative to an old class instead of the default rule (`new_weight=1`: plain class balance, the "
         "default before); "
         "`no_shift` = no time-shift augmentation; `l2_new=…` = another weight decay on the new row; `mlp` = "
-        "one-hidden-layer MLP head (64 units, not storable in a bundle) instead of softmax regression. Only `replay` and `no_replay` went through `add_keyword` end to end (wall time = WAV reading, "
+        "one-hidden-layer MLP head (64 units, not storable in a bundle) instead of softmax regression. "
+        "Only `replay` and `no_replay` went through `add_keyword` end to end (wall time = WAV reading, "
         "front-end, embedding of replay + clips, head fit); the ablations reuse `fit_head` on the same clips.\n",
         "## New-word accuracy per word (replay)\n",
     ]
@@ -423,7 +426,8 @@ def markdown(results: dict) -> str:
     timing = results.get("timing_large_replay")
     if timing:
         lines += [
-            f"Wall time with a larger replay memory ({timing['replay_per_class']}/class = {timing['n_replay']} samples, "
+            "Wall time with a larger replay memory "
+            f"({timing['replay_per_class']}/class = {timing['n_replay']} samples, "
             f"{timing['n_classes']} classes, {timing['clips']} new clips, one core): "
             + ", ".join(f"{t:.2f}" for t in timing["seconds"])
             + " s.",

@@ -328,7 +328,8 @@ def measure(args: argparse.Namespace, prepared: dict[str, Any], log: Callable[[s
         for fmt, bundle_path in arch["bundles"].items():
             for name in sorted(Bundle.load(bundle_path).models):
                 log(
-                    f"{label} {name}: streaming {prepared['stream']['summary']['duration_s'] / 60:.1f} min in a device-only process"
+                    f"{label} {name}: streaming {prepared['stream']['summary']['duration_s'] / 60:.1f} min in a "
+                    "device-only process"
                 )
                 out["rtf"].append({"arch": label, "format": fmt, **run_child(bundle_path, name, wav, args.chunk_ms)})
     return out
@@ -370,8 +371,10 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Latency benchmark: one CPU thread",
         "",
-        f"`{result['command']}` — seed {result['config']['seed']}, {result['finished']}. Machine: {result['machine']['cpu']}, "
-        f"{result['machine']['cores']} cores shared with other work (load average {result['load_average_start']} at start, "
+        f"`{result['command']}` — seed {result['config']['seed']}, {result['finished']}. Machine: "
+        f"{result['machine']['cpu']}, "
+        f"{result['machine']['cores']} cores shared with other work "
+        f"(load average {result['load_average_start']} at start, "
         f"{result['load_average_end']} at the end): medians are the figure to read, p90 shows the contention.",
         "",
         f"Front-end per 1-s window ({m['front_end']['what']}): median {m['front_end']['median_ms']:.2f} ms, "
@@ -417,7 +420,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"- int8 ≤ {TARGET_INT8_MS:g} ms per 1-s window (median): {verdict(t['int8_per_window_le_1ms'])}",
         f"- RTF ≤ {TARGET_RTF:g} (wall, whole device path incl. front-end): {verdict(t['rtf_le_0.05'])}",
         f"- int8 model ≤ 64 KB: {verdict(t['int8_model_le_64KB'])}",
-        f"- device process free of torch/kit/librosa/...: {'yes' if t['device_process_imports_only_runtime'] else 'NO'}",
+        "- device process free of torch/kit/librosa/...: "
+        f"{'yes' if t['device_process_imports_only_runtime'] else 'NO'}",
         "",
         # "dscnn" is in results written while DS-CNN was not in the model zoo yet
         f"Models: {result['models_note']}." + (f" DS-CNN: {result['dscnn']}." if "dscnn" in result else ""),

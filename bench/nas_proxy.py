@@ -7,7 +7,8 @@ training) and the full training data stopped early (2 000 clips seen), ground tr
 data with 30 000 clips seen (~11 epochs). That is 72 x (4 x 2 000 + 30 000) = 2.7 M clips seen:
 about 1.5 h on one free core (~500 clips/s for width 32-64), longer on shared cores.
 ``--grid medium --proxy-samples 1500 --early-samples 1500 --truth-samples 8000`` is the 48-variant
-setting measured on shared cores (~30 minutes with a 280-s DM distillation). Every cell is resumable (the run folder, ``--run-dir``), and
+setting measured on shared cores (~30 minutes with a 280-s DM distillation). Every cell is resumable
+(the run folder, ``--run-dir``), and
 the results go to ``bench/results/nas_proxy.{json,md,png}`` (the setting used is in the JSON and
 the Markdown, with the machine).
 """

@@ -193,7 +193,8 @@ def markdown(record: dict[str, Any]) -> str:
             lines.append(f"- {key}: " + ", ".join(f"{op} x{n}" for op, n in r["ops"].items()))
     lines += [
         "",
-        f"Machine: {record['machine']['cpu']}, {record['machine']['cores']} cores (shared; latency comparable within this table only).",
+        f"Machine: {record['machine']['cpu']}, {record['machine']['cores']} cores (shared; "
+        "latency comparable within this table only).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -670,10 +670,12 @@ def markdown(result: dict[str, Any], png_name: str = "streaming.png") -> str:
         "",
         f"Detector: window {det['window_s']} s, hop {det['hop_s']} s, average {det['average_window_s']} s, "
         f"minimum count {det['minimum_count']}, suppression {det['suppression_s']} s; threshold swept over "
-        f"{', '.join(str(t) for t in cfg['thresholds'])}. A detection is correct within [start, end + {cfg['tolerance_s']} s] "
+        f"{', '.join(str(t) for t in cfg['thresholds'])}. A detection is correct within [start, "
+        f"end + {cfg['tolerance_s']} s] "
         "of a keyword with its label; FA/h pools both streams.",
         "",
-        f"Operating point = lowest FRR with ≤ {cfg['max_fa_per_hour']:g} FA/h. Target (full-data model): ≤ {cfg['max_fa_per_hour']:g} FA/h "
+        f"Operating point = lowest FRR with ≤ {cfg['max_fa_per_hour']:g} FA/h. Target (full-data model): "
+        f"≤ {cfg['max_fa_per_hour']:g} FA/h "
         f"at ≤ {100 * cfg['target_frr']:.0f} % FRR.",
         "",
         markdown_table(
@@ -719,7 +721,8 @@ def markdown(result: dict[str, Any], png_name: str = "streaming.png") -> str:
         lines += [
             "",
             f'"full + stream training" ({", ".join(cfg.get("stream_archs", []))}; {cfg.get("stream_epochs")} epochs) '
-            f"learnt from training material only ({counts}): stream-like copies shifted by up to {st.get('max_shift_s')} s, "
+            f"learnt from training material only ({counts}): "
+            f"stream-like copies shifted by up to {st.get('max_shift_s')} s, "
             f"gain {_range(st.get('keyword_gain_db'))} dB, over the training part of the background noise at "
             f"{_range(st.get('noise_dbfs'))} dBFS; "
             "FSDD training digits and ESC-10 training-fold cuts as _unknown_; quiet noise windows as _silence_ "

@@ -86,7 +86,8 @@ def head_check(
     embedding, logits = np.asarray(out["embedding"], np.float64), np.asarray(out["logits"], np.float64)
     if embedding.shape != (len(x), weight.shape[1]):
         raise KitError(
-            f"exported {name} gives embeddings of shape {embedding.shape}, the head expects {weight.shape[1]} dimensions"
+            f"exported {name} gives embeddings of shape {embedding.shape}, "
+            f"the head expects {weight.shape[1]} dimensions"
         )
     head_logits = embedding @ weight.T.astype(np.float64) + bias.astype(np.float64)
     scale = max(1.0, float(np.abs(reference).max()))

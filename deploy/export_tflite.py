@@ -223,7 +223,8 @@ def _check_calibration(calibration: Any, in_shape: tuple[int, ...]) -> np.ndarra
     x = np.asarray(calibration, dtype=np.float32)
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(in_shape) or len(x) == 0:
         raise KitError(
-            f"calibration features have shape {x.shape}; the model needs (N, {', '.join(map(str, in_shape))}) with N >= 1"
+            f"calibration features have shape {x.shape}; the model needs (N, "
+            f"{', '.join(map(str, in_shape))}) with N >= 1"
         )
     if not np.isfinite(x).all():
         raise KitError("calibration features contain NaN or infinite values")
@@ -277,7 +278,10 @@ def export_tflite(
         props["kit.quantization"] = json.dumps(
             {
                 "type": "int8",
-                "scheme": "full-integer: int8 weights (per-channel, symmetric), int8 activations (per-tensor, asymmetric), int8 input/outputs",
+                "scheme": (
+                    "full-integer: int8 weights (per-channel, symmetric), int8 activations (per-tensor, asymmetric), "
+                    "int8 input/outputs"
+                ),
                 "tool": "ai-edge-quantizer static_wi8_ai8, global min/max calibration",
                 "calibration_samples": int(len(x_cal)),
                 **quantization_params(data),

@@ -101,7 +101,8 @@ def choose_model(bundle: Bundle, bundle_path: Path, target: str, runtime: str | 
     if target == "android":
         if runtime not in (None, "tflite"):
             raise KitError(
-                f"--runtime {runtime}: the android target ships model.tflite, use --runtime tflite (or --target rpi|dir)"
+                f"--runtime {runtime}: the android target ships model.tflite, use --runtime tflite "
+                "(or --target rpi|dir)"
             )
         tflite = [n for n in names if model_format(n) == "tflite"]
         if not tflite:
@@ -178,7 +179,8 @@ def _tflite_io(model_bytes: bytes, roles: dict[str, np.ndarray], probe_x: np.nda
         from ai_edge_litert.interpreter import Interpreter  # lazy: optional, guarded by try
     except ImportError:
         raise KitError(
-            "ai-edge-litert is not installed on this machine; it is needed to describe model.tflite (pip install ai-edge-litert)"
+            "ai-edge-litert is not installed on this machine; it is needed to describe model.tflite "
+            "(pip install ai-edge-litert)"
         ) from None
     interpreter = Interpreter(model_content=model_bytes)
     interpreter.allocate_tensors()
@@ -280,7 +282,9 @@ def frontend_description(bundle: Bundle, model_name: str, classifier: BundleClas
             "n_frames": config.n_frames,
             "pad_left": n_fft // 2,
             "frame": "frame t = padded[t*hop : t*hop + n_fft] * window, padded = pad_left zeros + clip + zeros",
-            "window": "periodic Hann of win_length samples, centred in n_fft ((n_fft - win_length) // 2 zeros on the left)",
+            "window": (
+                "periodic Hann of win_length samples, centred in n_fft ((n_fft - win_length) // 2 zeros on the left)"
+            ),
             "window_values": _rounded(window, 9),
         },
         "spectrum": {"kind": "power", "formula": "|rfft(frame, n_fft)|^2", "n_bins": n_fft // 2 + 1},
@@ -387,7 +391,8 @@ def _smoke_test(root: Path) -> None:
     """
     code = (
         "import runpy, sys; sys.path.insert(0, sys.argv[1]); sys.modules['deploy'] = None; sys.modules['kit'] = None; "
-        f"sys.argv = ['{RUNTIME_PACKAGE}', 'info', 'bundle.kit']; runpy.run_module('{RUNTIME_PACKAGE}', run_name='__main__')"
+        f"sys.argv = ['{RUNTIME_PACKAGE}', 'info', 'bundle.kit']; runpy.run_module('{RUNTIME_PACKAGE}', "
+        "run_name='__main__')"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
@@ -626,7 +631,8 @@ def deploy(
         state = probe(shared)
         if state.existing == "foreign":
             raise KitError(
-                f"{spec.display(state.path)}: exists and is not a kit deployment; refusing to overwrite it (choose another --to)"
+                f"{spec.display(state.path)}: exists and is not a kit deployment; refusing to overwrite it "
+                "(choose another --to)"
             )
         staging = Path(tmp) / "deployment"
         staging.mkdir(mode=0o755)

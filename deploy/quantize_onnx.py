@@ -141,7 +141,8 @@ def quantize_onnx(
     in_shape = json.loads(props["kit.in_shape"]) if "kit.in_shape" in props else list(x.shape[1:])
     if x.ndim != 4 or list(x.shape[1:]) != list(in_shape) or len(x) == 0:
         raise KitError(
-            f"calibration features have shape {x.shape}; {source.name} needs (N, {', '.join(map(str, in_shape))}) with N >= 1"
+            f"calibration features have shape {x.shape}; {source.name} needs (N, "
+            f"{', '.join(map(str, in_shape))}) with N >= 1"
         )
     if not np.isfinite(x).all():
         raise KitError("calibration features contain NaN or infinite values")

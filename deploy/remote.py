@@ -242,7 +242,8 @@ def copy_folder(
     state = state or probe(spec)
     if state.existing == "foreign":
         raise KitError(
-            f"{spec.display(state.path)}: exists and is not a kit deployment; refusing to overwrite it (choose another --to)"
+            f"{spec.display(state.path)}: exists and is not a kit deployment; refusing to overwrite it "
+            "(choose another --to)"
         )
     local_rsync = shutil.which("rsync") is not None
     if transfer == "rsync" and not local_rsync:

@@ -86,7 +86,8 @@ def frontend_source(
         "  .window = window, .twiddle_cos = twiddle_cos, .twiddle_sin = twiddle_sin,",
         "  .mel_start = mel_start, .mel_length = mel_length, .mel_weights = mel_weights, .dct = dct,",
         "  .norm_mean = norm_mean, .norm_std = norm_std,",
-        f"  .input_scale = {float(input_scale)!r}f, .input_zero_point = {int(input_zero_point)}, .input_index = input_index,",
+        f"  .input_scale = {float(input_scale)!r}f, .input_zero_point = {int(input_zero_point)}, "
+        ".input_index = input_index,",
         "};",
         "",
     ]

@@ -87,7 +87,8 @@ def load_audio(
             if start:
                 if handle.frames and start >= handle.frames:
                     raise KitError(
-                        f"{path}: offset {offset_s:.3f} s lies beyond the end of the file ({handle.frames / rate:.3f} s)"
+                        f"{path}: offset {offset_s:.3f} s lies beyond the end of the file "
+                        f"({handle.frames / rate:.3f} s)"
                     )
                 handle.seek(start)
             frames = -1 if duration_s is None else int(round(duration_s * rate))

@@ -63,7 +63,8 @@ def _root(
 
 
 # Each module defines ``register(app)``; the order here is the order in --help. Command modules import their
-# torch-side libraries inside the command, so ``kit --help`` and the numpy-only commands start in a fraction of a second.
+# torch-side libraries inside the command, so ``kit --help`` and the numpy-only commands start in a fraction of
+# a second.
 COMMAND_MODULES = (
     demo,
     data,

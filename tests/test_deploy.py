@@ -149,7 +149,11 @@ def test_dir_target_has_everything_and_checksums_match(bundle_path: Path, dir_de
     ).read_bytes() == bundle_path.read_bytes()  # its default model fits: copied verbatim
     assert manifest["model"] == source.default_model == "model.int8.onnx" and manifest["runtime"] == "onnx"
     pins = pinned_versions(CONSTRAINTS)
-    lines = [line for line in (dir_deployment / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    lines = [
+        line
+        for line in (dir_deployment / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert lines == [
         f"numpy=={pins['numpy']}",
         f"onnxruntime=={pins['onnxruntime']}",
@@ -390,7 +394,8 @@ def sshd(tmp_path_factory):
     config.write_text(
         f"ListenAddress 127.0.0.1\nHostKey {root / 'host_key'}\nAuthorizedKeysFile {root / 'authorized_keys'}\n"
         f"PidFile {root / 'sshd.pid'}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nPermitUserEnvironment yes\n"
+        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin "
+        "prohibit-password\nPermitUserEnvironment yes\n"
         "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
     )
     if os.geteuid() == 0:

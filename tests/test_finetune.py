@@ -294,7 +294,8 @@ def test_personalize_adapts_the_head_to_one_speaker(fsdd_base, bundle_path) -> N
 
     before, after = speaker_accuracy(base), speaker_accuracy(tuned)
     print(
-        f"speaker {speaker}: {before:.3f} -> {after:.3f}; all speakers {old_accuracy(base, fs):.3f} -> {old_accuracy(tuned, fs):.3f}"
+        f"speaker {speaker}: {before:.3f} -> {after:.3f}; "
+        f"all speakers {old_accuracy(base, fs):.3f} -> {old_accuracy(tuned, fs):.3f}"
     )
     assert after >= before - 0.02
     assert old_accuracy(tuned, fs) >= old_accuracy(base, fs) - MAX_OLD_DROP

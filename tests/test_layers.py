@@ -119,3 +119,15 @@ def test_kit_help_loads_no_heavy_back_end() -> None:
     assert "Usage" in proc.stdout
     loaded = set(proc.stdout.rsplit("MODULES ", 1)[1].split())
     assert "kit" in loaded and not loaded & set(HELP_MUST_NOT_LOAD), sorted(loaded & set(HELP_MUST_NOT_LOAD))
+
+
+def test_the_tree_passes_ruff() -> None:
+    """``ruff check`` (pycodestyle, pyflakes, import order, bugbear; 120 columns) and ``ruff format --check``:
+    the configuration is in pyproject.toml, and a change that breaks either fails here, not in review."""
+    ruff = _tool("ruff")
+    check = subprocess.run([ruff, "check", "--no-cache", "."], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
+    fmt = subprocess.run(
+        [ruff, "format", "--check", "--no-cache", "."], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert fmt.returncode == 0, "run `ruff format .`:\n" + fmt.stdout[-4000:] + fmt.stderr[-2000:]

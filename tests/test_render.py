@@ -64,7 +64,8 @@ def dm_coreset(fsdd, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_inversion_mirrors_the_front_end(fsdd) -> None:
-    """mfcc -> mel power inverts the kit's dB/DCT exactly on the kept coefficients; librosa's mel filters are the kit's."""
+    """mfcc -> mel power inverts the kit's dB/DCT exactly on the kept coefficients; librosa's mel filters are the
+    kit's."""
     import librosa
 
     fs, _ = fsdd

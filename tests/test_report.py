@@ -1,4 +1,5 @@
-"""``kit report``: one self-contained, well-formed HTML page over real runs, a real coreset, a RunDir and a benchmark."""
+"""``kit report``: one self-contained, well-formed HTML page over real runs, a real coreset, a RunDir and a
+benchmark."""
 
 from __future__ import annotations
 

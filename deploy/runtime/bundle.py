@@ -147,7 +147,8 @@ class Bundle:
             model_format(name)
         if self.default_model not in self.models:
             raise KitError(
-                f"{where}: default model '{self.default_model}' is missing (bundle holds {', '.join(sorted(self.models))})"
+                f"{where}: default model '{self.default_model}' is missing "
+                f"(bundle holds {', '.join(sorted(self.models))})"
             )
         shape = tuple(self.feature_config.shape)
         for name, info in self.model_info.items():
@@ -246,7 +247,8 @@ class Bundle:
             raise KitError(f"{path}: not a valid bundle (no bundle schema version in its metadata)")
         if schema > BUNDLE_SCHEMA:
             raise KitError(
-                f"{path}: bundle schema version {schema} is newer than this runtime reads ({BUNDLE_SCHEMA}); update the runtime"
+                f"{path}: bundle schema version {schema} is newer than this runtime reads ({BUNDLE_SCHEMA}); "
+                "update the runtime"
             )
         try:
             classes = list(meta["classes"])

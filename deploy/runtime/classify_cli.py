@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     results = classifier.classify_waveform(y, rate, top_k=min(args.top_k, len(classifier.classes)))
     if args.json:
         print(
-            json.dumps({"clip": str(args.clip), "top": [{"label": name, "probability": round(p, 6)} for name, p in results]})
+            json.dumps(
+                {"clip": str(args.clip), "top": [{"label": name, "probability": round(p, 6)} for name, p in results]}
+            )
         )
         return 0
     width = max(len(label) for label, _ in results)

@@ -96,7 +96,8 @@ def require_same_space(
     if not same_front_end(want.feature_config, have.feature_config):
         raise KitError(
             f"{where}: {what}front-end ({have.feature_config.kind}, shape {have.feature_config.shape}) differs from "
-            f"{expected_name} ({want.feature_config.kind}, shape {want.feature_config.shape}); use features of one front-end"
+            f"{expected_name} ({want.feature_config.kind}, shape {want.feature_config.shape}); "
+            "use features of one front-end"
         )
     if normalizer and not same_normalizer(want.normalizer, have.normalizer):
         raise KitError(

@@ -70,7 +70,8 @@ class Coreset:
             raise KitError(f"coreset has {len(self.features)} samples but {len(self.labels)} labels")
         if tuple(self.features.shape[1:3]) != tuple(self.feature_config.shape[:2]):
             raise KitError(
-                f"coreset feature shape {self.features.shape[1:]} does not match its feature config {self.feature_config.shape}"
+                f"coreset feature shape {self.features.shape[1:]} does not match its feature config "
+                f"{self.feature_config.shape}"
             )
 
     @property

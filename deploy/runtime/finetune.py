@@ -163,7 +163,8 @@ def _replay(bundle: Bundle, replay: bool) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(bundle.replay_labels, dtype=np.int64)
     if len(x) == 0:
         raise KitError(
-            "bundle has no replay memory (coreset); fine-tune with --no-replay, accepting that old classes may be forgotten"
+            "bundle has no replay memory (coreset); fine-tune with --no-replay, "
+            "accepting that old classes may be forgotten"
         )
     return x, y
 

@@ -38,7 +38,8 @@ class _Reader:
         size = struct.calcsize(fmt)
         if pos < 0 or pos + size > len(self.data):
             raise KitError(
-                f"{self.name}: not a valid TFLite model (flatbuffer offset {pos} outside the file; truncated or corrupted)"
+                f"{self.name}: not a valid TFLite model (flatbuffer offset {pos} outside the file; "
+                "truncated or corrupted)"
             )
         return struct.unpack_from(fmt, self.data, pos)[0]
 

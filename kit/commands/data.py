@@ -156,7 +156,8 @@ def features(
     n_skipped = fs.source["n_skipped"]
     if n_skipped:
         console.print(
-            f"skipped {n_skipped} unreadable clip{'s' if n_skipped != 1 else ''}: {', '.join(fs.source['skipped'][:5])}",
+            f"skipped {n_skipped} unreadable clip{'s' if n_skipped != 1 else ''}: "
+            f"{', '.join(fs.source['skipped'][:5])}",
             highlight=False,
         )
 

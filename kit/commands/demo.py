@@ -49,7 +49,8 @@ def demo_command(
         "and streaming one held-out clip through it.",
     ),
 ) -> None:
-    """Distil DATASET to IPC samples per class, train a ConvNet on it, and print its test accuracy next to a random coreset."""
+    """Distil DATASET to IPC samples per class, train a ConvNet on it, and print its test accuracy next to a random
+    coreset."""
     check_output_dir(out, "--out", ("config.json", "metrics.json"))
     from kit.pipeline import distill_coreset, load_training_set, score_coreset  # lazy: pulls in soundfile
 

@@ -49,7 +49,9 @@ def deploy_command(
 ) -> None:
     """Build a self-contained folder (runtime, bundle, pinned requirements, run.sh) and copy it.
 
-    Remote copies use your ssh (keys only, no password prompts) and are atomic: the folder is verified on the host before it replaces an earlier deployment, whose .venv is kept. A folder that is not a kit deployment is never overwritten.
+    Remote copies use your ssh (keys only, no password prompts) and are atomic: the folder is verified on the
+    host before it replaces an earlier deployment, whose .venv is kept. A folder that is not a kit deployment is
+    never overwritten.
     """
     if target not in TARGETS:
         raise KitError(f"--target: '{target}' is not one of {', '.join(TARGETS)}")

@@ -348,7 +348,8 @@ def run_distill_job(job: dict[str, Any]) -> None:
     if group.distributed:
         extra += f", {group.world} processes"
     console.print(
-        f"wrote {out}: {job['method']}, {len(coreset.features)} samples ({job['ipc']} per class, {len(fs.classes)} classes) "
+        f"wrote {out}: {job['method']}, {len(coreset.features)} samples ({job['ipc']} per class, "
+        f"{len(fs.classes)} classes) "
         f"in {wall:.1f} s{extra}",
         highlight=False,
     )

@@ -47,7 +47,10 @@ def finetune_command(
     new_weight: float | None = typer.Option(
         None,
         "--new-weight",
-        help="Weight of a keyword learnt from your clips relative to an old class (default: 25 / its clips, at most replay per old class / 10, at least 1; lower it if old words get taken for the new one).",
+        help=(
+            "Weight of a keyword learnt from your clips relative to an old class (default: 25 / its clips, at most "
+            "replay per old class / 10, at least 1; lower it if old words get taken for the new one)."
+        ),
     ),
     no_shift: bool = typer.Option(False, "--no-shift", help="Do not augment the clips with time shifts."),
     remember: bool | None = typer.Option(

@@ -432,7 +432,8 @@ def eval_command(
         )
         return
     print(
-        f"{model_path.name}: accuracy {100 * result['accuracy']:.2f} % on {result['n']} test clips of {test.info['dataset']}"
+        f"{model_path.name}: accuracy {100 * result['accuracy']:.2f} % on {result['n']} test clips of "
+        f"{test.info['dataset']}"
     )
 
 

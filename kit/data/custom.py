@@ -85,7 +85,10 @@ def _split_without_column(
     if usable_groups(labels, groups):
         test_groups = held_out_groups([g for g in groups if g is not None], TEST_FRACTION, seed)
         sides = ["test" if g in test_groups else "train" for g in groups]
-        rule = f"held-out groups from '<group>_' file names: {len(test_groups)} of {len(set(groups))} groups ({sorted(test_groups)}) test, seed {seed}"
+        rule = (
+            f"held-out groups from '<group>_' file names: {len(test_groups)} of {len(set(groups))} groups "
+            f"({sorted(test_groups)}) test, seed {seed}"
+        )
         return sides, [g or "" for g in groups], rule
     names: dict[str, list[str]] = defaultdict(list)
     keys = [path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path) for path, _ in rows]

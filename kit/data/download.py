@@ -286,7 +286,8 @@ def install_archive(
         size = archive.stat().st_size
         if spec.size is not None and size != spec.size:
             raise KitError(
-                f"download of {spec.url} has {size} bytes, expected {spec.size} (truncated or changed upstream); nothing was installed"
+                f"download of {spec.url} has {size} bytes, expected {spec.size} (truncated or changed upstream); "
+                "nothing was installed"
             )
         if not (spec.sha256 or spec.md5):
             raise KitError(f"{spec.name}: no pinned checksum; refusing to extract an unverified download")

@@ -397,7 +397,8 @@ def _write_results(
     if "off_diagonal_mean_pct" in headline:
         parts.append(
             f"other networks {headline['off_diagonal_mean_pct']:.1f} % (best {headline['best_transfer']} "
-            f"{headline['best_transfer_pct']:.1f} %, worst {headline['worst_transfer']} {headline['worst_transfer_pct']:.1f} %)"
+            f"{headline['best_transfer_pct']:.1f} %, "
+            f"worst {headline['worst_transfer']} {headline['worst_transfer_pct']:.1f} %)"
         )
     run.summary = "; ".join(parts) + "."
     run.save()

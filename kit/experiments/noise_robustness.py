@@ -75,7 +75,9 @@ def measured_snr_db(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray | float:
 
 
 def parse_snrs(text: str) -> list[float | None]:
-    """``"clean,30,20,10,5,0"`` -> [None, 30.0, ...]; ``clean``/``inf`` mean no noise. Order kept, duplicates dropped."""
+    """``"clean,30,20,10,5,0"`` -> [None, 30.0, ...]; ``clean``/``inf`` mean no noise.
+
+    Order kept, duplicates dropped."""
     out: list[float | None] = []
     for part in filter(None, (p.strip().lower() for p in str(text).split(","))):
         if part in (CLEAN, "inf", "none"):
@@ -351,7 +353,8 @@ def run_noise_robustness(
         for i, (snr, m) in enumerate(zip(settings.snrs, measured))
     ]
     run.add_table(
-        f"ConvNet test accuracy (%, mean ± std over {len(settings.train_seeds)} seed(s)) with Gaussian noise on training "
+        f"ConvNet test accuracy (%, mean ± std over {len(settings.train_seeds)} seed(s)) "
+        "with Gaussian noise on training "
         f"and test audio ({real.info['n_test']} test clips, {len(coreset.features)} training clips)",
         ["SNR", "measured test SNR (dB)", VARIANTS["rendered"], VARIANTS["random_real"]],
         rows,
@@ -374,9 +377,11 @@ def run_noise_robustness(
         "n_test": real.info["n_test"],
     }
     run.summary = (
-        f"{len(coreset.features)} {coreset.method} samples rendered with {settings.n_iter} Griffin-Lim iterations vs as many "
+        f"{len(coreset.features)} {coreset.method} samples rendered with {settings.n_iter} Griffin-Lim "
+        "iterations vs as many "
         f"random real clips; at {snr_label(settings.snrs[worst])} the rendered coreset scores "
-        f"{100 * results['rendered'][worst]['mean']:.1f} % and the real clips {100 * results['random_real'][worst]['mean']:.1f} %."
+        f"{100 * results['rendered'][worst]['mean']:.1f} % and the real clips "
+        f"{100 * results['random_real'][worst]['mean']:.1f} %."
     )
     run.save()
     return run

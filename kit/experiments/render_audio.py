@@ -179,7 +179,8 @@ def run_render(
         for c, name in enumerate(channel_names(coreset.feature_config))
     ]
     run.add_table(
-        "Round trip: features re-extracted from the rendered audio vs the distilled features (normalised, mean over samples)",
+        "Round trip: features re-extracted from the rendered audio vs the distilled features (normalised, "
+        "mean over samples)",
         ["channel", "correlation", "relative error", "white-noise correlation", "white-noise relative error"],
         rows,
     )
@@ -229,7 +230,8 @@ def run_render(
             progress,
         )
         run.add_table(
-            f"ConvNet test accuracy (%, mean ± std over {len(settings.train_seeds)} seed(s), {test.info['n_test']} test clips)",
+            f"ConvNet test accuracy (%, mean ± std over {len(settings.train_seeds)} seed(s), "
+            f"{test.info['n_test']} test clips)",
             ["training data", "accuracy", "per seed"],
             [
                 [
@@ -262,7 +264,8 @@ def run_render(
             path.relative_to(run.path), f"#{i} '{rendered.labels[i]}' ({settings.n_iter} Griffin-Lim iterations)"
         )
     run.summary = (
-        f"Rendered {len(rendered.paths)} {coreset.method} samples to {coreset.feature_config.sample_rate} Hz audio with "
+        f"Rendered {len(rendered.paths)} {coreset.method} samples to "
+        f"{coreset.feature_config.sample_rate} Hz audio with "
         f"{settings.n_iter} Griffin-Lim iterations; re-extracted {channel_names(coreset.feature_config)[0]} correlates "
         f"{metrics['correlation'][0]:.3f} with the distilled maps (white noise: {floor['correlation'][0]:.3f})."
         + (

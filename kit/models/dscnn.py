@@ -2,7 +2,8 @@
 
 Why this network: it is the reference design for keyword spotting on microcontrollers (the
 paper's small model, 38.6 KB of memory and 5.4 M operations on 49 x 10 MFCC, fits Cortex-M
-memory; built here for that input it has 23 K parameters and 2.55 M MACs = 5.1 M operations), so it is the natural deployment target for a distilled coreset. Layout as in the paper
+memory; built here for that input it has 23 K parameters and 2.55 M MACs = 5.1 M operations), so it is
+the natural deployment target for a distilled coreset. Layout as in the paper
 and ARM's ML-KWS code: one ordinary convolution (kernel 10 frames x 4 coefficients, stride 2 on
 both axes), then ``blocks`` depthwise-separable blocks (3x3 depthwise conv -> norm -> ReLU ->
 1x1 pointwise conv -> norm -> ReLU), global average pooling and one linear layer.

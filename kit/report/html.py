@@ -23,13 +23,16 @@ from .tables import html_escape as _e
 from .tables import html_table
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+padding:0 1rem;color:#222}
 h1{font-size:1.6rem}h2{font-size:1.25rem;border-bottom:1px solid #ddd;padding-bottom:.3rem;margin-top:2.5rem}
 h3{font-size:1rem;margin-bottom:.3rem}.meta{color:#666;font-size:.85rem}
 table{border-collapse:collapse;margin:.5rem 0 1.2rem;font-size:.85rem}
 th,td{border:1px solid #ccc;padding:.25rem .55rem;text-align:left}th{background:#f3f3f3}
-tbody tr:nth-child(even){background:#fafafa}dl.facts{display:grid;grid-template-columns:max-content auto;gap:.15rem 1rem;font-size:.9rem}
-dl.facts dt{font-weight:600}dl.facts dd{margin:0}figure{margin:1rem 0}img{max-width:100%;height:auto;border:1px solid #eee}
+tbody tr:nth-child(even){background:#fafafa}
+dl.facts{display:grid;grid-template-columns:max-content auto;gap:.15rem 1rem;font-size:.9rem}
+dl.facts dt{font-weight:600}dl.facts dd{margin:0}figure{margin:1rem 0}
+img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:.85rem}.note{color:#8a5a00}nav ol{font-size:.9rem}
 """
 
