@@ -27,22 +27,7 @@ heavy packages it found loaded, as a check).
 
 from __future__ import annotations
 
-import io
 import os
-
-from rich.console import Console
-
-from bench.machine import machine_info
-from bench.stream_builder import StreamSpec, build_stream, load_material
-from deploy.bundle_builder import build_bundle
-from deploy.model_report import model_report
-from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
-from deploy.runtime.audio_input import PcmStreamSource
-from deploy.runtime.bundle import Bundle, BundleClassifier, model_precision
-from deploy.runtime.errors import KitError
-from deploy.runtime.features import extract_features
-from deploy.runtime.stream import StreamRecognizer
-from kit.report.tables import markdown_table
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core, as on the device (set before numpy loads)
@@ -131,6 +116,19 @@ def rtf_child(bundle_path: str, model_name: str, wav_path: str, chunk_ms: float)
     Imports only ``deploy.runtime`` (and numpy): this is what a Raspberry Pi or phone runs.
     """
     started = time.perf_counter()
+    from deploy.runtime.audio_input import (
+        PcmStreamSource,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
+    from deploy.runtime.bundle import (
+        Bundle,
+        BundleClassifier,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
+    from deploy.runtime.errors import (
+        KitError,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
+    from deploy.runtime.stream import (
+        StreamRecognizer,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
 
     bundle = Bundle.load(bundle_path)
     classifier = BundleClassifier(bundle, model_name, threads=1)
@@ -199,6 +197,11 @@ def run_child(bundle: Path, model_name: str, wav: Path, chunk_ms: float) -> dict
 
 # Preparing models ----------------------------------------------------------------------------------
 def _write_wav(path: Path, y: np.ndarray, rate: int) -> None:
+    import io  # lazy: the device-only process imports this module, so it loads the runtime only
+
+    from deploy.runtime.artifact import (
+        atomic_write_bytes,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
 
     pcm = (np.clip(y, -1.0, 1.0) * 32767.0).round().astype("<i2")
     buffer = io.BytesIO()
@@ -214,6 +217,14 @@ def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
     """Model + calibration coreset, exported files, bundles, a real feature window and a stream."""
     import torch  # lazy: torch only when used
 
+    from bench.stream_builder import (
+        StreamSpec,
+        build_stream,
+        load_material,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
+    from deploy.bundle_builder import (
+        build_bundle,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
     from kit.models import load_model  # lazy: pulls in torch
     from kit.pipeline import distill_coreset, load_training_set  # lazy: pulls in soundfile
     from kit.training import TrainConfig, train_and_save  # lazy: pulls in torch, soundfile
@@ -276,6 +287,17 @@ def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
 
 # Measuring -----------------------------------------------------------------------------------------
 def measure(args: argparse.Namespace, prepared: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    from deploy.model_report import (
+        model_report,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
+    from deploy.runtime.bundle import (
+        Bundle,
+        model_precision,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
+    from deploy.runtime.features import (
+        extract_features,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
+
     fs = prepared["fs"]
     x = np.ascontiguousarray(fs.x_test[:1], dtype=np.float32)
     config, normalizer = fs.config, fs.normalizer
@@ -367,6 +389,10 @@ def _rtf_row(r: dict[str, Any]) -> list[str]:
 
 
 def markdown(result: dict[str, Any]) -> str:
+    from kit.report.tables import (
+        markdown_table,
+    )  # lazy: the --rtf-child device process imports this module, so it loads the runtime only
+
     m = result["measured"]
     lines = [
         "# Latency benchmark: one CPU thread",
@@ -493,6 +519,18 @@ def main(argv: list[str] | None = None) -> int:
         bundle, model, wav, chunk_ms = args.rtf_child
         print(json.dumps(rtf_child(bundle, model, wav, float(chunk_ms))))
         return 0
+
+    from rich.console import Console  # lazy: the device-only process imports this module, so it loads the runtime only
+
+    from bench.machine import (
+        machine_info,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
+    from deploy.runtime.artifact import (
+        atomic_write_text,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
+    from deploy.runtime.bundle import (
+        Bundle,
+    )  # lazy: the device-only process imports this module, so it loads the runtime only
 
     console = Console(stderr=True)
     started = time.perf_counter()
