@@ -67,8 +67,7 @@ def build_env(root: Path, data_dir: Path) -> Env:
     from distill import make_distiller  # lazy: pulls in torch, soundfile
     from kit.data import load_dataset  # lazy: pulls in soundfile
     from kit.features import load_feature_set  # lazy: pulls in soundfile
-    from kit.models import save_model  # lazy: pulls in torch
-    from kit.training import TrainConfig, train_model  # lazy: pulls in torch, soundfile
+    from kit.training import TrainConfig, train_and_save  # lazy: pulls in torch, soundfile
 
     good = root / "good"
     good.mkdir(parents=True, exist_ok=True)
@@ -77,18 +76,8 @@ def build_env(root: Path, data_dir: Path) -> Env:
     base = dataclasses.replace(ds, classes=digits, clips=[c for c in ds.clips if c.label in digits])
     fs = load_feature_set(base, data_dir, limit_per_class=12, progress=False)
     torch.manual_seed(0)
-    model = train_model(
-        fs.x_train,
-        fs.y_train,
-        len(fs.classes),
-        TrainConfig(arch_kwargs={"width": 8}, max_samples=400, batch_size=16),
-        progress=False,
-    )
-    model_path = save_model(
-        good / "m.kit",
-        model,
-        {"classes": fs.classes, "feature_config": fs.config, "normalizer": fs.normalizer, "source": fs.source},
-    )
+    config = TrainConfig(arch_kwargs={"width": 8}, max_samples=400, batch_size=16)
+    model_path = train_and_save(good / "m.kit", fs.x_train, fs.y_train, fs, config, progress=False).path
     pick = make_distiller("random", ipc=5, seed=0).fit(fs.x_train, fs.y_train, len(fs.classes))
     coreset = Coreset(
         pick.features_,

@@ -44,8 +44,7 @@ from kit.audio import load_audio
 from kit.cli import main as kit_main
 from kit.data import load_dataset
 from kit.features import load_feature_set
-from kit.models import save_model
-from kit.training import TrainConfig, train_model
+from kit.training import TrainConfig, train_and_save
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_DIGITS = ("0", "1", "2", "3")
@@ -276,18 +275,8 @@ def small(data_dir: Path, tmp_path_factory) -> dict:
     torch.manual_seed(0)
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("safety")
-    model = train_model(
-        fs.x_train,
-        fs.y_train,
-        len(fs.classes),
-        TrainConfig(arch_kwargs={"width": 8}, max_samples=600, batch_size=16),
-        progress=False,
-    )
-    model_path = save_model(
-        out / "m.kit",
-        model,
-        {"classes": fs.classes, "feature_config": fs.config, "normalizer": fs.normalizer, "source": fs.source},
-    )
+    config = TrainConfig(arch_kwargs={"width": 8}, max_samples=600, batch_size=16)
+    model_path = train_and_save(out / "m.kit", fs.x_train, fs.y_train, fs, config, progress=False).path
     pick = make_distiller("random", ipc=5, seed=0).fit(fs.x_train, fs.y_train, len(fs.classes))
     coreset = Coreset(
         pick.features_,
