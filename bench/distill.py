@@ -238,6 +238,26 @@ def budget_note(cells: list[dict], ipcs: list[int]) -> str:
     return "Evaluation training per model: " + ", ".join(parts) + "."
 
 
+def cv_note(cells: list[dict]) -> str:
+    """What a cross-validation table's ± means and which budgets its cells ran at, next to the defaults.
+
+    Why: a k-fold grid costs k times a single split, so its budgets are often cut to fit; the table
+    says by how much instead of leaving it to the JSON."""
+    protocols = sorted({c.get("protocol", "") for c in cells} - {""})
+    settings = [c.get("settings") or {} for c in cells]
+    budgets = sorted({s.get("time_budget_s") for s in settings}, key=lambda b: (b is None, b or 0))
+    seeds = sorted({len(s.get("seeds") or []) for s in settings})
+    time_text = ", ".join("each method's own" if b is None else f"{b:g} s" for b in budgets)
+    default_samples = f"{DEFAULT_MAX_SAMPLES:,}".replace(",", " ")
+    return (
+        f"Cross-validation: {'; '.join(protocols) or 'mean ± std over folds'}. Budgets of these cells: "
+        f"distillation time budget ({', '.join(ITERATIVE)}) {time_text} per fold, "
+        f"{'/'.join(map(str, seeds))} training seed(s) per fold (benchmark defaults: each method's own budget "
+        f"of about 280 s, 3 seeds, {default_samples} training samples per model; the samples these cells "
+        "trained on are in the line above)."
+    )
+
+
 def _method_row(cells: dict[str, dict], dataset: str, method: str, ipcs: list[int], width: int) -> list[str] | None:
     """One method's row: accuracy per ipc (best of the column in bold, † measured at the old batch),
     distill seconds per ipc and the largest peak RSS; None when the method has no cell here."""
@@ -288,6 +308,8 @@ def markdown(cells: dict[str, dict], machine: dict) -> str:
         lines.append(markdown_table(["method", *headers, "distill s (per ipc)", "peak RSS MB"], filter(None, rows)))
         if ipcs:
             lines.append("\n" + budget_note([c for c in cells.values() if c["dataset"] == dataset], ipcs))
+        if DATASETS[dataset].get("folds"):
+            lines.append("\n" + cv_note([c for c in cells.values() if c["dataset"] == dataset]))
     if any(_old_batch(c) for c in cells.values() if c["method"] != "full"):
         lines.append(
             "\n† measured before the batch rule (`TrainConfig(batch_size=None)`): trained at batch 256, i.e. "

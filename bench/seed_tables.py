@@ -33,7 +33,27 @@ def _difference(row: dict[str, Any], cells: dict[str, dict], ours_protocol: dict
     if row["ours"] not in cells:
         return f"no cell `{row['ours']}` in the benchmark JSON (dataset or method not run on this machine)"
     ours = ours_protocol.get(dataset_key, "see the benchmark JSON")
-    return f"paper: {papers[row['paper']]['protocol']}; ours: {ours}"
+    return f"paper: {papers[row['paper']]['protocol']}; ours: {ours}{_cell_budget(cells[row['ours']])}"
+
+
+def _cell_budget(cell: dict[str, Any]) -> str:
+    """A cross-validation cell's own budget (often cut to fit k folds), read from the cell, never assumed."""
+    if not cell.get("folds"):
+        return ""
+    settings = cell.get("settings") or {}
+    config = cell.get("train_config") or {}
+    parts = [f"{len(cell['folds'])} folds, mean ± std over folds"]
+    if cell.get("method") in ("dc", "dsa", "dm", "mtt", "rfad"):
+        budget = settings.get("time_budget_s")
+        parts.append(
+            "the method's own distillation budget" if budget is None else f"distillation cut to {budget:g} s per fold"
+        )
+    samples = config.get("max_samples") or settings.get("max_samples")
+    if samples:
+        batch = config.get("batch_size")
+        parts.append(f"{samples} training samples per model" + (f" at batch {batch}" if batch else ""))
+    parts.append(f"{len(settings.get('seeds') or [0])} seed(s) per fold")
+    return "; this cell: " + ", ".join(parts)
 
 
 def markdown(papers: dict[str, Any], cells: dict[str, dict]) -> str:
@@ -81,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "--results",
         type=Path,
         nargs="*",
-        default=[RESULTS_DIR / "distill.json"],
+        default=[RESULTS_DIR / "distill.json", RESULTS_DIR / "distill_esc10_folds.json"],
         help="benchmark JSON files whose cells are compared (later files win)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "seed_tables.md")

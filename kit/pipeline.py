@@ -12,7 +12,7 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -55,9 +55,13 @@ def load_training_set(
     limit_per_class: int | None = None,
     skip_bad: bool = False,
     progress: bool = True,
+    extra_train: Sequence[str | os.PathLike] = (),
 ) -> tuple[FeatureSet, dict[str, Any]]:
-    """The feature set and a record of exactly how it was loaded (the loader options)."""
-    ds = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold)
+    """The feature set and a record of exactly how it was loaded (the loader options).
+
+    ``extra_train`` folders (Speech Commands only) join the training split; the loader refuses a
+    speaker who is also in the test split, so a coreset distilled from them never saw a test voice."""
+    ds = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold, extra_train=extra_train)
     config = ds.feature_config.with_(kind=feature) if feature is not None else None
     fs = load_feature_set(
         ds,
@@ -69,6 +73,7 @@ def load_training_set(
         progress=progress,
         limit_per_class=limit_per_class,
         skip_bad=skip_bad,
+        extra_train=extra_train,
     )
     loader = {
         "dataset": dataset,
@@ -81,6 +86,8 @@ def load_training_set(
         "skip_bad": skip_bad,
         "data_fingerprint": ds.fingerprint(),
     }
+    if extra_train:
+        loader["extra_train"] = [str(Path(f).expanduser().resolve()) for f in extra_train]
     return fs, loader
 
 

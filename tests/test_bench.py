@@ -205,6 +205,30 @@ def test_render_and_noise_benchmarks_keep_one_folder_and_results_file_per_datase
 
 #: stored results that cannot be rebuilt from their JSON: quantization_* were dumped with sorted keys (the
 #: exports' order is lost); render.json predates the resume fields its Markdown now prints
+def test_a_cross_validation_table_states_the_protocol_and_its_cut_budgets() -> None:
+    from bench.distill import markdown
+
+    cell = {
+        "dataset": "esc10-cv",
+        "method": "dm",
+        "ipc": 5,
+        "accuracy_mean": 50.0,
+        "accuracy_std": 4.0,
+        "distill_s": 10.0,
+        "peak_rss_mb": 700.0,
+        "n_coreset": 50,
+        "train_config": {"max_samples": 500, "batch_size": 10},
+        "protocol": "5-fold cross-validation, folds [1, 2, 3, 4, 5]; mean ± std over folds of the seed means",
+        "settings": {"time_budget_s": 2.0, "seeds": [0]},
+    }
+    table = markdown({"esc10-cv/dm/5": cell}, {"cpu": "test", "cores": 2})
+    assert "## ESC-10, 5-fold cross-validation (mean ± std over folds)" in table
+    assert "5-fold cross-validation, folds [1, 2, 3, 4, 5]" in table and "rfad) 2 s per fold" in table
+    assert "1 training seed(s) per fold" in table and "5/class 500 samples at batch 10" in table
+    single = markdown({"esc10/dm/5": {**cell, "dataset": "esc10"}}, {"cpu": "test", "cores": 2})
+    assert "Cross-validation" not in single  # one split: no fold note
+
+
 NOT_REBUILDABLE = {"quantization_fsdd", "quantization_speech_commands_kws10", "render"}
 
 
@@ -217,5 +241,6 @@ def test_every_stored_markdown_is_its_json_rendered_by_todays_table_code() -> No
     stems = sorted(p.stem for p in RESULTS_DIR.glob("*.json") if p.with_suffix(".md").exists())
     checked = [s for s in stems if s not in NOT_REBUILDABLE]
     assert len(checked) >= 17 and {"distill", "streaming", "latency", "finetune", "nas_proxy"} <= set(checked)
+    assert "distill_esc10_folds" in checked  # the ESC-10 5-fold grid rebuilds like the rest
     for stem in checked:
         assert regenerate(RESULTS_DIR / f"{stem}.json") == (RESULTS_DIR / f"{stem}.md").read_text(), stem

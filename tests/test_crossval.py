@@ -132,3 +132,68 @@ def test_summary_is_mean_and_std_over_fold_means():
     summary = summarize_folds([{"fold": 1, "mean": 0.5, "accuracies": [0.4, 0.6]}, {"fold": 2, "mean": 0.7}])
     assert summary["mean"] == pytest.approx(0.6) and summary["std"] == pytest.approx(0.1)
     assert summary["n_runs"] == 3 and summary["mean_over_runs"] == pytest.approx((0.4 + 0.6 + 0.7) / 3)
+
+
+def test_kit_al_every_fold_on_real_esc10(data_dir, tmp_path):
+    """``kit al esc10 --folds all`` on the real recordings, tiny budgets: five runs, each with a per-fold
+    coreset that held out the same fold, and mean ± std over folds in cv.json."""
+    runner = CliRunner()
+    common = ["--data-dir", str(data_dir), "--limit-per-class", "4", "--no-progress"]
+    coreset = tmp_path / "r.kit"
+    result = runner.invoke(
+        app, ["distill", "esc10", "--method", "random", "--ipc", "1", "--folds", "all", "--out", str(coreset), *common]
+    )
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "al"
+    result = runner.invoke(
+        app,
+        [
+            "al",
+            "esc10",
+            "--folds",
+            "all",
+            "--quick",
+            "--methods",
+            "random,bald",
+            "--budgets",
+            "40,60",
+            "--tiny",
+            "none",
+            "--seeds",
+            "0",
+            "--max-samples",
+            "200",
+            "--acquisition-max-samples",
+            "100",
+            "--full-max-samples",
+            "200",
+            "--mc-passes",
+            "2",
+            "--coreset",
+            str(coreset),
+            "--out",
+            str(out),
+            *common,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    cv = json.loads((out / "cv.json").read_text())
+    assert cv["command"] == "al" and cv["folds"] == [1, 2, 3, 4, 5] and "5 official folds" in cv["protocol"]
+    assert [(r["label"], r["budget"]) for r in cv["rows"]] == [
+        ("random", "40 %"),
+        ("random", "60 %"),
+        ("BALD", "40 %"),
+        ("BALD", "60 %"),
+        ("r.fold1.kit", "coreset"),
+        ("full training data", "100 %"),
+    ]
+    for row in cv["rows"]:
+        assert [f["fold"] for f in row["per_fold"]] == [1, 2, 3, 4, 5] and row["n_runs"] == 5
+        means = [f["mean"] for f in row["per_fold"]]
+        assert row["mean"] == pytest.approx(sum(means) / 5) and 0.0 <= row["mean"] <= 1.0
+    assert [f["n"] for f in cv["rows"][0]["per_fold"]] == [16] * 5  # 40 % of a 40-clip pool (4 folds x 10 classes)
+    for fold in range(1, 6):
+        config = json.loads((out / f"fold{fold}" / "config.json").read_text())["config"]
+        assert config["dataset"]["test_fold"] == fold and config["dataset"]["held_out_fold"] == fold
+        assert config["coresets"][0]["path"].endswith(f"r.fold{fold}.kit")
+    assert "5-fold cross-validation" in result.output and "BALD" in result.output

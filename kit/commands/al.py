@@ -3,7 +3,8 @@
 Why a command of its own: the comparison only means something when the active-learning subsets,
 the distilled coresets and the full data are scored with one protocol on one split; the command
 maps options to ``kit.experiments.active_learning.ALSettings`` and leaves the work (resumable cells,
-table, figure) to that module. ``--quick`` is the small setting the tests run on real recordings.
+table, figure) to that module. ``--quick`` is the small setting the tests run on real recordings;
+``--folds all`` repeats the run per official fold (``kit.commands.al_folds``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def al_command(
     split: Split = "official",
     task: Task = "kws10",
     test_fold: TestFold = 5,
+    folds: Optional[str] = typer.Option(
+        None,
+        "--folds",
+        help="all (or 1,3): run every official fold (esc10, esc50, "
+        "urbansound8k, ravdess) into OUT/foldN, mean ± std over folds in OUT/cv.json; "
+        "a --coreset C is read as C.foldN.kit per fold (kit distill --folds).",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     overwrite: Overwrite = False,
     progress: Progress = True,
@@ -130,16 +138,51 @@ def al_command(
         raise KitError("--methods bald needs --dropout > 0 and --mc-passes >= 2 (MC dropout)")
 
     limit = limit_per_class or (QUICK_LIMIT_PER_CLASS if quick else None)
-    fs, loader = load_training_set(
-        dataset, data_dir, split=split, task=task, test_fold=test_fold, limit_per_class=limit, progress=progress
-    )
-    rows = load_coresets(list(coreset or []), fs)
-    run = RunDir(
-        out, EXPERIMENT, {**experiment_config(settings, loader, rows), "quick": quick}, title=TITLE, overwrite=overwrite
-    )
-    results = run_active_learning(run, fs, settings, rows, progress=progress)
 
-    table = Table(title=f"{TITLE}: {dataset} ({results['n_pool']} training clips, {len(fs.y_test)} test clips)")
+    def run_split(run_out: Path, split_name: str, fold: int, coreset_paths: list[Path], cv: dict | None = None) -> dict:
+        fs, loader = load_training_set(
+            dataset, data_dir, split=split_name, task=task, test_fold=fold, limit_per_class=limit, progress=progress
+        )
+        if cv:  # the run records which fold it held out (and never acquired from)
+            loader.update(cv)
+        rows = load_coresets(coreset_paths, fs)
+        run = RunDir(
+            run_out,
+            EXPERIMENT,
+            {**experiment_config(settings, loader, rows), "quick": quick},
+            title=TITLE,
+            overwrite=overwrite,
+        )
+        return {**run_active_learning(run, fs, settings, rows, progress=progress), "n_test": int(len(fs.y_test))}
+
+    if folds is not None:
+        from .al_folds import run_al_folds  # lazy: pulls in soundfile
+        from .al_folds import table_rows as cv_rows  # lazy: pulls in soundfile
+
+        summary = run_al_folds(
+            dataset,
+            folds,
+            out,
+            list(coreset or []),
+            run_split,
+            {"settings": settings.to_dict(), "quick": quick, "limit_per_class": limit},
+        )
+        table = Table(title=f"{TITLE}: {dataset}, {len(summary['folds'])}-fold cross-validation")
+        for column in (
+            "method",
+            "budget",
+            "% of training samples",
+            "accuracy (mean ± std over folds)",
+            "over fold x seed runs (n)",
+        ):
+            table.add_column(column)
+        for cells in cv_rows(summary):
+            table.add_row(*cells)
+        Console().print(table)
+        console.print(f"wrote {out}/cv.json and {out}/fold*/", highlight=False)
+        return
+    results = run_split(out, split, test_fold, list(coreset or []))
+    table = Table(title=f"{TITLE}: {dataset} ({results['n_pool']} training clips, {results['n_test']} test clips)")
     for column in ("method", "% of training samples", "samples", "accuracy (mean ± std)"):
         table.add_column(column)
     for row in table_rows(results):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.runtime.artifact import atomic_write_text
+from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
 from kit.data import FoldPlan, fold_plan, parse_folds
 
@@ -73,6 +74,16 @@ def require_fold_coresets(base: Path, folds: list[int]) -> list[Path]:
                 f"`kit distill DATASET --folds all --out {base}`"
             )
     return paths
+
+
+def check_held_out(path: Path, fold: int) -> None:
+    """A one-line error when the coreset at ``path`` was distilled with another fold held out (it may have
+    seen fold ``fold``'s clips, so scoring it there would leak)."""
+    held_out = Coreset.load(path).source.get("test_fold")
+    if held_out != fold:
+        raise KitError(
+            f"{path}: this coreset held out fold {held_out}, not fold {fold}; it cannot be scored as fold {fold}"
+        )
 
 
 def format_cv(summary: dict[str, Any]) -> str:

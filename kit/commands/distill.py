@@ -66,6 +66,12 @@ def distill_command(
     ),
     split: str = typer.Option("official", "--split", help="fsdd: official or speaker."),
     task: str = typer.Option("kws10", "--task", help="speech_commands: kws10 or kws12."),
+    extra_train: list[Path] = typer.Option(
+        [],
+        "--extra-train",
+        help="speech_commands: extra training folder "
+        "(<word>/<speaker>_nohash_<n>.*), e.g. speech_commands_train (repeatable).",
+    ),
     test_fold: int = typer.Option(
         5,
         "--test-fold",
@@ -175,6 +181,7 @@ def distill_command(
                 "skip_bad": skip_bad,
                 "progress": progress,
                 "threads": threads,
+                "extra_train": [str(p) for p in extra_train],
                 "argv": sys.argv[1:],
             },
             nproc,
@@ -196,6 +203,7 @@ def distill_command(
         "skip_bad": skip_bad,
         "progress": progress,
         "threads": threads,
+        "extra_train": [str(p) for p in extra_train],
         "argv": sys.argv[1:],
     }
     if nproc > 1:
@@ -300,6 +308,7 @@ def run_distill_job(job: dict[str, Any]) -> None:
         limit_per_class=job["limit_per_class"],
         skip_bad=job["skip_bad"],
         progress=job["progress"] and group.is_main,
+        extra_train=job.get("extra_train", ()),
     )
     if group.is_main:
         group.barrier()

@@ -244,6 +244,7 @@ def _train_coreset_folds(
 ) -> None:
     """``kit train c.kit --folds all``: train every ``c.foldN.kit`` and test it on the fold it held out."""
     from .crossval import (
+        check_held_out,
         fold_dir,
         format_cv,
         plan_and_folds,
@@ -266,11 +267,7 @@ def _train_coreset_folds(
         check_output_dir(fold_dir(run_dir, fold), "--out", ("config.json", "metrics.json", "model.kit"), inputs=(path,))
     per_fold = []
     for fold, path in zip(folds, paths, strict=True):
-        held_out = Coreset.load(path).source.get("test_fold")
-        if held_out != fold:
-            raise KitError(
-                f"{path}: this coreset held out fold {held_out}, not fold {fold}; it cannot be scored as fold {fold}"
-            )
+        check_held_out(path, fold)
         result = train_coreset_file(
             path, fold_dir(run_dir, fold), config, seed_list, data_dir, dataset, test_limit, quiet
         )
