@@ -3,7 +3,7 @@
 # packages (and the system packages it needs when missing: PortAudio, the Arm toolchain and QEMU for the
 # firmware, for tests sshd and rsync), then runs what you asked for.
 #
-#   ./run.sh demo [kit demo options]   distil FSDD to 10 per class, train a ConvNet, compare with random
+#   ./run.sh demo [kit demo options]   distil FSDD (1, 10 per class) vs random, ship int8, stream held-out clips
 #                                      (data: ../shared/data or $KIT_DATA_DIR, as for the tests)
 #   ./run.sh test [pytest options]     the test suite (reads ../shared/data or $KIT_DATA_DIR)
 #   ./run.sh bench [bench options]     the distillation benchmark (writes bench/results/)

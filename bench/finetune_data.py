@@ -27,12 +27,19 @@ def word_of(path: Path) -> str:
     return path.name.split("_", 1)[0]
 
 
-def base_dataset(data_dir: str | os.PathLike, exclude_words: list[str], keep_unknown: bool = True) -> AudioDataset:
+def base_dataset(
+    data_dir: str | os.PathLike,
+    exclude_words: list[str],
+    keep_unknown: bool = True,
+    extra_train: list[str | os.PathLike] | tuple = (),
+) -> AudioDataset:
     """Speech Commands kws12 without the clips of ``exclude_words`` (speaker-split as kws12).
 
-    ``keep_unknown=False`` drops ``_unknown_`` altogether (10 keywords + silence).
+    ``keep_unknown=False`` drops ``_unknown_`` altogether (10 keywords + silence). ``extra_train``
+    folders (e.g. ``speech_commands_train``) join the training split through the loader, which
+    refuses a speaker of the test split; their clips are filtered like the rest.
     """
-    ds = load_dataset("speech_commands", data_dir, task="kws12")
+    ds = load_dataset("speech_commands", data_dir, task="kws12", extra_train=extra_train)
     clips = [c for c in ds.clips if c.label != UNKNOWN or (keep_unknown and word_of(c.path) not in exclude_words)]
     classes = sorted({c.label for c in clips})
     what = f"_unknown_ without {', '.join(exclude_words)}" if keep_unknown else "_unknown_ removed"

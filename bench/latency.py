@@ -197,20 +197,11 @@ def run_child(bundle: Path, model_name: str, wav: Path, chunk_ms: float) -> dict
 
 # Preparing models ----------------------------------------------------------------------------------
 def _write_wav(path: Path, y: np.ndarray, rate: int) -> None:
-    import io  # lazy: the device-only process imports this module, so it loads the runtime only
-
-    from deploy.runtime.artifact import (
-        atomic_write_bytes,
+    from deploy.runtime.wavio import (
+        write_wav,
     )  # lazy: the device-only process imports this module, so it loads the runtime only
 
-    pcm = (np.clip(y, -1.0, 1.0) * 32767.0).round().astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(rate)
-        handle.writeframes(pcm.tobytes())
-    atomic_write_bytes(path, buffer.getvalue())
+    write_wav(path, y, rate)
 
 
 def prepare(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:

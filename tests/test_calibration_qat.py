@@ -69,3 +69,23 @@ def test_qat_leaves_a_plain_model_with_int8_grid_weights_that_still_works(model)
         before = (model.model(torch.from_numpy(fs.x_test)).argmax(1).numpy() == fs.y_test).mean()
         after = (net(torch.from_numpy(fs.x_test)).argmax(1).numpy() == fs.y_test).mean()
     assert after >= before - 0.05, (before, after)
+
+
+def test_kit_bundle_with_qat_epochs_writes_a_bundle_that_records_the_fine_tune(model, data_dir: Path, tmp_path: Path):
+    """``kit bundle --int8 --qat-epochs N`` end to end: the loaded model is fine-tuned, saved again and
+    bundled (a loaded model's meta once clashed with ``save_model`` and the command died)."""
+    from typer.testing import CliRunner
+
+    from deploy.runtime.bundle import Bundle
+    from kit.cli import app
+
+    out = tmp_path / "qat.bundle.kit"
+    args = ["bundle", str(model.kit_path), "--coreset", str(model.coreset_path), "--format", "tflite", "--int8"]
+    args += ["--calibration-data", "auto", "--qat-epochs", "1", "--data-dir", str(data_dir), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "quantisation-aware fine-tuning: 1 epochs" in result.output
+    bundle = Bundle.load(out)
+    qat = bundle.provenance["model"]["train_config"]["qat"]
+    assert qat["epochs"] == 1 and qat["steps"] > 0
+    assert bundle.default_model == "model.int8.tflite"

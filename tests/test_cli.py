@@ -64,22 +64,60 @@ def test_demo_runs_end_to_end_on_a_small_set(tone_tree: Path, tmp_path: Path) ->
     out = tmp_path / "demo"
     result = runner.invoke(
         app,
-        ["demo", "--dataset", str(tone_tree), "--ipc", "1", "--time-budget", "3", "--seeds", "0,1", "--out", str(out)],
+        [
+            "demo",
+            "--dataset",
+            str(tone_tree),
+            "--ipc",
+            "1,2",
+            "--time-budget",
+            "3",
+            "--seeds",
+            "0,1",
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     config = json.loads((out / "config.json").read_text())
-    assert set(metrics) >= {"rfad", "random"} and config["ipc"] == 1 and config["seeds"] == [0, 1]
-    for name in ("rfad", "random"):
-        assert 0.0 <= metrics[name]["accuracy_mean"] <= 1.0 and len(metrics[name]["accuracies"]) == 2
-        assert Coreset.load(out / f"{name}.kit").method == name
-    assert "rfad" in result.output and "random" in result.output
-    # the demo ends with the host firmware of a convnet-mcu streaming one held-out test clip
+    assert config["ipcs"] == [1, 2] and config["seeds"] == [0, 1]
+    cells = {(r["coreset"], r["ipc"]) for r in metrics["comparison"]}
+    assert cells == {("rfad", 1), ("random", 1), ("rfad", 2), ("random", 2)}
+    for row in metrics["comparison"]:
+        assert 0.0 <= row["accuracy_mean"] <= 1.0 and len(row["accuracies"]) == 2
+        assert Coreset.load(row["path"]).method == row["coreset"]
+        assert Coreset.load(row["path"]).class_counts() == {"high": row["ipc"], "low": row["ipc"], "mid": row["ipc"]}
+    # the device half: an int8 bundle of the largest rfad coreset, a held-out stream on the device runtime
+    assert (out / "mcu.bundle.kit").is_file() and (out / "heldout-stream.wav").is_file()
+    stream = metrics["stream"]
+    assert stream["words"] == 3 and stream["correct"] + stream["wrong_label"] + stream["missed"] == 3
+    assert "kit live" in result.output and "words heard right" in result.output
     firmware = metrics["firmware"]
     if "skipped" not in firmware:  # no C compiler on this machine
-        assert (out / "firmware-host" / "kws").is_file() and (out / "mcu.bundle.kit").is_file()
+        assert (out / "firmware-host" / "kws").is_file()
         assert any(line.startswith("per inference:") for line in firmware["output"]), firmware
         assert "kit firmware run" in result.output
+    assert f"Outputs in {out}" in result.output.replace("\n", "")
+
+
+def test_demo_stream_pairs_each_word_with_what_the_device_heard(tmp_path: Path) -> None:
+    from kit.commands.demo_steps import Word, match_detections
+
+    words = [Word("yes", "a.wav", 1.0, 1.6), Word("no", "b.wav", 3.0, 3.5), Word("up", "c.wav", 5.0, 5.4)]
+    detections = [
+        {"label": "yes", "time_s": 2.2, "score": 0.9},  # late but within end + 1 s
+        {"label": "go", "time_s": 3.3, "score": 0.7},  # the right place, the wrong word
+        {"label": "up", "time_s": 8.0, "score": 0.8},  # nothing was said there
+    ]
+    result = match_detections(words, detections)
+    assert (result["correct"], result["wrong_label"], result["missed"], result["false_accepts"]) == (1, 1, 1, 1)
+
+
+def test_demo_refuses_a_bad_ipc(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--ipc", "0", "--out", str(tmp_path / "d")])
+    assert result.exit_code != 0 and isinstance(result.exception, KitError), result.output
+    assert "--ipc" in str(result.exception) and "\n" not in str(result.exception)
 
 
 def test_unknown_dataset_and_missing_data_dir_are_one_line_errors(tmp_path: Path) -> None:

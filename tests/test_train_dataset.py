@@ -106,7 +106,7 @@ def test_recipe_set_uses_training_noise_and_records_its_parts(data_dir, tmp_path
         progress=False,
         extra_train=[data_dir / "speech_commands_train"],
     )
-    recipe = Recipe(copies=1, fsdd_negatives=4, esc_cuts_per_clip=0, quiet_silence=5)
+    recipe = Recipe(copies=1, fsdd_negatives=4, esc_cuts_per_clip=0, quiet_silence=5, calibration_percent=0)
     built = recipe_training_set(audio, fs, recipe, data_dir)
     n = len(fs.y_train)
     silence = fs.classes.index("_silence_")
@@ -158,7 +158,9 @@ def test_kit_train_dataset_writes_an_exportable_model_above_chance(data_dir, tmp
     assert config["recipe"]["copies"] == 1 and config["train"]["balance"] == "sampling"
     model, meta = load_model(out / "model.kit")
     assert meta["train_config"]["recipe"]["noise"] is True and meta["train_config"]["label_smoothing"] == 0.1
-    assert meta["seed"] == 3 and meta["training_set"]["augmented copies"] == 200
+    held = meta["training_set"]["clips held out for threshold calibration"]
+    assert meta["seed"] == 3 and meta["training_set"]["augmented copies"] == 200 - held
+    assert 0 < held < 60 and meta["train_config"]["recipe"]["calibration_percent"] == 10
     # a rerun (other training settings) reuses the cached recipe set
     _kit([*args, "--epochs", "1"])
     assert json.loads((out / "metrics.json").read_text())["recipe_set_reused"] is True
@@ -226,3 +228,64 @@ def test_class_balance_by_sampling_and_by_loss_weights():
     assert torch.isclose(classification_loss(logits, targets, 0.0, weight), expected)
     soft = torch.nn.functional.one_hot(targets, 3).float()
     assert torch.isclose(classification_loss(logits, soft, 0.0, weight), expected, atol=1e-6)
+
+
+def test_recipe_keeps_a_calibration_hold_out_of_whole_speakers_out_of_training(data_dir):
+    """The speakers ``kit bundle --max-fa-per-hour`` calibrates on are never trained on, nor are the
+    hard-negative files kept for calibration; the validation stream draws from exactly those."""
+    from kit.training import Recipe, load_for_training, recipe_training_set
+    from kit.training.holdout import calibration_mask
+    from kit.training.negatives import hard_negative_clips
+    from kit.training.recipe import _training_clips
+    from kit.training.valstream import stream_clips
+
+    audio, fs = load_for_training(
+        "speech_commands",
+        data_dir,
+        task="kws12",
+        limit_per_class=40,
+        progress=False,
+        extra_train=[data_dir / "speech_commands_train"],
+    )
+    recipe = Recipe(copies=0, hard_negatives=False, quiet_silence=0, calibration_percent=10)
+    built = recipe_training_set(audio, fs, recipe, data_dir)
+    clips = _training_clips(audio, fs)
+    held = calibration_mask(clips, 10, audio.clips_in("train"))
+    assert 0 < held.sum() < len(clips) and built.counts["clips held out for threshold calibration"] == held.sum()
+    assert len(built.y) == len(fs.y_train) - held.sum()
+    trained_speakers = {c.group for c, h in zip(clips, held) if not h}
+    held_speakers = {c.group for c, h in zip(clips, held) if h}
+    assert held_speakers and not held_speakers & trained_speakers  # whole speakers, never split
+    assert not any(c.label == "_silence_" for c, h in zip(clips, held) if h)
+
+    meta = {"source": fs.source, "train_config": {"recipe": recipe.to_dict()}}
+    _, stream = stream_clips(meta, data_dir)
+    assert stream and not {c.group for c in stream} & trained_speakers
+    assert {c.label for c in stream} >= {"yes", "no", "_unknown_"}
+    no_hold_out = {**meta, "train_config": {"recipe": Recipe(calibration_percent=0).to_dict()}}
+    _, everything = stream_clips(no_hold_out, data_dir)
+    assert len(everything) > len(stream) and {c.group for c in everything} & trained_speakers
+
+    rng = np.random.default_rng
+    train_digits, train_sounds, _ = hard_negative_clips(data_dir, 10_000, True, rng(0), "", 10, "train")
+    cal_digits, cal_sounds, _ = hard_negative_clips(data_dir, 10_000, True, rng(0), "", 10, "calibration")
+    all_digits, all_sounds, _ = hard_negative_clips(data_dir, 10_000, True, rng(0))
+    assert cal_digits and cal_sounds
+    assert not {c.path for c in train_digits} & {c.path for c in cal_digits}
+    assert {c.path for c in train_digits} | {c.path for c in cal_digits} == {c.path for c in all_digits}
+    assert len(train_sounds) + len(cal_sounds) == len(all_sounds)
+
+
+def test_small_datasets_hold_out_single_clips_and_old_recipes_held_out_nothing(data_dir):
+    from kit.data import load_dataset
+    from kit.training import Recipe
+    from kit.training.holdout import MIN_GROUPS, calibration_mask
+
+    fsdd = load_dataset("fsdd", data_dir).clips_in("train")
+    assert len({c.group for c in fsdd}) < MIN_GROUPS
+    held = calibration_mask(fsdd, 10)
+    assert 0.05 < held.mean() < 0.15  # about 10 % of the takes, not all-or-nothing speakers
+    assert not calibration_mask(fsdd, 0).any()
+    assert Recipe.from_dict({"copies": 2}).calibration_percent == 0  # a model recorded before the hold-out
+    with pytest.raises(KitError, match="calibration_percent"):
+        Recipe(calibration_percent=80)

@@ -10,6 +10,7 @@ problem is a one-line ``KitError`` naming the file.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import wave
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifact import atomic_write_bytes
 from .errors import KitError
 from .safeio import open_regular
 
@@ -172,3 +174,19 @@ def _read_riff(path: Path, blob: bytes) -> tuple[np.ndarray, int]:
     raise KitError(
         f"{path}: unsupported WAV encoding (format tag {tag:#06x}); use PCM 8/16/24/32-bit or 32/64-bit float"
     )
+
+
+def write_wav(path: str | os.PathLike, y: np.ndarray, rate: int) -> Path:
+    """Write mono float samples in [-1, 1] as 16-bit PCM WAV, atomically (a reader never sees half a file).
+
+    The inverse of ``read_wav`` up to 16-bit rounding: what a recorder or ``arecord`` would produce,
+    so a file the kit writes (a demo stream, a benchmark window) plays and reads everywhere."""
+    pcm = (np.clip(np.asarray(y, dtype=np.float64), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(check_rate(rate, str(path)))
+        handle.writeframes(pcm.tobytes())
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)

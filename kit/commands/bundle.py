@@ -127,12 +127,13 @@ def bundle_command(
 def _qat_model(model_path: Path, scratch: Path, epochs: int, data_dir: Path | None) -> Path:
     """``model_path`` fine-tuned with fake quantisation, written to ``scratch`` (its train config records it)."""
     from kit.models import load_model, save_model  # lazy: pulls in torch
+    from kit.models.artifact import saveable_meta  # lazy: pulls in torch
     from kit.training.qat import qat_for_int8  # lazy: pulls in torch, soundfile
 
     model, meta = load_model(model_path)
     done = qat_for_int8(model, meta, data_dir, epochs=epochs)
     print(f"quantisation-aware fine-tuning: {done['epochs']} epochs, {done['steps']} steps on {done['n']} clips")
-    meta = {**meta, "train_config": {**(meta.get("train_config") or {}), "qat": done}}
+    meta = {**saveable_meta(meta), "train_config": {**(meta.get("train_config") or {}), "qat": done}}
     return save_model(scratch / model_path.name, model, meta)
 
 
@@ -191,6 +192,7 @@ def _bundle(
             f"validation stream of training audio): {choice['fa_per_hour']:g} FA/h, "
             f"false rejects {100 * choice['frr']:.1f} %"
         )
+        print(f"  validation material: {choice['validation_material']}")
         for label, row in choice["per_keyword"].items():
             print(
                 f"  {label}: {row['threshold']:g} ({row['hits']}/{row['words']} words, "

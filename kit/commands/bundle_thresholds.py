@@ -51,9 +51,10 @@ def set_thresholds(
         "thresholds": {
             **{k: v for k, v in choice.items() if k != "thresholds"},
             "validation_minutes": minutes,
+            "validation_material": stream.material,
             "seed": seed,
             "model": bundle.default_model,
         },
     }
     dataclasses.replace(bundle, detector=detector, provenance=provenance).save(bundle_path, sign_key=sign_key)
-    return choice
+    return {**choice, "validation_material": stream.material}

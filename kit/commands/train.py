@@ -90,6 +90,12 @@ def train_command(
     fsdd_negatives: int = typer.Option(800, "--fsdd-negatives", help="Recipe: FSDD digits among the hard negatives."),
     esc_cuts: int = typer.Option(3, "--esc-cuts", help="Recipe: loudest 1-s cuts per ESC-10 training clip (0 = none)."),
     quiet_silence: int = typer.Option(600, "--quiet-silence", help="Recipe: quiet noise windows as _silence_ (kws12)."),
+    calibration_percent: int = typer.Option(
+        10,
+        "--calibration-percent",
+        help="Recipe: % of training speakers and hard-negative files never trained on, kept for "
+        "kit bundle --max-fa-per-hour to choose honest thresholds (0 = train on all).",
+    ),
     label_smoothing: float = typer.Option(0.1, "--label-smoothing", help="Recipe: label smoothing."),
     balance: str = typer.Option("sampling", "--balance", help="Recipe: class balance none, sampling or loss."),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<coreset or dataset>-<arch>)."),
@@ -133,6 +139,7 @@ def train_command(
             "fsdd_negatives": fsdd_negatives,
             "esc_cuts_per_clip": esc_cuts,
             "quiet_silence": quiet_silence,
+            "calibration_percent": calibration_percent,
             "specaugment": augment,
             "label_smoothing": label_smoothing,
             "balance": balance,

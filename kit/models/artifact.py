@@ -58,6 +58,12 @@ def _normalizer_arrays(normalizer: Any) -> dict[str, np.ndarray]:
     return {"norm_mean": np.asarray(mean, dtype=np.float32), "norm_std": np.asarray(std, dtype=np.float32)}
 
 
+def saveable_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """``load_model``'s meta without the keys ``save_model`` takes from the model itself (architecture,
+    shapes, weight names), so a loaded model changed in place (QAT, a fine-tune) can be saved again."""
+    return {key: value for key, value in meta.items() if key not in _RESERVED}
+
+
 def save_model(path: str | os.PathLike, model: KitModel, meta: dict[str, Any]) -> Path:
     """Write ``model`` and its ``meta`` (classes, feature_config, normalizer, train_config, seed,
     metrics, source, ...) as a model artifact, atomically.

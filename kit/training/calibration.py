@@ -24,9 +24,9 @@ from deploy.runtime.errors import KitError
 from deploy.runtime.features import extract_features
 
 from ..audio import load_audio
-from ..data import load_dataset
 from ..data.noise import background_noise
 from .recipe import Recipe
+from .source import load_model_dataset, model_dataset_name
 from .waveaug import db_to_gain, mix_at_snr, noise_window, place_in_window
 
 #: clips per calibration set by default: enough for stable ranges, a few seconds of front-end work
@@ -74,18 +74,8 @@ def calibration_set(
         raise KitError("calibration data: the model records no feature config or normaliser; train it with `kit train`")
     if n < 1:
         raise KitError(f"--calibration-clips must be >= 1, got {n}")
-    source = meta.get("source") or {}
-    name = dataset or source.get("dataset_path")
-    if not name:
-        raise KitError("calibration data: the model records no dataset; name one with --calibration-data DATASET")
-    audio = load_dataset(
-        name,
-        data_dir,
-        split=source.get("split", "official"),
-        task=source.get("task", "kws10"),
-        test_fold=source.get("test_fold", 5),
-        extra_train=source.get("extra_train", ()),
-    )
+    name = model_dataset_name(meta, "calibration data (name one with --calibration-data DATASET)", dataset)
+    audio = load_model_dataset(meta, data_dir, "calibration data", name)
     clips = audio.clips_in("train")
     if not clips:
         raise KitError(f"calibration data: dataset '{name}' has no training clips")

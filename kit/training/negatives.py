@@ -17,6 +17,7 @@ from deploy.runtime.errors import KitError
 
 from ..audio import load_audio
 from ..data import Clip, load_dataset
+from .holdout import is_calibration_file
 
 #: ESC-10's held-out fold (the kit's default ``test_fold``), never a source of negatives
 ESC_TEST_FOLD = 5
@@ -33,23 +34,40 @@ def loudest_cuts(y: np.ndarray, rate: int, n: int) -> list[np.ndarray]:
 
 
 def hard_negative_clips(
-    data_dir: str | os.PathLike | None, fsdd_count: int, use_esc: bool, rng: np.random.Generator, exclude: str = ""
+    data_dir: str | os.PathLike | None,
+    fsdd_count: int,
+    use_esc: bool,
+    rng: np.random.Generator,
+    exclude: str = "",
+    holdout_percent: int = 0,
+    part: str = "train",
 ) -> tuple[list[Clip], list[Clip], list[str]]:
     """``fsdd_count`` FSDD training takes and every ESC-10 clip outside the test fold, plus notes
-    on any source that is absent (or is the dataset being trained, ``exclude``)."""
+    on any source that is absent (or is the dataset being trained, ``exclude``).
+
+    ``holdout_percent`` > 0 splits those files by ``holdout.is_calibration_file``: ``part="train"``
+    gives the ones a model trains on, ``part="calibration"`` the ones kept for its thresholds."""
+    if part not in ("train", "calibration"):
+        raise ValueError(f"part must be train or calibration, not {part!r}")
+
+    def wanted(clip: Clip) -> bool:
+        return is_calibration_file(clip.path, holdout_percent) == (part == "calibration")
+
     notes: list[str] = []
     digits: list[Clip] = []
     sounds: list[Clip] = []
     if fsdd_count > 0 and exclude != "fsdd":
         try:
-            train = load_dataset("fsdd", data_dir, split="official").clips_in("train")
+            train = [c for c in load_dataset("fsdd", data_dir, split="official").clips_in("train") if wanted(c)]
             picked = rng.choice(len(train), size=min(fsdd_count, len(train)), replace=False)
             digits = [train[int(i)] for i in sorted(picked)]
         except KitError as exc:
             notes.append(f"no FSDD negatives ({exc})")
     if use_esc and exclude not in ("esc10", "esc50"):
         try:
-            sounds = load_dataset("esc10", data_dir, test_fold=ESC_TEST_FOLD).clips_in("train")
+            sounds = [
+                c for c in load_dataset("esc10", data_dir, test_fold=ESC_TEST_FOLD).clips_in("train") if wanted(c)
+            ]
         except KitError as exc:
             notes.append(f"no ESC-10 negatives ({exc})")
     return digits, sounds, notes
@@ -62,9 +80,13 @@ def hard_negatives(
     esc_cuts_per_clip: int,
     rng: np.random.Generator,
     exclude: str = "",
+    holdout_percent: int = 0,
 ) -> tuple[list[np.ndarray], list[str]]:
-    """Waveforms at ``rate``: each FSDD digit whole, the ``esc_cuts_per_clip`` loudest 1-s cuts of each ESC-10 clip."""
-    digits, sounds, notes = hard_negative_clips(data_dir, fsdd_count, esc_cuts_per_clip > 0, rng, exclude)
+    """Waveforms at ``rate``: each FSDD digit whole, the ``esc_cuts_per_clip`` loudest 1-s cuts of each
+    ESC-10 clip; files of the calibration hold-out (``holdout_percent``) left out."""
+    digits, sounds, notes = hard_negative_clips(
+        data_dir, fsdd_count, esc_cuts_per_clip > 0, rng, exclude, holdout_percent, "train"
+    )
     out = [load_audio(clip.path, rate) for clip in digits]
     for clip in sounds:
         out.extend(loudest_cuts(load_audio(clip.path, rate, clip.offset_s, clip.duration_s), rate, esc_cuts_per_clip))

@@ -30,9 +30,9 @@ from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, Mov
 from torch.nn.utils import parametrize
 
 from deploy.runtime.compat import FeatureSpace, renormalize
-from deploy.runtime.errors import KitError
 
 from ..features import load_feature_set
+from .source import loader_options, model_dataset_name
 
 
 class _WeightFakeQuant(nn.Module):
@@ -147,19 +147,9 @@ def qat_for_int8(
     ``qat_finetune`` did plus the dataset it used (for the model's ``train_config``).
     """
 
-    source = meta.get("source") or {}
-    if not source.get("dataset_path"):
-        raise KitError("--qat-epochs: the model records no dataset to fine-tune on (train it with `kit train`)")
-    fs = load_feature_set(
-        source["dataset_path"],
-        data_dir,
-        split=source.get("split", "official"),
-        task=source.get("task", "kws10"),
-        test_fold=source.get("test_fold", 5),
-        extra_train=source.get("extra_train", ()),
-        progress=False,
-    )
+    name = model_dataset_name(meta, "--qat-epochs")
+    fs = load_feature_set(name, data_dir, **loader_options(meta.get("source") or {}), progress=False)
     x = renormalize(fs.x_train, fs.normalizer, FeatureSpace.of(meta).normalizer)
     pick = np.random.default_rng(seed).permutation(len(x))[:clips]
     done = qat_finetune(model, x[pick], fs.y_train[pick], epochs=epochs, lr=lr, seed=seed)
-    return {**done, "dataset": source["dataset_path"]}
+    return {**done, "dataset": name}

@@ -16,6 +16,10 @@ part a switch with a default, recorded in the model's ``train_config["recipe"]``
 * **SpecAugment-style masks** on the features (``augment.py``), **label smoothing** and **class
   balance** (sampling or loss weights) in the training loop.
 
+A **calibration hold-out** (``calibration_percent`` of the training speakers and of the hard-negative
+files, ``holdout.py``) is never trained on: ``kit bundle --max-fa-per-hour`` chooses thresholds on
+it, where the model is as unsure as it will be on a user's audio.
+
 Background noise comes only from the training part of ``_background_noise_``
 (``kit.data.noise.background_noise``), hard negatives only from training folds, so nothing the
 recipe adds is ever heard again in a test clip or a benchmark stream. Features go through the
@@ -39,6 +43,7 @@ from ..data import AudioDataset
 from ..data.noise import background_noise
 from ..features.featureset import FeatureSet, limit_clips
 from .config import TrainConfig
+from .holdout import CALIBRATION_PERCENT, calibration_mask
 from .negatives import hard_negatives
 from .waveaug import at_level, db_to_gain, mix_at_snr, noise_window, place_in_window
 
@@ -66,9 +71,14 @@ class Recipe:
     specaugment: bool = True
     label_smoothing: float = 0.1
     balance: str = "sampling"
+    #: percent of training speakers and hard-negative files kept out of training for threshold
+    #: calibration (``holdout.py``; 0 trains on everything, and thresholds then come out too low)
+    calibration_percent: int = CALIBRATION_PERCENT
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.calibration_percent <= 50:
+            raise KitError(f"recipe calibration_percent must be 0..50, got {self.calibration_percent}")
         if self.copies < 0 or self.fsdd_negatives < 0 or self.esc_cuts_per_clip < 0 or self.quiet_silence < 0:
             raise KitError("recipe: copies, negatives and silence counts must be >= 0")
         for name in ("snr_db", "gain_db", "silence_dbfs"):
@@ -83,7 +93,9 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Recipe":
+        """A recorded recipe; one recorded before the calibration hold-out existed held nothing out."""
         names = {f for f in cls.__dataclass_fields__}
+        data = {"calibration_percent": 0, **data}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
 
     def with_(self, **changes: Any) -> "Recipe":
@@ -168,6 +180,10 @@ def recipe_training_set(
 ) -> RecipeSet:
     """``fs``'s training split (of ``dataset``) plus the recipe's material; see the module docstring."""
     clips = _training_clips(dataset, fs)
+    keep = ~calibration_mask(clips, recipe.calibration_percent, dataset.clips_in("train"))
+    held_out = int((~keep).sum())
+    clips = [c for c, k in zip(clips, keep) if k]
+    x_train, y_train = fs.x_train[keep], fs.y_train[keep]
     rate = fs.config.sample_rate
     n = int(round(rate * fs.config.duration_s))
     rng = np.random.default_rng(recipe.seed)
@@ -197,23 +213,30 @@ def recipe_training_set(
             word = place_in_window(y, n, 0)
             base.add(mix_at_snr(word, noise_window(noise, n, rng), float(rng.uniform(*recipe.snr_db)), rate))
             replaced.append(i)
-        if int(fs.y_train[i]) == silence:
+        if int(y_train[i]) == silence:
             continue  # silence copies would be noise over noise; quiet silence covers levels
         for _ in range(recipe.copies):
             copies.add(variant(y))
-            copy_labels.append(int(fs.y_train[i]))
-    x_base = fs.x_train.copy()
+            copy_labels.append(int(y_train[i]))
+    x_base = x_train.copy()
     if replaced:
         x_base[np.array(replaced)] = base.result()
-    xs, ys = [x_base, copies.result()], [fs.y_train, np.array(copy_labels, dtype=np.int64)]
+    xs, ys = [x_base, copies.result()], [y_train, np.array(copy_labels, dtype=np.int64)]
     counts = {
         "training clips": int(len(clips)),
+        "clips held out for threshold calibration": held_out,
         "short clips placed in noise": len(replaced),
         "augmented copies": len(copy_labels),
     }
     if recipe.hard_negatives and UNKNOWN in fs.classes:
         waves, found = hard_negatives(
-            data_dir, rate, recipe.fsdd_negatives, recipe.esc_cuts_per_clip, rng, exclude=dataset.name
+            data_dir,
+            rate,
+            recipe.fsdd_negatives,
+            recipe.esc_cuts_per_clip,
+            rng,
+            exclude=dataset.name,
+            holdout_percent=recipe.calibration_percent,
         )
         notes += found
         negatives = _Featurizer(fs, progress)

@@ -7,7 +7,9 @@ benchmark's held-out streams (``bench/stream_builder.py``) use the test speakers
 each noise file, FSDD takes 0-4 and ESC-10 fold 5; thresholds tuned on any of those would make the
 benchmark's false-reject figures optimistic. This stream uses the training split of the model's
 dataset (keywords and ``_unknown_`` words), the first 80 % of the background-noise recordings and
-the recipe's hard negatives (FSDD training takes, ESC-10 training folds).
+the recipe's hard negatives (FSDD training takes, ESC-10 training folds); of those, only the
+calibration hold-out (``holdout.py``) when the model's recipe kept one, since thresholds chosen on
+clips the model trained on come out too low (it is surer of them than of anything new).
 
 Layout: a noise bed (random training-noise pieces at random levels) with events placed one
 after another after random gaps, as in the benchmark's keyword and negatives-only streams.
@@ -24,9 +26,10 @@ import numpy as np
 from deploy.runtime.errors import KitError
 
 from ..audio import load_audio
-from ..data import load_dataset
 from ..data.noise import background_noise
+from .holdout import calibration_mask
 from .negatives import hard_negative_clips, loudest_cuts
+from .source import load_model_dataset
 from .waveaug import at_level, db_to_gain, noise_window
 
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
@@ -47,6 +50,8 @@ class ValidationStream:
     audio: np.ndarray
     rate: int
     events: list[Event]
+    #: where its words came from: "calibration hold-out (N % of speakers)" or "training clips (seen in training)"
+    material: str = ""
 
     @property
     def duration_s(self) -> float:
@@ -63,19 +68,9 @@ def _sources(
     rng: np.random.Generator,
 ) -> tuple[list[tuple[str, np.ndarray]], list[np.ndarray]]:
     """(keyword label, waveform) pairs and negative waveforms, all from training material."""
-    source = meta.get("source") or {}
-    name = source.get("dataset_path")
-    if not name:
-        raise KitError("validation stream: the model does not record its dataset (train it with `kit train`)")
-    audio = load_dataset(
-        name,
-        data_dir,
-        split=source.get("split", "official"),
-        task=source.get("task", "kws10"),
-        test_fold=source.get("test_fold", 5),
-        extra_train=source.get("extra_train", ()),
-    )
-    train = audio.clips_in("train")
+    audio, train = stream_clips(meta, data_dir)
+    percent = calibration_percent(meta)
+    name = audio.name
     words: list[tuple[str, np.ndarray]] = []
     negatives: list[np.ndarray] = []
     for label in keywords:
@@ -86,13 +81,32 @@ def _sources(
     unknown = [c for c in train if c.label == UNKNOWN]
     for i in rng.permutation(len(unknown))[:n_negatives]:
         negatives.append(load_audio(unknown[int(i)].path, rate, unknown[int(i)].offset_s, unknown[int(i)].duration_s))
-    digits, sounds, _ = hard_negative_clips(data_dir, n_negatives, True, rng, exclude=audio.name)
+    part = "calibration" if percent else "train"
+    digits, sounds, _ = hard_negative_clips(data_dir, n_negatives, True, rng, audio.name, percent, part)
     negatives += [load_audio(c.path, rate) for c in digits]
     for i in rng.permutation(len(sounds))[: n_negatives // 2]:  # one loudest second of each picked training sound
         negatives += loudest_cuts(load_audio(sounds[int(i)].path, rate), rate, 1)
     if not words:
-        raise KitError(f"validation stream: dataset '{name}' has no training clips of the keywords {keywords}")
+        where = f"calibration hold-out ({percent} % of the training speakers)" if percent else "training clips"
+        raise KitError(f"validation stream: dataset '{name}' has no {where} of the keywords {keywords}")
     return words, negatives
+
+
+def stream_clips(meta: dict[str, Any], data_dir: str | os.PathLike | None) -> tuple[Any, list[Any]]:
+    """The model's dataset and the training clips a validation stream may use: the calibration
+    hold-out when the model's recipe kept one, else every training clip."""
+    audio = load_model_dataset(meta, data_dir, "validation stream")
+    train = audio.clips_in("train")
+    percent = calibration_percent(meta)
+    if percent:
+        train = [c for c, held in zip(train, calibration_mask(train, percent)) if held]
+    return audio, train
+
+
+def calibration_percent(meta: dict[str, Any]) -> int:
+    """The share of training speakers the model's recipe held out for calibration (0: none, or no recipe)."""
+    recipe = (meta.get("train_config") or {}).get("recipe") or {}
+    return int(recipe.get("calibration_percent", 0) or 0)
 
 
 def build_validation_stream(
@@ -158,4 +172,10 @@ def build_validation_stream(
         bed[t : t + len(y)] += y
         events.append(Event(kind, label, t / rate, (t + len(y)) / rate))
         t += len(y) + int(rng.uniform(*gap_s) * rate)
-    return ValidationStream(np.clip(bed, -1.0, 1.0), rate, events)
+    percent = calibration_percent(meta)
+    material = (
+        f"calibration hold-out ({percent} % of the training speakers and hard-negative files, never trained on)"
+        if percent
+        else "training clips the model trained on (its recipe held none out): thresholds will be optimistic"
+    )
+    return ValidationStream(np.clip(bed, -1.0, 1.0), rate, events, material)
