@@ -77,6 +77,12 @@ def _reliability(payload: dict[str, Any], stem: str) -> str:
     return reliability.render(payload) + "\n"
 
 
+def _data_ladder(payload: dict[str, Any], stem: str) -> str:
+    from bench.data_ladder import markdown  # lazy: pulls in torch
+
+    return markdown(payload) + "\n"
+
+
 #: results-file stem prefix -> how to call its module's markdown()
 RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "active_learning": _active_learning,
@@ -94,6 +100,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "streaming": _whole("streaming", "{stem}.png"),
     "reliability": _reliability,
     "firmware": _whole("firmware", "{stem}.png"),
+    "data_ladder": _data_ladder,
 }
 
 
