@@ -96,6 +96,22 @@ def test_read_wav_equals_soundfile_on_real_recordings(data_dir: Path) -> None:
         assert rate == ref_rate and np.array_equal(y, reference), path
 
 
+def test_write_wav_round_trips_real_recordings_and_leaves_no_partial_file(data_dir: Path, tmp_path: Path) -> None:
+    from deploy.runtime.wavio import write_wav
+
+    for i, path in enumerate(_fsdd_clips(data_dir, 3) + _speech_commands_clips(data_dir, 3)):
+        y, rate = read_wav(path)  # 16-bit originals: written back, they read back sample for sample
+        out = write_wav(tmp_path / f"copy{i}.wav", y, rate)
+        again, again_rate = read_wav(out)
+        assert again_rate == rate and np.max(np.abs(again - y)) <= 1.0 / 32767 + 1e-7, path
+        assert sf.info(out).subtype == "PCM_16"
+    clipped, _ = read_wav(write_wav(tmp_path / "loud.wav", np.array([2.0, -3.0] * 800), 16000))
+    assert clipped.max() <= 1.0 and clipped.min() >= -1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*(f"copy{i}.wav" for i in range(6)), "loud.wav"])
+    with pytest.raises(KitError, match="sample rate"):
+        write_wav(tmp_path / "bad.wav", np.zeros(100), 3)
+
+
 def _one_line_kit_error(call, *needles: str) -> str:
     with pytest.raises(KitError) as exc:
         call()

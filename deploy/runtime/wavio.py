@@ -181,12 +181,13 @@ def write_wav(path: str | os.PathLike, y: np.ndarray, rate: int) -> Path:
 
     The inverse of ``read_wav`` up to 16-bit rounding: what a recorder or ``arecord`` would produce,
     so a file the kit writes (a demo stream, a benchmark window) plays and reads everywhere."""
+    rate = check_rate(rate, str(path))  # before the writer opens: its close would mask the error
     pcm = (np.clip(np.asarray(y, dtype=np.float64), -1.0, 1.0) * 32767.0).round().astype("<i2")
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as handle:
         handle.setnchannels(1)
         handle.setsampwidth(2)
-        handle.setframerate(check_rate(rate, str(path)))
+        handle.setframerate(rate)
         handle.writeframes(pcm.tobytes())
     atomic_write_bytes(Path(path), buffer.getvalue())
     return Path(path)
