@@ -39,8 +39,11 @@ from deploy.runtime.safeio import require_regular_file
 FORMATS = ("onnx", "tflite")
 #: |head logits - model logits| allowed for fp32 files, relative to the largest |logit| (at least 1).
 FP32_HEAD_RTOL = 1e-3
-#: int8 files quantise embedding and logits separately, so the head reproduces their logits only to
-#: within a few quantisation steps; allowed fraction of the logits' range.
+#: int8 files: |head logits - PyTorch logits| allowed, as a fraction of the logits' range. The device
+#: computes embedding @ head, so that path is judged against the float model; the file's own int8
+#: logits output is quantised separately (a coarser grid) and is only recorded, not judged: a kws12
+#: DS-CNN whose head path was within 0.25 of PyTorch (99.3 % top-1 agreement) differed from its own
+#: int8 logits by 1.65 and was refused before.
 INT8_HEAD_RTOL = 0.1
 
 
@@ -99,7 +102,7 @@ def head_check(
     }
     if ".int8." in name:
         limit = INT8_HEAD_RTOL * max(1.0, float(np.ptp(reference)))
-        ok = check["max_abs_head_vs_file_logits"] <= limit
+        ok = check["max_abs_head_vs_pytorch"] <= limit
     else:
         limit = FP32_HEAD_RTOL * scale
         ok = check["max_abs_head_vs_file_logits"] <= limit and check["max_abs_head_vs_pytorch"] <= limit

@@ -394,3 +394,22 @@ def test_device_info_and_classify(built, bundle: Bundle, data_dir: Path, tmp_pat
         result = _device(*args)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_int8_head_check_judges_the_device_path_against_the_float_model(built, bundle: Bundle, fsdd) -> None:
+    """The device computes embedding @ head; an int8 file is refused when that path strays from the float
+    model's logits, not when the file's own (separately quantised) logits output differs from it."""
+    from deploy.bundle_builder import INT8_HEAD_RTOL, head_check
+
+    blob = bundle.models["model.int8.onnx"]
+    x = fsdd.x_test[:60]
+    weight, bias = np.asarray(bundle.head_weight), np.asarray(bundle.head_bias)
+    model, _ = load_model(built["model"])
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    check = head_check("model.int8.onnx", blob, weight, bias, x, reference)
+    assert check["max_abs_head_vs_pytorch"] <= check["limit"] == INT8_HEAD_RTOL * max(1.0, float(np.ptp(reference)))
+    # the same file judged against logits it does not reproduce (a model it was not exported from)
+    wrong = reference + 0.5 * check["limit"] / INT8_HEAD_RTOL * np.eye(reference.shape[1])[np.arange(len(x)) % 3]
+    with pytest.raises(KitError, match="embedding @ head does not reproduce"):
+        head_check("model.int8.onnx", blob, weight, bias, x, wrong)
