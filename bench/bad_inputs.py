@@ -39,7 +39,6 @@ from deploy.bundle_builder import build_bundle
 from deploy.runtime.__main__ import main as runtime_main
 from deploy.runtime.artifact import Artifact, manifest_digest, read_artifact, write_artifact
 from kit.cli import main as kit_main
-from kit.coreset import Coreset
 from kit.errors import KitError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,9 +63,9 @@ def build_env(root: Path, data_dir: Path) -> Env:
     """A tiny ConvNet on FSDD digits 0-3 (real recordings), its random coreset and an ONNX bundle."""
     import torch  # lazy: torch only when used
 
-    from distill import make_distiller  # lazy: pulls in torch, soundfile
     from kit.data import load_dataset  # lazy: pulls in soundfile
     from kit.features import load_feature_set  # lazy: pulls in soundfile
+    from kit.pipeline import distill_coreset  # lazy: pulls in torch, soundfile
     from kit.training import TrainConfig, train_and_save  # lazy: pulls in torch, soundfile
 
     good = root / "good"
@@ -78,18 +77,8 @@ def build_env(root: Path, data_dir: Path) -> Env:
     torch.manual_seed(0)
     config = TrainConfig(arch_kwargs={"width": 8}, max_samples=400, batch_size=16)
     model_path = train_and_save(good / "m.kit", fs.x_train, fs.y_train, fs, config, progress=False).path
-    pick = make_distiller("random", ipc=5, seed=0).fit(fs.x_train, fs.y_train, len(fs.classes))
-    coreset = Coreset(
-        pick.features_,
-        pick.labels_,
-        fs.classes,
-        fs.config,
-        fs.normalizer,
-        method="random",
-        params={"ipc": 5},
-        seed=0,
-        source=fs.source,
-    ).save(good / "c.kit")
+    # the kit's own selection path: a random 5-per-class coreset with its provenance
+    coreset = distill_coreset(fs, {"dataset": "fsdd"}, "random", 5, seed=0)[0].save(good / "c.kit")
     bundle = build_bundle(model_path, coreset, good / "b.kit", formats=("onnx",))
     clips = tuple(sorted(c.path for c in ds.clips if c.label == "9" and c.split == "train")[:5])
     tones = good / "tones"

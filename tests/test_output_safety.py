@@ -39,11 +39,11 @@ from deploy.runtime.safeio import (
     read_regular_bytes,
 )
 from deploy.runtime.wavio import read_wav
-from distill import make_distiller
 from kit.audio import load_audio
 from kit.cli import main as kit_main
 from kit.data import load_dataset
 from kit.features import load_feature_set
+from kit.pipeline import distill_coreset
 from kit.training import TrainConfig, train_and_save
 
 REPO = Path(__file__).resolve().parents[1]
@@ -277,18 +277,8 @@ def small(data_dir: Path, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("safety")
     config = TrainConfig(arch_kwargs={"width": 8}, max_samples=600, batch_size=16)
     model_path = train_and_save(out / "m.kit", fs.x_train, fs.y_train, fs, config, progress=False).path
-    pick = make_distiller("random", ipc=5, seed=0).fit(fs.x_train, fs.y_train, len(fs.classes))
-    coreset = Coreset(
-        pick.features_,
-        pick.labels_,
-        fs.classes,
-        fs.config,
-        fs.normalizer,
-        method="random",
-        params={"ipc": 5},
-        seed=0,
-        source=fs.source,
-    ).save(out / "c.kit")
+    # the kit's own selection path: a random 5-per-class coreset with its provenance
+    coreset = distill_coreset(fs, {"dataset": "fsdd"}, "random", 5, seed=0)[0].save(out / "c.kit")
     bundle = build_bundle(model_path, coreset, out / "b.kit", formats=("onnx",))
     clips = {d: sorted(c.path for c in ds.clips if c.label == d and c.split == "train")[:5] for d in ("8", "9")}
     return {"model": model_path, "coreset": coreset, "bundle": bundle, "clips": clips}
