@@ -611,7 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     args.arch = args.arch or ("convnet-mcu" if production else "convnet")
     args.width = args.width or (28 if production else 64)
     args.batch_size = args.batch_size or (128 if production else 64)
-    args.max_samples = None if production and args.max_samples is None else (args.max_samples or 48000)
+    if args.max_samples is None and not production:  # production trains whole epochs, as kit train DATASET
+        args.max_samples = 48000
     if args.extra_train is None:
         default_extra = Path(args.data_dir) / "speech_commands_train"
         args.extra_train = [str(default_extra)] if production and default_extra.is_dir() else []

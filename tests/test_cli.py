@@ -115,9 +115,10 @@ def test_demo_stream_pairs_each_word_with_what_the_device_heard(tmp_path: Path) 
 
 
 def test_demo_refuses_a_bad_ipc(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["demo", "--ipc", "0", "--out", str(tmp_path / "d")])
-    assert result.exit_code != 0 and isinstance(result.exception, KitError), result.output
-    assert "--ipc" in str(result.exception) and "\n" not in str(result.exception)
+    for args in (["--ipc", "0"], ["--ipc", "abc"], ["--seeds", "x"]):
+        result = runner.invoke(app, ["demo", *args, "--out", str(tmp_path / "d")])
+        assert result.exit_code != 0 and isinstance(result.exception, KitError), result.output
+        assert args[0] in str(result.exception) and "\n" not in str(result.exception)
 
 
 def test_unknown_dataset_and_missing_data_dir_are_one_line_errors(tmp_path: Path) -> None:

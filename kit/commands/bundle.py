@@ -158,11 +158,12 @@ def _bundle(
     sign_key: bytes | None,
 ) -> None:
     source = None if x_cal is None else f"{len(x_cal)} training clips ({calibration_data})"
-    if max_fa_per_hour is None:
-        path = build_bundle(
+
+    def build(target: Path) -> Path:
+        return build_bundle(
             model_path,
             coreset,
-            out,
+            target,
             formats=_formats(fmt),
             int8=int8,
             replay_dtype=replay_dtype.lower(),
@@ -171,22 +172,14 @@ def _bundle(
             calibration_source=source,
             sign_key=sign_key,
         )
+
+    if max_fa_per_hour is None:
+        path = build(out)
     else:
         # built beside the target and renamed only once the thresholds are in: no bundle without them is left
         tmp = out.with_name(f".{out.name}.thresholds.tmp")
         try:
-            build_bundle(
-                model_path,
-                coreset,
-                tmp,
-                formats=_formats(fmt),
-                int8=int8,
-                replay_dtype=replay_dtype.lower(),
-                detector=settings,
-                calibration=x_cal,
-                calibration_source=source,
-                sign_key=sign_key,
-            )
+            build(tmp)
             choice = set_thresholds(tmp, model_path, max_fa_per_hour, validation_minutes, data_dir, sign_key=sign_key)
             atomic_write_bytes(out, tmp.read_bytes(), lock=True)
             path = out

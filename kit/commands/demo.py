@@ -23,6 +23,7 @@ from rich.table import Table
 from deploy.runtime.artifact import atomic_write_text
 from deploy.runtime.errors import KitError
 from deploy.runtime.safeio import check_output_dir
+from kit.options import parse_ints, parse_seeds
 
 from .demo_steps import deploy_step, firmware_step, held_out_sequence, stream_step
 
@@ -64,12 +65,10 @@ def demo_command(
     from kit.data import load_dataset  # lazy: pulls in soundfile
     from kit.pipeline import distill_coreset, load_training_set, score_coreset  # lazy: pulls in soundfile
 
-    seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
-    if len(seed_list) < 1:
+    seed_list = tuple(parse_seeds(seeds))
+    if not seed_list:
         raise KitError("--seeds: give at least one seed")
-    ipcs = sorted({int(v) for v in ipc.split(",") if v.strip()})
-    if not ipcs or ipcs[0] < 1:
-        raise KitError(f"--ipc: give samples per class >= 1 (e.g. 1,10), got '{ipc}'")
+    ipcs = sorted(parse_ints(ipc, "--ipc"))
     console = Console()
     started = time.time()
     fs, loader = load_training_set(dataset, data_dir, split=split, task=task)
