@@ -87,8 +87,9 @@ def base_model(fs, config: dict, seed: int, work: Path, console: Console, audio=
     production = config.get("base", "plain") == "production"
     train_config = TrainConfig(
         arch=config.get("arch", "convnet"),
-        arch_kwargs={"width": config["width"]},
-        **({"epochs": 30} if production else {}),
+        arch_kwargs=config.get("arch_kwargs") or {"width": config["width"]},
+        **({"epochs": config.get("epochs") or 30} if production else {}),
+        **({"lr": config["lr"]} if config.get("lr") else {}),
         max_samples=config["max_samples"],
         batch_size=config["batch_size"],
         seed=seed,
@@ -556,11 +557,28 @@ def _base_words(config: dict) -> str:
     """How the base model was trained, in words (older results files have no ``base`` key)."""
     if config.get("base") == "production":
         extra = " + ".join(Path(p).name for p in config.get("extra_train") or []) or "no extra clips"
+        shape = (
+            ", ".join(f"{k} {v}" for k, v in config["arch_kwargs"].items())
+            if config.get("arch_kwargs")
+            else f"width {config['width']}"
+        )
+        lr = f", lr {config['lr']:g}" if config.get("lr") else ""
         return (
-            f"{config['arch']} width {config['width']} trained as `kit train DATASET` does (recipe without "
-            f"FSDD negatives; the split's training clips + {extra}; 30 epochs)"
+            f"{config['arch']} {shape} trained as `kit train DATASET` does (recipe without "
+            f"FSDD negatives; the split's training clips + {extra}; {config.get('epochs') or 30} epochs{lr})"
         )
     return f"ConvNet width {config['width']}, {config['max_samples']} samples"
+
+
+def _json_object(text: str) -> dict:
+    """``--arch-kwargs``: a JSON object, or argparse's one-line error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON ({err.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
+    return value
 
 
 # Main --------------------------------------------------------------------------------------------
@@ -582,6 +600,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--arch", default=None, help="base architecture (production: convnet-mcu, plain: convnet)")
     parser.add_argument("--width", type=int, default=None, help="base width (production: 28, plain: 64)")
+    parser.add_argument(
+        "--arch-kwargs",
+        type=_json_object,
+        default=None,
+        help='production base architecture options as JSON, e.g. \'{"size": "small"}\' for dscnn-mcu (not --width)',
+    )
+    parser.add_argument("--lr", type=float, default=None, help="production base learning rate (default: kit train's)")
+    parser.add_argument("--epochs", type=int, default=None, help="production base epochs (default 30)")
     parser.add_argument(
         "--max-samples", type=int, default=None, help="plain base training budget (samples seen; default 48000)"
     )
@@ -618,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         args.extra_train = [str(default_extra)] if production and default_extra.is_dir() else []
     if args.extra_train and not production:
         parser.error("--extra-train needs --base production")
+    if not production and (args.arch_kwargs or args.lr or args.epochs):
+        parser.error("--arch-kwargs, --lr and --epochs need --base production")
     args.shots = [int(s) for s in args.shots.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     words_list = [w.strip() for w in args.words.split(",") if w.strip()]
@@ -657,6 +685,9 @@ def main(argv: list[str] | None = None) -> int:
         "base": args.base,
         "arch": args.arch,
         "width": args.width,
+        "arch_kwargs": args.arch_kwargs,
+        "lr": args.lr,
+        "epochs": args.epochs,
         "extra_train": args.extra_train,
         "data_dir": str(args.data_dir),
         "max_samples": args.max_samples,
@@ -674,6 +705,8 @@ def main(argv: list[str] | None = None) -> int:
     if production:  # the earlier (plain) cache keys stay valid
         keys += ("base", "arch", "extra_train", "data_dir")
     base_config = {k: config[k] for k in keys}
+    # set only when given, so the cache keys of bases trained before these options existed stay valid
+    base_config.update({k: config[k] for k in ("arch_kwargs", "lr", "epochs") if config[k]})
     base_config["data"] = (
         ds.fingerprint()["sha256"] if "sha256" in ds.fingerprint() else json.dumps(ds.fingerprint(), sort_keys=True)
     )

@@ -289,3 +289,32 @@ def test_small_datasets_hold_out_single_clips_and_old_recipes_held_out_nothing(d
     assert Recipe.from_dict({"copies": 2}).calibration_percent == 0  # a model recorded before the hold-out
     with pytest.raises(KitError, match="calibration_percent"):
         Recipe(calibration_percent=80)
+
+
+def test_reversed_keywords_are_added_as_unknown_and_are_the_clips_played_backwards(data_dir):
+    from deploy.runtime.features import extract_features
+    from kit.audio import load_audio
+    from kit.training import Recipe, load_for_training, recipe_training_set
+    from kit.training.recipe import _training_clips
+    from kit.training.waveaug import place_in_window
+
+    audio, fs = load_for_training("speech_commands", data_dir, task="kws12", limit_per_class=3, progress=False)
+    plain = dict(copies=0, hard_negatives=False, quiet_silence=0, noise=False, shift=False, gain_db=(0.0, 0.0))
+    base = recipe_training_set(audio, fs, Recipe(**plain, calibration_percent=0), data_dir)
+    built = recipe_training_set(audio, fs, Recipe(**plain, reversed_negatives=1.0, calibration_percent=0), data_dir)
+    unknown, silence = fs.classes.index("_unknown_"), fs.classes.index("_silence_")
+    keyword_rows = np.flatnonzero(~np.isin(fs.y_train, [unknown, silence]))
+    assert built.counts["reversed keywords (_unknown_)"] == len(keyword_rows) > 0
+    added_x, added_y = built.x[len(base.x) :], built.y[len(base.y) :]
+    assert len(added_x) == len(keyword_rows) and np.all(added_y == unknown)
+    clips = _training_clips(audio, fs)
+    rate, n = fs.config.sample_rate, int(round(fs.config.sample_rate * fs.config.duration_s))
+    for row, i in zip(added_x[:3], keyword_rows[:3]):
+        y = load_audio(clips[i].path, rate, clips[i].offset_s, clips[i].duration_s)
+        backwards = fs.normalizer.transform(extract_features(place_in_window(y[::-1].copy(), n, 0), fs.config)[None])[0]
+        assert np.allclose(row, backwards, atol=1e-5)
+        assert not np.allclose(row, fs.x_train[i], atol=1e-2)  # not the keyword itself
+    half = recipe_training_set(audio, fs, Recipe(**plain, reversed_negatives=0.5, calibration_percent=0), data_dir)
+    assert half.counts["reversed keywords (_unknown_)"] == round(0.5 * len(keyword_rows))
+    with pytest.raises(KitError, match="reversed_negatives"):
+        Recipe(reversed_negatives=1.5)

@@ -88,6 +88,9 @@ def train_command(
         True, "--hard-negatives/--no-hard-negatives", help="Recipe: FSDD / ESC-10 training clips as _unknown_ (kws12)."
     ),
     fsdd_negatives: int = typer.Option(800, "--fsdd-negatives", help="Recipe: FSDD digits among the hard negatives."),
+    reversed_negatives: float = typer.Option(
+        0.0, "--reversed-negatives", help="Recipe: share of keyword clips also played backwards as _unknown_."
+    ),
     esc_cuts: int = typer.Option(3, "--esc-cuts", help="Recipe: loudest 1-s cuts per ESC-10 training clip (0 = none)."),
     quiet_silence: int = typer.Option(600, "--quiet-silence", help="Recipe: quiet noise windows as _silence_ (kws12)."),
     calibration_percent: int = typer.Option(
@@ -137,6 +140,7 @@ def train_command(
             "max_shift_s": max_shift,
             "hard_negatives": hard_negatives,
             "fsdd_negatives": fsdd_negatives,
+            "reversed_negatives": reversed_negatives,
             "esc_cuts_per_clip": esc_cuts,
             "quiet_silence": quiet_silence,
             "calibration_percent": calibration_percent,

@@ -11,6 +11,9 @@ part a switch with a default, recorded in the model's ``train_config["recipe"]``
 * **augmented copies** (``copies`` per training clip): a time shift within the window (no
   wrap-around), background noise at a random SNR in ``snr_db`` and a random gain;
 * **hard negatives** labelled ``_unknown_`` (``negatives.py``), clean and over noise;
+* **reversed keywords** (``reversed_negatives``, a fraction of the keyword clips, off by default)
+  played backwards as ``_unknown_``: the same voices, rooms and spectra as the keywords but not
+  the words, so "speech that is none of mine" stops meaning "FSDD's six speakers or an ESC sound";
 * **quiet silence**: training-noise windows at stream levels (``silence_dbfs``), since the
   ``_silence_`` clips are the noise files at their recorded (loud) level;
 * **SpecAugment-style masks** on the features (``augment.py``), **label smoothing** and **class
@@ -65,6 +68,8 @@ class Recipe:
     short_clip_s: float = 0.95
     hard_negatives: bool = True
     fsdd_negatives: int = 800
+    #: fraction of keyword training clips added time-reversed (one noisy copy each) as _unknown_
+    reversed_negatives: float = 0.0
     esc_cuts_per_clip: int = 3
     quiet_silence: int = 600
     silence_dbfs: tuple[float, float] = (-65.0, -25.0)
@@ -85,6 +90,8 @@ class Recipe:
             low, high = getattr(self, name)
             if low > high:
                 raise KitError(f"recipe {name}: low {low} exceeds high {high}")
+        if not 0.0 <= self.reversed_negatives <= 1.0:
+            raise KitError(f"recipe reversed_negatives must lie in [0, 1], got {self.reversed_negatives}")
         if self.max_shift_s < 0:
             raise KitError(f"recipe max_shift_s must be >= 0, got {self.max_shift_s}")
 
@@ -166,9 +173,33 @@ def planned_counts(n_clips: int, recipe: Recipe, classes: list[str]) -> int:
     extra = n_clips * recipe.copies
     if UNKNOWN in classes and recipe.hard_negatives:
         extra += 2 * (recipe.fsdd_negatives + 320 * recipe.esc_cuts_per_clip)
+    if UNKNOWN in classes:
+        extra += int(recipe.reversed_negatives * n_clips)
     if SILENCE in classes and recipe.noise:
         extra += recipe.quiet_silence
     return extra
+
+
+def _reversed_keywords(
+    clips: list[Any],
+    labels: np.ndarray,
+    fs: FeatureSet,
+    recipe: Recipe,
+    rate: int,
+    variant: Callable[[np.ndarray], np.ndarray],
+    rng: np.random.Generator,
+    progress: Callable[[int], None] | None,
+) -> np.ndarray:
+    """Features of ``recipe.reversed_negatives`` of the keyword clips, each played backwards through
+    ``variant`` (shift, noise, gain): negatives that sound like the keywords' speakers, not their words."""
+    not_keywords = {fs.classes.index(c) for c in (UNKNOWN, SILENCE) if c in fs.classes}
+    keyword_rows = np.flatnonzero([int(label) not in not_keywords for label in labels])
+    chosen = np.sort(rng.permutation(keyword_rows)[: int(round(recipe.reversed_negatives * len(keyword_rows)))])
+    out = _Featurizer(fs, progress)
+    for i in chosen:
+        clip = clips[int(i)]
+        out.add(variant(load_audio(clip.path, rate, clip.offset_s, clip.duration_s)[::-1].copy()))
+    return out.result()
 
 
 def recipe_training_set(
@@ -250,6 +281,11 @@ def recipe_training_set(
         counts["hard negatives (_unknown_)"] = int(len(x_neg))
     elif recipe.hard_negatives:
         notes.append("no hard negatives: the dataset has no '_unknown_' class")
+    if recipe.reversed_negatives > 0 and UNKNOWN in fs.classes:
+        x_rev = _reversed_keywords(clips, y_train, fs, recipe, rate, variant, rng, progress)
+        xs.append(x_rev)
+        ys.append(np.full(len(x_rev), fs.classes.index(UNKNOWN), dtype=np.int64))
+        counts["reversed keywords (_unknown_)"] = int(len(x_rev))
     if recipe.quiet_silence > 0 and silence >= 0:
         quiet = _Featurizer(fs, progress)
         for _ in range(recipe.quiet_silence):
