@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.machine import machine_info
+from bench.machine import command_line, machine_info
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
 from deploy.runtime.artifact import atomic_write_text
 from deploy.runtime.errors import KitError
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rung +{n}/keyword: {100 * rung['accuracy']:.1f} %", file=sys.stderr)
             rungs.append(rung)
         results = {
-            "command": " ".join(["python -m bench.data_ladder", *(argv if argv is not None else sys.argv[1:])]),
+            "command": command_line("bench.data_ladder", argv),
             "arch": args.arch,
             "width": args.width,
             "epochs": args.epochs,

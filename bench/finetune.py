@@ -37,7 +37,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -47,7 +46,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench.machine import machine_info
+from bench.machine import command_line, machine_info
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
 from deploy.bundle_builder import build_bundle
 from deploy.runtime import finetune
@@ -735,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
             personal_rows += personalize_runs(base, speakers, ds, test, args, progress)
     timing = timing_large_replay(bases[0], fs, words, per_class=50)
     results = {
-        "command": " ".join(["python -m bench.finetune", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line("bench.finetune", argv),
         "config": config,
         "machine": machine,
         "base_classes": list(ds.classes),

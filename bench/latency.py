@@ -44,6 +44,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench.machine import command_line
 from bench.paths import DEFAULT_DATA_DIR, REPO, RESULTS_DIR
 
 DEFAULT_WORK_DIR = REPO / "runs" / "bench-latency"
@@ -535,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     first_bundle = next(iter(next(iter(prepared["archs"].values()))["bundles"].values()))
     result = {
         "benchmark": "latency",
-        "command": " ".join(["python -m bench.latency", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line("bench.latency", argv),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "wall_s": round(time.perf_counter() - started, 1),
         "load_average_start": load_start,

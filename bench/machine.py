@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
+import sys
 
 import numpy
 
@@ -37,3 +39,10 @@ def machine_info() -> dict:
         "numpy": numpy.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def command_line(module: str, argv: list[str] | None = None) -> str:
+    """``python -m bench.MODULE ARGS`` as a shell would need it typed: arguments such as
+    ``--arch-kwargs '{"size": "small"}'`` are quoted, so the recorded command can be pasted back."""
+    args = sys.argv[1:] if argv is None else argv
+    return shlex.join(["python", "-m", module, *args])

@@ -19,13 +19,12 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 
-from bench.machine import machine_info
+from bench.machine import command_line, machine_info
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
 from deploy.runtime.artifact import atomic_write_text
 from kit.report.tables import markdown_table
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             "split": args.split,
             "task": "kws10" if args.dataset == "speech_commands" else None,
             "limit_per_class": limit,
-            "command": " ".join(["python -m bench.nas_proxy", *(argv if argv is not None else sys.argv[1:])]),
+            "command": command_line("bench.nas_proxy", argv),
             "distill": args.coreset
             or (
                 f"{settings.distill_method}, {settings.distill_steps} steps"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.distill import DATASETS, results_stem
-from bench.machine import machine_info
+from bench.machine import command_line, machine_info
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
 from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
 from deploy.runtime.coreset import Coreset
@@ -190,7 +190,7 @@ def write_results(
             sum(c.get("train_seconds", 0.0) for c in cells.values() if isinstance(c, dict)), 1
         ),
         "seed": args.seed,
-        "command": " ".join(["python", "-m", f"bench.{module}", *sys.argv[1:]]),
+        "command": command_line(f"bench.{module}"),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "run_dir": str(run_path),
     }

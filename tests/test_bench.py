@@ -244,3 +244,14 @@ def test_every_stored_markdown_is_its_json_rendered_by_todays_table_code() -> No
     assert "distill_esc10_folds" in checked  # the ESC-10 5-fold grid rebuilds like the rest
     for stem in checked:
         assert regenerate(RESULTS_DIR / f"{stem}.json") == (RESULTS_DIR / f"{stem}.md").read_text(), stem
+
+
+def test_recorded_bench_command_pastes_back_into_a_shell():
+    """A results file's command must run as printed: JSON options need their quotes kept."""
+    import shlex
+
+    from bench.machine import command_line
+
+    argv = ["--arch-kwargs", '{"size": "small"}', "--out", "runs/a b.json"]
+    command = command_line("bench.finetune", argv)
+    assert shlex.split(command) == ["python", "-m", "bench.finetune", *argv]
