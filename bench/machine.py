@@ -1,4 +1,4 @@
-"""A record of the machine a benchmark ran on, stored beside every result."""
+"""A record of the machine a benchmark ran on and of the command that ran it, stored beside every result."""
 
 from __future__ import annotations
 
