@@ -180,26 +180,15 @@ def planned_counts(n_clips: int, recipe: Recipe, classes: list[str]) -> int:
     return extra
 
 
-def _reversed_keywords(
-    clips: list[Any],
-    labels: np.ndarray,
-    fs: FeatureSet,
-    recipe: Recipe,
-    rate: int,
-    variant: Callable[[np.ndarray], np.ndarray],
-    rng: np.random.Generator,
-    progress: Callable[[int], None] | None,
-) -> np.ndarray:
-    """Features of ``recipe.reversed_negatives`` of the keyword clips, each played backwards through
-    ``variant`` (shift, noise, gain): negatives that sound like the keywords' speakers, not their words."""
+def _rows_to_reverse(labels: np.ndarray, fs: FeatureSet, recipe: Recipe, rng: np.random.Generator) -> set[int]:
+    """``recipe.reversed_negatives`` of the keyword rows, to be played backwards through ``variant``
+    (shift, noise, gain) as ``_unknown_``: negatives that sound like the keywords' speakers, not their
+    words. Chosen up front so the training loop reads each clip from disk once."""
+    if recipe.reversed_negatives <= 0 or UNKNOWN not in fs.classes:
+        return set()
     not_keywords = {fs.classes.index(c) for c in (UNKNOWN, SILENCE) if c in fs.classes}
     keyword_rows = np.flatnonzero([int(label) not in not_keywords for label in labels])
-    chosen = np.sort(rng.permutation(keyword_rows)[: int(round(recipe.reversed_negatives * len(keyword_rows)))])
-    out = _Featurizer(fs, progress)
-    for i in chosen:
-        clip = clips[int(i)]
-        out.add(variant(load_audio(clip.path, rate, clip.offset_s, clip.duration_s)[::-1].copy()))
-    return out.result()
+    return {int(i) for i in rng.permutation(keyword_rows)[: int(round(recipe.reversed_negatives * len(keyword_rows)))]}
 
 
 def recipe_training_set(
@@ -234,6 +223,7 @@ def recipe_training_set(
         return np.clip(wave * db_to_gain(float(rng.uniform(*recipe.gain_db))), -1.0, 1.0)
 
     base, copies = _Featurizer(fs, progress), _Featurizer(fs, progress)
+    to_reverse, reversed_words = _rows_to_reverse(y_train, fs, recipe, rng), _Featurizer(fs, progress)
     replaced: list[int] = []
     copy_labels: list[int] = []
     silence = fs.classes.index(SILENCE) if SILENCE in fs.classes else -1
@@ -244,6 +234,8 @@ def recipe_training_set(
             word = place_in_window(y, n, 0)
             base.add(mix_at_snr(word, noise_window(noise, n, rng), float(rng.uniform(*recipe.snr_db)), rate))
             replaced.append(i)
+        if i in to_reverse:
+            reversed_words.add(variant(y[::-1].copy()))
         if int(y_train[i]) == silence:
             continue  # silence copies would be noise over noise; quiet silence covers levels
         for _ in range(recipe.copies):
@@ -282,7 +274,7 @@ def recipe_training_set(
     elif recipe.hard_negatives:
         notes.append("no hard negatives: the dataset has no '_unknown_' class")
     if recipe.reversed_negatives > 0 and UNKNOWN in fs.classes:
-        x_rev = _reversed_keywords(clips, y_train, fs, recipe, rate, variant, rng, progress)
+        x_rev = reversed_words.result()
         xs.append(x_rev)
         ys.append(np.full(len(x_rev), fs.classes.index(UNKNOWN), dtype=np.int64))
         counts["reversed keywords (_unknown_)"] = int(len(x_rev))
