@@ -95,7 +95,11 @@ def base_model(fs, config: dict, seed: int, work: Path, console: Console, audio=
         threads=1,
     )
     # no calibration hold-out: this benchmark chooses no detection thresholds, so every speaker trains
-    recipe = Recipe(seed=seed, fsdd_negatives=0, calibration_percent=0) if production else None
+    recipe = (
+        Recipe(seed=seed, fsdd_negatives=0, calibration_percent=0, word_head=config.get("word_head") or 0.0)
+        if production
+        else None
+    )
     started = time.time()
     # the library's full-data path (kit train DATASET)
     run = train_on_dataset(
@@ -562,9 +566,10 @@ def _base_words(config: dict) -> str:
             else f"width {config['width']}"
         )
         lr = f", lr {config['lr']:g}" if config.get("lr") else ""
+        words = f", word head {config['word_head']:g}" if config.get("word_head") else ""
         return (
             f"{config['arch']} {shape} trained as `kit train DATASET` does (recipe without "
-            f"FSDD negatives; the split's training clips + {extra}; {config.get('epochs') or 30} epochs{lr})"
+            f"FSDD negatives; the split's training clips + {extra}; {config.get('epochs') or 30} epochs{lr}{words})"
         )
     return f"ConvNet width {config['width']}, {config['max_samples']} samples"
 
@@ -608,6 +613,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=None, help="production base learning rate (default: kit train's)")
     parser.add_argument("--epochs", type=int, default=None, help="production base epochs (default 30)")
     parser.add_argument(
+        "--word-head",
+        type=float,
+        default=None,
+        help="production base: weight of the training-only word head (kit train --word-head)",
+    )
+    parser.add_argument(
         "--max-samples", type=int, default=None, help="plain base training budget (samples seen; default 48000)"
     )
     parser.add_argument("--batch-size", type=int, default=None, help="production: 128, plain: 64")
@@ -643,8 +654,8 @@ def main(argv: list[str] | None = None) -> int:
         args.extra_train = [str(default_extra)] if production and default_extra.is_dir() else []
     if args.extra_train and not production:
         parser.error("--extra-train needs --base production")
-    if not production and (args.arch_kwargs or args.lr or args.epochs):
-        parser.error("--arch-kwargs, --lr and --epochs need --base production")
+    if not production and (args.arch_kwargs or args.lr or args.epochs or args.word_head):
+        parser.error("--arch-kwargs, --lr, --epochs and --word-head need --base production")
     args.shots = [int(s) for s in args.shots.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     words_list = [w.strip() for w in args.words.split(",") if w.strip()]
@@ -687,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         "arch_kwargs": args.arch_kwargs,
         "lr": args.lr,
         "epochs": args.epochs,
+        "word_head": args.word_head,
         "extra_train": args.extra_train,
         "data_dir": str(args.data_dir),
         "max_samples": args.max_samples,
@@ -705,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         keys += ("base", "arch", "extra_train", "data_dir")
     base_config = {k: config[k] for k in keys}
     # set only when given, so the cache keys of bases trained before these options existed stay valid
-    base_config.update({k: config[k] for k in ("arch_kwargs", "lr", "epochs") if config[k]})
+    base_config.update({k: config[k] for k in ("arch_kwargs", "lr", "epochs", "word_head") if config[k]})
     base_config["data"] = (
         ds.fingerprint()["sha256"] if "sha256" in ds.fingerprint() else json.dumps(ds.fingerprint(), sort_keys=True)
     )

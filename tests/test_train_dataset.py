@@ -188,6 +188,8 @@ def test_kit_train_dataset_bad_options_are_one_line_errors(data_dir, tmp_path, c
         (["--snr", "30,5"], "--snr"),
         (["--balance", "odd"], "--balance"),
         (["--extra-train", str(tmp_path)], "--extra-train"),
+        (["--word-head", "1", "--no-recipe"], "--word-head"),
+        (["--word-head", "20"], "--word-head"),
     ):
         with pytest.raises(SystemExit) as exc:
             main(

@@ -101,6 +101,12 @@ def train_command(
     ),
     label_smoothing: float = typer.Option(0.1, "--label-smoothing", help="Recipe: label smoothing."),
     balance: str = typer.Option("sampling", "--balance", help="Recipe: class balance none, sampling or loss."),
+    word_head: float = typer.Option(
+        0.0,
+        "--word-head",
+        help="Recipe: weight of a training-only head that tells the words inside _unknown_ apart "
+        "(0 = none); the saved model is unchanged in shape.",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<coreset or dataset>-<arch>)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(
@@ -147,6 +153,7 @@ def train_command(
             "specaugment": augment,
             "label_smoothing": label_smoothing,
             "balance": balance,
+            "word_head": word_head,
         }
         name = Path(source).stem if Path(source).exists() else source
         run_dir = out or Path("runs") / f"{name}-{arch}"

@@ -74,6 +74,8 @@ def train_dataset(options: DatasetTrainOptions, config: Any) -> dict[str, Any]:
 
     console = Console(stderr=True)
     started = time.perf_counter()
+    if not options.use_recipe and options.recipe.get("word_head", 0) > 0:
+        raise KitError("--word-head needs the recipe (it trains on the recipe's word labels); drop --no-recipe")
     audio, fs = load_for_training(
         options.dataset,
         options.data_dir,

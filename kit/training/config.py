@@ -51,6 +51,8 @@ class TrainConfig:
     #: "loss" (cross-entropy weighted by N / (K * count)). Why: extra clips for some words only
     #: (speech_commands_train has none of on/off) made the model favour those words.
     balance: str = "none"
+    #: weight of the training-only word head's loss (``recipe.py``); 0 trains no word head
+    word_head: float = 0.0
     #: how the training set was built (``kit.training.recipe.Recipe.to_dict()``): recorded, not used by the loop
     recipe: dict[str, Any] | None = None
     seed: int = 0
@@ -72,6 +74,8 @@ class TrainConfig:
             raise KitError(f"learning rate must be positive, got {self.lr}")
         if self.balance not in BALANCE_MODES:
             raise KitError(f"--balance must be one of {', '.join(BALANCE_MODES)}, got '{self.balance}'")
+        if not 0.0 <= self.word_head <= 10.0:
+            raise KitError(f"--word-head must lie in [0, 10], got {self.word_head}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise KitError(f"--label-smoothing must lie in [0, 1), got {self.label_smoothing}")
 

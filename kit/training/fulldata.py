@@ -69,9 +69,15 @@ def load_for_training(
     return audio, fs
 
 
+#: bump when the cached arrays change (2: the word labels of the word head)
+RECIPE_CACHE_FORMAT = 2
+
+
 def _recipe_key(fs: FeatureSet, recipe: Recipe) -> str:
+    # the word head's weight is a loop option: the set (and so the cache) is the same at any weight
     payload = {
-        "recipe": recipe.to_dict(),
+        "format": RECIPE_CACHE_FORMAT,
+        "recipe": {k: v for k, v in recipe.to_dict().items() if k != "word_head"},
         "dataset": fs.source.get("dataset", {}).get("sha256"),
         "limit_per_class": fs.source.get("limit_per_class"),
         "features": fs.config.to_dict(),
@@ -95,7 +101,8 @@ def cached_recipe_set(
         with np.load(cache, allow_pickle=False) as data:
             if str(data["key"]) == key:
                 meta = json.loads(str(data["meta"]))
-                return RecipeSet(data["x"], data["y"], meta["counts"], meta["notes"]), True
+                words = data["words"]
+                return RecipeSet(data["x"], data["y"], meta["counts"], meta["notes"], words, meta["word_classes"]), True
     built = recipe_training_set(audio, fs, recipe, data_dir, progress)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -104,8 +111,11 @@ def cached_recipe_set(
             tmp,
             x=built.x,
             y=built.y,
+            words=built.words,
             key=np.array(key),
-            meta=np.array(json.dumps({"counts": built.counts, "notes": built.notes})),
+            meta=np.array(
+                json.dumps({"counts": built.counts, "notes": built.notes, "word_classes": built.word_classes})
+            ),
         )
         os.replace(tmp, cache)
     return built, False
@@ -143,6 +153,8 @@ def train_on_dataset(
         built, was_cached = cached_recipe_set(cache, audio, fs, recipe, data_dir, on_recipe)
         x, y, counts, notes = built.x, built.y, built.counts, built.notes
         config = recipe.train_config(config)
+        if config.word_head > 0:
+            extra["words"] = (built.words, built.word_classes)
     trained = train_and_save(
         model_path,
         x,

@@ -85,16 +85,33 @@ def _batches(n: int, batch: int, rng: np.random.Generator, weights: np.ndarray |
             yield order[start : start + batch]
 
 
+def _word_head(
+    model: KitModel, words: np.ndarray | None, n: int, config: TrainConfig, device: torch.device
+) -> tuple[torch.nn.Module | None, torch.Tensor | None]:
+    """The training-only word head (a linear layer on the embedding) and its targets, or (None, None)."""
+    if words is None or config.word_head <= 0:
+        return None, None
+    labels = np.asarray(words)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer) or (n and labels.min() < 0):
+        raise KitError(f"word labels must be {n} non-negative class indices, got shape {labels.shape}")
+    head = torch.nn.Linear(model.embedding_dim, int(labels.max()) + 1).to(device)
+    return head, torch.from_numpy(labels.astype(np.int64)).to(device)
+
+
 def train_model(
     x: np.ndarray | torch.Tensor,
     y: np.ndarray | torch.Tensor,
     n_classes: int,
     config: TrainConfig | None = None,
     progress: bool = True,
+    words: np.ndarray | None = None,
 ) -> KitModel:
     """Train ``config.arch`` on normalised feature maps ``x`` (N, C, F, T) with labels ``y``
     ((N,) int or (N, K) soft) and return the model in eval mode on the training device.
 
+    ``words`` ((N,) int, finer labels such as the words inside ``_unknown_``) train a linear word
+    head on the embedding beside the model's own, its loss weighted ``config.word_head``; the word
+    head shapes the backbone and is then dropped (the model returned has only its own head).
     ``model.train_stats`` records steps, clips seen, seconds, clips/s and the final loss.
     """
     config = config or TrainConfig()
@@ -113,7 +130,8 @@ def train_model(
         targets = prepare_targets(y, n, n_classes).to(device)
         rng = np.random.default_rng(config.seed)
         aug_gen = torch.Generator().manual_seed(config.seed)
-        optimizer = make_optimizer(model, config)
+        word_head, word_targets = _word_head(model, words, n, config, device)
+        optimizer = make_optimizer(model if word_head is None else torch.nn.ModuleList([model, word_head]), config)
         batch = config.effective_batch(n)
         total = config.total_steps(n)
         counts = _class_counts(targets, n_classes)
@@ -139,7 +157,14 @@ def train_model(
                 xb = features[idx]
                 if config.augment:
                     xb = augment_batch(xb, aug_gen)
-                loss = classification_loss(model(xb), targets[idx], config.label_smoothing, class_weight)
+                if word_head is None:
+                    loss = classification_loss(model(xb), targets[idx], config.label_smoothing, class_weight)
+                else:
+                    logits, embedding = model.forward_with_embedding(xb)
+                    loss = classification_loss(logits, targets[idx], config.label_smoothing, class_weight)
+                    loss = loss + config.word_head * classification_loss(
+                        word_head(embedding), word_targets[idx], config.label_smoothing
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -81,15 +81,20 @@ def train_and_save(
     x_test: np.ndarray | None = None,
     y_test: np.ndarray | None = None,
     progress: bool = True,
+    words: tuple[np.ndarray, list[str]] | None = None,
     **extra: Any,
 ) -> TrainedModel:
     """Train ``config.arch`` on ``(x, y)``, score it on ``(x_test, y_test)`` when given, and save it.
 
     ``space`` names the input space of ``x`` (classes, front-end, normaliser, provenance); ``extra``
-    keys go into the model's metadata as they are.
+    keys go into the model's metadata as they are. ``words`` (labels, names) feed the training-only
+    word head (``config.word_head``; see ``recipe.py``); the names are recorded, the head is not saved.
     """
     n_classes = len(FeatureSpace.of(space).classes or ())
-    model = train_model(x, y, n_classes, config, progress=progress)
+    word_labels, word_classes = words if words is not None else (None, None)
+    if word_classes is not None and config.word_head > 0:
+        extra["word_head_classes"] = list(word_classes)
+    model = train_model(x, y, n_classes, config, progress=progress, words=word_labels)
     metrics: dict[str, Any] = {}
     if x_test is not None and y_test is not None:
         metrics = {"accuracy": float(evaluate(model, x_test, y_test)["accuracy"]), "n_test": int(len(y_test))}

@@ -17,7 +17,13 @@ part a switch with a default, recorded in the model's ``train_config["recipe"]``
 * **quiet silence**: training-noise windows at stream levels (``silence_dbfs``), since the
   ``_silence_`` clips are the noise files at their recorded (loud) level;
 * **SpecAugment-style masks** on the features (``augment.py``), **label smoothing** and **class
-  balance** (sampling or loss weights) in the training loop.
+  balance** (sampling or loss weights) in the training loop;
+* **a word head** (``word_head``, off by default): an auxiliary training head that tells apart the
+  words inside ``_unknown_`` (``bed``, ``cat``, ``eight``...), weighted ``word_head`` against the
+  main loss and dropped before the model is saved. Why: one ``_unknown_`` class teaches the
+  backbone that every other word looks alike, which is exactly the embedding an on-device
+  fine-tune then has to tell a new word apart in (``bench/finetune.py``). The exported model is
+  unchanged in shape and size.
 
 A **calibration hold-out** (``calibration_percent`` of the training speakers and of the hard-negative
 files, ``holdout.py``) is never trained on: ``kit bundle --max-fa-per-hour`` chooses thresholds on
@@ -79,6 +85,8 @@ class Recipe:
     #: percent of training speakers and hard-negative files kept out of training for threshold
     #: calibration (``holdout.py``; 0 trains on everything, and thresholds then come out too low)
     calibration_percent: int = CALIBRATION_PERCENT
+    #: weight of the auxiliary loss over the words inside ``_unknown_`` (0 = no word head)
+    word_head: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -94,6 +102,8 @@ class Recipe:
             raise KitError(f"recipe reversed_negatives must lie in [0, 1], got {self.reversed_negatives}")
         if self.max_shift_s < 0:
             raise KitError(f"recipe max_shift_s must be >= 0, got {self.max_shift_s}")
+        if not 0.0 <= self.word_head <= 10.0:
+            raise KitError(f"--word-head (the word head's loss weight) must lie in [0, 10], got {self.word_head}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -115,18 +125,49 @@ class Recipe:
     def train_config(self, base: TrainConfig) -> TrainConfig:
         """``base`` with the recipe's loop options (masks, smoothing, balance) and the recipe itself recorded."""
         return base.with_(
-            augment=self.specaugment, label_smoothing=self.label_smoothing, balance=self.balance, recipe=self.to_dict()
+            augment=self.specaugment,
+            label_smoothing=self.label_smoothing,
+            balance=self.balance,
+            word_head=self.word_head,
+            recipe=self.to_dict(),
         )
 
 
 @dataclass
 class RecipeSet:
-    """Normalised features and labels of the training split plus what the recipe added."""
+    """Normalised features and labels of the training split plus what the recipe added.
+
+    ``words`` (row for row) indexes ``word_classes``: the dataset's classes followed by the words
+    found inside ``_unknown_``; a row that is no spoken word of ``_unknown_`` (a keyword, silence, a
+    hard negative, a reversed keyword) keeps its class. It is what the word head trains on."""
 
     x: np.ndarray
     y: np.ndarray
     counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    words: np.ndarray | None = None
+    word_classes: list[str] = field(default_factory=list)
+
+
+def unknown_word(clip: Any) -> str:
+    """The spoken word of an ``_unknown_`` clip: its folder in the release layout
+    (``bed/<speaker>_nohash_0.wav``), else its file-name prefix (the test-set layout
+    ``_unknown_/bed_<speaker>_nohash_0.wav``)."""
+    folder = clip.path.parent.name
+    if folder != UNKNOWN:
+        return folder
+    return clip.path.name.split("_", 1)[0] if "_" in clip.path.name else UNKNOWN
+
+
+def word_labels(clips: list[Any], classes: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Per clip, its index in ``classes + sorted(words of _unknown_)`` (see ``RecipeSet``)."""
+    words = sorted({unknown_word(c) for c in clips if c.label == UNKNOWN} - {UNKNOWN, *classes})
+    names = list(classes) + words
+    index = {name: i for i, name in enumerate(names)}
+    return np.array(
+        [index[unknown_word(c)] if c.label == UNKNOWN and unknown_word(c) in index else index[c.label] for c in clips],
+        dtype=np.int64,
+    ), names
 
 
 class _Featurizer:
@@ -226,6 +267,8 @@ def recipe_training_set(
     to_reverse, reversed_words = _rows_to_reverse(y_train, fs, recipe, rng), _Featurizer(fs, progress)
     replaced: list[int] = []
     copy_labels: list[int] = []
+    words, word_classes = word_labels(clips, list(fs.classes))
+    copy_words: list[int] = []
     silence = fs.classes.index(SILENCE) if SILENCE in fs.classes else -1
     for i, clip in enumerate(clips):
         y = load_audio(clip.path, rate, clip.offset_s, clip.duration_s)
@@ -241,10 +284,12 @@ def recipe_training_set(
         for _ in range(recipe.copies):
             copies.add(variant(y))
             copy_labels.append(int(y_train[i]))
+            copy_words.append(int(words[i]))
     x_base = x_train.copy()
     if replaced:
         x_base[np.array(replaced)] = base.result()
     xs, ys = [x_base, copies.result()], [y_train, np.array(copy_labels, dtype=np.int64)]
+    ws = [words, np.array(copy_words, dtype=np.int64)]
     counts = {
         "training clips": int(len(clips)),
         "clips held out for threshold calibration": held_out,
@@ -270,6 +315,7 @@ def recipe_training_set(
         x_neg = negatives.result()
         xs.append(x_neg)
         ys.append(np.full(len(x_neg), fs.classes.index(UNKNOWN), dtype=np.int64))
+        ws.append(ys[-1])
         counts["hard negatives (_unknown_)"] = int(len(x_neg))
     elif recipe.hard_negatives:
         notes.append("no hard negatives: the dataset has no '_unknown_' class")
@@ -277,6 +323,7 @@ def recipe_training_set(
         x_rev = reversed_words.result()
         xs.append(x_rev)
         ys.append(np.full(len(x_rev), fs.classes.index(UNKNOWN), dtype=np.int64))
+        ws.append(ys[-1])
         counts["reversed keywords (_unknown_)"] = int(len(x_rev))
     if recipe.quiet_silence > 0 and silence >= 0:
         quiet = _Featurizer(fs, progress)
@@ -284,7 +331,10 @@ def recipe_training_set(
             quiet.add(at_level(noise_window(noise, n, rng), float(rng.uniform(*recipe.silence_dbfs))))
         xs.append(quiet.result())
         ys.append(np.full(recipe.quiet_silence, silence, dtype=np.int64))
+        ws.append(ys[-1])
         counts["quiet silence (_silence_)"] = recipe.quiet_silence
     elif recipe.quiet_silence > 0:
         notes.append("no quiet silence: the dataset has no '_silence_' class")
-    return RecipeSet(np.concatenate(xs), np.concatenate(ys), counts, notes)
+    if len(word_classes) > len(fs.classes):
+        counts["words inside _unknown_ (word head)"] = len(word_classes) - len(fs.classes)
+    return RecipeSet(np.concatenate(xs), np.concatenate(ys), counts, notes, np.concatenate(ws), word_classes)
