@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.machine import machine_info
+from bench.machine import command_line, machine_info
 from bench.paths import DEFAULT_DATA_DIR, RESULTS_DIR
 from deploy.runtime.artifact import atomic_write_bytes, atomic_write_text
 from kit.options import parse_seeds
@@ -61,7 +60,7 @@ def export_run(run: Any, name: str, results_dir: Path, extra: dict[str, Any] | N
     machine = machine_info()
     machine["load_average"] = [round(v, 2) for v in os.getloadavg()]
     module = f"bench.{Path(sys.argv[0]).stem}" if sys.argv and sys.argv[0].endswith(".py") else f"bench.{name}"
-    command = " ".join(shlex.quote(a) for a in [sys.executable.rsplit("/", 1)[-1], "-m", module, *sys.argv[1:]])
+    command = command_line(module)
     results_dir.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": name,

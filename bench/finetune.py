@@ -654,6 +654,8 @@ def main(argv: list[str] | None = None) -> int:
         args.extra_train = [str(default_extra)] if production and default_extra.is_dir() else []
     if args.extra_train and not production:
         parser.error("--extra-train needs --base production")
+    if args.word_head is not None and not 0.0 <= args.word_head <= 10.0:
+        parser.error(f"--word-head must lie in [0, 10], got {args.word_head}")
     if not production and (args.arch_kwargs or args.lr or args.epochs or args.word_head):
         parser.error("--arch-kwargs, --lr, --epochs and --word-head need --base production")
     args.shots = [int(s) for s in args.shots.split(",")]

@@ -190,6 +190,7 @@ def test_kit_train_dataset_bad_options_are_one_line_errors(data_dir, tmp_path, c
         (["--extra-train", str(tmp_path)], "--extra-train"),
         (["--word-head", "1", "--no-recipe"], "--word-head"),
         (["--word-head", "20"], "--word-head"),
+        (["--word-head", "1"], "no _unknown_ class"),  # FSDD: no words for a word head to tell apart
     ):
         with pytest.raises(SystemExit) as exc:
             main(

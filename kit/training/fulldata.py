@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from deploy.runtime.errors import KitError
+
 from ..data import AudioDataset, load_dataset
 from ..features import FeatureSet, load_feature_set
 from .config import TrainConfig
 from .evaluate import evaluate
 from .production import TrainedModel, train_and_save
-from .recipe import Recipe, RecipeSet, recipe_training_set
+from .recipe import UNKNOWN, Recipe, RecipeSet, recipe_training_set
 
 RECIPE_CACHE = "recipe_set.npz"
 
@@ -147,6 +149,12 @@ def train_on_dataset(
     counts: dict[str, int] = {"training clips": int(len(fs.y_train))}
     notes: list[str] = []
     x, y, was_cached = fs.x_train, fs.y_train, False
+    words = None
+    if recipe is not None and recipe.word_head > 0 and UNKNOWN not in fs.classes:
+        raise KitError(
+            f"--word-head: {audio.name if audio else 'this dataset'} has no _unknown_ class whose words a word "
+            "head could tell apart (Speech Commands --task kws12 has one)"
+        )
     if recipe is not None:
         if audio is None:
             raise ValueError("a recipe needs the AudioDataset behind the feature set")
@@ -154,7 +162,7 @@ def train_on_dataset(
         x, y, counts, notes = built.x, built.y, built.counts, built.notes
         config = recipe.train_config(config)
         if config.word_head > 0:
-            extra["words"] = (built.words, built.word_classes)
+            words = (built.words, built.word_classes)
     trained = train_and_save(
         model_path,
         x,
@@ -165,6 +173,7 @@ def train_on_dataset(
         y_test=fs.y_test,
         progress=progress,
         training_set=counts,
+        words=words,
         **extra,
     )
     return DatasetRun(trained, config, fs, counts, notes, per_class_accuracy(trained.model, fs), was_cached)

@@ -161,13 +161,11 @@ def unknown_word(clip: Any) -> str:
 
 def word_labels(clips: list[Any], classes: list[str]) -> tuple[np.ndarray, list[str]]:
     """Per clip, its index in ``classes + sorted(words of _unknown_)`` (see ``RecipeSet``)."""
-    words = sorted({unknown_word(c) for c in clips if c.label == UNKNOWN} - {UNKNOWN, *classes})
-    names = list(classes) + words
+    spoken = [unknown_word(c) if c.label == UNKNOWN else c.label for c in clips]
+    names = list(classes) + sorted(set(spoken) - {UNKNOWN, *classes})
     index = {name: i for i, name in enumerate(names)}
-    return np.array(
-        [index[unknown_word(c)] if c.label == UNKNOWN and unknown_word(c) in index else index[c.label] for c in clips],
-        dtype=np.int64,
-    ), names
+    # a word that is also a class name (or an unreadable one) stays in its clip's class
+    return np.array([index[w] if w not in classes else index[c.label] for w, c in zip(spoken, clips)], np.int64), names
 
 
 class _Featurizer:
