@@ -187,6 +187,9 @@ def test_kit_train_dataset_bad_options_are_one_line_errors(data_dir, tmp_path, c
     for extra, message in (
         (["--snr", "30,5"], "--snr"),
         (["--balance", "odd"], "--balance"),
+        (["--lr-schedule", "linear"], "--lr-schedule"),
+        (["--optimizer", "lamb"], "--optimizer"),
+        (["--weight-decay", "-1"], "--weight-decay"),
         (["--extra-train", str(tmp_path)], "--extra-train"),
         (["--word-head", "1", "--no-recipe"], "--word-head"),
         (["--word-head", "20"], "--word-head"),

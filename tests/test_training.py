@@ -74,6 +74,36 @@ def test_config_step_budget() -> None:
         TrainConfig(epochs=0)
 
 
+def test_learning_rate_schedules() -> None:
+    step = TrainConfig(lr=0.01)
+    assert [step.learning_rate(s, 100) for s in (0, 49, 50, 99)] == [0.01, 0.01, 0.001, 0.001]
+    assert TrainConfig(lr=0.01, lr_decay_at=0.0).learning_rate(99, 100) == 0.01  # decay at step 0: never decays
+    cosine = TrainConfig(lr=0.01, lr_schedule="cosine")
+    rates = np.array([cosine.learning_rate(s, 1000) for s in range(1000)])
+    warmup = int(1000 * 0.05)
+    assert np.all(np.diff(rates[:warmup]) > 0) and rates[0] < 0.001  # warms up from near 0 ...
+    assert np.isclose(rates[warmup], 0.01) and rates.max() <= 0.01  # ... to the peak ...
+    assert np.all(np.diff(rates[warmup:]) <= 0) and rates[-1] < 1e-6  # ... then falls to about 0
+    assert np.isclose(rates[warmup + (1000 - warmup) // 2], 0.005, rtol=0.01)  # half-way down: half the peak
+    for bad in ({"lr_schedule": "linear"}, {"optimizer": "lamb"}, {"weight_decay": -1.0}):
+        with pytest.raises(KitError, match="--" + next(iter(bad)).replace("_", "-")):
+            TrainConfig(**bad)
+
+
+def test_optimizers_and_schedule_change_training(fsdd) -> None:
+    from kit.training import make_optimizer
+
+    net = torch.nn.Linear(3, 2)
+    assert type(make_optimizer(net, TrainConfig(optimizer="adamw", weight_decay=0.05))) is torch.optim.AdamW
+    assert type(make_optimizer(net, TrainConfig(optimizer="adam"))) is torch.optim.Adam
+    config = TrainConfig(arch_kwargs={"width": 32}, max_samples=3000)
+    base = train_model(fsdd.x_train, fsdd.y_train, 10, config, progress=False).state_dict()
+    for change in ({"lr_schedule": "cosine"}, {"optimizer": "adamw", "weight_decay": 0.05}):
+        model = train_model(fsdd.x_train, fsdd.y_train, 10, config.with_(**change), progress=False)
+        assert any(not torch.equal(base[k], v) for k, v in model.state_dict().items()), change
+        assert evaluate(model, fsdd.x_test, fsdd.y_test)["accuracy"] >= 0.3, change  # still learns (chance: 0.1)
+
+
 def test_targets_and_losses() -> None:
     logits = torch.randn(6, 4)
     y = torch.tensor([0, 1, 2, 3, 0, 1])

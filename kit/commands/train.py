@@ -64,7 +64,14 @@ def train_command(
         None, "--max-samples", help="Cap on clips seen per run (coreset 16000, dataset none; 0 = none)."
     ),
     batch: int | None = typer.Option(None, "--batch", help="Batch size (dataset default 128)."),
-    lr: float = typer.Option(1e-3, "--lr", help="Learning rate (divided by 10 half-way)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate (peak learning rate with --lr-schedule cosine)."),
+    lr_schedule: str = typer.Option(
+        "step", "--lr-schedule", help="step (lr / 10 half-way) or cosine (5 % linear warm-up, then cosine to 0)."
+    ),
+    optimizer: str = typer.Option(
+        "adam", "--optimizer", help="adam (weight decay as L2), adamw (decoupled weight decay) or sgd (momentum 0.9)."
+    ),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay", help="Weight decay of the optimiser."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Time shift + time/frequency masks on features."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Where the datasets live."),
     dataset: str | None = typer.Option(None, "--dataset", help="Coreset: override its source dataset (name or path)."),
@@ -133,6 +140,9 @@ def train_command(
             max_samples=max_samples or None,
             batch_size=batch or 128,
             lr=lr,
+            lr_schedule=lr_schedule,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
             augment=augment,
             device=device,
             threads=threads or None,
@@ -194,6 +204,9 @@ def train_command(
         max_steps=max_steps,
         max_samples=16_000 if max_samples is None else (max_samples or None),
         lr=lr,
+        lr_schedule=lr_schedule,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
         augment=augment,
         device=device,
         threads=threads or None,

@@ -324,12 +324,17 @@ def train_task(
     """
     import torch  # lazy: torch only when used
 
-    from kit.training import augment_batch, classification_loss, make_optimizer, torch_threads  # lazy: pulls in torch
+    from kit.training import (  # lazy: pulls in torch
+        augment_batch,
+        classification_loss,
+        make_optimizer,
+        set_learning_rate,
+        torch_threads,
+    )
 
     n = len(x)
     batch = config.effective_batch(n)
     steps = config.total_steps(n)
-    decay_step = int(steps * config.lr_decay_at)
     rng = np.random.default_rng(config.seed)
     aug_gen = torch.Generator().manual_seed(config.seed)
     counts = np.bincount(y, minlength=model.n_classes).astype(np.float64)
@@ -347,9 +352,7 @@ def train_task(
         optimizer = make_optimizer(model, config)
         model.train()
         for step in range(steps):
-            if step == decay_step and step > 0:
-                for group in optimizer.param_groups:
-                    group["lr"] = config.lr / 10
+            set_learning_rate(optimizer, config.learning_rate(step, steps))
             index = torch.from_numpy(rng.choice(n, size=batch, replace=True, p=weights))
             xb = augment_batch(features[index], aug_gen) if config.augment else features[index]
             loss = classification_loss(model(xb) + mask, targets[index], config.label_smoothing)

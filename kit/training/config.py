@@ -26,6 +26,10 @@ import torch
 from deploy.runtime.errors import KitError
 
 BALANCE_MODES = ("none", "sampling", "loss")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("step", "cosine")
+#: share of the steps the cosine schedule spends warming up linearly from 0 to ``lr``
+WARMUP_FRACTION = 0.05
 
 
 @dataclass
@@ -42,9 +46,13 @@ class TrainConfig:
     max_samples: int | None = 16_000
     lr: float = 1e-3
     weight_decay: float = 5e-4
-    optimizer: str = "adam"  # adam | sgd (momentum 0.9)
+    #: adam (weight decay as an L2 term, the papers' protocol) | adamw (decoupled weight decay) | sgd (momentum 0.9)
+    optimizer: str = "adam"
     batch_size: int | None = None
-    lr_decay_at: float = 0.5  # fraction of the steps after which lr is divided by 10
+    #: "step": lr divided by 10 after ``lr_decay_at`` of the steps (the papers' protocol);
+    #: "cosine": a linear warm-up over the first ``WARMUP_FRACTION`` of the steps, then a cosine to 0
+    lr_schedule: str = "step"
+    lr_decay_at: float = 0.5  # fraction of the steps after which lr is divided by 10 ("step")
     augment: bool = True
     label_smoothing: float = 0.0
     #: class balance: "none"; "sampling" (batches drawn with probability 1/count of the clip's class);
@@ -68,8 +76,12 @@ class TrainConfig:
             raise KitError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.max_samples is not None and self.max_samples < 1:
             raise KitError(f"max_samples must be >= 1, got {self.max_samples}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise KitError(f"optimizer must be adam or sgd, got '{self.optimizer}'")
+        if self.optimizer not in OPTIMIZERS:
+            raise KitError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise KitError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{self.lr_schedule}'")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise KitError(f"--weight-decay must be a finite number >= 0, got {self.weight_decay}")
         if self.lr <= 0:
             raise KitError(f"learning rate must be positive, got {self.lr}")
         if self.balance not in BALANCE_MODES:
@@ -93,6 +105,21 @@ class TrainConfig:
         if self.max_samples is not None:
             steps = min(steps, max(1, math.ceil(self.max_samples / batch)))
         return steps
+
+    def learning_rate(self, step: int, total: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based) of ``total``.
+
+        Why a method: ``train_model`` and the continual-learning loop must follow one schedule,
+        or their figures stop being comparable.
+        """
+        if self.lr_schedule == "cosine":
+            warmup = max(1, int(total * WARMUP_FRACTION))
+            if step < warmup:
+                return self.lr * (step + 1) / warmup
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * self.lr * (1.0 + math.cos(math.pi * progress))
+        decay_step = int(total * self.lr_decay_at)
+        return self.lr / 10 if 0 < decay_step <= step else self.lr
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -57,14 +57,22 @@ def _progress_bar(enabled: bool) -> Progress:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser ``config`` names over ``model``'s parameters (SGD with momentum 0.9, or Adam).
+    """The optimiser ``config`` names over ``model``'s parameters (SGD with momentum 0.9, Adam or AdamW).
 
     Public because loops that train differently (continual learning's masked, replayed steps) must
     still build exactly the optimiser ``train_model`` would, or their figures stop being comparable.
     """
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Give every parameter group of ``optimizer`` the learning rate ``lr`` (``TrainConfig.learning_rate``)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def _class_counts(targets: torch.Tensor, n_classes: int) -> np.ndarray:
@@ -144,15 +152,12 @@ def train_model(
             class_weight = torch.tensor(
                 np.where(counts > 0, n / (n_classes * np.maximum(counts, 1)), 0.0), dtype=torch.float32, device=device
             )
-        decay_step = int(total * config.lr_decay_at)
         model.train()
         seen, loss_value, started = 0, float("nan"), time.perf_counter()
         with _progress_bar(progress) as bar:
             task = bar.add_task(f"train {config.arch} seed {config.seed}", total=total, loss=float("nan"))
             for step, index in zip(range(total), _batches(n, batch, rng, per_clip)):
-                if step == decay_step and step > 0:
-                    for group in optimizer.param_groups:
-                        group["lr"] = config.lr / 10
+                set_learning_rate(optimizer, config.learning_rate(step, total))
                 idx = torch.from_numpy(index).to(device)
                 xb = features[idx]
                 if config.augment:
