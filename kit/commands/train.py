@@ -114,6 +114,14 @@ def train_command(
         help="Recipe: weight of a training-only head that tells the words inside _unknown_ apart "
         "(0 = none); the saved model is unchanged in shape.",
     ),
+    teacher: list[Path] = typer.Option(
+        [],
+        "--teacher",
+        help="Dataset: a trained model of the same dataset and task to distil from (repeat for an ensemble).",
+    ),
+    teacher_weight: float = typer.Option(
+        0.5, "--teacher-weight", help="Dataset: the teachers' share of each training target (0-1]."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<coreset or dataset>-<arch>)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = typer.Option(
@@ -181,6 +189,8 @@ def train_command(
             recipe,
             recipe_options,
             quiet,
+            list(teacher),
+            teacher_weight,
         )
         if folds is not None:
             _train_dataset_folds(options, folds, config)
@@ -193,6 +203,8 @@ def train_command(
         Console(stderr=True).print(f"wrote {run_dir}/config.json, metrics.json, model.kit", highlight=False)
         return
     coreset_path = Path(source)
+    if teacher:
+        raise KitError("--teacher applies to kit train DATASET (a coreset's labels are already its distilled targets)")
     from kit.training import TrainConfig  # lazy: torch-side: imported inside the command
 
     seed_list = parse_seeds(seeds)

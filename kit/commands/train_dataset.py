@@ -47,6 +47,8 @@ class DatasetTrainOptions:
     use_recipe: bool = True
     recipe: dict[str, Any] = field(default_factory=dict)
     quiet: bool = False
+    teachers: list[Path] = field(default_factory=list)
+    teacher_weight: float = 0.5
 
 
 def _recipe_progress(console: Console, enabled: bool) -> Progress:
@@ -76,6 +78,9 @@ def train_dataset(options: DatasetTrainOptions, config: Any) -> dict[str, Any]:
     started = time.perf_counter()
     if not options.use_recipe and options.recipe.get("word_head", 0) > 0:
         raise KitError("--word-head needs the recipe (it trains on the recipe's word labels); drop --no-recipe")
+    for teacher in options.teachers:  # before the features load: a typo should not cost minutes
+        if not Path(teacher).is_file():
+            raise KitError(f"--teacher {teacher}: no such model file")
     audio, fs = load_for_training(
         options.dataset,
         options.data_dir,
@@ -102,6 +107,8 @@ def train_dataset(options: DatasetTrainOptions, config: Any) -> dict[str, Any]:
         "recipe": recipe.to_dict() if recipe else None,
         "train": (recipe.train_config(config) if recipe else config).to_dict(),
         "source": fs.source,
+        "teachers": [str(p) for p in options.teachers],
+        "teacher_weight": options.teacher_weight if options.teachers else None,
         "data_dir": str(options.data_dir) if options.data_dir else None,
         "argv": sys.argv[1:],
     }
@@ -117,6 +124,8 @@ def train_dataset(options: DatasetTrainOptions, config: Any) -> dict[str, Any]:
             cache=options.out / "recipe_set.npz",
             progress=not options.quiet,
             on_recipe=lambda k: bar.advance(task, k),
+            teachers=options.teachers,
+            teacher_weight=options.teacher_weight,
             dataset_run={"dataset": options.dataset, "task": options.task},
         )
     metrics = {

@@ -28,6 +28,7 @@ from .config import TrainConfig
 from .evaluate import evaluate
 from .production import TrainedModel, train_and_save
 from .recipe import UNKNOWN, Recipe, RecipeSet, recipe_training_set
+from .teachers import check_teacher_weight, distillation_targets, load_teachers, teacher_probabilities
 
 RECIPE_CACHE = "recipe_set.npz"
 
@@ -141,11 +142,16 @@ def train_on_dataset(
     cache: Path | None = None,
     progress: bool = True,
     on_recipe: Callable[[int], None] | None = None,
+    teachers: Sequence[str | os.PathLike] = (),
+    teacher_weight: float = 0.5,
     **extra: Any,
 ) -> DatasetRun:
     """Train ``config`` on ``fs``'s training split (through ``recipe`` when given), score it on the
     test split, and write ``model_path`` via ``train_and_save`` (recipe options in its train config).
-    ``audio`` (the dataset behind ``fs``) is needed only with a recipe, which reads the waveforms."""
+    ``audio`` (the dataset behind ``fs``) is needed only with a recipe, which reads the waveforms.
+    ``teachers`` (model files in ``fs``'s input space) turn the labels into distillation targets:
+    ``1 - teacher_weight`` of the label plus ``teacher_weight`` of the teachers' averaged prediction
+    (``teachers.py``); they are checked before the recipe's slow augmentation starts."""
     counts: dict[str, int] = {"training clips": int(len(fs.y_train))}
     notes: list[str] = []
     x, y, was_cached = fs.x_train, fs.y_train, False
@@ -155,6 +161,9 @@ def train_on_dataset(
             f"--word-head: {audio.name if audio else 'this dataset'} has no _unknown_ class whose words a word "
             "head could tell apart (Speech Commands --task kws12 has one)"
         )
+    if teachers:
+        check_teacher_weight(teacher_weight)
+    loaded = load_teachers(teachers, fs) if teachers else None
     if recipe is not None:
         if audio is None:
             raise ValueError("a recipe needs the AudioDataset behind the feature set")
@@ -163,6 +172,9 @@ def train_on_dataset(
         config = recipe.train_config(config)
         if config.word_head > 0:
             words = (built.words, built.word_classes)
+    if loaded is not None:
+        y = distillation_targets(y, teacher_probabilities(loaded, x), teacher_weight)
+        extra["distillation"] = {"teacher_weight": teacher_weight, "teachers": loaded.records}
     trained = train_and_save(
         model_path,
         x,
