@@ -1,6 +1,7 @@
 """Knowledge distillation (``kit train DATASET --teacher A.kit --teacher B.kit``): the targets mix
 labels with the teachers' averaged predictions, teachers from another input space are refused, and
-a student trained on real recordings differs from the same run without teachers and records them."""
+a student trained on real recordings differs from the same run without teachers and records them.
+The command's one-line errors are cases of ``test_kit_train_dataset_bad_options_are_one_line_errors``."""
 
 from __future__ import annotations
 
@@ -94,36 +95,3 @@ def test_student_learns_from_teachers_on_real_recordings(data_dir, tmp_path):
     _, other = load_for_training("fsdd", data_dir, limit_per_class=5, progress=False)
     with pytest.raises(KitError, match=r"--teacher .*model\.kit: teacher normaliser differs"):
         load_teachers([teacher], other)
-
-
-def test_teacher_errors_are_one_line(data_dir, tmp_path, capsys):
-    from kit.cli import main
-
-    _train_fsdd(data_dir, tmp_path / "small", per_class="5")
-    capsys.readouterr()
-    for extra, message in (
-        (["--teacher", str(tmp_path / "missing.kit")], "no such model file"),
-        (["--teacher", str(tmp_path / "small" / "model.kit")], "normaliser differs"),
-        (["--teacher", str(tmp_path / "small" / "model.kit"), "--teacher-weight", "0"], "--teacher-weight"),
-    ):
-        with pytest.raises(SystemExit) as exc:
-            main(
-                [
-                    "train",
-                    "fsdd",
-                    "--data-dir",
-                    str(data_dir),
-                    "--max-per-class",
-                    "20",
-                    "--out",
-                    str(tmp_path / "r"),
-                    "--quiet",
-                    *extra,
-                ]
-            )
-        assert exc.value.code == 2
-        err = capsys.readouterr().err.strip()
-        assert message in err and len(err.splitlines()) == 1, err
-    with pytest.raises(SystemExit) as exc:
-        main(["train", str(tmp_path / "c.kit"), "--teacher", str(tmp_path / "small" / "model.kit")])
-    assert exc.value.code == 2 and "--teacher applies to kit train DATASET" in capsys.readouterr().err

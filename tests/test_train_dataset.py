@@ -184,7 +184,12 @@ def test_kit_train_dataset_writes_an_exportable_model_above_chance(data_dir, tmp
 def test_kit_train_dataset_bad_options_are_one_line_errors(data_dir, tmp_path, capsys):
     from kit.cli import main
 
+    junk = tmp_path / "junk.kit"
+    junk.write_bytes(b"not a model")
     for extra, message in (
+        (["--teacher", str(tmp_path / "missing.kit")], "no such model file"),
+        (["--teacher", str(junk), "--teacher-weight", "0"], "--teacher-weight"),
+        (["--teacher", str(junk)], "junk.kit: not a readable kit artifact"),
         (["--snr", "30,5"], "--snr"),
         (["--balance", "odd"], "--balance"),
         (["--lr-schedule", "linear"], "--lr-schedule"),
