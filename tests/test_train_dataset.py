@@ -192,6 +192,8 @@ def test_kit_train_dataset_bad_options_are_one_line_errors(data_dir, tmp_path, c
         (["--teacher", str(junk)], "junk.kit: not a readable kit artifact"),
         (["--snr", "30,5"], "--snr"),
         (["--balance", "odd"], "--balance"),
+        (["--unknown-words-share", "1"], "--unknown-words-share"),
+        (["--unknown-words-share", "0.5", "--no-recipe"], "--unknown-words-share needs the recipe"),
         (["--lr-schedule", "linear"], "--lr-schedule"),
         (["--optimizer", "lamb"], "--optimizer"),
         (["--weight-decay", "-1"], "--weight-decay"),
@@ -239,6 +241,36 @@ def test_class_balance_by_sampling_and_by_loss_weights():
     assert torch.isclose(classification_loss(logits, targets, 0.0, weight), expected)
     soft = torch.nn.functional.one_hot(targets, 3).float()
     assert torch.isclose(classification_loss(logits, soft, 0.0, weight), expected, atol=1e-6)
+
+
+def test_unknown_words_share_reweights_only_the_unknown_class():
+    from kit.training.loop import draw_weights
+    from kit.training.recipe import Recipe, unknown_sampling_weights
+
+    classes = ["_silence_", "_unknown_", "no", "yes"]
+    # _unknown_ rows: 10 spoken words (word labels 4, 5) and 90 hard negatives (word label = the class)
+    y = np.array([0] * 50 + [1] * 100 + [2] * 30 + [3] * 20)
+    words = y.copy()
+    words[50:60] = [4, 5] * 5
+    weights = unknown_sampling_weights(y, words, classes, 0.5)
+    spoken, negatives = weights[50:60], weights[60:150]
+    assert np.isclose(spoken.sum(), negatives.sum()) and np.isclose(weights[50:150].sum(), 100)  # half each
+    assert np.all(weights[y != 1] == 1.0)  # nothing else moves
+    assert np.isclose(unknown_sampling_weights(y, words, classes, 0.8)[50:60].sum(), 80)
+    assert np.all(unknown_sampling_weights(y, y, classes, 0.5) == 1.0)  # no spoken words: as they fall
+    assert np.all(unknown_sampling_weights(y, words, ["a", "b", "c", "d"], 0.5) == 1.0)  # no _unknown_ class
+    # class balance by sampling: each class a quarter of the draws, the spoken words half of _unknown_'s
+    p = draw_weights(y, 4, "sampling", weights)
+    p = p / p.sum()
+    assert np.allclose(np.bincount(y, weights=p), 0.25) and np.isclose(p[50:60].sum(), 0.125)
+    plain = draw_weights(y, 4, "sampling")
+    assert np.allclose(plain, 1.0 / np.bincount(y)[y])  # without weights: 1 / class count, as before
+    assert draw_weights(y, 4, "none") is None and np.array_equal(draw_weights(y, 4, "none", weights), weights)
+    with pytest.raises(KitError, match="sample weights"):
+        draw_weights(y, 4, "sampling", -weights)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(KitError, match="--unknown-words-share"):
+            Recipe(unknown_words_share=bad)
 
 
 def test_recipe_keeps_a_calibration_hold_out_of_whole_speakers_out_of_training(data_dir):

@@ -55,7 +55,16 @@ def test_recipe_set_labels_each_unknown_clip_with_its_word_on_real_recordings(da
     for clip, word in zip(clips, built.words[:n]):
         expected = unknown_word(clip) if clip.label == "_unknown_" else clip.label
         assert built.word_classes[word] == expected
+    # --unknown-words-share 0.5: the spoken words draw half of _unknown_'s share, the hard negatives the rest
+    from kit.training.recipe import unknown_sampling_weights
+
+    weights = unknown_sampling_weights(built.y, built.words, list(fs.classes), 0.5)
+    spoken = (built.y == unknown) & (built.words >= k)
+    negatives = (built.y == unknown) & ~spoken
+    assert spoken.sum() and negatives.sum()  # both parts present in the real recordings
+    assert np.isclose(weights[spoken].sum(), weights[negatives].sum())
     copies = built.counts["augmented copies"]
+
     kept = [w for c, w in zip(clips, built.words[:n]) if c.label != "_silence_"]
     assert built.words[n : n + copies].tolist() == kept  # each copy keeps its clip's word
     assert np.all(built.words[n + copies : n + copies + 6] == unknown)  # FSDD hard negatives: plain _unknown_

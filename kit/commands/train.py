@@ -114,6 +114,11 @@ def train_command(
         help="Recipe: weight of a training-only head that tells the words inside _unknown_ apart "
         "(0 = none); the saved model is unchanged in shape.",
     ),
+    unknown_words_share: float | None = typer.Option(
+        None,
+        "--unknown-words-share",
+        help="Recipe: share of _unknown_ draws that are spoken words, not hard negatives (default: as they fall).",
+    ),
     teacher: list[Path] = typer.Option(
         [],
         "--teacher",
@@ -172,6 +177,7 @@ def train_command(
             "label_smoothing": label_smoothing,
             "balance": balance,
             "word_head": word_head,
+            "unknown_words_share": unknown_words_share,
         }
         name = Path(source).stem if Path(source).exists() else source
         run_dir = out or Path("runs") / f"{name}-{arch}"

@@ -78,6 +78,8 @@ def train_dataset(options: DatasetTrainOptions, config: Any) -> dict[str, Any]:
     started = time.perf_counter()
     if not options.use_recipe and options.recipe.get("word_head", 0) > 0:
         raise KitError("--word-head needs the recipe (it trains on the recipe's word labels); drop --no-recipe")
+    if not options.use_recipe and options.recipe.get("unknown_words_share") is not None:
+        raise KitError("--unknown-words-share needs the recipe (it weighs the recipe's parts); drop --no-recipe")
     for teacher in options.teachers:  # before the features load: a typo should not cost minutes
         if not Path(teacher).is_file():
             raise KitError(f"--teacher {teacher}: no such model file")

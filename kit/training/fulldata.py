@@ -27,7 +27,7 @@ from ..features import FeatureSet, load_feature_set
 from .config import TrainConfig
 from .evaluate import evaluate
 from .production import TrainedModel, train_and_save
-from .recipe import UNKNOWN, Recipe, RecipeSet, recipe_training_set
+from .recipe import UNKNOWN, Recipe, RecipeSet, recipe_training_set, unknown_sampling_weights
 from .teachers import check_teacher_weight, distillation_targets, load_teachers, teacher_probabilities
 
 RECIPE_CACHE = "recipe_set.npz"
@@ -77,10 +77,10 @@ RECIPE_CACHE_FORMAT = 2
 
 
 def _recipe_key(fs: FeatureSet, recipe: Recipe) -> str:
-    # the word head's weight is a loop option: the set (and so the cache) is the same at any weight
+    # the loop options (word head, unknown words' share) leave the set, and so the cache, the same
     payload = {
         "format": RECIPE_CACHE_FORMAT,
-        "recipe": {k: v for k, v in recipe.to_dict().items() if k != "word_head"},
+        "recipe": {k: v for k, v in recipe.to_dict().items() if k not in Recipe.LOOP_OPTIONS},
         "dataset": fs.source.get("dataset", {}).get("sha256"),
         "limit_per_class": fs.source.get("limit_per_class"),
         "features": fs.config.to_dict(),
@@ -155,7 +155,7 @@ def train_on_dataset(
     counts: dict[str, int] = {"training clips": int(len(fs.y_train))}
     notes: list[str] = []
     x, y, was_cached = fs.x_train, fs.y_train, False
-    words = None
+    words, sample_weight = None, None
     if recipe is not None and recipe.word_head > 0 and UNKNOWN not in fs.classes:
         raise KitError(
             f"--word-head: {audio.name if audio else 'this dataset'} has no _unknown_ class whose words a word "
@@ -172,6 +172,8 @@ def train_on_dataset(
         config = recipe.train_config(config)
         if config.word_head > 0:
             words = (built.words, built.word_classes)
+        if recipe.unknown_words_share is not None and built.words is not None:
+            sample_weight = unknown_sampling_weights(y, built.words, list(fs.classes), recipe.unknown_words_share)
     if loaded is not None:
         y = distillation_targets(y, teacher_probabilities(loaded, x), teacher_weight)
         extra["distillation"] = {"teacher_weight": teacher_weight, "teachers": loaded.records}
@@ -186,6 +188,7 @@ def train_on_dataset(
         progress=progress,
         training_set=counts,
         words=words,
+        sample_weight=sample_weight,
         **extra,
     )
     return DatasetRun(trained, config, fs, counts, notes, per_class_accuracy(trained.model, fs), was_cached)

@@ -93,6 +93,28 @@ def _batches(n: int, batch: int, rng: np.random.Generator, weights: np.ndarray |
             yield order[start : start + batch]
 
 
+def draw_weights(
+    labels: np.ndarray, n_classes: int, balance: str, sample_weight: np.ndarray | None = None
+) -> np.ndarray | None:
+    """How often each row is drawn (unnormalised (N,)), or None for plain epochs over a permutation.
+
+    Under ``balance="sampling"`` every class (by ``labels``) gets an equal share of the draws and,
+    inside a class, rows share it in proportion to ``sample_weight`` (equally without it); otherwise
+    rows are drawn in proportion to ``sample_weight`` when it is given.
+    """
+    n = len(labels)
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+        if weights.shape != (n,) or not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.sum() <= 0:
+            raise KitError(f"sample weights must be {n} finite numbers >= 0, not all 0 (got shape {weights.shape})")
+    if balance != "sampling":
+        return weights
+    per_row = np.ones(n) if weights is None else weights
+    mass = np.bincount(labels, weights=per_row, minlength=n_classes)
+    return per_row / np.where(mass[labels] > 0, mass[labels], 1.0)
+
+
 def _word_head(
     model: KitModel, words: np.ndarray | None, n: int, config: TrainConfig, device: torch.device
 ) -> tuple[torch.nn.Module | None, torch.Tensor | None]:
@@ -113,6 +135,7 @@ def train_model(
     config: TrainConfig | None = None,
     progress: bool = True,
     words: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> KitModel:
     """Train ``config.arch`` on normalised feature maps ``x`` (N, C, F, T) with labels ``y``
     ((N,) int or (N, K) soft) and return the model in eval mode on the training device.
@@ -143,12 +166,10 @@ def train_model(
         batch = config.effective_batch(n)
         total = config.total_steps(n)
         counts = _class_counts(targets, n_classes)
-        per_clip = None
+        hard = (targets.argmax(dim=1) if targets.ndim == 2 else targets).cpu().numpy()
+        per_clip = draw_weights(hard, n_classes, config.balance, sample_weight)
         class_weight = None
-        if config.balance == "sampling":
-            hard = (targets.argmax(dim=1) if targets.ndim == 2 else targets).cpu().numpy()
-            per_clip = 1.0 / counts[hard]
-        elif config.balance == "loss":
+        if config.balance == "loss":
             class_weight = torch.tensor(
                 np.where(counts > 0, n / (n_classes * np.maximum(counts, 1)), 0.0), dtype=torch.float32, device=device
             )

@@ -82,6 +82,7 @@ def train_and_save(
     y_test: np.ndarray | None = None,
     progress: bool = True,
     words: tuple[np.ndarray, list[str]] | None = None,
+    sample_weight: np.ndarray | None = None,
     **extra: Any,
 ) -> TrainedModel:
     """Train ``config.arch`` on ``(x, y)``, score it on ``(x_test, y_test)`` when given, and save it.
@@ -89,12 +90,13 @@ def train_and_save(
     ``space`` names the input space of ``x`` (classes, front-end, normaliser, provenance); ``extra``
     keys go into the model's metadata as they are. ``words`` (labels, names) feed the training-only
     word head (``config.word_head``; see ``recipe.py``); the names are recorded, the head is not saved.
+    ``sample_weight`` (N,) weights how often each row is drawn (``train_model``).
     """
     n_classes = len(FeatureSpace.of(space).classes or ())
     word_labels, word_classes = words if words is not None else (None, None)
     if word_classes is not None and config.word_head > 0:
         extra["word_head_classes"] = list(word_classes)
-    model = train_model(x, y, n_classes, config, progress=progress, words=word_labels)
+    model = train_model(x, y, n_classes, config, progress=progress, words=word_labels, sample_weight=sample_weight)
     metrics: dict[str, Any] = {}
     if x_test is not None and y_test is not None:
         metrics = {"accuracy": float(evaluate(model, x_test, y_test)["accuracy"]), "n_test": int(len(y_test))}
