@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from deploy.runtime.classifier import softmax
 from deploy.runtime.compat import require_same_space
 from deploy.runtime.errors import KitError
 
@@ -64,15 +65,10 @@ def teacher_probabilities(teachers: Teachers, x: np.ndarray) -> np.ndarray:
     Why no temperature: the detector on the device thresholds the student's confidence, and targets
     flattened by a temperature would teach the student to be unsure (as label smoothing does).
     """
-    total = None
-    for model in teachers.models:
-        logits = predict_logits(model, x)
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        total = probs if total is None else total + probs
-    assert total is not None
-    return (total / len(teachers.models)).astype(np.float32)
+    if not teachers.models:
+        raise ValueError("teacher_probabilities needs at least one teacher")
+    probs = [softmax(predict_logits(model, x)) for model in teachers.models]
+    return np.mean(probs, axis=0).astype(np.float32)
 
 
 def check_teacher_weight(weight: float) -> None:
