@@ -194,6 +194,8 @@ def test_kit_train_dataset_bad_options_are_one_line_errors(data_dir, tmp_path, c
         (["--balance", "odd"], "--balance"),
         (["--unknown-words-share", "1"], "--unknown-words-share"),
         (["--unknown-words-share", "0.5", "--no-recipe"], "--unknown-words-share needs the recipe"),
+        (["--unknown-words-share", "0.5"], "fsdd has no _unknown_ class"),
+        (["--teacher", str(junk), "--folds", "all"], "--teacher cannot be combined with --folds"),
         (["--lr-schedule", "linear"], "--lr-schedule"),
         (["--optimizer", "lamb"], "--optimizer"),
         (["--weight-decay", "-1"], "--weight-decay"),

@@ -199,6 +199,8 @@ def train_command(
             teacher_weight,
         )
         if folds is not None:
+            if teacher:
+                raise KitError("--teacher cannot be combined with --folds: each fold needs teachers of its own split")
             _train_dataset_folds(options, folds, config)
             return
         metrics = train_dataset(options, config)

@@ -327,6 +327,7 @@ def train_task(
     from kit.training import (  # lazy: pulls in torch
         augment_batch,
         classification_loss,
+        draw_weights,
         make_optimizer,
         set_learning_rate,
         torch_threads,
@@ -337,8 +338,7 @@ def train_task(
     steps = config.total_steps(n)
     rng = np.random.default_rng(config.seed)
     aug_gen = torch.Generator().manual_seed(config.seed)
-    counts = np.bincount(y, minlength=model.n_classes).astype(np.float64)
-    weights = 1.0 / counts[y] if balanced else np.ones(n)
+    weights = draw_weights(y, model.n_classes, "sampling") if balanced else np.ones(n)
     weights /= weights.sum()
     mask = torch.full((model.n_classes,), float("-inf"))
     mask[torch.as_tensor(seen)] = 0.0

@@ -4,7 +4,7 @@ from .augment import augment_batch
 from .config import TrainConfig, resolve_device
 from .evaluate import evaluate, predict_logits, train_eval_seeds
 from .fulldata import DatasetRun, load_for_training, train_on_dataset
-from .loop import make_optimizer, set_learning_rate, torch_threads, train_model
+from .loop import draw_weights, make_optimizer, set_learning_rate, torch_threads, train_model
 from .production import TrainedModel, model_meta, save_trained, train_and_save
 from .recipe import Recipe, RecipeSet, recipe_training_set
 from .runs import write_run
@@ -27,6 +27,7 @@ __all__ = [
     "evaluate",
     "hard_labels",
     "load_test_split",
+    "draw_weights",
     "make_optimizer",
     "set_learning_rate",
     "model_meta",

@@ -156,11 +156,17 @@ def train_on_dataset(
     notes: list[str] = []
     x, y, was_cached = fs.x_train, fs.y_train, False
     words, sample_weight = None, None
-    if recipe is not None and recipe.word_head > 0 and UNKNOWN not in fs.classes:
-        raise KitError(
-            f"--word-head: {audio.name if audio else 'this dataset'} has no _unknown_ class whose words a word "
-            "head could tell apart (Speech Commands --task kws12 has one)"
-        )
+    if recipe is not None and UNKNOWN not in fs.classes:
+        name = audio.name if audio else "this dataset"
+        if recipe.word_head > 0:
+            raise KitError(
+                f"--word-head: {name} has no _unknown_ class whose words a word head could tell apart "
+                "(Speech Commands --task kws12 has one)"
+            )
+        if recipe.unknown_words_share is not None:
+            raise KitError(
+                f"--unknown-words-share: {name} has no _unknown_ class (Speech Commands --task kws12 has one)"
+            )
     if teachers:
         check_teacher_weight(teacher_weight)
     loaded = load_teachers(teachers, fs) if teachers else None
@@ -175,7 +181,7 @@ def train_on_dataset(
         if recipe.unknown_words_share is not None and built.words is not None:
             sample_weight = unknown_sampling_weights(y, built.words, list(fs.classes), recipe.unknown_words_share)
     if loaded is not None:
-        y = distillation_targets(y, teacher_probabilities(loaded, x), teacher_weight)
+        y = distillation_targets(y, teacher_probabilities(loaded, x, progress), teacher_weight)
         extra["distillation"] = {"teacher_weight": teacher_weight, "teachers": loaded.records}
     trained = train_and_save(
         model_path,

@@ -75,11 +75,6 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def _class_counts(targets: torch.Tensor, n_classes: int) -> np.ndarray:
-    hard = targets.argmax(dim=1) if targets.ndim == 2 else targets
-    return np.bincount(hard.cpu().numpy(), minlength=n_classes).astype(np.float64)
-
-
 def _batches(n: int, batch: int, rng: np.random.Generator, weights: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Endless stream of index batches: a fresh permutation per epoch, the last partial batch kept;
     with per-clip ``weights``, batches drawn with replacement in proportion to them instead."""
@@ -165,8 +160,8 @@ def train_model(
         optimizer = make_optimizer(model if word_head is None else torch.nn.ModuleList([model, word_head]), config)
         batch = config.effective_batch(n)
         total = config.total_steps(n)
-        counts = _class_counts(targets, n_classes)
         hard = (targets.argmax(dim=1) if targets.ndim == 2 else targets).cpu().numpy()
+        counts = np.bincount(hard, minlength=n_classes).astype(np.float64)
         per_clip = draw_weights(hard, n_classes, config.balance, sample_weight)
         class_weight = None
         if config.balance == "loss":

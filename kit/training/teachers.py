@@ -13,7 +13,6 @@ with a one-line error naming the file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import track
 
+from deploy.runtime.artifact import sha256_file
 from deploy.runtime.classifier import softmax
 from deploy.runtime.compat import require_same_space
 from deploy.runtime.errors import KitError
@@ -51,7 +53,7 @@ def load_teachers(paths: Sequence[str | os.PathLike], fs: Any) -> Teachers:
         records.append(
             {
                 "path": str(path),
-                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "sha256": sha256_file(path),
                 "arch": meta.get("train_config", {}).get("arch"),
                 "accuracy": meta.get("metrics", {}).get("accuracy"),
             }
@@ -59,7 +61,7 @@ def load_teachers(paths: Sequence[str | os.PathLike], fs: Any) -> Teachers:
     return Teachers(models, records)
 
 
-def teacher_probabilities(teachers: Teachers, x: np.ndarray) -> np.ndarray:
+def teacher_probabilities(teachers: Teachers, x: np.ndarray, progress: bool = False) -> np.ndarray:
     """The teachers' class probabilities on ``x``, averaged (N, K) float32.
 
     Why no temperature: the detector on the device thresholds the student's confidence, and targets
@@ -67,7 +69,14 @@ def teacher_probabilities(teachers: Teachers, x: np.ndarray) -> np.ndarray:
     """
     if not teachers.models:
         raise ValueError("teacher_probabilities needs at least one teacher")
-    probs = [softmax(predict_logits(model, x)) for model in teachers.models]
+    models = track(
+        teachers.models,
+        description=f"teachers: predicting {len(x)} examples",
+        console=Console(stderr=True),
+        transient=True,
+        disable=not progress,
+    )
+    probs = [softmax(predict_logits(model, x)) for model in models]
     return np.mean(probs, axis=0).astype(np.float32)
 
 
