@@ -96,7 +96,13 @@ def base_model(fs, config: dict, seed: int, work: Path, console: Console, audio=
     )
     # no calibration hold-out: this benchmark chooses no detection thresholds, so every speaker trains
     recipe = (
-        Recipe(seed=seed, fsdd_negatives=0, calibration_percent=0, word_head=config.get("word_head") or 0.0)
+        Recipe(
+            seed=seed,
+            fsdd_negatives=0,
+            calibration_percent=0,
+            word_head=config.get("word_head") or 0.0,
+            unknown_words_share=config.get("unknown_words_share"),
+        )
         if production
         else None
     )
@@ -164,6 +170,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "replay": {},
     "no_replay": {"replay": False},
     "new_weight=1": {"new_weight": 1.0},
+    "new_weight=1.5": {"new_weight": 1.5},
+    "new_weight=2": {"new_weight": 2.0},
     "new_weight=2.5": {"new_weight": 2.5},
     "new_weight=5": {"new_weight": 5.0},
     "l2_new=0.1": {"l2_new": 0.1},
@@ -518,8 +526,21 @@ def markdown(results: dict) -> str:
 DROP_AXIS_MAX = 15.0
 
 
+def new_weight_frontier(summary: dict, shots: int) -> list[tuple[float, float, float]]:
+    """(new word's weight, old-class drop in points, new-word accuracy in %) of the ``new_weight=…``
+    variants for ``shots`` clips, by weight: the trade-off one number sets, which the plot draws."""
+    points = []
+    for key, entry in summary.items():
+        n, variant = key.split("/")
+        if int(n) == shots and variant.startswith("new_weight="):
+            weight = float(variant.split("=", 1)[1])
+            points.append((weight, entry["old_drop_points"]["mean"], entry["new_accuracy"]["mean"]))
+    return sorted(points)
+
+
 def plot(results: dict, path: Path) -> None:
-    """New-word accuracy and old-class drop per variant and number of clips."""
+    """New-word accuracy and old-class drop per variant and number of clips, and the trade-off
+    between the two that the new word's weight sets (against the targets' corner)."""
     import matplotlib  # lazy: matplotlib only when used
 
     matplotlib.use("Agg")
@@ -528,7 +549,7 @@ def plot(results: dict, path: Path) -> None:
     summary = results["summary"]["add_keyword"]
     variants = sorted({k.split("/")[1] for k in summary}, key=_variant_rank)
     shots = sorted({int(k.split("/")[0]) for k in summary})
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), gridspec_kw={"width_ratios": [1, 1, 0.8]})
     width = 0.8 / len(shots)
     for j, n in enumerate(shots):
         xs = np.arange(len(variants)) + j * width
@@ -540,10 +561,25 @@ def plot(results: dict, path: Path) -> None:
                 for x, m in zip(xs, means):
                     if m > DROP_AXIS_MAX:
                         ax.text(x, DROP_AXIS_MAX * 0.97, f"{m:.0f}", ha="center", va="top", fontsize=8, rotation=90)
+        frontier = new_weight_frontier(summary, n)
+        if frontier:
+            _, drops, accs = zip(*frontier)
+            axes[2].plot(drops, accs, "o-", label=f"{n} clips")
+            for weight, drop, acc in frontier:
+                axes[2].annotate(f"{weight:g}", (drop, acc), textcoords="offset points", xytext=(4, -10), fontsize=7)
     # the on-device learning targets: >= 90 % on the new word from 10 clips, <= 2 points lost on the old ones
     axes[0].axhline(90, color="k", ls="--", lw=1, label="target 90 % (10 clips)")
     axes[1].axhline(2, color="k", ls="--", lw=1, label="target ≤ 2 points")
     axes[1].set_ylim(0, DROP_AXIS_MAX)
+    axes[2].axhline(90, color="k", ls="--", lw=1)
+    axes[2].axvline(2, color="k", ls="--", lw=1)
+    axes[2].fill_between([0, 2], 90, 100, color="tab:green", alpha=0.12, label="targets (10 clips)")
+    axes[2].set_xlim(left=0)
+    axes[2].set_xlabel("old-class drop (points)")
+    axes[2].set_ylabel("new-word accuracy (%)")
+    axes[2].set_title("trade-off set by the new word's weight")
+    axes[2].grid(alpha=0.3)
+    axes[2].legend(fontsize=8)
     for ax, title in zip(axes, ("new-word accuracy (%)", "old-class accuracy drop (points)")):
         ax.set_xticks(np.arange(len(variants)) + (len(shots) - 1) * width / 2, variants, rotation=30, ha="right")
         ax.set_title(title)
@@ -567,6 +603,8 @@ def _base_words(config: dict) -> str:
         )
         lr = f", lr {config['lr']:g}" if config.get("lr") else ""
         words = f", word head {config['word_head']:g}" if config.get("word_head") else ""
+        if config.get("unknown_words_share"):
+            words += f", unknown-words share {config['unknown_words_share']:g}"
         return (
             f"{config['arch']} {shape} trained as `kit train DATASET` does (recipe without "
             f"FSDD negatives; the split's training clips + {extra}; {config.get('epochs') or 30} epochs{lr}{words})"
@@ -619,6 +657,12 @@ def main(argv: list[str] | None = None) -> int:
         help="production base: weight of the training-only word head (kit train --word-head)",
     )
     parser.add_argument(
+        "--unknown-words-share",
+        type=float,
+        default=None,
+        help="production base: share of _unknown_'s draws given to its spoken words (kit train --unknown-words-share)",
+    )
+    parser.add_argument(
         "--max-samples", type=int, default=None, help="plain base training budget (samples seen; default 48000)"
     )
     parser.add_argument("--batch-size", type=int, default=None, help="production: 128, plain: 64")
@@ -656,8 +700,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--extra-train needs --base production")
     if args.word_head is not None and not 0.0 <= args.word_head <= 10.0:
         parser.error(f"--word-head must lie in [0, 10], got {args.word_head}")
-    if not production and (args.arch_kwargs or args.lr or args.epochs or args.word_head):
-        parser.error("--arch-kwargs, --lr, --epochs and --word-head need --base production")
+    if args.unknown_words_share is not None and not 0.0 < args.unknown_words_share < 1.0:
+        parser.error(f"--unknown-words-share must lie in (0, 1), got {args.unknown_words_share}")
+    if not production and (args.arch_kwargs or args.lr or args.epochs or args.word_head or args.unknown_words_share):
+        parser.error("--arch-kwargs, --lr, --epochs, --word-head and --unknown-words-share need --base production")
     args.shots = [int(s) for s in args.shots.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     words_list = [w.strip() for w in args.words.split(",") if w.strip()]
@@ -701,6 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         "lr": args.lr,
         "epochs": args.epochs,
         "word_head": args.word_head,
+        "unknown_words_share": args.unknown_words_share,
         "extra_train": args.extra_train,
         "data_dir": str(args.data_dir),
         "max_samples": args.max_samples,
@@ -719,7 +766,9 @@ def main(argv: list[str] | None = None) -> int:
         keys += ("base", "arch", "extra_train", "data_dir")
     base_config = {k: config[k] for k in keys}
     # set only when given, so the cache keys of bases trained before these options existed stay valid
-    base_config.update({k: config[k] for k in ("arch_kwargs", "lr", "epochs", "word_head") if config[k]})
+    base_config.update(
+        {k: config[k] for k in ("arch_kwargs", "lr", "epochs", "word_head", "unknown_words_share") if config[k]}
+    )
     base_config["data"] = (
         ds.fingerprint()["sha256"] if "sha256" in ds.fingerprint() else json.dumps(ds.fingerprint(), sort_keys=True)
     )

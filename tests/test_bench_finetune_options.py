@@ -23,11 +23,39 @@ def test_arch_kwargs_must_be_a_json_object(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_base_options_need_the_production_base(capsys: pytest.CaptureFixture[str]) -> None:
-    for extra in (["--arch-kwargs", '{"size": "small"}'], ["--lr", "0.002"], ["--epochs", "5"]):
+    for extra in (
+        ["--arch-kwargs", '{"size": "small"}'],
+        ["--lr", "0.002"],
+        ["--epochs", "5"],
+        ["--unknown-words-share", "0.7"],
+    ):
         with pytest.raises(SystemExit) as err:
             finetune.main(["--base", "plain", *extra])
         assert err.value.code == 2
         assert "need --base production" in capsys.readouterr().err
+
+
+def test_unknown_words_share_must_lie_in_the_open_unit_interval(capsys: pytest.CaptureFixture[str]) -> None:
+    for value in ("0", "1", "1.5"):
+        with pytest.raises(SystemExit) as err:
+            finetune.main(["--unknown-words-share", value])
+        assert err.value.code == 2
+        assert "--unknown-words-share must lie in (0, 1)" in capsys.readouterr().err
+
+
+def test_new_weight_frontier_orders_the_weight_variants() -> None:
+    def entry(drop: float, acc: float) -> dict:
+        return {"old_drop_points": {"mean": drop}, "new_accuracy": {"mean": acc}}
+
+    summary = {
+        "10/new_weight=2.5": entry(3.1, 90.6),
+        "10/new_weight=1": entry(1.0, 64.2),
+        "10/replay": entry(3.1, 90.6),
+        "5/new_weight=1": entry(0.9, 50.9),
+        "10/new_weight=1.5": entry(1.9, 78.4),
+    }
+    assert finetune.new_weight_frontier(summary, 10) == [(1.0, 1.0, 64.2), (1.5, 1.9, 78.4), (2.5, 3.1, 90.6)]
+    assert finetune.new_weight_frontier(summary, 5) == [(1.0, 0.9, 50.9)]
 
 
 def test_the_report_names_the_base_it_measured() -> None:
@@ -43,5 +71,7 @@ def test_the_report_names_the_base_it_measured() -> None:
     words = finetune._base_words(dscnn)
     assert "dscnn-mcu size small" in words and "40 epochs" in words and "lr 0.002" in words
     assert "width" not in words
+    assert "unknown-words share" not in words
+    assert "unknown-words share 0.7" in finetune._base_words({**dscnn, "word_head": 0.5, "unknown_words_share": 0.7})
     convnet = {"base": "production", "arch": "convnet-mcu", "width": 28, "extra_train": []}
     assert "convnet-mcu width 28" in finetune._base_words(convnet) and "30 epochs" in finetune._base_words(convnet)

@@ -16,6 +16,7 @@ import pytest
 from bench.stream_builder import Event, Material, Sound, StreamSpec, build_stream, load_material
 from bench.streaming import (
     FeatureMemo,
+    floor_row,
     operating_point,
     pooled_row,
     score_detections,
@@ -112,6 +113,16 @@ def test_pooled_row_counts_confusions_both_ways() -> None:
     row = pooled_row(0.5, {"keywords": score_detections(detections, events, 3600.0)})
     assert (row["false_accepts"], row["frr"], row["fa_per_hour"]) == (2, 1.0, 2.0)
     assert row["substituted_rate"] == 0.5 and row["fa_per_hour_without_substitutions"] == 1.0
+
+
+def test_floor_is_the_fewest_misses_at_any_threshold() -> None:
+    rows = [
+        {"threshold": 0.3, "fa_per_hour": 150.0, "frr": 0.16, "substituted_rate": 0.12},
+        {"threshold": 0.5, "fa_per_hour": 90.0, "frr": 0.14, "substituted_rate": 0.10},
+        {"threshold": 0.9, "fa_per_hour": 2.0, "frr": 0.55, "substituted_rate": 0.01},
+    ]
+    assert floor_row({"name": "m", "rows": rows}) == ["m", "14.0 %", "0.5", "90.0", "10.0 %"]
+    assert floor_row({"name": "m", "rows": [{**rows[0], "frr": None}]}) == ["m", "–", "–", "–", "–"]
 
 
 # Stream construction on generated sounds ---------------------------------------------------------
