@@ -102,7 +102,7 @@ def test_word_head_rejects_bad_word_labels():
         TrainConfig(word_head=-1.0)
 
 
-def test_recipe_cache_keeps_the_word_labels_and_serves_any_word_head_weight(data_dir, tmp_path):
+def test_recipe_cache_keeps_the_word_labels_and_serves_any_loop_option(data_dir, tmp_path):
     from kit.training import Recipe, load_for_training
     from kit.training.fulldata import cached_recipe_set
 
@@ -112,6 +112,8 @@ def test_recipe_cache_keeps_the_word_labels_and_serves_any_word_head_weight(data
     built, was_cached = cached_recipe_set(cache, audio, fs, recipe, data_dir)
     again, hit = cached_recipe_set(cache, audio, fs, recipe.with_(word_head=0.5), data_dir)
     assert not was_cached and hit  # the weight is a loop option: the same set serves it
+    loop_only = recipe.with_(label_smoothing=0.0, specaugment=False, balance="loss", unknown_words_share=0.7)
+    assert cached_recipe_set(cache, audio, fs, loop_only, data_dir)[1]
     assert np.array_equal(again.x, built.x) and np.array_equal(again.words, built.words)
     assert again.word_classes == built.word_classes and len(built.word_classes) > len(fs.classes)
     _, other = cached_recipe_set(cache, audio, fs, recipe.with_(copies=2), data_dir)

@@ -127,8 +127,9 @@ class Recipe:
     def needs_noise(self) -> bool:
         return self.noise or self.quiet_silence > 0
 
-    #: options that shape the training loop, not the set: left out of the recipe cache's key
-    LOOP_OPTIONS = ("word_head", "unknown_words_share")
+    #: options that shape the training loop, not the set: left out of the recipe cache's key, so
+    #: ``--label-smoothing 0`` or ``--word-head 0.5`` reuses the set another run built
+    LOOP_OPTIONS = ("specaugment", "label_smoothing", "balance", "word_head", "unknown_words_share")
 
     def train_config(self, base: TrainConfig) -> TrainConfig:
         """``base`` with the recipe's loop options (masks, smoothing, balance) and the recipe itself recorded."""
