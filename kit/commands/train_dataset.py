@@ -73,6 +73,7 @@ def train_dataset(options: DatasetTrainOptions, config: Any) -> dict[str, Any]:
         write_run,
     )  # lazy: torch-side: inside the command
     from kit.training.recipe import planned_counts  # lazy: pulls in torch, soundfile
+    from kit.training.teachers import check_teacher_files, check_teacher_weight  # lazy: pulls in torch
 
     console = Console(stderr=True)
     started = time.perf_counter()
@@ -80,9 +81,9 @@ def train_dataset(options: DatasetTrainOptions, config: Any) -> dict[str, Any]:
         raise KitError("--word-head needs the recipe (it trains on the recipe's word labels); drop --no-recipe")
     if not options.use_recipe and options.recipe.get("unknown_words_share") is not None:
         raise KitError("--unknown-words-share needs the recipe (it weighs the recipe's parts); drop --no-recipe")
-    for teacher in options.teachers:  # before the features load: a typo should not cost minutes
-        if not Path(teacher).is_file():
-            raise KitError(f"--teacher {teacher}: no such model file")
+    if options.teachers:  # before the features load: a typo should not cost minutes
+        check_teacher_files(options.teachers)
+        check_teacher_weight(options.teacher_weight)
     audio, fs = load_for_training(
         options.dataset,
         options.data_dir,
