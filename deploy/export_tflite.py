@@ -159,6 +159,41 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, layout: str = "NCHW", mc
     return bytes(result.quantized_model)
 
 
+def short_tensor_name(name: str) -> str:
+    """The module path of a converter tensor name, as in a PyTorch ``state_dict``.
+
+    litert-torch names a tensor by every module class on its path, and by each fused op's path
+    after ";" (``deploy.edge_graph.EdgeGraph/torch.nn.modules.container.Sequential_body/
+    kit.models.bcresnet.BroadcastBlock_10/...Conv2d_0;...``): often 300 bytes, which for a
+    60-layer int8 network is a third of the flatbuffer, i.e. of the device's flash. The first path
+    is kept, each part reduced to its attribute (``body.10.time.0``). Names without a path are kept.
+    """
+    first = name.split(";", 1)[0]
+    if "/" not in first:
+        return name
+    parts = [part.rsplit(".", 1)[-1] for part in first.split("/")]
+    attrs = [part.split("_", 1)[1] for part in parts if "_" in part]
+    return ".".join(attrs) or name
+
+
+def compact_tensor_names(data: bytes) -> bytes:
+    """``data`` with every tensor's converter name shortened by ``short_tensor_name`` (unique per
+    subgraph). The graph, buffers and signatures (which name inputs and outputs by tensor index)
+    are unchanged; TFLite and TFLite Micro never read a tensor's name."""
+    from ai_edge_litert.tools import flatbuffer_utils  # lazy: ai_edge_litert only when used
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    for subgraph in model.subgraphs:
+        seen: dict[str, int] = {}
+        for tensor in subgraph.tensors:
+            raw = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name or "")
+            short = short_tensor_name(raw)
+            count = seen.get(short, 0)
+            seen[short] = count + 1
+            tensor.name = short if count == 0 else f"{short}:{count}"
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 def attach_metadata(data: bytes, props: dict[str, str]) -> bytes:
     """``data`` with a ``kit_metadata`` Model.metadata entry holding ``props`` as JSON (replacing any)."""
     from ai_edge_litert import schema_py_generated as schema  # lazy: ai_edge_litert only when used
@@ -288,6 +323,7 @@ def export_tflite(
             },
             sort_keys=True,
         )
+    data = compact_tensor_names(data)
     props["kit.outputs"] = json.dumps(output_order(data))
     if getattr(net, "mcu_ready", False):
         _check_mcu_ops(data, net, out)

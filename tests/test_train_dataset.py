@@ -181,6 +181,43 @@ def test_kit_train_dataset_writes_an_exportable_model_above_chance(data_dir, tmp
     assert (tmp_path / "b.kit").stat().st_size > 1000
 
 
+def test_kit_train_dataset_on_another_front_end(data_dir, tmp_path):
+    """``--feature log_mel`` trains on 40 log-mel bands (the input BC-ResNet was designed for) and
+    the artifact carries that front-end, so export and the device compute the same features."""
+    import json
+
+    from kit.models import load_model
+
+    out = tmp_path / "mel"
+    _kit(
+        [
+            "train",
+            "fsdd",
+            "--data-dir",
+            str(data_dir),
+            "--max-per-class",
+            "20",
+            "--epochs",
+            "40",
+            "--feature",
+            "log_mel",
+            "--width",
+            "16",
+            "--copies",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert metrics["accuracy"] > 0.3, metrics["accuracy"]  # chance is 0.1
+    model, meta = load_model(out / "model.kit")
+    assert model.arch == "convnet" and model.in_shape == (1, 40, 64)
+    assert config["feature_config"]["kind"] == "log_mel" and meta["feature_config"]["kind"] == "log_mel"
+
+
 def test_kit_train_dataset_bad_options_are_one_line_errors(data_dir, tmp_path, capsys):
     from kit.cli import main
 
@@ -197,6 +234,7 @@ def test_kit_train_dataset_bad_options_are_one_line_errors(data_dir, tmp_path, c
         (["--unknown-words-share", "0.5"], "fsdd has no _unknown_ class"),
         (["--teacher", str(junk), "--folds", "all"], "--teacher cannot be combined with --folds"),
         (["--lr-schedule", "linear"], "--lr-schedule"),
+        (["--feature", "cqt"], "unknown feature kind 'cqt'"),
         (["--optimizer", "lamb"], "--optimizer"),
         (["--weight-decay", "-1"], "--weight-decay"),
         (["--extra-train", str(tmp_path)], "--extra-train"),

@@ -85,6 +85,9 @@ def train_command(
     max_per_class: int | None = typer.Option(
         None, "--max-per-class", help="Dataset: at most N clips per class and split."
     ),
+    feature: str | None = typer.Option(
+        None, "--feature", help="Dataset: front-end mfcc, fd_mfcc, log_mel or lpcc (default: the dataset's)."
+    ),
     recipe: bool = typer.Option(True, "--recipe/--no-recipe", help="Dataset: the stream-robust recipe."),
     copies: int = typer.Option(2, "--copies", help="Recipe: augmented copies of every training clip."),
     noise: bool = typer.Option(True, "--noise/--no-noise", help="Recipe: training-part noise at random SNR."),
@@ -197,6 +200,7 @@ def train_command(
             quiet,
             list(teacher),
             teacher_weight,
+            feature,
         )
         if folds is not None:
             if teacher:

@@ -49,6 +49,7 @@ class DatasetTrainOptions:
     quiet: bool = False
     teachers: list[Path] = field(default_factory=list)
     teacher_weight: float = 0.5
+    feature: str | None = None  # front-end kind; None = the dataset's own
 
 
 def _recipe_progress(console: Console, enabled: bool) -> Progress:
@@ -93,6 +94,7 @@ def train_dataset(options: DatasetTrainOptions, config: Any) -> dict[str, Any]:
         extra_train=[str(p) for p in options.extra_train],
         limit_per_class=options.max_per_class,
         progress=not options.quiet,
+        feature=options.feature,
     )
     recipe = Recipe(seed=config.seed, **options.recipe) if options.use_recipe else None
     options.out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from deploy.runtime.errors import KitError
 
 from .base import KitModel
+from .bcresnet import BCResNet
 from .cnn4 import CNN4
 from .convnet import ConvNet
 from .convnet_space import ConvNetNAS
@@ -75,3 +76,4 @@ register_arch("dscnn")(DSCNN)
 register_arch("convnet-nas")(ConvNetNAS)
 register_arch("dscnn-mcu")(DSCNNMCU)
 register_arch("convnet-mcu")(ConvNetMCU)
+register_arch("bcresnet")(BCResNet)

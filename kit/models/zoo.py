@@ -40,6 +40,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("dscnn-mcu", "small", {"size": "small"}, "Hello Edge DS-CNN-S, MCU-ready"),
     Variant("dscnn-mcu", "medium", {"size": "medium"}, "Hello Edge DS-CNN-M, MCU-ready"),
     Variant("convnet-mcu", "width 32", {}, "small ConvNet, MCU-ready"),
+    Variant("bcresnet", "width 1", {"width": 1}, "BC-ResNet-1 (broadcasted residual)"),
+    Variant("bcresnet", "width 2", {}, "BC-ResNet-2 (broadcasted residual)"),
 )
 
 

@@ -56,12 +56,15 @@ def load_for_training(
     extra_train: Sequence[str | os.PathLike] = (),
     limit_per_class: int | None = None,
     progress: bool = True,
+    feature: str | None = None,
 ) -> tuple[AudioDataset, FeatureSet]:
-    """The dataset (extra training folders included) and its normalised feature set."""
+    """The dataset (extra training folders included) and its normalised feature set; ``feature``
+    picks another front-end kind (``log_mel`` ...) with the dataset's rate, window and hop."""
     audio = load_dataset(dataset, data_dir, split=split, task=task, test_fold=test_fold, extra_train=extra_train)
     fs = load_feature_set(
         audio,
         data_dir,
+        config=audio.feature_config.with_(kind=feature) if feature is not None else None,
         split=split,
         task=task,
         test_fold=test_fold,
