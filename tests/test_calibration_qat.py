@@ -91,3 +91,19 @@ def test_kit_bundle_with_qat_epochs_writes_a_bundle_that_records_the_fine_tune(m
     qat = bundle.provenance["model"]["train_config"]["qat"]
     assert qat["epochs"] == 1 and qat["steps"] > 0
     assert bundle.default_model == "model.int8.tflite"
+
+
+def test_qat_reads_the_models_own_front_end(data_dir: Path, tmp_path: Path) -> None:
+    """A model trained with ``kit train --feature log_mel`` is fine-tuned on log-mel clips, not on the
+    dataset's default FD-MFCC (``kit bundle --qat-epochs`` once died on the shape mismatch)."""
+    from kit.models import build_model, save_model
+    from kit.training import load_for_training
+    from kit.training.qat import qat_for_int8
+
+    _, fs = load_for_training("fsdd", data_dir, limit_per_class=4, progress=False, feature="log_mel")
+    net = build_model("convnet-mcu", fs.x_train.shape[1:], len(fs.classes))
+    meta = {"classes": fs.classes, "feature_config": fs.config, "normalizer": fs.normalizer, "source": fs.source}
+    path = save_model(tmp_path / "mel.kit", net, meta)
+    loaded, stored = load_model(path)
+    done = qat_for_int8(loaded, stored, data_dir, epochs=1, clips=16)
+    assert done["n"] == 16 and done["steps"] >= 1 and done["dataset"] == "fsdd"

@@ -148,8 +148,11 @@ def qat_for_int8(
     """
 
     name = model_dataset_name(meta, "--qat-epochs")
-    fs = load_feature_set(name, data_dir, **loader_options(meta.get("source") or {}), progress=False)
-    x = renormalize(fs.x_train, fs.normalizer, FeatureSpace.of(meta).normalizer)
+    space = FeatureSpace.of(meta)  # the model's front-end, which need not be the dataset's default
+    fs = load_feature_set(
+        name, data_dir, config=space.feature_config, **loader_options(meta.get("source") or {}), progress=False
+    )
+    x = renormalize(fs.x_train, fs.normalizer, space.normalizer)
     pick = np.random.default_rng(seed).permutation(len(x))[:clips]
     done = qat_finetune(model, x[pick], fs.y_train[pick], epochs=epochs, lr=lr, seed=seed)
     return {**done, "dataset": name}
