@@ -34,7 +34,7 @@ from deploy.export_onnx import export_onnx
 from deploy.model_report import model_report
 from deploy.quantize_onnx import quantize_onnx
 from deploy.runtime.artifact import atomic_write_text
-from deploy.runtime.compat import FeatureSpace, renormalize
+from deploy.runtime.compat import renormalize
 from deploy.runtime.models import open_model
 from kit.report.tables import markdown_table
 
@@ -54,26 +54,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from deploy.export_tflite import export_tflite  # lazy: pulls in torch
     from distill import make_distiller  # lazy: pulls in torch, soundfile
-    from kit.features import load_feature_set  # lazy: pulls in soundfile
     from kit.models import load_model  # lazy: pulls in torch
     from kit.training.calibration import calibration_set  # lazy: pulls in torch, soundfile
     from kit.training.qat import qat_finetune  # lazy: pulls in torch, soundfile
+    from kit.training.source import load_model_feature_set  # lazy: pulls in soundfile
 
     torch.set_num_threads(args.threads)
     started = time.time()
     model, meta = load_model(args.model)
     model.eval()
     source = meta.get("source") or {}
-    space = FeatureSpace.of(meta)
-    fs = load_feature_set(
-        source["dataset_path"],
-        args.data_dir,
-        split=source.get("split", "official"),
-        task=source.get("task", "kws10"),
-        test_fold=source.get("test_fold", 5),
-        extra_train=source.get("extra_train", ()),
-        progress=False,
-    )
+    fs, space = load_model_feature_set(meta, args.data_dir, "bench.quantization_model")
     x_test = renormalize(fs.x_test, fs.normalizer, space.normalizer)
     x_train = renormalize(fs.x_train, fs.normalizer, space.normalizer)
     with torch.no_grad():

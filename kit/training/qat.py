@@ -29,10 +29,9 @@ from torch import nn
 from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
 from torch.nn.utils import parametrize
 
-from deploy.runtime.compat import FeatureSpace, renormalize
+from deploy.runtime.compat import renormalize
 
-from ..features import load_feature_set
-from .source import loader_options, model_dataset_name
+from .source import load_model_feature_set, model_dataset_name
 
 
 class _WeightFakeQuant(nn.Module):
@@ -147,12 +146,8 @@ def qat_for_int8(
     ``qat_finetune`` did plus the dataset it used (for the model's ``train_config``).
     """
 
-    name = model_dataset_name(meta, "--qat-epochs")
-    space = FeatureSpace.of(meta)  # the model's front-end, which need not be the dataset's default
-    fs = load_feature_set(
-        name, data_dir, config=space.feature_config, **loader_options(meta.get("source") or {}), progress=False
-    )
+    fs, space = load_model_feature_set(meta, data_dir, "--qat-epochs")
     x = renormalize(fs.x_train, fs.normalizer, space.normalizer)
     pick = np.random.default_rng(seed).permutation(len(x))[:clips]
     done = qat_finetune(model, x[pick], fs.y_train[pick], epochs=epochs, lr=lr, seed=seed)
-    return {**done, "dataset": name}
+    return {**done, "dataset": model_dataset_name(meta, "--qat-epochs")}

@@ -4,6 +4,8 @@ Why one function: choosing int8 calibration clips, quantisation-aware fine-tunin
 validation stream all go back to the model's own training split, with the loader options it was
 loaded with (split rule, task, test fold, extra training folders). Read three times by hand, one
 reader once forgot ``extra_train`` and rebuilt a different split; here the options are read once.
+The same goes for the front-end: a model trained with ``--feature log_mel`` must be fed log-mel
+features, whatever the dataset's default is (``load_model_feature_set``).
 """
 
 from __future__ import annotations
@@ -40,3 +42,22 @@ def load_model_dataset(
     """The model's dataset (or ``dataset``) loaded with the options its ``source`` recorded."""
     name = model_dataset_name(meta, what, dataset)
     return load_dataset(name, data_dir, **loader_options(meta.get("source") or {}))
+
+
+def load_model_feature_set(
+    meta: dict[str, Any], data_dir: str | os.PathLike | None, what: str, dataset: str | None = None
+) -> tuple[Any, Any]:
+    """The model's dataset as features in the model's own front-end, and the model's ``FeatureSpace``.
+
+    ``fs`` is normalised on its own training split; ``renormalize(fs.x_*, fs.normalizer,
+    space.normalizer)`` (``deploy.runtime.compat``) puts it in the model's input space."""
+    from deploy.runtime.compat import FeatureSpace
+
+    from ..features import load_feature_set  # lazy: pulls in soundfile
+
+    space = FeatureSpace.of(meta)
+    name = model_dataset_name(meta, what, dataset)
+    fs = load_feature_set(
+        name, data_dir, config=space.feature_config, **loader_options(meta.get("source") or {}), progress=False
+    )
+    return fs, space
