@@ -179,7 +179,8 @@ def short_tensor_name(name: str) -> str:
 def compact_tensor_names(data: bytes) -> bytes:
     """``data`` with every tensor's converter name shortened by ``short_tensor_name`` (unique per
     subgraph). The graph, buffers and signatures (which name inputs and outputs by tensor index)
-    are unchanged; TFLite and TFLite Micro never read a tensor's name."""
+    are unchanged; neither TFLite nor TFLite Micro computes with a tensor's name. Names without a
+    path (the signature's ``serving_default_features`` ...) stay as they are."""
     from ai_edge_litert.tools import flatbuffer_utils  # lazy: ai_edge_litert only when used
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))

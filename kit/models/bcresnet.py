@@ -1,8 +1,8 @@
 """BC-ResNet, the broadcasted-residual keyword-spotting network of Kim et al. (Interspeech 2021).
 
-Why this network: at the same size it is the strongest small KWS design in the literature
-(9 K parameters reach about 97 % on GSC-12 v2 with the full training set, where DS-CNN small
-needs 24 K for about 94 %). Its trick is to split each 3 x 3 convolution in two cheap halves: a
+Why this network: at its size it is among the strongest KWS designs in the literature (the
+paper reports about 96-97 % on GSC-12 v2 with 9 K weights and the full training set; DS-CNN
+small is reported at about 94 % with 24 K). Its trick is to split each 3 x 3 convolution in two cheap halves: a
 depthwise convolution along frequency on the whole map, then an average over frequency and a
 depthwise convolution along time on the resulting 1-D sequence, whose output is broadcast back
 over frequency and added. Most of the work happens on a 1-D map, so the network can be wide
@@ -10,8 +10,8 @@ where it matters for the same multiply count.
 
 Adapted to the kit (and to int8 export):
 - Plain batch norm instead of the paper's sub-spectral norm, so every norm folds into the
-  convolution before it; the paper measures sub-spectral norm at a few tenths of a point.
-- ReLU instead of swish, because int8 TFLite has no cheap swish and ReLU fuses into convolutions.
+  convolution before it (the paper credits sub-spectral norm with a small gain).
+- ReLU instead of swish: int8 TFLite fuses ReLU into the convolution before it, not swish.
 - The head is global average pooling and one linear layer on the embedding, like every kit model,
   so on-device learning (``deploy.runtime.head``) can retrain it.
 - A frequency axis is strided only while it is at least 4 long: the kit's FD-MFCC has 13
@@ -80,8 +80,8 @@ class BroadcastBlock(nn.Module):
 
 
 class BCResNet(KitModel):
-    """kwargs: ``width`` (the paper's w: 1, 1.5, 2, 3, 6, 8; default 2, about 27 K weights),
-    ``dropout`` inside the blocks (0.1, as in the paper) and before the head (0.0 there)."""
+    """kwargs: ``width`` (the paper's w: 1, 1.5, 2, 3, 6, 8; default 2, about 26 K weights) and
+    ``dropout``, the spatial dropout inside each block's temporal branch (0.1, as in the paper)."""
 
     arch = "bcresnet"
 
@@ -129,5 +129,5 @@ class BCResNet(KitModel):
     @property
     def tflite_layout(self) -> str:
         """NHWC: the exported graph then holds no TRANSPOSE. Not ``mcu_ready``: the frequency average
-        (MEAN), the broadcast ADD and the final convolution's PAD are outside the C firmware's ops."""
+        (MEAN) and the final convolution's PAD are outside the ops the C firmware lowers."""
         return "NHWC"

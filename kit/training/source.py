@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from deploy.runtime.compat import FeatureSpace
 from deploy.runtime.errors import KitError
 
 from ..data import AudioDataset, load_dataset
@@ -51,8 +52,6 @@ def load_model_feature_set(
 
     ``fs`` is normalised on its own training split; ``renormalize(fs.x_*, fs.normalizer,
     space.normalizer)`` (``deploy.runtime.compat``) puts it in the model's input space."""
-    from deploy.runtime.compat import FeatureSpace
-
     from ..features import load_feature_set  # lazy: pulls in soundfile
 
     space = FeatureSpace.of(meta)
