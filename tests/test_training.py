@@ -234,6 +234,9 @@ def test_kit_train_user_errors_are_one_line(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         main(["train", str(tmp_path / "missing.kit"), "--teacher", str(tmp_path / "t.kit")])
     assert "--teacher applies to kit train DATASET" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", str(tmp_path / "missing.kit"), "--feature", "log_mel"])
+    assert "--feature applies to kit train DATASET" in capsys.readouterr().err
 
 
 def test_dataset_reference_reads_every_source_form() -> None:

@@ -217,6 +217,8 @@ def train_command(
     coreset_path = Path(source)
     if teacher:
         raise KitError("--teacher applies to kit train DATASET (a coreset's labels are already its distilled targets)")
+    if feature is not None:
+        raise KitError("--feature applies to kit train DATASET (a coreset's front-end is the one it was distilled in)")
     from kit.training import TrainConfig  # lazy: torch-side: imported inside the command
 
     seed_list = parse_seeds(seeds)
