@@ -24,6 +24,24 @@ TRAIN = {"arch_kwargs": {"width": 32}, "max_samples": 4000, "batch_size": 32, "a
 CORESET_IPC = 5
 
 
+def with_realistic_batch_norm(arch: str, kwargs: dict, fs) -> torch.nn.Module:
+    """An untrained ``arch`` on ``fs`` whose batch norms hold non-trivial statistics (from a pass
+    over ``fs.x_train``) and affine terms, so folding them into the convolutions at export matters."""
+    from kit.models import build_model  # lazy: as the rest of this module, only when a test asks
+
+    torch.manual_seed(0)
+    model = build_model(arch, fs.x_train.shape[1:], len(fs.classes), **kwargs)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # cumulative average over the pass below
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.2, 0.2)
+    model.train()
+    with torch.no_grad():
+        model(torch.from_numpy(fs.x_train))
+    return model.eval()
+
+
 @dataclass
 class Digits:
     root: Path

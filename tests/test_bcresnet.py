@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from export_fixtures import with_realistic_batch_norm
 from torch import nn
 
 from deploy.export_tflite import export_tflite, short_tensor_name
@@ -57,17 +58,7 @@ def test_int8_tflite_export_runs_real_clips_like_torch(data_dir: Path, tmp_path:
 
     torch.set_num_threads(1)
     fs, _ = load_training_set("speech_commands", data_dir, task="kws12", limit_per_class=6, progress=False)
-    torch.manual_seed(0)
-    model = build_model("bcresnet", fs.x_train.shape[1:], len(fs.classes), width=1)
-    for module in model.modules():  # non-trivial batch-norm statistics, so folding them matters
-        if isinstance(module, nn.BatchNorm2d):
-            module.momentum = None
-            nn.init.uniform_(module.weight, 0.5, 1.5)
-            nn.init.uniform_(module.bias, -0.2, 0.2)
-    model.train()
-    with torch.no_grad():
-        model(torch.from_numpy(fs.x_train))
-    model.eval()
+    model = with_realistic_batch_norm("bcresnet", {"width": 1}, fs)
     meta = {"classes": fs.classes, "feature_config": fs.config.to_dict()}
     with torch.no_grad():
         want = model.embed(torch.from_numpy(fs.x_test)).numpy()

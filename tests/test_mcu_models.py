@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from export_fixtures import with_realistic_batch_norm
 from torch import nn
 from typer.testing import CliRunner
 
@@ -45,21 +46,6 @@ def kws12(data_dir: Path):
     return fs
 
 
-def _realistic(arch: str, kwargs: dict, fs) -> nn.Module:
-    """A network whose batch norms hold non-trivial statistics and affine terms, so folding matters."""
-    torch.manual_seed(0)
-    model = build_model(arch, fs.x_train.shape[1:], len(fs.classes), **kwargs)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.momentum = None  # cumulative average over the passes below
-            nn.init.uniform_(module.weight, 0.5, 1.5)
-            nn.init.uniform_(module.bias, -0.2, 0.2)
-    model.train()
-    with torch.no_grad():
-        model(torch.from_numpy(fs.x_train))
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def exports(kws12, tmp_path_factory):
     """(model, fp32 path, int8 path) per edge model, int8 calibrated on the real training clips.
@@ -69,7 +55,7 @@ def exports(kws12, tmp_path_factory):
     root = tmp_path_factory.mktemp("mcu")
     out = {}
     for (arch, kwargs), name in zip(EDGE, IDS):
-        model = _realistic(arch, kwargs, kws12)
+        model = with_realistic_batch_norm(arch, kwargs, kws12)
         meta = {"classes": kws12.classes, "feature_config": kws12.config.to_dict()}
         fp32 = export_tflite(model, root / f"{name}.fp32.tflite", meta=meta)
         int8 = export_tflite(

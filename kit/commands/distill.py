@@ -23,6 +23,7 @@ from typer.core import TyperCommand
 
 from deploy.runtime.artifact import artifact_bytes, sha256_bytes
 from deploy.runtime.errors import KitError
+from deploy.runtime.features import FEATURE_KINDS
 from deploy.runtime.safeio import atomic_write_files, check_output_path
 from kit.distributed_launch import launch
 
@@ -84,7 +85,7 @@ def distill_command(
         "fold, each from the other folds only, written as OUT with .foldN.",
     ),
     feature: Optional[str] = typer.Option(
-        None, "--feature", help="mfcc, fd_mfcc, log_mel or lpcc (default: the dataset's)."
+        None, "--feature", help=f"{', '.join(FEATURE_KINDS)} (default: the dataset's)."
     ),
     device: Optional[str] = typer.Option(None, "--device", help=_SHORTCUT.format("device")),
     lr: Optional[float] = typer.Option(None, "--lr", help=_SHORTCUT.format("lr")),

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from deploy.runtime.coreset import Coreset
 from deploy.runtime.errors import KitError
-from deploy.runtime.features import FeatureConfig
+from deploy.runtime.features import FEATURE_KINDS, FeatureConfig
 from deploy.runtime.safeio import check_output_dir
 from kit.options import parse_seeds
 
@@ -86,7 +86,7 @@ def train_command(
         None, "--max-per-class", help="Dataset: at most N clips per class and split."
     ),
     feature: str | None = typer.Option(
-        None, "--feature", help="Dataset: front-end mfcc, fd_mfcc, log_mel or lpcc (default: the dataset's)."
+        None, "--feature", help=f"Dataset: front-end {', '.join(FEATURE_KINDS)} (default: the dataset's)."
     ),
     recipe: bool = typer.Option(True, "--recipe/--no-recipe", help="Dataset: the stream-robust recipe."),
     copies: int = typer.Option(2, "--copies", help="Recipe: augmented copies of every training clip."),
