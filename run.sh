@@ -29,6 +29,9 @@ missing_system_packages() {
   [ -f /usr/lib/arm-none-eabi/newlib/librdimon.a ] || ls /usr/lib/arm-none-eabi/newlib/*/librdimon.a >/dev/null 2>&1 \
     || echo libnewlib-arm-none-eabi
   command -v qemu-system-arm >/dev/null 2>&1 || echo qemu-system-arm
+  # Text-to-speech engines for `kit finetune --add-keyword NAME --synthetic N` (synthetic clips of the word).
+  command -v espeak-ng >/dev/null 2>&1 || echo espeak-ng
+  command -v flite >/dev/null 2>&1 || echo flite
   if [ "${1:-}" = test ]; then
     [ -x /usr/sbin/sshd ] || echo openssh-server
     command -v rsync >/dev/null 2>&1 || echo rsync

@@ -42,6 +42,7 @@ from .errors import KitError
 from .head import HEADS, balanced_weights, make_head
 from .names import check_class_name
 from .safeio import atomic_write_files, check_output_path, file_lock, read_regular_bytes, require_regular_file
+from .synthetic_speech import check_text, synthesize
 from .threads import one_blas_thread
 from .wavio import MIN_CLIP_S, read_wav  # noqa: F401  (MIN_CLIP_S: the one minimum, re-exported)
 
@@ -190,6 +191,7 @@ def fit_head(
     shifts: Sequence[int],
     class_weight: str = "balanced",
     new_weight: float | None = None,
+    synthetic_rows: int = 0,
 ):
     """Embed the (time-shifted) new clips and the replay memory, fit the head warm-started from the
     bundle's; returns (fitted head, info dict for the history entry).
@@ -199,7 +201,9 @@ def fit_head(
     what the first one did instead of on fewer, unshifted examples. Those classes and the ones
     this fine-tune appends are the few-shot classes that ``new_weight`` scales (after class
     balancing, which is done here so the scaling is not balanced away); ``None`` scales each by
-    ``few_shot_weight`` of its clips and the old classes' replay size.
+    ``few_shot_weight`` of its clips and the old classes' replay size. The last ``synthetic_rows``
+    rows of ``x_new`` are synthetic speech (``synthetic_speech``): they train the class but do not
+    count as the user's clips in that rule, so adding them leaves the class's total weight as it was.
     """
     if head not in HEADS:
         raise KitError(f"--head: unknown head '{head}' (choose from {', '.join(HEADS)})")
@@ -229,7 +233,9 @@ def fit_head(
     weights = np.concatenate([np.ones(len(z_old)), w_aug])
     if class_weight == "balanced":
         weights = weights * balanced_weights(y_all, n_classes, weights)
-    clips_of = np.bincount(y_src, minlength=n_classes)
+    clips_of = np.bincount(y_src, minlength=n_classes) - np.bincount(
+        y_new[len(y_new) - synthetic_rows :], minlength=n_classes
+    )
     counts = np.bincount(y_old) if len(y_old) else np.zeros(0, np.int64)
     replay_per_class = float(np.median(counts[counts > 0])) if np.any(counts > 0) else 0.0
     scale = {
@@ -307,12 +313,17 @@ def add_keyword(
     new_weight: float | None = None,
     model_name: str | None = None,
     threads: int = 1,
+    synthetic: int = 0,
+    spoken: str | None = None,
 ) -> Bundle:
     """A new bundle that also recognises ``name``, learnt from ``clips`` (WAV paths or folders).
 
     ``replay`` trains on the bundle's replay memory too (without it every clip looks like the
     new word to the head: old classes are forgotten); ``remember`` appends the new clips'
     features to the replay memory, at most as many as the largest old class holds.
+    ``synthetic`` adds that many text-to-speech clips of ``spoken`` (default: ``name`` with
+    underscores as spaces) to the new class (``synthetic_speech``); they are never remembered,
+    so the replay memory keeps only the user's own voice.
     """
     started = time.perf_counter()
     _storable(head)
@@ -320,9 +331,17 @@ def add_keyword(
     name = check_class_name(str(name), "--add-keyword", new_keyword=True)
     if name in bundle.classes:
         raise KitError(f"--add-keyword: '{name}' is already a class of this bundle; use --personalize to adapt it")
+    if synthetic < 0:
+        raise KitError(f"--synthetic must be 0 or more clips, got {synthetic}")
+    text = check_text(spoken if spoken is not None else name.replace("_", " ")) if synthetic else None
     paths = expand_clips(clips)
     classifier = BundleClassifier(bundle, model_name, threads=threads)
     x_new = np.stack([clip_features(classifier, p) for p in paths])
+    voices: list[str] = []
+    if synthetic:
+        spoken_clips = synthesize(text, synthetic, seed=seed)
+        voices = [clip.voice for clip in spoken_clips]
+        x_new = np.concatenate([x_new, np.stack([classifier.features(c.audio, c.rate) for c in spoken_clips])])
     k = len(bundle.classes)
     y_new = np.full(len(x_new), k, np.int64)
     model, info = fit_head(
@@ -338,6 +357,7 @@ def add_keyword(
         l2_new=l2_new,
         shifts=shifts,
         new_weight=new_weight,
+        synthetic_rows=len(voices),
     )
     weight, bias = model.coef_, model.intercept_
     replay_x = replay_y = None
@@ -345,9 +365,11 @@ def add_keyword(
     if remember:
         stored_y = np.asarray(bundle.replay_labels, dtype=np.int64)
         cap = max(int(np.bincount(stored_y).max()) if len(stored_y) else 0, REMEMBER_AT_LEAST)
-        added = min(cap, len(x_new))
+        added = min(cap, len(paths))
         replay_x = np.concatenate([np.asarray(bundle.replay_features, np.float32), x_new[:added]])
         replay_y = np.concatenate([stored_y, y_new[:added]])
+    if voices:
+        info["synthetic"] = {"text": text, "clips": len(voices), "voices": voices}
     entry = _entry("add_keyword", started, model, paths, classifier, keyword=name, seed=seed, remembered=added, **info)
     return bundle.with_head(
         [*bundle.classes, name], weight, bias, entry, replay_features=replay_x, replay_labels=replay_y
@@ -511,6 +533,20 @@ def build_parser(prog: str = "finetune") -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-shift", action="store_true", help="do not augment the clips with time shifts")
     parser.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --add-keyword: also train on N text-to-speech clips of the word in many voices "
+        "(needs espeak-ng or flite; never stored in the replay memory; default 0)",
+    )
+    parser.add_argument(
+        "--spoken",
+        default=None,
+        metavar="TEXT",
+        help="what the synthetic voices say (default: the keyword's name, underscores as spaces)",
+    )
+    parser.add_argument(
         "--remember",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -554,10 +590,15 @@ def _run_locked(args: argparse.Namespace, held: bool) -> tuple[Bundle, Bundle, P
     }
     if args.remember is not None:
         common["remember"] = args.remember
+    synthetic, spoken = getattr(args, "synthetic", 0), getattr(args, "spoken", None)
     if args.add_keyword is not None:
         if len(args.add_keyword) < 2:
             raise KitError("--add-keyword needs the keyword name followed by at least one clip")
-        new = add_keyword(bundle, args.add_keyword[0], args.add_keyword[1:], **common)
+        new = add_keyword(
+            bundle, args.add_keyword[0], args.add_keyword[1:], synthetic=synthetic, spoken=spoken, **common
+        )
+    elif synthetic or spoken is not None:
+        raise KitError("--synthetic and --spoken go with --add-keyword (personalisation adapts to your own voice)")
     else:
         new = personalize(bundle, args.personalize, **common)
     path, backup = save_updated(new, args.bundle, args.out, held=held)
@@ -571,8 +612,11 @@ def describe(old: Bundle, new: Bundle, path: Path, backup: Path | None = None) -
     what = f"added '{added[0]}'" if added else "personalised"
     replay = f"replaying {entry.get('n_replay', 0)} coreset samples" if entry.get("replay") else "without replay"
     acc = entry.get("train_accuracy_clips")
+    synthetic = entry.get("synthetic") or {}
+    spoken = f" and {synthetic['clips']} synthetic clips of '{synthetic['text']}'" if synthetic else ""
+    seconds = entry.get("seconds", float("nan"))
     lines = [
-        f"{what} from {entry.get('n_clips', '?')} clips, {replay}, in {entry.get('seconds', float('nan')):.2f} s"
+        f"{what} from {entry.get('n_clips', '?')} clips{spoken}, {replay}, in {seconds:.2f} s"
         + (f"; {100 * acc:.0f} % of the clips are now recognised" if acc is not None else "")
     ]
     lines.append(f"classes ({len(new.classes)}): {', '.join(new.classes)}")

@@ -53,6 +53,18 @@ def finetune_command(
         ),
     ),
     no_shift: bool = typer.Option(False, "--no-shift", help="Do not augment the clips with time shifts."),
+    synthetic: int = typer.Option(
+        0,
+        "--synthetic",
+        metavar="N",
+        help=(
+            "With --add-keyword: also train on N text-to-speech clips of the word in many voices (needs espeak-ng "
+            "or flite; never stored in the replay memory)."
+        ),
+    ),
+    spoken: str | None = typer.Option(
+        None, "--spoken", metavar="TEXT", help="What the synthetic voices say (default: NAME, underscores as spaces)."
+    ),
     remember: bool | None = typer.Option(
         None,
         "--remember/--no-remember",
@@ -79,6 +91,8 @@ def finetune_command(
         l2_new=finetune.DEFAULT_L2_NEW if l2_new is None else l2_new,
         new_weight=new_weight,
         no_shift=no_shift,
+        synthetic=synthetic,
+        spoken=spoken,
         remember=remember,
         model=model,
         threads=1,
