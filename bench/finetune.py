@@ -177,7 +177,25 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "l2_new=0.1": {"l2_new": 0.1},
     "no_shift": {"shifts": ()},
     "mlp": {"head": "mlp"},
+    # text-to-speech clips of the word besides the user's (deploy/runtime/synthetic_speech.py); end to end
+    "synthetic=20": {"synthetic": 20},
+    "synthetic=20,new_weight=1.5": {"synthetic": 20, "new_weight": 1.5},
+    "synthetic=20,new_weight=2": {"synthetic": 20, "new_weight": 2.0},
 }
+#: variants that go through ``add_keyword`` end to end (the others reuse ``fit_head`` on the same clips)
+END_TO_END = ("replay", "no_replay")
+
+
+def runs_end_to_end(variant: str) -> bool:
+    return variant in END_TO_END or "synthetic" in VARIANTS[variant]
+
+
+def runnable_variants() -> dict[str, dict[str, Any]]:
+    """``VARIANTS`` less the synthetic-speech ones when no text-to-speech engine is installed."""
+    from deploy.runtime.synthetic_speech import engines_available  # lazy: only to see what can run
+
+    have_tts = bool(engines_available())
+    return {name: options for name, options in VARIANTS.items() if have_tts or "synthetic" not in options}
 
 
 def add_keyword_runs(
@@ -191,11 +209,12 @@ def add_keyword_runs(
     old_before = float(np.mean(predict(bundle, test["x"]) == test["y"]))
     classifier = BundleClassifier(bundle)
     rows = []
+    variants = runnable_variants()
     for word, paths in words.items():
         for shots in args.shots:
             train, held = split_by_speaker(paths, shots, seed)
             x_held = file_features(classifier, held)
-            for variant, options in VARIANTS.items():
+            for variant, options in variants.items():
                 row = {
                     "seed": seed,
                     "word": word,
@@ -205,7 +224,7 @@ def add_keyword_runs(
                     "train_speakers": sorted({p.name.split("_")[1] for p in train}),
                     "old_before": old_before,
                 }
-                if variant in ("replay", "no_replay"):
+                if runs_end_to_end(variant):
                     with one_blas_thread():
                         started = time.perf_counter()
                         new = finetune.add_keyword(bundle, word, train, seed=seed, **options)
@@ -441,15 +460,30 @@ def markdown(results: dict) -> str:
             rows,
         )
     )
-    lines += [
-        "",
+    synthetic = any("synthetic" in key for key in summary["add_keyword"])  # results before --synthetic have none
+    variants_text = (
         "Variants: `replay` = the default; `no_replay` = `--no-replay`; `new_weight=…` = a fixed weight of the "
         "new word relative to an old class instead of the default rule (`new_weight=1`: plain class balance, the "
         "default before); "
         "`no_shift` = no time-shift augmentation; `l2_new=…` = another weight decay on the new row; `mlp` = "
-        "one-hidden-layer MLP head (64 units, not storable in a bundle) instead of softmax regression. "
-        "Only `replay` and `no_replay` went through `add_keyword` end to end (wall time = WAV reading, "
-        "front-end, embedding of replay + clips, head fit); the ablations reuse `fit_head` on the same clips.\n",
+        "one-hidden-layer MLP head (64 units, not storable in a bundle) instead of softmax regression"
+    )
+    if synthetic:
+        variants_text += (
+            "; `synthetic=20` = `--synthetic 20`: 20 espeak-ng / flite clips of the word in seeded random voices "
+            "besides the user's (`,new_weight=…` with a fixed weight as well; skipped where no engine is installed). "
+            "`replay`, `no_replay` and the `synthetic` variants went through `add_keyword` end to end (wall time = "
+            "WAV reading, speech synthesis, front-end, embedding of replay + clips, head fit); the other ablations "
+            "reuse `fit_head` on the same clips.\n"
+        )
+    else:
+        variants_text += (
+            ". Only `replay` and `no_replay` went through `add_keyword` end to end (wall time = WAV reading, "
+            "front-end, embedding of replay + clips, head fit); the ablations reuse `fit_head` on the same clips.\n"
+        )
+    lines += [
+        "",
+        variants_text,
         "## New-word accuracy per word (replay)\n",
     ]
     taken: dict[str, int] = defaultdict(int)
@@ -526,14 +560,15 @@ def markdown(results: dict) -> str:
 DROP_AXIS_MAX = 15.0
 
 
-def new_weight_frontier(summary: dict, shots: int) -> list[tuple[float, float, float]]:
+def new_weight_frontier(summary: dict, shots: int, prefix: str = "") -> list[tuple[float, float, float]]:
     """(new word's weight, old-class drop in points, new-word accuracy in %) of the ``new_weight=…``
-    variants for ``shots`` clips, by weight: the trade-off one number sets, which the plot draws."""
+    variants for ``shots`` clips, by weight: the trade-off one number sets, which the plot draws.
+    ``prefix`` picks another family, e.g. ``"synthetic=20,"`` for ``synthetic=20,new_weight=…``."""
     points = []
     for key, entry in summary.items():
         n, variant = key.split("/")
-        if int(n) == shots and variant.startswith("new_weight="):
-            weight = float(variant.split("=", 1)[1])
+        if int(n) == shots and variant.startswith(prefix + "new_weight="):
+            weight = float(variant.split("new_weight=", 1)[1])
             points.append((weight, entry["old_drop_points"]["mean"], entry["new_accuracy"]["mean"]))
     return sorted(points)
 
@@ -561,10 +596,12 @@ def plot(results: dict, path: Path) -> None:
                 for x, m in zip(xs, means):
                     if m > DROP_AXIS_MAX:
                         ax.text(x, DROP_AXIS_MAX * 0.97, f"{m:.0f}", ha="center", va="top", fontsize=8, rotation=90)
-        frontier = new_weight_frontier(summary, n)
-        if frontier:
+        for prefix, style, what in (("", "o-", ""), ("synthetic=20,", "s--", " + 20 synthetic")):
+            frontier = new_weight_frontier(summary, n, prefix)
+            if len(frontier) < 2:
+                continue
             _, drops, accs = zip(*frontier)
-            axes[2].plot(drops, accs, "o-", label=f"{n} clips")
+            axes[2].plot(drops, accs, style, label=f"{n} clips{what}")
             for weight, drop, acc in frontier:
                 axes[2].annotate(f"{weight:g}", (drop, acc), textcoords="offset points", xytext=(4, -10), fontsize=7)
     # the on-device learning targets: >= 90 % on the new word from 10 clips, <= 2 points lost on the old ones
@@ -785,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
     speakers = personal_speakers(ds, args.min_speaker_clips)
 
     bases = [build_base(fs, loader, base_config, seed, args.work, console, ds) for seed in seeds]
-    total = len(seeds) * (len(words) * len(args.shots) * len(VARIANTS) + 2 * len(speakers))
+    total = len(seeds) * (len(words) * len(args.shots) * len(runnable_variants()) + 2 * len(speakers))
     add_rows: list[dict] = []
     personal_rows: list[dict] = []
     with Progress(

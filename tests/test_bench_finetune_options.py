@@ -75,3 +75,27 @@ def test_the_report_names_the_base_it_measured() -> None:
     assert "unknown-words share 0.7" in finetune._base_words({**dscnn, "word_head": 0.5, "unknown_words_share": 0.7})
     convnet = {"base": "production", "arch": "convnet-mcu", "width": 28, "extra_train": []}
     assert "convnet-mcu width 28" in finetune._base_words(convnet) and "30 epochs" in finetune._base_words(convnet)
+
+
+def test_synthetic_variants_run_end_to_end_and_only_where_an_engine_is(tmp_path, monkeypatch) -> None:
+    """The ``--synthetic`` variants go through ``add_keyword`` (they need the WAV-to-bundle path), and a
+    machine without espeak-ng or flite runs the other variants instead of failing."""
+    synthetic = [name for name, options in finetune.VARIANTS.items() if "synthetic" in options]
+    assert synthetic and all(finetune.runs_end_to_end(name) for name in synthetic)
+    assert finetune.runs_end_to_end("replay") and not finetune.runs_end_to_end("new_weight=1.5")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert set(finetune.runnable_variants()) == set(finetune.VARIANTS) - set(synthetic)
+
+
+def test_new_weight_frontier_of_the_synthetic_family() -> None:
+    def entry(drop: float, acc: float) -> dict:
+        return {"old_drop_points": {"mean": drop}, "new_accuracy": {"mean": acc}}
+
+    summary = {
+        "10/new_weight=1.5": entry(2.1, 84.8),
+        "10/synthetic=20": entry(3.2, 89.8),
+        "10/synthetic=20,new_weight=2": entry(2.5, 89.8),
+        "10/synthetic=20,new_weight=1.5": entry(1.6, 87.4),
+    }
+    assert finetune.new_weight_frontier(summary, 10) == [(1.5, 2.1, 84.8)]
+    assert finetune.new_weight_frontier(summary, 10, "synthetic=20,") == [(1.5, 1.6, 87.4), (2.0, 2.5, 89.8)]
