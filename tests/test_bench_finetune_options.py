@@ -43,19 +43,26 @@ def test_unknown_words_share_must_lie_in_the_open_unit_interval(capsys: pytest.C
         assert "--unknown-words-share must lie in (0, 1)" in capsys.readouterr().err
 
 
-def test_new_weight_frontier_orders_the_weight_variants() -> None:
-    def entry(drop: float, acc: float) -> dict:
-        return {"old_drop_points": {"mean": drop}, "new_accuracy": {"mean": acc}}
+def entry(drop: float, acc: float) -> dict:
+    """A summary entry with only what ``new_weight_frontier`` reads."""
+    return {"old_drop_points": {"mean": drop}, "new_accuracy": {"mean": acc}}
 
+
+def test_new_weight_frontier_orders_the_weight_variants() -> None:
     summary = {
         "10/new_weight=2.5": entry(3.1, 90.6),
         "10/new_weight=1": entry(1.0, 64.2),
         "10/replay": entry(3.1, 90.6),
         "5/new_weight=1": entry(0.9, 50.9),
         "10/new_weight=1.5": entry(1.9, 78.4),
+        "10/synthetic=20": entry(3.2, 89.8),
+        "10/synthetic=20,new_weight=2": entry(2.5, 89.8),
+        "10/synthetic=20,new_weight=1.5": entry(1.6, 87.4),
     }
     assert finetune.new_weight_frontier(summary, 10) == [(1.0, 1.0, 64.2), (1.5, 1.9, 78.4), (2.5, 3.1, 90.6)]
     assert finetune.new_weight_frontier(summary, 5) == [(1.0, 0.9, 50.9)]
+    # the family with synthetic clips (the plot's second curve) is apart from the plain one
+    assert finetune.new_weight_frontier(summary, 10, "synthetic=20,") == [(1.5, 1.6, 87.4), (2.0, 2.5, 89.8)]
 
 
 def test_the_report_names_the_base_it_measured() -> None:
@@ -85,17 +92,3 @@ def test_synthetic_variants_run_end_to_end_and_only_where_an_engine_is(tmp_path,
     assert finetune.runs_end_to_end("replay") and not finetune.runs_end_to_end("new_weight=1.5")
     monkeypatch.setenv("PATH", str(tmp_path))
     assert set(finetune.runnable_variants()) == set(finetune.VARIANTS) - set(synthetic)
-
-
-def test_new_weight_frontier_of_the_synthetic_family() -> None:
-    def entry(drop: float, acc: float) -> dict:
-        return {"old_drop_points": {"mean": drop}, "new_accuracy": {"mean": acc}}
-
-    summary = {
-        "10/new_weight=1.5": entry(2.1, 84.8),
-        "10/synthetic=20": entry(3.2, 89.8),
-        "10/synthetic=20,new_weight=2": entry(2.5, 89.8),
-        "10/synthetic=20,new_weight=1.5": entry(1.6, 87.4),
-    }
-    assert finetune.new_weight_frontier(summary, 10) == [(1.5, 2.1, 84.8)]
-    assert finetune.new_weight_frontier(summary, 10, "synthetic=20,") == [(1.5, 1.6, 87.4), (2.0, 2.5, 89.8)]
