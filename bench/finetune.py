@@ -52,6 +52,7 @@ from deploy.bundle_builder import build_bundle
 from deploy.runtime import finetune
 from deploy.runtime.artifact import atomic_write_text
 from deploy.runtime.bundle import Bundle, BundleClassifier
+from deploy.runtime.synthetic_speech import engines_available
 from deploy.runtime.threads import one_blas_thread
 from deploy.runtime.wavio import read_wav
 from kit.report.tables import markdown_table
@@ -192,8 +193,6 @@ def runs_end_to_end(variant: str) -> bool:
 
 def runnable_variants() -> dict[str, dict[str, Any]]:
     """``VARIANTS`` less the synthetic-speech ones when no text-to-speech engine is installed."""
-    from deploy.runtime.synthetic_speech import engines_available  # lazy: only to see what can run
-
     have_tts = bool(engines_available())
     return {name: options for name, options in VARIANTS.items() if have_tts or "synthetic" not in options}
 

@@ -42,7 +42,7 @@ from .errors import KitError
 from .head import HEADS, balanced_weights, make_head
 from .names import check_class_name
 from .safeio import atomic_write_files, check_output_path, file_lock, read_regular_bytes, require_regular_file
-from .synthetic_speech import check_text, synthesize
+from .synthetic_speech import SyntheticClip, check_text, synthesize
 from .threads import one_blas_thread
 from .wavio import MIN_CLIP_S, read_wav  # noqa: F401  (MIN_CLIP_S: the one minimum, re-exported)
 
@@ -96,6 +96,14 @@ def clip_features(classifier: BundleClassifier, path: Path, *, require_sound: bo
         return classifier.features(y, rate)
     except KitError as exc:
         raise KitError(f"{path}: {exc}") from None
+
+
+def _synthetic_features(classifier: BundleClassifier, clip: SyntheticClip) -> np.ndarray:
+    """Like ``clip_features`` for a synthetic clip: its errors name the voice instead of a file."""
+    try:
+        return classifier.features(clip.audio, clip.rate)
+    except KitError as exc:
+        raise KitError(f"--synthetic ({clip.voice}): {exc}") from None
 
 
 def label_of(path: Path, classes: Sequence[str]) -> str:
@@ -341,7 +349,8 @@ def add_keyword(
     if synthetic:
         spoken_clips = synthesize(text, synthetic, seed=seed)
         voices = [clip.voice for clip in spoken_clips]
-        x_new = np.concatenate([x_new, np.stack([classifier.features(c.audio, c.rate) for c in spoken_clips])])
+        x_synthetic = [_synthetic_features(classifier, c) for c in spoken_clips]
+        x_new = np.concatenate([x_new, np.stack(x_synthetic)])
     k = len(bundle.classes)
     y_new = np.full(len(x_new), k, np.int64)
     model, info = fit_head(
@@ -590,7 +599,7 @@ def _run_locked(args: argparse.Namespace, held: bool) -> tuple[Bundle, Bundle, P
     }
     if args.remember is not None:
         common["remember"] = args.remember
-    synthetic, spoken = getattr(args, "synthetic", 0), getattr(args, "spoken", None)
+    synthetic, spoken = args.synthetic, args.spoken
     if args.add_keyword is not None:
         if len(args.add_keyword) < 2:
             raise KitError("--add-keyword needs the keyword name followed by at least one clip")

@@ -11,12 +11,15 @@ features, whatever the dataset's default is (``load_model_feature_set``).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploy.runtime.compat import FeatureSpace
 from deploy.runtime.errors import KitError
 
 from ..data import AudioDataset, load_dataset
+
+if TYPE_CHECKING:  # the feature code pulls in soundfile; only its type is needed here
+    from ..features import FeatureSet
 
 
 def loader_options(source: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +50,7 @@ def load_model_dataset(
 
 def load_model_feature_set(
     meta: dict[str, Any], data_dir: str | os.PathLike | None, what: str, dataset: str | None = None
-) -> tuple[Any, Any]:
+) -> tuple[FeatureSet, FeatureSpace]:
     """The model's dataset as features in the model's own front-end, and the model's ``FeatureSpace``.
 
     ``fs`` is normalised on its own training split; ``renormalize(fs.x_*, fs.normalizer,
